@@ -1,0 +1,31 @@
+# CYPHONIC-Swift. `make test` builds and runs every test; integration tests that need
+# root skip with a message when not root.
+SWIFT ?= swift
+FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?= 1000000
+
+.PHONY: build release test fuzz bench lab-up lab-down clean deps
+
+build:
+	$(SWIFT) build
+
+release:
+	$(SWIFT) build -c release
+
+test:
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+fuzz:
+	FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_SECONDS=$(FUZZ_SECONDS) ./FuzzTesting/run.sh
+
+bench:
+	$(SWIFT) build -c release --product cyphonic-bench
+	./.build/release/cyphonic-bench crypto
+
+lab-up lab-down:
+	@echo "make $@: not yet — the lab arrives with the node daemon and services (see README)."
+	@exit 1
+
+clean:
+	rm -rf .build FuzzTesting/.out

@@ -1,0 +1,50 @@
+// CCyphonicLinux: Linux calls Swift cannot make itself (variadic ioctl, CMSG_* macros,
+// kernel constants newer than Debian's headers). Every function returns -1 and leaves
+// errno set on failure, like the syscall it wraps.
+#ifndef CCYPHONIC_LINUX_H
+#define CCYPHONIC_LINUX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+/// Opens /dev/net/tun and attaches interface `name` (may be "" for a kernel-chosen name).
+/// `vnet_hdr` asks for IFF_VNET_HDR (offload metadata before each packet).
+/// On success writes the interface name (IFNAMSIZ bytes) to `name_out` and returns the fd.
+int ccy_tun_open(const char *name, int vnet_hdr, char *name_out);
+
+/// TUNSETOFFLOAD with TUN_F_* flags; TUN_F_USO4/6 are defined here (Debian's header lacks them).
+int ccy_tun_set_offload(int fd, unsigned int flags);
+/// TUNSETVNETHDRSZ.
+int ccy_tun_set_vnet_hdr_size(int fd, int size);
+
+#define CCY_TUN_F_CSUM 0x01
+#define CCY_TUN_F_TSO4 0x02
+#define CCY_TUN_F_TSO6 0x04
+#define CCY_TUN_F_TSO_ECN 0x08
+#define CCY_TUN_F_USO4 0x20
+#define CCY_TUN_F_USO6 0x40
+
+/// One datagram of a batch: buffer, length (in: capacity for receive, payload length for
+/// send; out: received length), peer address, and for receive the GRO segment size (0 if none).
+typedef struct {
+    void *buffer;
+    size_t length;
+    struct sockaddr_storage address;
+    socklen_t address_length;
+    uint16_t gso_size; // send: UDP_SEGMENT size (0 = none); receive: UDP_GRO size seen
+} ccy_datagram;
+
+/// recvmmsg over `count` datagrams; returns how many were filled, or -1.
+/// `flags` as for recvmmsg (MSG_DONTWAIT ...). Reads UDP_GRO control messages when present.
+int ccy_recv_batch(int fd, ccy_datagram *datagrams, unsigned int count, int flags);
+
+/// sendmmsg over `count` datagrams; returns how many were sent, or -1.
+/// A datagram with gso_size > 0 carries a UDP_SEGMENT control message.
+int ccy_send_batch(int fd, ccy_datagram *datagrams, unsigned int count, int flags);
+
+/// setsockopt(SOL_UDP, UDP_GRO, on).
+int ccy_udp_enable_gro(int fd, int on);
+
+#endif

@@ -25,7 +25,7 @@ public enum CryptoError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 
     /// Captures and clears OpenSSL's thread-local error queue.
-    static func fromQueue(_ function: String) -> CryptoError {
+    package static func fromQueue(_ function: String) -> CryptoError {
         var reasons: [String] = []
         while true {
             let code = ERR_get_error()

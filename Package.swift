@@ -29,6 +29,7 @@ let package = Package(
         .target(name: "CyphonicCrypto", dependencies: ["CyphonicCore", "CCyphonicOpenSSL"]),
         .target(name: "CyphonicPKI", dependencies: ["CyphonicCore", "CyphonicCrypto", "CCyphonicOpenSSL"]),
         .target(name: "CyphonicPosix", dependencies: ["CyphonicCore", "CCyphonicLinux"]),
+        .target(name: "CyphonicDataPlane", dependencies: ["CyphonicCore", "CyphonicWire", "CyphonicCrypto", "CyphonicPosix"]),
 
         // Thin executables.
         .executableTarget(name: "as-server", dependencies: [
@@ -60,6 +61,7 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "CyphonicPKITests", dependencies: ["CyphonicPKI", "CyphonicCrypto", "CyphonicCore"]),
         .testTarget(name: "CyphonicPosixTests", dependencies: ["CyphonicPosix", "CyphonicCore"]),
+        .testTarget(name: "CyphonicDataPlaneTests", dependencies: ["CyphonicDataPlane"]),
     ]
 )
 

@@ -1,0 +1,62 @@
+/// Sliding anti-replay window over 64-bit packet counters (RFC 6479): a ring of 64-bit
+/// words, so moving the window clears whole words instead of shifting a bitmap.
+///
+/// Accepts each counter at most once, and any counter within ``size`` of the highest
+/// one accepted so far, in any order. Call ``accept(_:)`` only after the packet has
+/// authenticated, so forged counters never move the window. Not thread-safe: the
+/// per-peer sequencer that releases packets in order owns it.
+public struct ReplayWindow: Sendable {
+    /// Words in the ring; a power of two.
+    static let words = 64
+    /// Counters below `highest - size` are refused: (words - 1) × 64 = 4032 packets.
+    public static let size: UInt64 = UInt64((words - 1) * 64)
+    /// Counters from here on are refused: the sender must have rekeyed (as WireGuard's
+    /// REJECT_AFTER_MESSAGES, 2^64 - 2^13 - 1).
+    public static let rejectAfter: UInt64 = UInt64.max - (1 << 13)
+
+    private var bitmap = [UInt64](repeating: 0, count: words)
+    /// The highest counter accepted so far (0 before any).
+    public private(set) var highest: UInt64 = 0
+
+    public init() {}
+
+    /// Whether `counter` would be accepted now; changes nothing. Lets a receiver skip
+    /// decrypting an obvious replay.
+    public func mightAccept(_ counter: UInt64) -> Bool {
+        guard counter < Self.rejectAfter else { return false }
+        if counter > highest { return true }
+        if highest - counter > Self.size { return false }
+        let block = Int(truncatingIfNeeded: (counter >> 6) & UInt64(Self.words - 1))
+        return bitmap[block] & (1 << (counter & 63)) == 0
+    }
+
+    /// Records `counter` and returns true the first time it is seen inside the window;
+    /// false for a repeat, a counter too old for the window, or one past ``rejectAfter``.
+    public mutating func accept(_ counter: UInt64) -> Bool {
+        guard counter < Self.rejectAfter else { return false }
+        let block = counter >> 6
+        if counter > highest {
+            let current = highest >> 6
+            let advance = min(block - current, UInt64(Self.words))
+            var i: UInt64 = 1
+            while i <= advance {
+                bitmap[Int(truncatingIfNeeded: (current + i) & UInt64(Self.words - 1))] = 0
+                i += 1
+            }
+            highest = counter
+        } else if highest - counter > Self.size {
+            return false
+        }
+        let index = Int(truncatingIfNeeded: block & UInt64(Self.words - 1))
+        let bit: UInt64 = 1 << (counter & 63)
+        if bitmap[index] & bit != 0 { return false }
+        bitmap[index] |= bit
+        return true
+    }
+
+    /// Forgets everything (a new key starts a new counter space).
+    public mutating func reset() {
+        for i in bitmap.indices { bitmap[i] = 0 }
+        highest = 0
+    }
+}

@@ -1,0 +1,142 @@
+import CyphonicCore
+
+/// Node → AS: log in with a one-time enrolment token (first login) or with the node's
+/// certificate (later logins). The node's X25519 static key is the one it proved in the
+/// Noise handshake, so it is not repeated here.
+public struct Login: Equatable, Sendable {
+    public enum Credential: Equatable, Sendable {
+        case token(String)
+        case certificate(der: [UInt8])
+    }
+    public var name: String
+    public var credential: Credential
+
+    public init(name: String, credential: Credential) {
+        self.name = name
+        self.credential = credential
+    }
+}
+
+/// AS → node: everything a node needs to join the overlay.
+public struct Provision: Equatable, Sendable {
+    public var nodeID: UInt64
+    public var fqdn: FQDN
+    public var virtualIPv4: IPAddress
+    public var virtualIPv6: IPAddress
+    public var certificate: [UInt8]
+    public var caCertificate: [UInt8]
+    public var nmsEndpoints: [Endpoint]
+    public var trsEndpoints: [Endpoint]
+
+    public init(nodeID: UInt64, fqdn: FQDN, virtualIPv4: IPAddress, virtualIPv6: IPAddress, certificate: [UInt8],
+                caCertificate: [UInt8], nmsEndpoints: [Endpoint], trsEndpoints: [Endpoint]) {
+        self.nodeID = nodeID
+        self.fqdn = fqdn
+        self.virtualIPv4 = virtualIPv4
+        self.virtualIPv6 = virtualIPv6
+        self.certificate = certificate
+        self.caCertificate = caCertificate
+        self.nmsEndpoints = nmsEndpoints
+        self.trsEndpoints = trsEndpoints
+    }
+}
+
+/// NMS → node: the address NMS saw, the keepalive period, and how to probe NAT behaviour.
+public struct RegistrationAck: Equatable, Sendable {
+    public var observed: Endpoint
+    public var keepAliveSeconds: UInt16
+    public var probeToken: [UInt8]
+    public var probeEndpoints: [Endpoint]
+
+    public init(observed: Endpoint, keepAliveSeconds: UInt16, probeToken: [UInt8], probeEndpoints: [Endpoint]) {
+        self.observed = observed
+        self.keepAliveSeconds = keepAliveSeconds
+        self.probeToken = probeToken
+        self.probeEndpoints = probeEndpoints
+    }
+}
+
+/// How a tunnel is to be built (DESIGN §5).
+public enum ProcessCode: UInt8, Sendable, CaseIterable {
+    case direct = 1
+    case natTraversal = 2
+    case relay = 3
+}
+
+/// NMS → node: build a tunnel to the named peer this way. Carries no data key.
+public struct RouteDirection: Equatable, Sendable {
+    public enum Role: UInt8, Sendable { case initiator = 1, responder = 2 }
+    public var pathID: UInt64
+    public var processCode: ProcessCode
+    public var role: Role
+    public var peerNodeID: UInt64
+    public var peerFQDN: FQDN
+    public var peerVirtualIPv4: IPAddress
+    public var peerVirtualIPv6: IPAddress
+    /// The peer's X25519 static key (public), as its certificate states.
+    public var peerStaticKey: [UInt8]
+    /// The peer's mapped and local endpoints, most preferred first.
+    public var peerEndpoints: [Endpoint]
+    public var relay: Endpoint?
+    /// Unix seconds after which the direction is void.
+    public var expires: UInt64
+    /// NMS-signed authorization the peer and TRS can check.
+    public var authorization: [UInt8]
+
+    public init(pathID: UInt64, processCode: ProcessCode, role: Role, peerNodeID: UInt64, peerFQDN: FQDN,
+                peerVirtualIPv4: IPAddress, peerVirtualIPv6: IPAddress, peerStaticKey: [UInt8], peerEndpoints: [Endpoint],
+                relay: Endpoint?, expires: UInt64, authorization: [UInt8]) {
+        self.pathID = pathID
+        self.processCode = processCode
+        self.role = role
+        self.peerNodeID = peerNodeID
+        self.peerFQDN = peerFQDN
+        self.peerVirtualIPv4 = peerVirtualIPv4
+        self.peerVirtualIPv6 = peerVirtualIPv6
+        self.peerStaticKey = peerStaticKey
+        self.peerEndpoints = peerEndpoints
+        self.relay = relay
+        self.expires = expires
+        self.authorization = authorization
+    }
+}
+
+/// Responder → NMS: accept (or refuse) a route direction, with current local endpoints.
+public struct RouteDirectionConfirmation: Equatable, Sendable {
+    public var pathID: UInt64
+    public var status: StatusCode
+    public var localEndpoints: [Endpoint]
+
+    public init(pathID: UInt64, status: StatusCode, localEndpoints: [Endpoint]) {
+        self.pathID = pathID
+        self.status = status
+        self.localEndpoints = localEndpoints
+    }
+}
+
+/// NMS → node: what the probe port saw, and the NAT mapping behaviour NMS concluded.
+public struct NATProbeResult: Equatable, Sendable {
+    public enum Mapping: UInt8, Sendable, CaseIterable {
+        case none = 0  // no NAT: the observed address is the node's own
+        case endpointIndependent = 1
+        case endpointDependent = 2
+        case unknown = 3
+    }
+    public var primary: Endpoint
+    public var probe: Endpoint?
+    public var mapping: Mapping
+
+    public init(primary: Endpoint, probe: Endpoint?, mapping: Mapping) {
+        self.primary = primary
+        self.probe = probe
+        self.mapping = mapping
+    }
+}
+
+/// Why a session ends (CYPHONIC Finalization).
+public enum FinalizationReason: UInt8, Sendable, CaseIterable {
+    case shutdown = 1
+    case idle = 2
+    case revoked = 3
+    case replaced = 4
+}

@@ -81,6 +81,9 @@ extension ByteReader {
 
     mutating func fqdn(field: String) throws(DecodeError) -> FQDN {
         let s = try string(limit: WireLimits.maxNameBytes, field: field)
-        do { return try FQDN(s) } catch { throw .invalidField(field) }
+        // Only the canonical form (lower case, no trailing dot) is accepted, so a name
+        // has exactly one encoding.
+        guard let name = try? FQDN(s), name.value == s else { throw .invalidField(field) }
+        return name
     }
 }

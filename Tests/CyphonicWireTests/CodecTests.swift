@@ -83,6 +83,13 @@ import Testing
         w.u8(7); w.u32(1)
         try w.string("-bad-.example")
         #expect(throws: DecodeError.invalidField("directionRequest.target")) { try SignalingMessage.decode(w.bytes) }
+        // A name that is valid but not canonical (upper case, trailing dot): one encoding per name.
+        for name in ["Init01.cyphonic.internal", "init01.cyphonic.internal."] {
+            var c = ByteWriter()
+            c.u8(7); c.u32(1)
+            try c.string(name)
+            #expect(throws: DecodeError.invalidField("directionRequest.target")) { try SignalingMessage.decode(c.bytes) }
+        }
         // An address family that is neither 4 nor 6.
         var e = ByteWriter()
         e.u8(6); e.u32(1); e.u8(5); e.raw([1, 2, 3, 4]); e.u16(1)
@@ -143,9 +150,11 @@ import Testing
             .filter { !$0.lastPathComponent.hasPrefix(".") }
         for file in files {
             let bytes = [UInt8](try Data(contentsOf: file))
-            _ = try? Datagram.decode(bytes)
-            _ = try? SignalingMessage.decode(bytes)
+            // The same property the fuzz target checks: what decodes re-encodes identically.
+            if let d = try? Datagram.decode(bytes) { #expect((try? d.encode()) == bytes, "\(file.lastPathComponent)") }
+            if let m = try? SignalingMessage.decode(bytes) { #expect((try? m.encode()) == bytes, "\(file.lastPathComponent)") }
         }
+        #expect(files.count >= 1)
         print("replayed \(files.count) fuzz regression inputs")
     }
 }

@@ -1,0 +1,37 @@
+import ArgumentParser
+import CyphonicCore
+import CyphonicCrypto
+import Foundation
+
+/// `cyphonic-node`: the CYPHONIC node daemon and its tools.
+@main
+struct CyphonicNodeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cyphonic-node",
+        abstract: "CYPHONIC node: the daemon (not implemented yet) and its key tools.",
+        version: "cyphonic-node \(CyphonicVersion.software), protocol \(CyphonicVersion.protocolVersion)",
+        subcommands: [GenerateKey.self])
+}
+
+/// Generates the node's X25519 static key locally; the private key never leaves the node.
+struct GenerateKey: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "genkey",
+        abstract: "Generate an X25519 static key: write the private key (mode 0600) and print the public key in hex.")
+
+    @Option(name: .shortAndLong, help: "File for the private key (32 raw bytes, hex, mode 0600). Refuses to overwrite.")
+    var output: String
+
+    func run() throws {
+        guard !FileManager.default.fileExists(atPath: output) else {
+            throw ValidationError("--output: \(output) exists; refusing to overwrite a key")
+        }
+        let key = try X25519PrivateKey()
+        let text = Hex.encode(key.rawRepresentation.bytes) + "\n"
+        guard FileManager.default.createFile(atPath: output, contents: Data(text.utf8),
+                                             attributes: [.posixPermissions: 0o600]) else {
+            throw ValidationError("--output: cannot create \(output)")
+        }
+        print(Hex.encode(key.publicKey.bytes))
+    }
+}

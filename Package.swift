@@ -14,6 +14,10 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", exact: "2.13.0"),
     ],
     targets: [
         // C shims: only what Swift cannot call (macros, variadic ioctl, CMSG_*).
@@ -30,11 +34,38 @@ let package = Package(
         .target(name: "CyphonicPKI", dependencies: ["CyphonicCore", "CyphonicCrypto", "CCyphonicOpenSSL"]),
         .target(name: "CyphonicPosix", dependencies: ["CyphonicCore", "CCyphonicLinux"]),
         .target(name: "CyphonicDataPlane", dependencies: ["CyphonicCore", "CyphonicWire", "CyphonicCrypto", "CyphonicPosix"]),
+        // Node <-> service sessions (Noise XX + certificates), pure state machines.
+        .target(name: "CyphonicSignaling", dependencies: [
+            "CyphonicCore", "CyphonicWire", "CyphonicCrypto", "CyphonicPKI", "CyphonicDataPlane",
+        ]),
+        // What every program runs on: metrics over HTTP, logging, receive threads.
+        .target(name: "CyphonicService", dependencies: [
+            "CyphonicCore", "CyphonicPosix",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+
+        // One library per program.
+        .target(name: "CyphonicAS", dependencies: [
+            "CyphonicCore", "CyphonicWire", "CyphonicCrypto", "CyphonicPKI", "CyphonicPosix", "CyphonicSignaling",
+            "CyphonicService", "CCyphonicSQLite",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
+        .target(name: "CyphonicNode", dependencies: [
+            "CyphonicCore", "CyphonicWire", "CyphonicCrypto", "CyphonicPKI", "CyphonicPosix", "CyphonicSignaling",
+        ]),
 
         // Thin executables.
         .executableTarget(name: "as-server", dependencies: [
-            "CyphonicCore", "CyphonicCrypto", "CyphonicPKI",
+            "CyphonicCore", "CyphonicCrypto", "CyphonicPKI", "CyphonicAS", "CyphonicService",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "nms-server", dependencies: [
             "CyphonicCore",
@@ -45,11 +76,12 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "cyphonic-node", dependencies: [
-            "CyphonicCore", "CyphonicCrypto",
+            "CyphonicCore", "CyphonicCrypto", "CyphonicPKI", "CyphonicNode",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "cyphonic-bench", dependencies: [
-            "CyphonicCrypto",
+            "CyphonicCrypto", "CyphonicAS", "CyphonicNode", "CyphonicCore", "CyphonicService",
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Benchmarks/cyphonic-bench"),
 
@@ -62,6 +94,12 @@ let package = Package(
         .testTarget(name: "CyphonicPKITests", dependencies: ["CyphonicPKI", "CyphonicCrypto", "CyphonicCore"]),
         .testTarget(name: "CyphonicPosixTests", dependencies: ["CyphonicPosix", "CyphonicCore"]),
         .testTarget(name: "CyphonicDataPlaneTests", dependencies: ["CyphonicDataPlane"]),
+        .testTarget(name: "CyphonicSignalingTests", dependencies: ["CyphonicSignaling", "CyphonicPKI", "CyphonicCrypto", "CyphonicWire"]),
+        .testTarget(name: "CyphonicASTests", dependencies: [
+            "CyphonicAS", "CyphonicNode", "CyphonicSignaling", "CyphonicPKI", "CyphonicCrypto", "CyphonicWire", "CyphonicPosix",
+            "CyphonicService",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
     ]
 )
 

@@ -8,9 +8,9 @@ import Foundation
 struct CyphonicNodeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cyphonic-node",
-        abstract: "CYPHONIC node: the daemon (not implemented yet) and its key tools.",
+        abstract: "CYPHONIC node: enrolment and login with the AS (the tunnel daemon is not implemented yet).",
         version: "cyphonic-node \(CyphonicVersion.software), protocol \(CyphonicVersion.protocolVersion)",
-        subcommands: [GenerateKey.self])
+        subcommands: [EnrollCommand.self, LoginCommand.self, GenerateKey.self])
 }
 
 /// Generates the node's X25519 static key locally; the private key never leaves the node.

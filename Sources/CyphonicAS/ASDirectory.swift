@@ -1,0 +1,110 @@
+import CyphonicCore
+import CyphonicCrypto
+import CyphonicPKI
+import Foundation
+
+/// The AS data directory: `as.db` (SQLite), `ca.key` (the root CA's Ed25519 key, mode
+/// 0600), `ca.pem`, `as.key` (the AS's X25519 service key, 0600) and `as.pem`.
+/// ``initialise(at:settings:serviceName:now:)`` creates all of it and refuses an
+/// existing directory; ``open(at:)`` loads it.
+public final class ASDirectory: Sendable {
+    public let path: String
+    public let store: ASStore
+    public let ca: CertificateAuthority
+    public let serviceKey: X25519PrivateKey
+    public let serviceCertificate: Certificate
+    public let settings: ASSettings
+
+    public static func file(_ dir: String, _ name: String) -> String { (dir as NSString).appendingPathComponent(name) }
+
+    private init(path: String, store: ASStore, ca: CertificateAuthority, serviceKey: X25519PrivateKey,
+                 serviceCertificate: Certificate, settings: ASSettings) {
+        self.path = path
+        self.store = store
+        self.ca = ca
+        self.serviceKey = serviceKey
+        self.serviceCertificate = serviceCertificate
+        self.settings = settings
+    }
+
+    /// Creates a new AS: database with schema, root CA, the AS service certificate
+    /// (named `serviceName`, default `as.<domain>`), and an empty CRL.
+    public static func initialise(at path: String, settings: ASSettings, serviceName: FQDN? = nil,
+                                  now: Int64 = unixNow()) throws -> ASDirectory {
+        let fm = FileManager.default
+        for name in ["as.db", "ca.key", "ca.pem", "as.key", "as.pem"] where fm.fileExists(atPath: file(path, name)) {
+            throw InitError.alreadyInitialised(file(path, name))
+        }
+        try fm.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let caKey = try Ed25519PrivateKey()
+        let ca = try CertificateAuthority.create(name: "CYPHONIC Root CA \(settings.domain)", key: caKey,
+                                                 serial: try CertificateAuthority.randomSerial(), validFrom: now - 300,
+                                                 days: 3650)
+        let asKey = try X25519PrivateKey()
+        let name = try serviceName ?? FQDN("as." + settings.domain.value)
+        let asCert = try ca.issue(.service(.as, name: name, serial: try CertificateAuthority.randomSerial(),
+                                           validFrom: now - 300, days: 3650), publicKey: asKey.publicKey)
+        try writeSecret(file(path, "ca.key"), try KeyFiles.pem(caKey))
+        try writePublic(file(path, "ca.pem"), ca.certificate.pemString)
+        try writeSecret(file(path, "as.key"), try KeyFiles.pem(asKey))
+        try writePublic(file(path, "as.pem"), asCert.pemString)
+        let store = try ASStore(path: file(path, "as.db"), create: true)
+        try settings.save(to: store)
+        try store.addService(name: name.value, role: CertificateRole.as.rawValue,
+                             certificate: IssuedCertificate(serial: asCert.serial ?? 0, subject: name.value, role: "as",
+                                                            notBefore: asCert.notBefore ?? now, notAfter: asCert.notAfter ?? now,
+                                                            der: asCert.derBytes), now: now)
+        try store.refreshCRL(now: now) { serials, number in
+            try RevocationList.sign(by: ca, serials: serials, number: number, thisUpdate: now,
+                                    nextUpdate: now + 7 * 86_400).derBytes
+        }
+        try store.audit("as.init", settings.domain.value, "pool=\(settings.pool)", now: now)
+        return ASDirectory(path: path, store: store, ca: ca, serviceKey: asKey, serviceCertificate: asCert, settings: settings)
+    }
+
+    /// Opens an initialised directory.
+    public static func open(at path: String) throws -> ASDirectory {
+        let store = try ASStore(path: file(path, "as.db"))
+        let caKey = try KeyFiles.ed25519(pem: try String(contentsOfFile: file(path, "ca.key"), encoding: .utf8))
+        let caCert = try Certificate(pem: try String(contentsOfFile: file(path, "ca.pem"), encoding: .utf8))
+        let ca = try CertificateAuthority(certificate: caCert, key: caKey)
+        let asKey = try KeyFiles.x25519(pem: try String(contentsOfFile: file(path, "as.key"), encoding: .utf8))
+        let asCert = try Certificate(pem: try String(contentsOfFile: file(path, "as.pem"), encoding: .utf8))
+        guard asCert.x25519PublicKey == asKey.publicKey else {
+            throw InitError.mismatch("as.pem does not carry the key in as.key")
+        }
+        return ASDirectory(path: path, store: store, ca: ca, serviceKey: asKey, serviceCertificate: asCert,
+                           settings: try ASSettings.load(from: store))
+    }
+
+    /// Signs a CRL over `serials` valid for a week (the store calls this inside its transaction).
+    public func signCRL(now: Int64) -> ([UInt64], UInt64) throws -> [UInt8] {
+        { [ca] serials, number in
+            try RevocationList.sign(by: ca, serials: serials, number: number, thisUpdate: now, nextUpdate: now + 7 * 86_400).derBytes
+        }
+    }
+
+    static func writeSecret(_ path: String, _ text: String) throws {
+        guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
+        else { throw InitError.cannotWrite(path) }
+    }
+
+    static func writePublic(_ path: String, _ text: String) throws {
+        guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o644])
+        else { throw InitError.cannotWrite(path) }
+    }
+}
+
+public enum InitError: Error, CustomStringConvertible, Equatable {
+    case alreadyInitialised(String)
+    case cannotWrite(String)
+    case mismatch(String)
+
+    public var description: String {
+        switch self {
+        case let .alreadyInitialised(p): return "\(p) exists: this directory is already initialised; refusing to overwrite it"
+        case let .cannotWrite(p): return "cannot write \(p)"
+        case let .mismatch(s): return s
+        }
+    }
+}

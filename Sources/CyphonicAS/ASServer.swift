@@ -1,0 +1,257 @@
+import CyphonicCore
+import CyphonicCrypto
+import CyphonicPKI
+import CyphonicPosix
+import CyphonicService
+import CyphonicSignaling
+import CyphonicWire
+import Logging
+import Synchronization
+
+/// Limits of the AS's in-memory tables.
+public struct ASServerLimits: Sendable {
+    /// Handshakes waiting for message 3, at most.
+    public var maxPendingHandshakes = 10_000
+    /// Established sessions, at most.
+    public var maxSessions = 10_000
+    /// Seconds a handshake may wait for message 3.
+    public var handshakeTimeout: Int64 = 10
+    /// Seconds an idle session is kept (for revocation-list requests after login).
+    public var sessionTimeout: Int64 = 60
+
+    public init() {}
+}
+
+/// The AS's UDP front end: Login → Provision inside a Noise XX session (the AS proves
+/// its certificate in message 2; the node's login rides encrypted in message 3), and
+/// revocation-list requests in established sessions. Each listening socket has its own
+/// receive thread; shared tables sit behind a mutex; slow work (PBKDF2, signing) runs
+/// outside it. A message 3 is accepted once: a replay finds no pending handshake and is
+/// dropped. `Sendable`.
+public final class ASServer: Sendable {
+    public let authority: ASAuthority
+    public let metrics: ASMetrics
+    public let limits: ASServerLimits
+    private let logger: Logger
+    private let listen: [Endpoint]
+    private let loops = Locked<[ReceiveLoop]>([])
+    private let tables = Locked(Tables())
+    private let lastHousekeeping = Atomic<Int64>(0)
+
+    struct Pending {
+        let handshake: ServiceServerHandshake
+        let created: Int64
+    }
+
+    struct Tables {
+        var pending: [UInt32: Pending] = [:]
+        var sessions: [UInt32: SignalingSession] = [:]
+    }
+
+    public init(authority: ASAuthority, listen: [Endpoint], metrics: ASMetrics, limits: ASServerLimits = ASServerLimits(),
+                logger: Logger) {
+        self.authority = authority
+        self.listen = listen
+        self.metrics = metrics
+        self.limits = limits
+        self.logger = logger
+    }
+
+    /// Binds every listen endpoint and starts their receive threads.
+    public func start() throws {
+        var started: [ReceiveLoop] = []
+        do {
+            for endpoint in listen {
+                let socket = try UDPSocket(bind: endpoint)
+                let loop = try ReceiveLoop(socket: socket, name: "as-udp \(endpoint)", handle: { [self] bytes, from, socket in
+                    self.handle(bytes, from: from, socket: socket)
+                }, tick: { [self] in self.housekeeping() })
+                started.append(loop)
+                let bound = try socket.localEndpoint()
+                logger.info("as: listening on udp \(bound)")
+            }
+        } catch {
+            started.forEach { $0.stop() }
+            throw error
+        }
+        loops.withLock { $0 = started }
+        updatePoolGauges()
+    }
+
+    /// The bound endpoints (with the kernel's ports for port 0).
+    public var boundEndpoints: [Endpoint] { loops.withLock { $0.compactMap { try? $0.socket.localEndpoint() } } }
+
+    /// Stops the receive threads and closes the sockets.
+    public func stop() {
+        let all = loops.withLock { l -> [ReceiveLoop] in
+            defer { l = [] }
+            return l
+        }
+        for loop in all {
+            loop.stop()
+            loop.socket.close()
+        }
+        logger.info("as: stopped")
+    }
+
+    // MARK: datagram handling (on a receive thread)
+
+    func handle(_ bytes: UnsafeRawBufferPointer, from: Endpoint, socket: UDPSocket) {
+        metrics.datagramsReceived.increment()
+        let datagram: Datagram
+        do { datagram = try Datagram.decode(bytes) } catch {
+            metrics.drop("malformed")
+            logger.debug("as: malformed datagram from \(from): \(error)")
+            return
+        }
+        let now = unixNow()
+        switch datagram.body {
+        case .handshakeInitiation:
+            initiation(datagram, from: from, socket: socket, now: now)
+        case .handshakeCompletion:
+            completion(datagram, from: from, socket: socket, now: now)
+        case .signaling:
+            signaling(Array(bytes), header: datagram.header, from: from, socket: socket, now: now)
+        default:
+            metrics.drop("unexpected_type")
+        }
+    }
+
+    private func initiation(_ d: Datagram, from: Endpoint, socket: UDPSocket, now: Int64) {
+        let full = tables.withLock { $0.pending.count >= limits.maxPendingHandshakes }
+        guard !full else {
+            metrics.drop("table_full")
+            return
+        }
+        do {
+            let hs = try ServiceServerHandshake(localStatic: authority.directory.serviceKey,
+                                                certificate: authority.directory.serviceCertificate)
+            let reply = try hs.respond(to: d)
+            tables.withLock { $0.pending[hs.localIndex] = Pending(handshake: hs, created: now) }
+            try socket.send(reply, to: from)
+        } catch {
+            metrics.drop("handshake_failed")
+            logger.debug("as: handshake from \(from) failed: \(error)")
+        }
+    }
+
+    private func completion(_ d: Datagram, from: Endpoint, socket: UDPSocket, now: Int64) {
+        // Taking the entry out makes message 3 single-use: a replay finds nothing.
+        guard let pending = tables.withLock({ $0.pending.removeValue(forKey: d.header.receiverIndex) }) else {
+            metrics.drop("unknown_session")
+            return
+        }
+        let clientKey: X25519PublicKey, payload: [UInt8], session: SignalingSession
+        do {
+            (clientKey, payload, session) = try pending.handshake.finish(d, now: now)
+        } catch {
+            metrics.drop("handshake_failed")
+            logger.debug("as: handshake completion from \(from) failed: \(error)")
+            return
+        }
+        metrics.handshakes.increment()
+        let reply: [UInt8]
+        do {
+            let message = try SignalingMessage.decode(payload)
+            guard case let .login(login) = message.body else {
+                metrics.drop("bad_request")
+                reply = try session.seal(SignalingMessage(transactionID: message.transactionID,
+                                                          body: .error(code: .badRequest, message: "expected a login")),
+                                         status: .badRequest)
+                try socket.send(reply, to: from)
+                return
+            }
+            switch authority.login(login, clientKey: clientKey, source: from.address, now: now) {
+            case let .success(provision):
+                metrics.loginSucceeded()
+                if provision.issued { metrics.certificatesIssued.increment() }
+                if provision.issued { updatePoolGauges() }
+                logger.info("as: login ok: \(provision.value.fqdn) (\(provision.value.virtualIPv4), \(provision.value.virtualIPv6)) from \(from)")
+                reply = try session.seal(SignalingMessage(transactionID: message.transactionID, body: .provision(provision.value)))
+            case let .failure(failure):
+                metrics.loginFailed(failure)
+                logger.notice("as: login refused: name=\(login.name) from \(from): \(failure.reason)")
+                // One message for every unauthorized reason: probers learn nothing.
+                let text = failure.status == .unauthorized ? "login refused" : failure.reason.split(separator: "_").joined(separator: " ")
+                reply = try session.seal(SignalingMessage(transactionID: message.transactionID,
+                                                          body: .error(code: failure.status, message: text)),
+                                         status: failure.status)
+            }
+        } catch {
+            metrics.drop("bad_request")
+            logger.debug("as: bad login payload from \(from): \(error)")
+            return
+        }
+        let kept = tables.withLock { t -> Bool in
+            guard t.sessions.count < limits.maxSessions else { return false }
+            t.sessions[session.localIndex] = session
+            return true
+        }
+        if !kept { metrics.drop("table_full") }
+        do { try socket.send(reply, to: from) } catch { logger.warning("as: send to \(from) failed: \(error)") }
+    }
+
+    private func signaling(_ bytes: [UInt8], header: Header, from: Endpoint, socket: UDPSocket, now: Int64) {
+        guard let session = tables.withLock({ $0.sessions[header.receiverIndex] }) else {
+            metrics.drop("unknown_session")
+            return
+        }
+        // Sessions are used by one receive thread at a time in practice; the table lock
+        // serialises access so two sockets cannot race on one session.
+        let result: Result<SignalingMessage, SessionError> = tables.withLock { _ in
+            Result { () throws(SessionError) in try session.open(bytes, now: now) }
+        }
+        let message: SignalingMessage
+        switch result {
+        case let .success(m): message = m
+        case .failure(.replayed):
+            metrics.drop("replay")
+            return
+        case .failure(.authenticationFailed):
+            metrics.drop("authentication_failed")
+            return
+        case .failure:
+            metrics.drop("malformed")
+            return
+        }
+        do {
+            let body: SignalingBody
+            switch message.body {
+            case .revocationListRequest:
+                guard let crl = try authority.store.latestCRL() else {
+                    body = .error(code: .unavailable, message: "no revocation list")
+                    break
+                }
+                body = .revocationList(der: crl.der)
+            case .finalization:
+                _ = tables.withLock { $0.sessions.removeValue(forKey: header.receiverIndex) }
+                return
+            default:
+                metrics.drop("bad_request")
+                body = .error(code: .badRequest, message: "unsupported request")
+            }
+            let reply = try tables.withLock { _ in try session.seal(SignalingMessage(transactionID: message.transactionID, body: body)) }
+            try socket.send(reply, to: from)
+        } catch {
+            logger.warning("as: reply to \(from) failed: \(error)")
+        }
+    }
+
+    /// Expires old handshakes and sessions; refreshes gauges. At most once a second.
+    func housekeeping() {
+        let now = unixNow()
+        guard lastHousekeeping.exchange(now, ordering: .relaxed) != now else { return }
+        let count = tables.withLock { t -> Int in
+            t.pending = t.pending.filter { now - $0.value.created <= limits.handshakeTimeout }
+            t.sessions = t.sessions.filter { now - $0.value.lastReceived <= limits.sessionTimeout }
+            return t.pending.count + t.sessions.count
+        }
+        metrics.sessions.set(Int64(count))
+        if now % 10 == 0 { updatePoolGauges() }
+    }
+
+    func updatePoolGauges() {
+        metrics.poolCapacity.set(authority.directory.settings.pool.capacity)
+        if let n = try? authority.store.nodes().count { metrics.poolUsed.set(Int64(n)) }
+    }
+}

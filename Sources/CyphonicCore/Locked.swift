@@ -1,0 +1,25 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A value that is only ever read or written under its own mutex, so the box can be
+/// shared between threads even when the value is not `Sendable` (SQLite connections,
+/// Noise sessions). `@unchecked Sendable`: every access goes through ``withLock(_:)``,
+/// and callers must not let references to the value escape the closure to another thread.
+public final class Locked<Value>: @unchecked Sendable {
+    private var value: Value
+    private var mutex = pthread_mutex_t()
+
+    public init(_ value: Value) {
+        self.value = value
+        pthread_mutex_init(&mutex, nil)
+    }
+
+    public func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return try body(&value)
+    }
+
+    deinit { pthread_mutex_destroy(&mutex) }
+}

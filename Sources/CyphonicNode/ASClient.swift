@@ -1,0 +1,127 @@
+import CyphonicCore
+import CyphonicCrypto
+import CyphonicPKI
+import CyphonicPosix
+import CyphonicSignaling
+import CyphonicWire
+
+/// Why a login did not produce a Provision.
+public enum LoginError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The AS answered with this status and message.
+    case refused(StatusCode, String)
+    /// No answer after every retry.
+    case timeout(Endpoint)
+    /// The AS is not the one the pinned CA vouches for, or broke the protocol.
+    case protocolError(String)
+
+    public var description: String {
+        switch self {
+        case let .refused(code, message): return "login refused (\(code)): \(message)"
+        case let .timeout(e): return "no answer from the AS at \(e)"
+        case let .protocolError(s): return "AS protocol error: \(s)"
+        }
+    }
+}
+
+/// The node's login client (DESIGN §4 step 1): a Noise XX session with the AS pinned to
+/// the CA certificate, the Login in message 3, the Provision (or an error) back sealed.
+/// Blocking, on the caller's thread, over its own UDP socket; each step is retried on
+/// timeout. Also fetches the signed revocation list in the same session.
+public struct ASClient: Sendable {
+    public let server: Endpoint
+    public let caCertificate: Certificate
+    public var timeoutMilliseconds = 1000
+    public var attempts = 4
+
+    public init(server: Endpoint, caCertificate: Certificate) {
+        self.server = server
+        self.caCertificate = caCertificate
+    }
+
+    /// Logs in with `credential` for node `name`; the handshake proves `key`.
+    public func login(name: String, credential: Login.Credential, key: X25519PrivateKey) throws -> Provision {
+        let socket = try UDPSocket(bind: Endpoint(address: server.address.isIPv4 ? IPAddress("0.0.0.0")! : IPAddress("::")!, port: 0))
+        defer { socket.close() }
+        try socket.setReceiveTimeout(milliseconds: timeoutMilliseconds)
+        let (session, reply) = try exchange(socket: socket, key: key, login: Login(name: name, credential: credential))
+        _ = session
+        switch reply.body {
+        case let .provision(p):
+            // The certificate we got must be for our key and chain to our CA.
+            guard let cert = try? Certificate(der: p.certificate), cert.x25519PublicKey == key.publicKey,
+                  (try? CertificateVerifier(trustAnchor: caCertificate).verify(cert, role: .node, name: p.fqdn.value)) != nil
+            else { throw LoginError.protocolError("provisioned certificate does not match our key and CA") }
+            return p
+        case let .error(code, message):
+            throw LoginError.refused(code, message)
+        default:
+            throw LoginError.protocolError("unexpected reply kind \(reply.body.kind)")
+        }
+    }
+
+    /// Runs the handshake and returns the session with the AS's first reply.
+    func exchange(socket: UDPSocket, key: X25519PrivateKey, login: Login) throws -> (SignalingSession, SignalingMessage) {
+        let verifier = try CertificateVerifier(trustAnchor: caCertificate)
+        let handshake = try ServiceClientHandshake(localStatic: key, verifier: verifier, role: .as)
+        let initiation = try handshake.initiation()
+        let response = try request(socket, initiation) { bytes in
+            (try? Datagram.decode(bytes)).map { $0.header.type == .handshakeResponse && $0.header.receiverIndex == handshake.localIndex } ?? false
+        }
+        let payload = try SignalingMessage(transactionID: UInt32(truncatingIfNeeded: handshake.transactionID),
+                                           body: .login(login)).encode()
+        let (completion, session): ([UInt8], SignalingSession)
+        do {
+            (completion, session) = try handshake.complete(response: response, payload: payload)
+        } catch {
+            throw LoginError.protocolError("\(error)")
+        }
+        let sealed = try request(socket, completion, retry: false) { bytes in
+            (try? Datagram.decode(bytes)).map { $0.header.type == .signaling && $0.header.receiverIndex == session.localIndex } ?? false
+        }
+        do {
+            return (session, try session.open(sealed))
+        } catch {
+            throw LoginError.protocolError("reply did not open: \(error)")
+        }
+    }
+
+    /// Sends `datagram` and waits for a reply that `accept` takes, resending on timeout
+    /// (`retry`) or waiting up to the same total time (`retry: false`, for message 3,
+    /// which the AS accepts only once).
+    func request(_ socket: UDPSocket, _ datagram: [UInt8], retry: Bool = true, accept: ([UInt8]) -> Bool) throws -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        for attempt in 0..<attempts {
+            if attempt == 0 || retry { try socket.send(datagram, to: server) }
+            while true {
+                do {
+                    let (n, from) = try buffer.withUnsafeMutableBytes { try socket.receive(into: $0) }
+                    let bytes = Array(buffer[0..<n])
+                    if from == server, accept(bytes) { return bytes }
+                } catch let error as SystemError where error.wouldBlock {
+                    break
+                }
+            }
+        }
+        throw LoginError.timeout(server)
+    }
+
+    /// Fetches and checks the CA's current revocation list.
+    public func revocationList(name: String, certificate: Certificate, key: X25519PrivateKey) throws -> RevocationList {
+        let socket = try UDPSocket(bind: Endpoint(address: server.address.isIPv4 ? IPAddress("0.0.0.0")! : IPAddress("::")!, port: 0))
+        defer { socket.close() }
+        try socket.setReceiveTimeout(milliseconds: timeoutMilliseconds)
+        let (session, reply) = try exchange(socket: socket, key: key,
+                                            login: Login(name: name, credential: .certificate(der: certificate.derBytes)))
+        if case let .error(code, message) = reply.body { throw LoginError.refused(code, message) }
+        let ask = try session.seal(SignalingMessage(transactionID: 2, body: .revocationListRequest(haveNumber: 0)))
+        let sealed = try request(socket, ask) { bytes in
+            (try? Datagram.decode(bytes)).map { $0.header.type == .signaling } ?? false
+        }
+        guard case let .revocationList(der) = try session.open(sealed).body else {
+            throw LoginError.protocolError("expected a revocation list")
+        }
+        let crl = try RevocationList(der: der)
+        try crl.verify(issuedBy: caCertificate)
+        return crl
+    }
+}

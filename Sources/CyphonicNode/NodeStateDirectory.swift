@@ -1,0 +1,85 @@
+import CyphonicCore
+import CyphonicCrypto
+import CyphonicPKI
+import CyphonicWire
+import Foundation
+
+/// A state directory that is missing or unreadable.
+public enum StateError: Error, CustomStringConvertible {
+    case notEnrolled(String)
+    case corrupt(String, String)
+
+    public var description: String {
+        switch self {
+        case let .notEnrolled(p): return "\(p) holds no enrolment (node.json): run `cyphonic-node enroll` first"
+        case let .corrupt(p, why): return "\(p) is unreadable: \(why)"
+        }
+    }
+}
+
+/// What a node keeps on disk (`--state-dir`): `node.key` (its X25519 static key, mode
+/// 0600, generated locally and never sent anywhere), `node.pem` (its certificate),
+/// `ca.pem` (the pinned CA), and `node.json` (id, FQDN, virtual IPs, service endpoints).
+public struct NodeStateDirectory: Sendable {
+    public let path: String
+
+    public init(path: String) { self.path = path }
+
+    func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
+
+    /// What AS provisioned, in readable form.
+    public struct Assignment: Codable, Sendable, Equatable {
+        public var name: String
+        public var nodeID: UInt64
+        public var fqdn: String
+        public var virtualIPv4: String
+        public var virtualIPv6: String
+        public var asEndpoint: String
+        public var nmsEndpoints: [String]
+        public var trsEndpoints: [String]
+    }
+
+    /// The node's key: loaded, or generated and stored (0600) if there is none yet.
+    public func loadOrCreateKey() throws -> X25519PrivateKey {
+        if FileManager.default.fileExists(atPath: file("node.key")) {
+            return try KeyFiles.x25519(pem: try String(contentsOfFile: file("node.key"), encoding: .utf8))
+        }
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        let key = try X25519PrivateKey()
+        guard FileManager.default.createFile(atPath: file("node.key"), contents: Data(try KeyFiles.pem(key).utf8),
+                                             attributes: [.posixPermissions: 0o600])
+        else { throw CocoaError(.fileWriteNoPermission) }
+        return key
+    }
+
+    /// Stores what a login returned.
+    public func save(_ p: Provision, name: String, asEndpoint: Endpoint) throws {
+        let cert = try Certificate(der: p.certificate), ca = try Certificate(der: p.caCertificate)
+        try cert.pemString.write(toFile: file("node.pem"), atomically: true, encoding: .utf8)
+        try ca.pemString.write(toFile: file("ca.pem"), atomically: true, encoding: .utf8)
+        let a = Assignment(name: name, nodeID: p.nodeID, fqdn: p.fqdn.value, virtualIPv4: p.virtualIPv4.description,
+                           virtualIPv6: p.virtualIPv6.description, asEndpoint: asEndpoint.description,
+                           nmsEndpoints: p.nmsEndpoints.map(\.description), trsEndpoints: p.trsEndpoints.map(\.description))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(a).write(to: URL(fileURLWithPath: file("node.json")), options: .atomic)
+    }
+
+    public func assignment() throws -> Assignment {
+        guard let data = FileManager.default.contents(atPath: file("node.json")) else {
+            throw StateError.notEnrolled(path)
+        }
+        do { return try JSONDecoder().decode(Assignment.self, from: data) } catch {
+            throw StateError.corrupt(file("node.json"), "\(error)")
+        }
+    }
+
+    public func certificate() throws -> Certificate {
+        try Certificate(pem: try String(contentsOfFile: file("node.pem"), encoding: .utf8))
+    }
+
+    public func caCertificate() throws -> Certificate {
+        try Certificate(pem: try String(contentsOfFile: file("ca.pem"), encoding: .utf8))
+    }
+}

@@ -1,0 +1,50 @@
+import ArgumentParser
+import CyphonicAS
+import CyphonicCore
+import CyphonicService
+import Logging
+import ServiceLifecycle
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve", abstract: "Serve Login -> Provision over UDP until SIGTERM/SIGINT.")
+
+    @OptionGroup var dataDir: DataDirOption
+    @Option(help: "UDP endpoint to listen on (repeatable).") var listen: [String] = ["0.0.0.0:4501", "[::]:4501"]
+    @Option(help: "HTTP endpoint for Prometheus metrics (/metrics).") var metrics = "127.0.0.1:9451"
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
+    @Option(name: .customLong("max-failures"), help: "Failed logins per source address or node name before it is blocked.")
+    var maxFailures = 5
+    @Option(name: .customLong("failure-window"), help: "Seconds over which failed logins are counted (and blocked).")
+    var failureWindow = 60
+    @Option(name: .customLong("max-sessions"), help: "Handshakes and sessions kept in memory, at most.") var maxSessions = 10_000
+
+    func run() async throws {
+        guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("--log-level: \(logLevel) is not a level") }
+        let endpoints = try listen.map {
+            guard let e = Endpoint($0) else { throw ValidationError("--listen: \($0) is not HOST:PORT or [V6]:PORT") }
+            return e
+        }
+        guard let metricsEndpoint = Endpoint(metrics) else { throw ValidationError("--metrics: \(metrics) is not HOST:PORT") }
+        guard maxFailures > 0, failureWindow > 0, maxSessions > 0 else {
+            throw ValidationError("--max-failures, --failure-window and --max-sessions must be positive")
+        }
+        LogSetup.bootstrap(level: level)
+        let logger = Logger(label: "as-server")
+        let directory = try ASDirectory.open(at: dataDir.path)
+        let authority = try ASAuthority(directory: directory,
+                                        limiter: RateLimiter(maxFailures: maxFailures, windowSeconds: Int64(failureWindow)))
+        let asMetrics = ASMetrics()
+        var limits = ASServerLimits()
+        limits.maxPendingHandshakes = maxSessions
+        limits.maxSessions = maxSessions
+        let server = ASServer(authority: authority, listen: endpoints, metrics: asMetrics, limits: limits, logger: logger)
+        let group = ServiceGroup(
+            services: [UDPServerService(start: server.start, stop: server.stop),
+                       MetricsHTTPService(registry: asMetrics.registry, endpoint: metricsEndpoint, logger: logger)],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        logger.info("as-server: serving \(directory.settings.domain) from \(dataDir.path)")
+        try await group.run()
+        logger.info("as-server: shut down cleanly")
+    }
+}

@@ -1,0 +1,53 @@
+import ArgumentParser
+import CyphonicAS
+import CyphonicCore
+import CyphonicPKI
+import Foundation
+
+struct ServiceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "service", abstract: "Issue and list NMS/TRS service certificates.",
+        subcommands: [Add.self, List.self])
+
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a key + certificate bundle for an NMS or TRS host: NAME.key (0600), NAME.pem, ca.pem.")
+        @OptionGroup var dataDir: DataDirOption
+        @Argument(help: "nms or trs.") var role: String
+        @Argument(help: "Service name (FQDN), e.g. nms.cyphonic.internal.") var name: String
+        @Option(help: "Directory to write the bundle into.") var out = "."
+        @Option(help: "Certificate lifetime in days.") var days = 365
+
+        func run() throws {
+            guard let r = CertificateRole(rawValue: role), r == .nms || r == .trs else {
+                throw ValidationError("role: \(role) must be nms or trs")
+            }
+            let fqdn: FQDN
+            do { fqdn = try FQDN(name) } catch { throw ValidationError("name: \(error)") }
+            let authority = try ASAuthority(directory: try ASDirectory.open(at: dataDir.path))
+            let (key, cert) = try authority.addService(role: r, name: fqdn, days: days)
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            let base = (out as NSString).appendingPathComponent(fqdn.value)
+            guard FileManager.default.createFile(atPath: base + ".key", contents: Data(try KeyFiles.pem(key).utf8),
+                                                 attributes: [.posixPermissions: 0o600]) else {
+                throw ValidationError("--out: cannot write \(base).key")
+            }
+            try cert.pemString.write(toFile: base + ".pem", atomically: true, encoding: .utf8)
+            try authority.directory.ca.certificate.pemString.write(toFile: (out as NSString).appendingPathComponent("ca.pem"),
+                                                                     atomically: true, encoding: .utf8)
+            print("wrote \(base).key, \(base).pem and \((out as NSString).appendingPathComponent("ca.pem")) for \(r.rawValue) \(fqdn)")
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List issued service certificates.")
+        @OptionGroup var dataDir: DataDirOption
+        @OptionGroup var output: OutputOption
+
+        func run() throws {
+            let services = try ASStore(path: ASDirectory.file(dataDir.path, "as.db")).services()
+            if output.json { return try printJSON(services) }
+            for s in services { print("\(s.role.padding(toLength: 5, withPad: " ", startingAt: 0)) \(s.name)  serial \(s.serial)  expires \(formatTime(s.notAfter))") }
+        }
+    }
+}

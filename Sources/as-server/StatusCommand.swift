@@ -1,0 +1,20 @@
+import ArgumentParser
+import CyphonicAS
+import CyphonicCore
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Summarise the AS state: nodes, pool, revocation list.")
+    @OptionGroup var dataDir: DataDirOption
+
+    func run() throws {
+        let dir = try ASDirectory.open(at: dataDir.path)
+        let nodes = try dir.store.nodes()
+        let count = { (s: NodeRecord.State) in nodes.filter { $0.state == s }.count }
+        print("domain        \(dir.settings.domain)")
+        print("schema        v\(dir.store.schemaVersion)")
+        print("nodes         \(nodes.count) (active \(count(.active)), pending \(count(.pending)), revoked \(count(.revoked)))")
+        print("pool          \(nodes.count) of \(dir.settings.pool.capacity) used (\(dir.settings.pool))")
+        print("CRL           #\(try dir.store.latestCRL()?.number ?? 0), \(try dir.store.revokedSerials().count) revoked serials")
+        print("NMS / TRS     \(dir.settings.nmsEndpoints.map(\.description)) / \(dir.settings.trsEndpoints.map(\.description))")
+    }
+}

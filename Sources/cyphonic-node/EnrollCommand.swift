@@ -1,0 +1,62 @@
+import ArgumentParser
+import CyphonicCore
+import CyphonicNode
+import CyphonicPKI
+import CyphonicWire
+import Foundation
+
+/// First login with a one-time token: generates the node's key locally (0600), logs in,
+/// and stores key, certificate and assignments in the state directory.
+struct EnrollCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "enroll",
+        abstract: "Enrol this node with the AS using a one-time token; stores key, certificate and addresses in --state-dir.")
+
+    @Option(name: .customLong("as"), help: "AS endpoint, HOST:PORT or [V6]:PORT.") var asEndpoint: String
+    @Option(help: "CA certificate (PEM) to pin, from `as-server init`.") var ca: String
+    @Option(help: "Enrolment token printed by `as-server node add` (NAME.SECRET).") var token: String
+    @Option(name: .customLong("state-dir"), help: "Directory for node.key, node.pem, ca.pem, node.json.")
+    var stateDir = "/var/lib/cyphonic-node"
+    @Option(help: "Seconds to wait for each AS answer.") var timeout = 1.0
+
+    func run() throws {
+        guard let server = Endpoint(asEndpoint) else { throw ValidationError("--as: \(asEndpoint) is not HOST:PORT or [V6]:PORT") }
+        guard let dot = token.lastIndex(of: "."), dot != token.startIndex else {
+            throw ValidationError("--token: expected NAME.SECRET as printed by `as-server node add`")
+        }
+        let name = String(token[..<dot])
+        let caCert: Certificate
+        do { caCert = try Certificate(pem: try String(contentsOfFile: ca, encoding: .utf8)) } catch {
+            throw ValidationError("--ca: cannot read a PEM certificate from \(ca): \(error)")
+        }
+        let state = NodeStateDirectory(path: stateDir)
+        let key = try state.loadOrCreateKey()
+        var client = ASClient(server: server, caCertificate: caCert)
+        client.timeoutMilliseconds = Int(timeout * 1000)
+        let provision = try client.login(name: name, credential: .token(token), key: key)
+        try state.save(provision, name: name, asEndpoint: server)
+        print("enrolled \(provision.fqdn)  \(provision.virtualIPv4)  \(provision.virtualIPv6)  (node id \(provision.nodeID))")
+    }
+}
+
+/// A later login with the stored certificate (renews it when it nears expiry).
+struct LoginCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "login", abstract: "Log in with the stored certificate; saves a renewed certificate and prints the assignment.")
+
+    @Option(name: .customLong("state-dir"), help: "Directory written by `enroll`.") var stateDir = "/var/lib/cyphonic-node"
+    @Option(name: .customLong("as"), help: "AS endpoint (default: the one used at enrolment).") var asEndpoint: String?
+    @Option(help: "Seconds to wait for each AS answer.") var timeout = 1.0
+
+    func run() throws {
+        let state = NodeStateDirectory(path: stateDir)
+        let assignment = try state.assignment()
+        guard let server = Endpoint(asEndpoint ?? assignment.asEndpoint) else { throw ValidationError("--as: not HOST:PORT") }
+        var client = ASClient(server: server, caCertificate: try state.caCertificate())
+        client.timeoutMilliseconds = Int(timeout * 1000)
+        let provision = try client.login(name: assignment.name, credential: .certificate(der: try state.certificate().derBytes),
+                                         key: try state.loadOrCreateKey())
+        try state.save(provision, name: assignment.name, asEndpoint: server)
+        print("logged in \(provision.fqdn)  \(provision.virtualIPv4)  \(provision.virtualIPv6)  (node id \(provision.nodeID))")
+    }
+}

@@ -123,3 +123,20 @@ import Testing
         #expect(e.description.hasPrefix("EVP_Test failed"))
     }
 }
+
+@Suite struct PasswordHashTests {
+    @Test func pbkdf2HMACSHA256KnownAnswer() throws {
+        // PBKDF2-HMAC-SHA256, P = "password", S = "salt", c = 1, dkLen = 32.
+        let out = try PasswordHash.derive(secret: Array("password".utf8), salt: Array("salt".utf8), iterations: 1)
+        #expect(Hex.encode(out) == "120fb6cffcf8b32c43e7225256c4f837a86548c92ccc35480805987cb70be17b")
+    }
+
+    @Test func verifyIsExact() throws {
+        let salt = try SecureRandom.bytes(16)
+        let h = try PasswordHash.derive(secret: Array("tok".utf8), salt: salt, iterations: 1000)
+        #expect(PasswordHash.verify(secret: Array("tok".utf8), salt: salt, iterations: 1000, expected: h))
+        #expect(!PasswordHash.verify(secret: Array("tok2".utf8), salt: salt, iterations: 1000, expected: h))
+        #expect(!PasswordHash.verify(secret: Array("tok".utf8), salt: salt, iterations: 1001, expected: h))
+        #expect(throws: CryptoError.self) { try PasswordHash.derive(secret: [1], salt: [], iterations: 1) }
+    }
+}

@@ -22,6 +22,7 @@ fuzz:
 bench:
 	$(SWIFT) build -c release --product cyphonic-bench
 	./.build/release/cyphonic-bench crypto
+	./.build/release/cyphonic-bench logins
 
 lab-up lab-down:
 	@echo "make $@: not yet — the lab arrives with the node daemon and services (see README)."

@@ -6,6 +6,7 @@ import CyphonicService
 import CyphonicSignaling
 import CyphonicWire
 import Logging
+import Dispatch
 import Synchronization
 
 /// Limits of the AS's in-memory tables.
@@ -18,6 +19,8 @@ public struct ASServerLimits: Sendable {
     public var handshakeTimeout: Int64 = 10
     /// Seconds an idle session is kept (for revocation-list requests after login).
     public var sessionTimeout: Int64 = 60
+    /// Logins being processed at once (on the global worker pool), at most.
+    public var maxConcurrentLogins = 64
 
     public init() {}
 }
@@ -37,6 +40,7 @@ public final class ASServer: Sendable {
     private let loops = Locked<[ReceiveLoop]>([])
     private let tables = Locked(Tables())
     private let lastHousekeeping = Atomic<Int64>(0)
+    private let loginSlots: DispatchSemaphore
 
     struct Pending {
         let handshake: ServiceServerHandshake
@@ -55,6 +59,7 @@ public final class ASServer: Sendable {
         self.metrics = metrics
         self.limits = limits
         self.logger = logger
+        loginSlots = DispatchSemaphore(value: limits.maxConcurrentLogins)
     }
 
     /// Binds every listen endpoint and starts their receive threads.
@@ -109,7 +114,16 @@ public final class ASServer: Sendable {
         case .handshakeInitiation:
             initiation(datagram, from: from, socket: socket, now: now)
         case .handshakeCompletion:
-            completion(datagram, from: from, socket: socket, now: now)
+            // Logins cost PBKDF2 and a signature: run them on the worker pool so every
+            // core serves logins, with at most `maxConcurrentLogins` in flight.
+            guard loginSlots.wait(timeout: .now()) == .success else {
+                metrics.drop("table_full")
+                return
+            }
+            DispatchQueue.global().async { [self] in
+                defer { loginSlots.signal() }
+                completion(datagram, from: from, socket: socket, now: now)
+            }
         case .signaling:
             signaling(Array(bytes), header: datagram.header, from: from, socket: socket, now: now)
         default:

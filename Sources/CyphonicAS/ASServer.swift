@@ -167,6 +167,13 @@ public final class ASServer: Sendable {
         let reply: [UInt8]
         do {
             let message = try SignalingMessage.decode(payload)
+            if case .revocationListRequest = message.body {
+                // The CRL is public (CA-signed): anyone who completes a handshake may fetch it.
+                let body: SignalingBody = try authority.store.latestCRL().map { .revocationList(der: $0.der) }
+                    ?? .error(code: .unavailable, message: "no revocation list")
+                try socket.send(try session.seal(SignalingMessage(transactionID: message.transactionID, body: body)), to: from)
+                return
+            }
             guard case let .login(login) = message.body else {
                 metrics.drop("bad_request")
                 reply = try session.seal(SignalingMessage(transactionID: message.transactionID,

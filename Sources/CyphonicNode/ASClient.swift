@@ -43,8 +43,7 @@ public struct ASClient: Sendable {
         let socket = try UDPSocket(bind: Endpoint(address: server.address.isIPv4 ? IPAddress("0.0.0.0")! : IPAddress("::")!, port: 0))
         defer { socket.close() }
         try socket.setReceiveTimeout(milliseconds: timeoutMilliseconds)
-        let (session, reply) = try exchange(socket: socket, key: key, login: Login(name: name, credential: credential))
-        _ = session
+        let (_, reply) = try exchange(socket: socket, key: key, body: .login(Login(name: name, credential: credential)))
         switch reply.body {
         case let .provision(p):
             // The certificate we got must be for our key and chain to our CA.
@@ -60,7 +59,7 @@ public struct ASClient: Sendable {
     }
 
     /// Runs the handshake and returns the session with the AS's first reply.
-    func exchange(socket: UDPSocket, key: X25519PrivateKey, login: Login) throws -> (SignalingSession, SignalingMessage) {
+    func exchange(socket: UDPSocket, key: X25519PrivateKey, body: SignalingBody) throws -> (SignalingSession, SignalingMessage) {
         let verifier = try CertificateVerifier(trustAnchor: caCertificate)
         let handshake = try ServiceClientHandshake(localStatic: key, verifier: verifier, role: .as)
         let initiation = try handshake.initiation()
@@ -68,7 +67,7 @@ public struct ASClient: Sendable {
             (try? Datagram.decode(bytes)).map { $0.header.type == .handshakeResponse && $0.header.receiverIndex == handshake.localIndex } ?? false
         }
         let payload = try SignalingMessage(transactionID: UInt32(truncatingIfNeeded: handshake.transactionID),
-                                           body: .login(login)).encode()
+                                           body: body).encode()
         let (completion, session): ([UInt8], SignalingSession)
         do {
             (completion, session) = try handshake.complete(response: response, payload: payload)
@@ -105,23 +104,22 @@ public struct ASClient: Sendable {
         throw LoginError.timeout(server)
     }
 
-    /// Fetches and checks the CA's current revocation list.
-    public func revocationList(name: String, certificate: Certificate, key: X25519PrivateKey) throws -> RevocationList {
+    /// Fetches the CA's current revocation list (public: no login needed) and checks
+    /// its signature against the pinned CA.
+    public func revocationList(key: X25519PrivateKey) throws -> RevocationList {
         let socket = try UDPSocket(bind: Endpoint(address: server.address.isIPv4 ? IPAddress("0.0.0.0")! : IPAddress("::")!, port: 0))
         defer { socket.close() }
         try socket.setReceiveTimeout(milliseconds: timeoutMilliseconds)
-        let (session, reply) = try exchange(socket: socket, key: key,
-                                            login: Login(name: name, credential: .certificate(der: certificate.derBytes)))
-        if case let .error(code, message) = reply.body { throw LoginError.refused(code, message) }
-        let ask = try session.seal(SignalingMessage(transactionID: 2, body: .revocationListRequest(haveNumber: 0)))
-        let sealed = try request(socket, ask) { bytes in
-            (try? Datagram.decode(bytes)).map { $0.header.type == .signaling } ?? false
-        }
-        guard case let .revocationList(der) = try session.open(sealed).body else {
+        let (_, reply) = try exchange(socket: socket, key: key, body: .revocationListRequest(haveNumber: 0))
+        switch reply.body {
+        case let .revocationList(der):
+            let crl = try RevocationList(der: der)
+            try crl.verify(issuedBy: caCertificate)
+            return crl
+        case let .error(code, message):
+            throw LoginError.refused(code, message)
+        default:
             throw LoginError.protocolError("expected a revocation list")
         }
-        let crl = try RevocationList(der: der)
-        try crl.verify(issuedBy: caCertificate)
-        return crl
     }
 }

@@ -30,7 +30,8 @@ import Testing
         func start() throws {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: productPath("as-server"))
-            p.arguments = ["serve", "--data-dir", dataDir, "--listen", "127.0.0.1:\(port)", "--metrics", "127.0.0.1:\(metricsPort)",
+            p.arguments = ["serve", "--data-dir", dataDir, "--listen", "127.0.0.1:\(port)", "--listen", "[::1]:\(port)",
+                           "--metrics", "127.0.0.1:\(metricsPort)",
                            "--max-failures", "5", "--failure-window", "60"]
             _ = FileManager.default.createFile(atPath: log, contents: nil)
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
@@ -122,6 +123,10 @@ import Testing
                     && p.virtualIPv6 == first[name]!.virtualIPv6 && p.nodeID == first[name]!.nodeID)
             #expect(p.caCertificate == ca.derBytes)
         }
+        // The same over IPv6.
+        let v6 = ASClient(server: Endpoint(address: IPAddress("::1")!, port: server.port), caCertificate: ca)
+        let p6 = try v6.login(name: "init03", credential: .certificate(der: first["init03"]!.certificate), key: keys["init03"]!)
+        #expect(p6.virtualIPv6 == first["init03"]!.virtualIPv6)
         let relogin = try runTool(node, ["login", "--state-dir", state])
         #expect(relogin.status == 0 && relogin.output.contains("init04.cyphonic.internal"), "\(relogin.output)")
 
@@ -131,8 +136,7 @@ import Testing
         #expect(throws: LoginError.refused(.revoked, "revoked")) {
             try client.login(name: "init02", credential: .certificate(der: first["init02"]!.certificate), key: keys["init02"]!)
         }
-        let crl = try client.revocationList(name: "init01", certificate: try Certificate(der: first["init01"]!.certificate),
-                                            key: keys["init01"]!)
+        let crl = try client.revocationList(key: try X25519PrivateKey())
         #expect(crl.contains(try Certificate(der: first["init02"]!.certificate).serial!))
 
         // A token works once.
@@ -168,6 +172,29 @@ import Testing
         #expect(statuses.prefix(5).allSatisfy { $0 == .unauthorized })
         #expect(statuses.suffix(5).allSatisfy { $0 == .rateLimited })
         #expect(try server.metric("as_logins_total{result=\"rate_limited\"}") == 5)
+
+        // Operator views and service bundles.
+        let list = try runTool(asServer, ["node", "list", "--data-dir", dir, "--json"])
+        let nodes = try JSONSerialization.jsonObject(with: Data(list.output.utf8)) as? [[String: Any]]
+        #expect(nodes?.count == 4)
+        #expect(nodes?.first { $0["name"] as? String == "init02" }?["state"] as? String == "revoked")
+        let show = try runTool(asServer, ["node", "show", "init01", "--data-dir", dir])
+        #expect(show.status == 0 && show.output.contains("198.18.0.1") && show.output.contains("active"))
+        let missing = try runTool(asServer, ["node", "show", "nobody", "--data-dir", dir])
+        #expect(missing.status != 0 && missing.output.contains("no node named nobody"))
+        let bundle = dir + "/nms-bundle"
+        let svc = try runTool(asServer, ["service", "add", "nms", "nms.cyphonic.internal", "--data-dir", dir, "--out", bundle])
+        #expect(svc.status == 0, "\(svc.output)")
+        let svcMode = try FileManager.default.attributesOfItem(atPath: bundle + "/nms.cyphonic.internal.key")[.posixPermissions] as? Int
+        #expect(svcMode == 0o600)
+        let svcVerify = try runTool("/usr/bin/openssl", ["verify", "-CAfile", bundle + "/ca.pem", bundle + "/nms.cyphonic.internal.pem"])
+        #expect(svcVerify.status == 0)
+        let services = try runTool(asServer, ["service", "list", "--data-dir", dir])
+        #expect(services.output.contains("nms.cyphonic.internal") && services.output.contains("as.cyphonic.internal"))
+        let badRole = try runTool(asServer, ["service", "add", "web", "x.cyphonic.internal", "--data-dir", dir])
+        #expect(badRole.status != 0 && badRole.output.contains("must be nms or trs"))
+        let status = try runTool(asServer, ["status", "--data-dir", dir])
+        #expect(status.output.contains("nodes         4 (active 3, pending 0, revoked 1)"), "\(status.output)")
 
         // SIGTERM: clean shutdown.
         #expect(server.kill(SIGTERM) == 0)

@@ -58,6 +58,9 @@ let package = Package(
         ]),
         .target(name: "CyphonicNode", dependencies: [
             "CyphonicCore", "CyphonicWire", "CyphonicCrypto", "CyphonicPKI", "CyphonicPosix", "CyphonicSignaling",
+            "CyphonicDataPlane", "CyphonicService",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
 
         // Thin executables.
@@ -76,8 +79,10 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "cyphonic-node", dependencies: [
-            "CyphonicCore", "CyphonicCrypto", "CyphonicPKI", "CyphonicNode",
+            "CyphonicCore", "CyphonicCrypto", "CyphonicPKI", "CyphonicNode", "CyphonicService",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "cyphonic-bench", dependencies: [
             "CyphonicCrypto", "CyphonicAS", "CyphonicNode", "CyphonicCore", "CyphonicService",

@@ -36,6 +36,12 @@ int ccy_tun_set_offload(int fd, unsigned int flags) { return ioctl(fd, TUNSETOFF
 
 int ccy_tun_set_vnet_hdr_size(int fd, int size) { return ioctl(fd, TUNSETVNETHDRSZ, &size); }
 
+int ccy_set_nonblocking(int fd, int on) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0) return -1;
+    return fcntl(fd, F_SETFL, on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK));
+}
+
 int ccy_udp_enable_gro(int fd, int on) { return setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof(on)); }
 
 enum { CCY_MAX_BATCH = 128 };

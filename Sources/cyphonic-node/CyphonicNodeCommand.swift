@@ -5,12 +5,12 @@ import Foundation
 
 /// `cyphonic-node`: the CYPHONIC node daemon and its tools.
 @main
-struct CyphonicNodeCommand: ParsableCommand {
+struct CyphonicNodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cyphonic-node",
-        abstract: "CYPHONIC node: enrolment and login with the AS (the tunnel daemon is not implemented yet).",
+        abstract: "CYPHONIC node: the tunnel daemon (run, status) and enrolment with the AS (enroll, login).",
         version: "cyphonic-node \(CyphonicVersion.software), protocol \(CyphonicVersion.protocolVersion)",
-        subcommands: [EnrollCommand.self, LoginCommand.self, GenerateKey.self])
+        subcommands: [RunCommand.self, StatusCommand.self, EnrollCommand.self, LoginCommand.self, GenerateKey.self])
 }
 
 /// Generates the node's X25519 static key locally; the private key never leaves the node.

@@ -47,4 +47,7 @@ int ccy_send_batch(int fd, ccy_datagram *datagrams, unsigned int count, int flag
 /// setsockopt(SOL_UDP, UDP_GRO, on).
 int ccy_udp_enable_gro(int fd, int on);
 
+/// fcntl(F_SETFL, O_NONBLOCK) on or off (fcntl is variadic).
+int ccy_set_nonblocking(int fd, int on);
+
 #endif

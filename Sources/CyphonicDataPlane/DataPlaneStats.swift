@@ -1,0 +1,42 @@
+import Synchronization
+
+/// Why the data plane dropped a packet (DESIGN §7: drops by reason).
+public enum DropReason: Int, CaseIterable, Sendable {
+    case badHeader, unknownSession, authenticationFailed, replay, badInnerSource, queueFull, noRoute, tooLarge
+
+    public var label: String {
+        switch self {
+        case .badHeader: return "bad_header"
+        case .unknownSession: return "unknown_session"
+        case .authenticationFailed: return "authentication_failed"
+        case .replay: return "replay"
+        case .badInnerSource: return "bad_inner_source"
+        case .queueFull: return "queue_full"
+        case .noRoute: return "no_route"
+        case .tooLarge: return "too_large"
+        }
+    }
+}
+
+/// A relaxed atomic counter in a class, so counters can live in arrays.
+public final class AtomicCounter: Sendable {
+    private let value = Atomic<UInt64>(0)
+    public init() {}
+    @inline(__always) public func add(_ n: UInt64 = 1) { value.wrappingAdd(n, ordering: .relaxed) }
+    public var load: UInt64 { value.load(ordering: .relaxed) }
+}
+
+/// Node-wide data-plane counters, lock-free.
+public final class DataPlaneStats: Sendable {
+    private let dropCounters: [AtomicCounter] = DropReason.allCases.map { _ in AtomicCounter() }
+    public let reorderWaits = AtomicCounter()
+    public let batchesOut = AtomicCounter()
+    public let batchesIn = AtomicCounter()
+
+    public init() {}
+
+    @inline(__always)
+    public func drop(_ reason: DropReason, _ n: UInt64 = 1) { dropCounters[reason.rawValue].add(n) }
+
+    public func drops(_ reason: DropReason) -> UInt64 { dropCounters[reason.rawValue].load }
+}

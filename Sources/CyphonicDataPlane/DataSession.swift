@@ -1,0 +1,89 @@
+import CyphonicCrypto
+import CyphonicWire
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Monotonic seconds (for timers; immune to clock changes).
+public func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// The keys of one peer-to-peer session after its Noise handshake. Each crypto worker
+/// has its own `AEADKey` instance per direction (a libcrypto context is single-threaded),
+/// plus one extra for the control thread (keepalives) and the single-threaded pipeline.
+/// The replay window belongs to the releaser thread alone. Keys are wiped when the
+/// session is released. `@unchecked Sendable`: keys are indexed by thread role so no
+/// two threads share one; counters are atomic; `replay` is confined to the releaser.
+public final class DataSession: @unchecked Sendable {
+    public let localIndex: UInt32
+    public let remoteIndex: UInt32
+    public let isInitiator: Bool
+    public let created: Double
+    let sendKeys: [AEADKey]
+    let receiveKeys: [AEADKey]
+    private let sendCounter = Atomic<UInt64>(0)
+    let lastReceivedBits = Atomic<UInt64>(0)
+    let lastSentBits = Atomic<UInt64>(0)
+    /// Owned by the releaser (or the single-threaded loop).
+    var replay = ReplayWindow()
+
+    /// Spec constants (as WireGuard): rekey after this many seconds or messages.
+    public static let rekeyAfterSeconds = 120.0
+    public static let rejectAfterSeconds = 180.0
+    public static let rekeyAfterMessages: UInt64 = 1 << 60
+
+    /// `threads` = crypto workers + 1 (the control key is the last).
+    public init(localIndex: UInt32, remoteIndex: UInt32, isInitiator: Bool, send: SecureBytes, receive: SecureBytes,
+                algorithm: AEADAlgorithm, threads: Int) throws {
+        self.localIndex = localIndex
+        self.remoteIndex = remoteIndex
+        self.isInitiator = isInitiator
+        created = monotonicSeconds()
+        sendKeys = try (0..<threads).map { _ in try send.withUnsafeBytes { try AEADKey(algorithm, key: Array($0)) } }
+        receiveKeys = try (0..<threads).map { _ in try receive.withUnsafeBytes { try AEADKey(algorithm, key: Array($0)) } }
+        lastReceivedBits.store(created.bitPattern, ordering: .relaxed)
+    }
+
+    /// The index of the key reserved for the control thread / single-threaded loop.
+    public var controlKeyIndex: Int { sendKeys.count - 1 }
+
+    /// The next send counter (nonce); never reused.
+    @inline(__always)
+    public func nextCounter() -> UInt64 { sendCounter.wrappingAdd(1, ordering: .relaxed).oldValue }
+
+    public var messagesSent: UInt64 { sendCounter.load(ordering: .relaxed) }
+
+    public var lastReceived: Double {
+        get { Double(bitPattern: lastReceivedBits.load(ordering: .relaxed)) }
+        set { lastReceivedBits.store(newValue.bitPattern, ordering: .relaxed) }
+    }
+
+    public var lastSent: Double {
+        get { Double(bitPattern: lastSentBits.load(ordering: .relaxed)) }
+        set { lastSentBits.store(newValue.bitPattern, ordering: .relaxed) }
+    }
+
+    /// Seals `slot[16..<16+length]` in place into a capsule; returns the datagram length.
+    @inline(__always)
+    func seal(slot: UnsafeMutableRawBufferPointer, length: Int, counter: UInt64, keyIndex: Int) -> Int? {
+        Header(type: .capsule, receiverIndex: remoteIndex, counter: counter).write(to: slot)
+        let aad = UnsafeRawBufferPointer(rebasing: slot[0..<Header.size])
+        let body = UnsafeMutableRawBufferPointer(rebasing: slot[Header.size...])
+        guard let n = try? sendKeys[keyIndex].seal(nonce: counter, aad: aad, buffer: body, plaintextCount: length) else { return nil }
+        return Header.size + n
+    }
+
+    /// Opens the capsule in `slot[0..<length]` in place; returns the inner length or nil.
+    @inline(__always)
+    func open(slot: UnsafeMutableRawBufferPointer, length: Int, counter: UInt64, keyIndex: Int) -> Int? {
+        guard length >= Header.size + 16 else { return nil }
+        let aad = UnsafeRawBufferPointer(rebasing: slot[0..<Header.size])
+        let body = UnsafeMutableRawBufferPointer(rebasing: slot[Header.size..<length])
+        return try? receiveKeys[keyIndex].open(nonce: counter, aad: aad, buffer: body, ciphertextCount: length - Header.size)
+    }
+}

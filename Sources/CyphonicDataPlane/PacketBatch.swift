@@ -1,0 +1,99 @@
+import CyphonicPosix
+import CyphonicWire
+
+/// Up to ``capacity`` packets of one peer travelling together through the pipeline:
+/// staged by the reader (arrival order = slot order), sealed or opened by one crypto
+/// worker, released in order by the releaser. The slab of buffers is allocated once;
+/// a batch is recycled through ``BatchPool`` and never freed while the pipeline runs.
+/// Owned by exactly one stage at a time (the queues hand it over), so it needs no lock.
+public final class PacketBatch: @unchecked Sendable {
+    public enum Direction: Sendable { case outbound, inbound }
+
+    public static let capacity = 64
+    /// Bytes per slot: header + the largest inner packet we accept + tag, rounded up.
+    public static let slotSize = 2048
+    /// Where the inner packet starts in a slot (after the CYPHONIC header).
+    public static let payloadOffset = Header.size
+
+    public let slab: UnsafeMutableRawBufferPointer
+    /// Bytes used in each slot: the inner packet (outbound, before sealing) or the
+    /// datagram (inbound, before opening); after crypto, the result.
+    public var lengths = [Int](repeating: 0, count: PacketBatch.capacity)
+    /// Counter (nonce) of each slot's capsule.
+    public var counters = [UInt64](repeating: 0, count: PacketBatch.capacity)
+    /// Whether each slot authenticated (inbound) or sealed (outbound).
+    public var ok = [Bool](repeating: false, count: PacketBatch.capacity)
+    public var count = 0
+    public var direction = Direction.outbound
+    /// The peer and session the batch belongs to.
+    public var peer: Peer?
+    public var session: DataSession?
+    /// Set by the worker under the releaser's lock.
+    public var done = false
+    /// Where an outbound batch goes (captured at staging).
+    public var endpoint = SocketAddress()
+    /// Where each inbound datagram came from.
+    public let sources = UnsafeMutablePointer<SocketAddress>.allocate(capacity: PacketBatch.capacity)
+
+    public init() {
+        slab = .allocate(byteCount: PacketBatch.capacity * PacketBatch.slotSize, alignment: 64)
+        slab.initializeMemory(as: UInt8.self, repeating: 0)
+        sources.initialize(repeating: SocketAddress(), count: PacketBatch.capacity)
+    }
+
+    @inline(__always)
+    public func slot(_ i: Int) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(rebasing: slab[(i * PacketBatch.slotSize)..<((i + 1) * PacketBatch.slotSize)])
+    }
+
+    /// Clears the batch for reuse (buffers keep their memory).
+    public func reset() {
+        count = 0
+        done = false
+        peer = nil
+        session = nil
+    }
+
+    deinit {
+        slab.deallocate()
+        sources.deallocate()
+    }
+}
+
+/// The fixed set of batches the pipeline cycles through. `get` blocks when every batch
+/// is in flight (backpressure on the TUN side); `tryGet` returns nil instead (the UDP
+/// side then drops and counts "queue full"). Bounding the batches in flight bounds the
+/// queueing delay, which is what keeps RTT flat under load.
+public final class BatchPool: @unchecked Sendable {
+    // `@unchecked Sendable`: `free` is touched only with `sync` held.
+    private let sync = MutexCondition()
+    private var free: [PacketBatch]
+    public let size: Int
+
+    public init(size: Int) {
+        self.size = size
+        free = (0..<size).map { _ in PacketBatch() }
+        free.reserveCapacity(size)
+    }
+
+    public func get() -> PacketBatch {
+        sync.lock()
+        defer { sync.unlock() }
+        while free.isEmpty { sync.wait() }
+        return free.removeLast()
+    }
+
+    public func tryGet() -> PacketBatch? {
+        sync.withLock { free.popLast() }
+    }
+
+    public func put(_ batch: PacketBatch) {
+        batch.reset()
+        sync.withLock {
+            free.append(batch)
+            sync.signal()
+        }
+    }
+
+    public var available: Int { sync.withLock { free.count } }
+}

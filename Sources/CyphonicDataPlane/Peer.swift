@@ -1,0 +1,99 @@
+import CyphonicCore
+import CyphonicCrypto
+import CyphonicPosix
+
+/// Counters of one peer, updated lock-free by the pipeline threads.
+public final class PeerStats: Sendable {
+    public let txPackets = AtomicCounter()
+    public let txBytes = AtomicCounter()
+    public let rxPackets = AtomicCounter()
+    public let rxBytes = AtomicCounter()
+    /// Times the releaser had finished batches waiting behind an unfinished one.
+    public let reorderWaits = AtomicCounter()
+    public let handshakes = AtomicCounter()
+    public init() {}
+}
+
+/// How a tunnel reaches its peer.
+public enum RouteType: String, Sendable { case direct, natTraversal = "nat-traversal", relay }
+
+/// One remote node: identity (static key, FQDN, virtual IPs from its certificate),
+/// where it is (endpoint, learned from authenticated packets), its sessions, and its
+/// two in-order release queues. Thread ownership: `endpoint`, `current`, `previous`
+/// are guarded by the ``PeerTable`` lock; `outbound`/`inbound`/`ready` by the
+/// releaser's lock; stats are atomic. Hence `@unchecked Sendable`.
+public final class Peer: @unchecked Sendable {
+    public let staticKey: X25519PublicKey
+    public let fqdn: String
+    public let vip4: UInt32?
+    public let vip6: (UInt64, UInt64)?
+    public let addresses: [IPAddress]
+    public let stats = PeerStats()
+    public var route = RouteType.direct
+
+    // Guarded by the PeerTable lock.
+    public internal(set) var endpoint: SocketAddress?
+    public internal(set) var current: DataSession?
+    public internal(set) var previous: DataSession?
+    public internal(set) var lastHandshake: Double = 0
+
+    // Guarded by the releaser's lock.
+    var outbound = BatchFIFO()
+    var inbound = BatchFIFO()
+    var ready = false
+
+    public init(staticKey: X25519PublicKey, fqdn: String, addresses: [IPAddress], endpoint: Endpoint?) {
+        self.staticKey = staticKey
+        self.fqdn = fqdn
+        self.addresses = addresses
+        vip4 = addresses.first { $0.isIPv4 }.map { Peer.v4Key($0.bytes) }
+        vip6 = addresses.first { !$0.isIPv4 }.map { Peer.v6Key($0.bytes) }
+        self.endpoint = endpoint.map(SocketAddress.init)
+    }
+
+    @inline(__always)
+    static func v4Key(_ b: [UInt8]) -> UInt32 { UInt32(b[0]) << 24 | UInt32(b[1]) << 16 | UInt32(b[2]) << 8 | UInt32(b[3]) }
+
+    static func v6Key(_ b: [UInt8]) -> (UInt64, UInt64) {
+        var hi: UInt64 = 0, lo: UInt64 = 0
+        for i in 0..<8 { hi = hi << 8 | UInt64(b[i]) }
+        for i in 8..<16 { lo = lo << 8 | UInt64(b[i]) }
+        return (hi, lo)
+    }
+}
+
+/// A fixed-capacity ring of batches (a peer's in-order release queue). No allocation
+/// after creation.
+struct BatchFIFO {
+    private var ring = [PacketBatch?](repeating: nil, count: 512)
+    private var head = 0
+    private(set) var count = 0
+
+    var first: PacketBatch? { count == 0 ? nil : ring[head] }
+
+    mutating func append(_ b: PacketBatch) -> Bool {
+        guard count < ring.count else { return false }
+        ring[(head + count) & (ring.count - 1)] = b
+        count += 1
+        return true
+    }
+
+    mutating func removeFirst() -> PacketBatch? {
+        guard count > 0 else { return nil }
+        let b = ring[head]
+        ring[head] = nil
+        head = (head + 1) & (ring.count - 1)
+        count -= 1
+        return b
+    }
+
+    /// Whether any batch after the head is done (a reorder wait).
+    func anyDoneBehindHead() -> Bool {
+        var i = 1
+        while i < count {
+            if ring[(head + i) & (ring.count - 1)]?.done == true { return true }
+            i += 1
+        }
+        return false
+    }
+}

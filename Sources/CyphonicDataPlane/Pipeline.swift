@@ -1,0 +1,569 @@
+import CyphonicCore
+import CyphonicPosix
+import CyphonicWire
+import Foundation
+import Synchronization
+
+// The data plane (DESIGN §2, paper Fig. 3). Stages, and which run in parallel:
+//
+//   1. TUN reader      (1 thread, sequential)  reads a burst of packets, routes each by
+//                      destination virtual IP to its peer, stamps the session's next
+//                      counter (= arrival order), and stages them in per-session batches.
+//   2. UDP receiver    (1 thread, sequential)  recvmmsg a burst of datagrams; capsules go
+//                      to per-session batches in arrival order, handshakes to the
+//                      control plane.
+//   3. Crypto workers  (N threads, parallel)   take whole batches from one shared queue
+//                      and seal or open every packet in place, each with its own cipher
+//                      contexts; batches may finish in any order.
+//   4. Releaser        (1 thread, sequential)  per peer, releases finished batches
+//                      strictly in staging order: outbound with sendmmsg, inbound after
+//                      the replay check and the inner-source check, written to the TUN.
+//   5. Control         (1 thread)              timers: keepalive, rekey, handshake retry,
+//                      idle teardown (the ControlPlane's tick).
+//
+// Ordering rule: each batch is appended to its peer's FIFO *and* to the crypto queue;
+// the releaser only ever takes a peer's FIFO head once it is done. Order is kept per
+// peer, so a slow peer never holds back another, and a packet that fails to decrypt
+// is marked and released as a drop, so it never blocks those behind it.
+// Batches (up to 64 packets) cross threads, never single packets; all buffers come
+// from a fixed pool of batches, so there is no allocation per packet, and the OS
+// thread count is 4 + N whatever the number of peers.
+//
+// `--pipeline single` runs stages 1–4 on one thread (the conventional design).
+
+/// What the data plane hands to the node's control plane.
+public protocol ControlPlane: AnyObject, Sendable {
+    /// A datagram that is not a capsule (handshake messages, hole punching), on the receiving thread.
+    func handleControl(_ datagram: UnsafeRawBufferPointer, from: SocketAddress)
+    /// Housekeeping, every ~250 ms, on the control thread.
+    func tick()
+}
+
+/// Which pipeline design runs.
+public enum PipelineMode: Sendable, Equatable, CustomStringConvertible {
+    /// The conventional design: one thread does everything.
+    case single
+    /// The paper's design with `workers` crypto threads.
+    case multi(workers: Int)
+
+    /// Cipher contexts a session needs: one per packet-crypto thread plus one for control.
+    public var keySlots: Int {
+        switch self {
+        case .single: return 2
+        case let .multi(workers): return workers + 1
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .single: return "single"
+        case let .multi(workers): return "multi (\(workers) crypto workers)"
+        }
+    }
+}
+
+/// Runs the data plane between one TUN device and one UDP socket. `start()` spawns the
+/// threads; `stop()` joins them. `@unchecked Sendable`: mutable state is confined to
+/// its thread or guarded by `board` (see the stage list above).
+public final class Pipeline: @unchecked Sendable {
+    public let tun: TunDevice
+    public let socket: UDPSocket
+    public let peers: PeerTable
+    public let stats: DataPlaneStats
+    public let mode: PipelineMode
+    private let control: any ControlPlane
+    let pool: BatchPool
+    private let cryptoQueue: WorkQueue<PacketBatch>
+    private let board = MutexCondition()
+    private var readyPeers: [Peer] = []  // guarded by `board`
+    private let running = Atomic<Bool>(false)
+    private let threads = DispatchGroup()
+    /// Largest inner packet accepted from the TUN.
+    public let mtu: Int
+
+    /// `poolSize` bounds the batches in flight (and so the queueing delay).
+    public init(tun: TunDevice, socket: UDPSocket, peers: PeerTable, control: any ControlPlane, mode: PipelineMode,
+                mtu: Int = 1420, poolSize: Int = 128, stats: DataPlaneStats = DataPlaneStats()) {
+        self.tun = tun
+        self.socket = socket
+        self.peers = peers
+        self.control = control
+        self.mode = mode
+        self.mtu = mtu
+        self.stats = stats
+        pool = BatchPool(size: min(poolSize, 512))
+        cryptoQueue = WorkQueue(capacity: 512)
+        readyPeers.reserveCapacity(1024)
+    }
+
+    /// OS threads the pipeline runs (constant in the number of peers).
+    public var threadCount: Int {
+        switch mode {
+        case .single: return 2
+        case let .multi(workers): return 4 + workers
+        }
+    }
+
+    public func start() throws {
+        try tun.setNonBlocking(true)
+        running.store(true, ordering: .releasing)
+        switch mode {
+        case .single:
+            spawn("cyphonic-single") { self.singleLoop() }
+        case let .multi(workers):
+            spawn("cyphonic-tun-reader") { self.tunReaderLoop() }
+            spawn("cyphonic-udp-receiver") { self.udpReceiverLoop() }
+            for w in 0..<workers { spawn("cyphonic-crypto-\(w)") { self.workerLoop(keyIndex: w) } }
+            spawn("cyphonic-releaser") { self.releaserLoop() }
+        }
+        spawn("cyphonic-control") {
+            while self.running.load(ordering: .acquiring) {
+                self.control.tick()
+                usleep(250_000)
+            }
+        }
+    }
+
+    public func stop() {
+        guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
+        cryptoQueue.close()
+        board.withLock { board.broadcast() }
+        threads.wait()
+    }
+
+    private func spawn(_ name: String, _ body: @escaping @Sendable () -> Void) {
+        threads.enter()
+        let t = Thread { [threads] in
+            body()
+            threads.leave()
+        }
+        t.name = name
+        t.stackSize = 1 << 20
+        t.start()
+    }
+
+    @inline(__always) private var isRunning: Bool { running.load(ordering: .relaxed) }
+
+    // MARK: stage 1 — TUN reader
+
+    private func tunReaderLoop() {
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 16)
+        defer { scratch.deallocate() }
+        var staged: [PacketBatch] = []
+        staged.reserveCapacity(64)
+        var spares: [PacketBatch] = []
+        spares.reserveCapacity(8)
+        let maxPayload = min(mtu, PacketBatch.slotSize - Header.size - 16)
+        while isRunning {
+            // Hold spare batches before taking the table lock (blocking here is backpressure).
+            while spares.count < 4 { spares.append(pool.get()) }
+            guard waitReadable(tun.fd, timeoutMilliseconds: 100).0 else { continue }
+            peers.lock()
+            var burst = 0
+            while burst < 256 {
+                let n = read(tun.fd, scratch.baseAddress, scratch.count)
+                if n <= 0 { break }
+                burst += 1
+                let packet = UnsafeRawBufferPointer(rebasing: scratch[0..<n])
+                guard n <= maxPayload else {
+                    stats.drop(.tooLarge)
+                    continue
+                }
+                guard let peer = peers.routeLocked(packet: packet), let session = peer.current, let endpoint = peer.endpoint else {
+                    stats.drop(.noRoute)
+                    continue
+                }
+                var batch: PacketBatch? = nil
+                for b in staged where b.session === session { batch = b; break }
+                if batch == nil {
+                    guard let b = spares.popLast() else { break }  // out of batches: leave the rest in the TUN queue
+                    b.direction = .outbound
+                    b.peer = peer
+                    b.session = session
+                    b.endpoint = endpoint
+                    staged.append(b)
+                    batch = b
+                }
+                let b = batch!
+                let i = b.count
+                let slot = b.slot(i)
+                UnsafeMutableRawBufferPointer(rebasing: slot[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + n)])
+                    .copyMemory(from: packet)
+                b.lengths[i] = n
+                b.counters[i] = session.nextCounter()
+                b.count = i + 1
+                if b.count == PacketBatch.capacity {
+                    submit(b)
+                    staged.removeAll { $0 === b }
+                    if spares.isEmpty { break }
+                }
+            }
+            peers.unlock()
+            for b in staged { submit(b) }
+            staged.removeAll(keepingCapacity: true)
+        }
+        for b in spares { pool.put(b) }
+    }
+
+    // MARK: stage 2 — UDP receiver
+
+    private struct ControlDatagram {
+        var length = 0
+        var from = SocketAddress()
+    }
+
+    private func udpReceiverLoop() {
+        let vector = DatagramVector(capacity: PacketBatch.capacity)
+        let controlBuffers = UnsafeMutableRawBufferPointer.allocate(byteCount: 8 * 2048, alignment: 16)
+        defer { controlBuffers.deallocate() }
+        var controls = [ControlDatagram](repeating: ControlDatagram(), count: 8)
+        var staged: [PacketBatch] = []
+        staged.reserveCapacity(64)
+        var landing: PacketBatch? = nil
+        while isRunning {
+            let land = landing ?? pool.get()
+            landing = land
+            for i in 0..<PacketBatch.capacity { vector.set(i, buffer: land.slot(i).baseAddress!, length: PacketBatch.slotSize) }
+            guard waitReadable(socket.fd, timeoutMilliseconds: 100).0 else { continue }
+            let n: Int
+            do { n = try socket.receive(into: vector, count: PacketBatch.capacity, nonBlocking: true) } catch { continue }
+            var controlCount = 0
+            var kept = 0
+            peers.lock()
+            for i in 0..<n {
+                let length = vector.length(i)
+                let slot = land.slot(i)
+                guard length >= Header.size, slot[0] == CyphonicVersion.protocolVersion else {
+                    stats.drop(.badHeader)
+                    continue
+                }
+                if slot[1] != MessageType.capsule.rawValue {
+                    if controlCount < controls.count, length <= 2048 {
+                        UnsafeMutableRawBufferPointer(rebasing: controlBuffers[(controlCount * 2048)..<(controlCount * 2048 + length)])
+                            .copyMemory(from: UnsafeRawBufferPointer(rebasing: slot[0..<length]))
+                        controls[controlCount] = ControlDatagram(length: length, from: vector.address(i))
+                        controlCount += 1
+                    } else {
+                        stats.drop(.queueFull)
+                    }
+                    continue
+                }
+                guard slot[3] & ~HeaderFlags.known.rawValue == 0, length >= Header.size + 16 else {
+                    stats.drop(.badHeader)
+                    continue
+                }
+                let index = UInt32(bigEndian: UnsafeRawBufferPointer(slot).loadUnaligned(fromByteOffset: 4, as: UInt32.self))
+                let counter = UInt64(bigEndian: UnsafeRawBufferPointer(slot).loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+                guard let (peer, session) = peers.sessionLocked(index: index) else {
+                    stats.drop(.unknownSession)
+                    continue
+                }
+                // Datagrams of the first session stay in the landing batch (compacted in place).
+                if kept == 0 && land.session == nil || land.session === session {
+                    if land.session == nil {
+                        land.session = session
+                        land.peer = peer
+                        land.direction = .inbound
+                    }
+                    if kept != i {
+                        UnsafeMutableRawBufferPointer(rebasing: land.slot(kept)[0..<length])
+                            .copyMemory(from: UnsafeRawBufferPointer(rebasing: slot[0..<length]))
+                    }
+                    land.lengths[kept] = length
+                    land.counters[kept] = counter
+                    land.sources[kept] = vector.address(i)
+                    kept += 1
+                    continue
+                }
+                var batch: PacketBatch? = nil
+                for b in staged where b.session === session { batch = b; break }
+                if batch == nil {
+                    guard let b = pool.tryGet() else {
+                        stats.drop(.queueFull)
+                        continue
+                    }
+                    b.direction = .inbound
+                    b.peer = peer
+                    b.session = session
+                    staged.append(b)
+                    batch = b
+                }
+                let b = batch!
+                let j = b.count
+                UnsafeMutableRawBufferPointer(rebasing: b.slot(j)[0..<length]).copyMemory(from: UnsafeRawBufferPointer(rebasing: slot[0..<length]))
+                b.lengths[j] = length
+                b.counters[j] = counter
+                b.sources[j] = vector.address(i)
+                b.count = j + 1
+                if b.count == PacketBatch.capacity {
+                    submit(b)
+                    staged.removeAll { $0 === b }
+                }
+            }
+            peers.unlock()
+            if kept > 0 {
+                land.count = kept
+                submit(land)
+                landing = nil
+            } else {
+                land.reset()
+            }
+            for b in staged { submit(b) }
+            staged.removeAll(keepingCapacity: true)
+            for c in 0..<controlCount {
+                control.handleControl(UnsafeRawBufferPointer(rebasing: controlBuffers[(c * 2048)..<(c * 2048 + controls[c].length)]),
+                                      from: controls[c].from)
+            }
+        }
+        if let landing { pool.put(landing) }
+    }
+
+    /// Hands a staged batch to its peer's FIFO and the crypto queue.
+    private func submit(_ b: PacketBatch) {
+        guard let peer = b.peer else {
+            pool.put(b)
+            return
+        }
+        let queued: Bool = board.withLock {
+            b.direction == .outbound ? peer.outbound.append(b) : peer.inbound.append(b)
+        }
+        guard queued else {
+            stats.drop(.queueFull, UInt64(b.count))
+            pool.put(b)
+            return
+        }
+        if b.direction == .outbound { stats.batchesOut.add() } else { stats.batchesIn.add() }
+        cryptoQueue.push(b)
+    }
+
+    // MARK: stage 3 — crypto workers
+
+    private func workerLoop(keyIndex: Int) {
+        while let b = cryptoQueue.pop() {
+            crypt(b, keyIndex: keyIndex)
+            board.withLock {
+                b.done = true
+                if let p = b.peer, !p.ready {
+                    p.ready = true
+                    readyPeers.append(p)
+                }
+                board.signal()
+            }
+        }
+    }
+
+    /// Seals or opens every packet of `b` in place.
+    @inline(__always)
+    private func crypt(_ b: PacketBatch, keyIndex: Int) {
+        guard let session = b.session else { return }
+        for i in 0..<b.count {
+            let slot = b.slot(i)
+            if b.direction == .outbound {
+                if let n = session.seal(slot: slot, length: b.lengths[i], counter: b.counters[i], keyIndex: keyIndex) {
+                    b.lengths[i] = n
+                    b.ok[i] = true
+                } else {
+                    b.ok[i] = false
+                }
+            } else {
+                if let n = session.open(slot: slot, length: b.lengths[i], counter: b.counters[i], keyIndex: keyIndex) {
+                    b.lengths[i] = n
+                    b.ok[i] = true
+                } else {
+                    b.ok[i] = false
+                }
+            }
+        }
+    }
+
+    // MARK: stage 4 — releaser
+
+    private func releaserLoop() {
+        var draining: [Peer] = []
+        draining.reserveCapacity(1024)
+        var released: [PacketBatch] = []
+        released.reserveCapacity(1024)
+        let vector = DatagramVector(capacity: PacketBatch.capacity)
+        while true {
+            board.lock()
+            while readyPeers.isEmpty && isRunning { board.wait(milliseconds: 100) }
+            if readyPeers.isEmpty && !isRunning {
+                board.unlock()
+                break
+            }
+            swap(&draining, &readyPeers)
+            for p in draining {
+                p.ready = false
+                while let h = p.outbound.first, h.done { released.append(p.outbound.removeFirst()!) }
+                while let h = p.inbound.first, h.done { released.append(p.inbound.removeFirst()!) }
+                if p.outbound.anyDoneBehindHead() || p.inbound.anyDoneBehindHead() {
+                    stats.reorderWaits.add()
+                    p.stats.reorderWaits.add()
+                }
+            }
+            draining.removeAll(keepingCapacity: true)
+            board.unlock()
+            for b in released {
+                if b.direction == .outbound { send(b, vector: vector) } else { deliver(b) }
+                pool.put(b)
+            }
+            released.removeAll(keepingCapacity: true)
+        }
+    }
+
+    /// Sends a sealed batch with one sendmmsg.
+    @inline(__always)
+    private func send(_ b: PacketBatch, vector: DatagramVector) {
+        var n = 0
+        var bytes = 0
+        for i in 0..<b.count where b.ok[i] {
+            vector.set(n, buffer: b.slot(i).baseAddress!, length: b.lengths[i])
+            vector.setAddress(n, b.endpoint)
+            bytes += b.lengths[i]
+            n += 1
+        }
+        guard n > 0 else { return }
+        do {
+            try socket.send(vector, count: n)
+            b.peer?.stats.txPackets.add(UInt64(n))
+            b.peer?.stats.txBytes.add(UInt64(bytes))
+            b.session?.lastSent = monotonicSeconds()
+        } catch {
+            stats.drop(.queueFull, UInt64(n))
+        }
+    }
+
+    /// Releases an opened batch: replay check, inner-source check, TUN write.
+    @inline(__always)
+    private func deliver(_ b: PacketBatch) {
+        guard let session = b.session, let peer = b.peer else { return }
+        var lastSource: SocketAddress? = nil
+        for i in 0..<b.count {
+            guard b.ok[i] else {
+                stats.drop(.authenticationFailed)
+                continue
+            }
+            guard session.replay.accept(b.counters[i]) else {
+                stats.drop(.replay)
+                continue
+            }
+            lastSource = b.sources[i]
+            let length = b.lengths[i]
+            peer.stats.rxPackets.add()
+            peer.stats.rxBytes.add(UInt64(length))
+            guard length > 0 else { continue }  // keepalive
+            let slot = b.slot(i)
+            let packet = UnsafeRawBufferPointer(rebasing: slot[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + length)])
+            guard PeerTable.sourceBelongs(packet, to: peer) else {
+                stats.drop(.badInnerSource)
+                continue
+            }
+            _ = write(tun.fd, packet.baseAddress, length)
+        }
+        if let source = lastSource {
+            session.lastReceived = monotonicSeconds()
+            roam(peer, to: source)
+        }
+    }
+
+    /// Follows a peer to the address its authenticated packets come from (roaming).
+    @inline(__always)
+    private func roam(_ peer: Peer, to source: SocketAddress) {
+        peers.lock()
+        if peer.endpoint != source { peers.setEndpointLocked(peer, source) }
+        peers.unlock()
+    }
+
+    // MARK: --pipeline single
+
+    private func singleLoop() {
+        let work = PacketBatch()
+        let vector = DatagramVector(capacity: PacketBatch.capacity)
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 16)
+        defer { scratch.deallocate() }
+        let maxPayload = min(mtu, PacketBatch.slotSize - Header.size - 16)
+        while isRunning {
+            let (tunReady, udpReady) = waitReadable(tun.fd, socket.fd, timeoutMilliseconds: 100)
+            if tunReady {
+                // Read, seal and send up to one batch.
+                var n = 0
+                peers.lock()
+                while n < PacketBatch.capacity {
+                    let len = read(tun.fd, scratch.baseAddress, scratch.count)
+                    if len <= 0 { break }
+                    guard len <= maxPayload else { stats.drop(.tooLarge); continue }
+                    let packet = UnsafeRawBufferPointer(rebasing: scratch[0..<len])
+                    guard let peer = peers.routeLocked(packet: packet), let session = peer.current, let endpoint = peer.endpoint else {
+                        stats.drop(.noRoute)
+                        continue
+                    }
+                    let slot = work.slot(n)
+                    UnsafeMutableRawBufferPointer(rebasing: slot[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + len)])
+                        .copyMemory(from: packet)
+                    guard let sealed = session.seal(slot: slot, length: len, counter: session.nextCounter(), keyIndex: 0) else { continue }
+                    vector.set(n, buffer: slot.baseAddress!, length: sealed)
+                    vector.setAddress(n, endpoint)
+                    peer.stats.txPackets.add()
+                    peer.stats.txBytes.add(UInt64(sealed))
+                    session.lastSent = monotonicSeconds()
+                    n += 1
+                }
+                peers.unlock()
+                if n > 0 { try? socket.send(vector, count: n) }
+            }
+            if udpReady {
+                for i in 0..<PacketBatch.capacity { vector.set(i, buffer: work.slot(i).baseAddress!, length: PacketBatch.slotSize) }
+                guard let n = try? socket.receive(into: vector, count: PacketBatch.capacity, nonBlocking: true) else { continue }
+                for i in 0..<n {
+                    let length = vector.length(i)
+                    let slot = work.slot(i)
+                    guard length >= Header.size, slot[0] == CyphonicVersion.protocolVersion else {
+                        stats.drop(.badHeader)
+                        continue
+                    }
+                    if slot[1] != MessageType.capsule.rawValue {
+                        control.handleControl(UnsafeRawBufferPointer(rebasing: slot[0..<length]), from: vector.address(i))
+                        continue
+                    }
+                    guard slot[3] & ~HeaderFlags.known.rawValue == 0 else { stats.drop(.badHeader); continue }
+                    let index = UInt32(bigEndian: UnsafeRawBufferPointer(slot).loadUnaligned(fromByteOffset: 4, as: UInt32.self))
+                    let counter = UInt64(bigEndian: UnsafeRawBufferPointer(slot).loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+                    peers.lock()
+                    let found = peers.sessionLocked(index: index)
+                    peers.unlock()
+                    guard let (peer, session) = found else { stats.drop(.unknownSession); continue }
+                    guard session.replay.mightAccept(counter) else { stats.drop(.replay); continue }
+                    guard let plain = session.open(slot: slot, length: length, counter: counter, keyIndex: 0) else {
+                        stats.drop(.authenticationFailed)
+                        continue
+                    }
+                    guard session.replay.accept(counter) else { stats.drop(.replay); continue }
+                    session.lastReceived = monotonicSeconds()
+                    peer.stats.rxPackets.add()
+                    peer.stats.rxBytes.add(UInt64(plain))
+                    let source = vector.address(i)
+                    if peer.endpoint != source { roam(peer, to: source) }
+                    guard plain > 0 else { continue }
+                    let packet = UnsafeRawBufferPointer(rebasing: slot[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + plain)])
+                    guard PeerTable.sourceBelongs(packet, to: peer) else { stats.drop(.badInnerSource); continue }
+                    _ = write(tun.fd, packet.baseAddress, plain)
+                }
+            }
+        }
+    }
+
+    /// Seals and sends an empty capsule (keepalive) on the control thread's key.
+    public func sendKeepalive(to peer: Peer) {
+        peers.lock()
+        let session = peer.current, endpoint = peer.endpoint
+        peers.unlock()
+        guard let session, let endpoint else { return }
+        var buffer = [UInt8](repeating: 0, count: Header.size + 16)
+        let n = buffer.withUnsafeMutableBytes { slot in
+            session.seal(slot: slot, length: 0, counter: session.nextCounter(), keyIndex: session.controlKeyIndex)
+        }
+        guard let n else { return }
+        try? buffer.withUnsafeBytes { try socket.send(UnsafeRawBufferPointer(rebasing: $0[0..<n]), to: endpoint) }
+        session.lastSent = monotonicSeconds()
+    }
+}

@@ -1,0 +1,180 @@
+import CyphonicCore
+import Foundation
+
+/// The node daemon's configuration file (JSON). Every key is documented in
+/// docs/operations.md and shown in examples/node.json. Paths may be relative to the
+/// file. Errors name the offending key.
+public struct NodeConfig: Codable, Sendable {
+    public struct Tun: Codable, Sendable {
+        /// Interface name (≤ 15 bytes).
+        public var name: String = "cyph0"
+        /// Inner MTU; 1420 leaves room for all overheads on a 1500-byte underlay (docs/protocol.md §5).
+        public var mtu: Int = 1420
+        /// Clamp TCP MSS on the interface with nftables (for forwarded traffic).
+        public var mssClamp: Bool = true
+
+        public init() {}
+
+        /// Missing keys keep their defaults; unknown keys are refused.
+        public init(from decoder: Decoder) throws {
+            try rejectUnknownKeys(decoder, CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            name = try c.decodeIfPresent(String.self, forKey: .name) ?? name
+            mtu = try c.decodeIfPresent(Int.self, forKey: .mtu) ?? mtu
+            mssClamp = try c.decodeIfPresent(Bool.self, forKey: .mssClamp) ?? mssClamp
+        }
+    }
+
+    public struct PeerEntry: Codable, Sendable {
+        /// The peer's FQDN; its certificate must name it.
+        public var fqdn: String
+        /// Where to reach it first (HOST:PORT or [V6]:PORT); later learned from its packets.
+        public var endpoint: String
+    }
+
+    /// Directory written by `cyphonic-node enroll` (node.key, node.pem, ca.pem); the
+    /// three paths below default to files in it.
+    public var stateDir: String?
+    public var key: String?
+    public var certificate: String?
+    public var ca: String?
+    /// Optional CA-signed revocation list (PEM); peers whose certificates it lists are refused.
+    public var crl: String?
+    /// UDP endpoint for signaling and data ("[::]:30000" receives IPv4 and IPv6).
+    public var listen: String = "[::]:30000"
+    public var tun = Tun()
+    /// Overlay prefixes: the TUN addresses get these prefix lengths, which routes them.
+    public var overlay4: String = "198.18.0.0/16"
+    public var overlay6: String = "2001:db8:c0ff:ee::/64"
+    /// "multi" (the paper's pipeline) or "single" (the conventional design).
+    public var pipeline: String = "multi"
+    /// Crypto workers for "multi"; 0 means one per logical CPU.
+    public var workers: Int = 0
+    /// Batches in flight per direction, at most (bounds queueing delay).
+    public var poolSize: Int = 128
+    /// Prometheus endpoint (HTTP GET /metrics); "" disables it.
+    public var metrics: String = "127.0.0.1:9452"
+    /// Unix socket for `cyphonic-node status`.
+    public var control: String = "/run/cyphonic-node.sock"
+    /// Seconds between keepalives on an otherwise idle tunnel (holds NAT bindings).
+    public var keepaliveSeconds: Double = 10
+    /// Seconds without any packet from a peer before its session is torn down.
+    public var idleTimeoutSeconds: Double = 180
+    /// Accept handshakes from any node with a valid certificate of our CA (static mode responder).
+    public var acceptUnknownPeers: Bool = true
+    /// Static peers to connect to at start (DESIGN: static mode, like WireGuard peers).
+    public var peers: [PeerEntry] = []
+    public var logLevel: String = "info"
+
+    public init() {}
+
+    /// Missing keys keep their defaults; unknown keys are refused (a typo is an error).
+    public init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        stateDir = try c.decodeIfPresent(String.self, forKey: .stateDir)
+        key = try c.decodeIfPresent(String.self, forKey: .key)
+        certificate = try c.decodeIfPresent(String.self, forKey: .certificate)
+        ca = try c.decodeIfPresent(String.self, forKey: .ca)
+        crl = try c.decodeIfPresent(String.self, forKey: .crl)
+        listen = try c.decodeIfPresent(String.self, forKey: .listen) ?? listen
+        tun = try c.decodeIfPresent(Tun.self, forKey: .tun) ?? tun
+        overlay4 = try c.decodeIfPresent(String.self, forKey: .overlay4) ?? overlay4
+        overlay6 = try c.decodeIfPresent(String.self, forKey: .overlay6) ?? overlay6
+        pipeline = try c.decodeIfPresent(String.self, forKey: .pipeline) ?? pipeline
+        workers = try c.decodeIfPresent(Int.self, forKey: .workers) ?? workers
+        poolSize = try c.decodeIfPresent(Int.self, forKey: .poolSize) ?? poolSize
+        metrics = try c.decodeIfPresent(String.self, forKey: .metrics) ?? metrics
+        control = try c.decodeIfPresent(String.self, forKey: .control) ?? control
+        keepaliveSeconds = try c.decodeIfPresent(Double.self, forKey: .keepaliveSeconds) ?? keepaliveSeconds
+        idleTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .idleTimeoutSeconds) ?? idleTimeoutSeconds
+        acceptUnknownPeers = try c.decodeIfPresent(Bool.self, forKey: .acceptUnknownPeers) ?? acceptUnknownPeers
+        peers = try c.decodeIfPresent([PeerEntry].self, forKey: .peers) ?? peers
+        logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? logLevel
+    }
+
+    /// Reads and validates a config file.
+    public static func load(path: String) throws -> NodeConfig {
+        guard let data = FileManager.default.contents(atPath: path) else { throw ConfigFileError.unreadable(path) }
+        var config: NodeConfig
+        do { config = try JSONDecoder().decode(NodeConfig.self, from: data) } catch let DecodingError.typeMismatch(_, ctx) {
+            throw ConfigFileError.invalid(ctx.codingPath.map(\.stringValue).joined(separator: "."), ctx.debugDescription)
+        } catch let DecodingError.keyNotFound(key, ctx) {
+            throw ConfigFileError.invalid((ctx.codingPath + [key]).map(\.stringValue).joined(separator: "."), "is required")
+        } catch let DecodingError.dataCorrupted(ctx) {
+            throw ConfigFileError.invalid(ctx.codingPath.map(\.stringValue).joined(separator: "."), ctx.debugDescription)
+        } catch let e as ConfigFileError {
+            throw e
+        } catch {
+            throw ConfigFileError.invalid("(file)", "\(error)")
+        }
+        let base = (path as NSString).deletingLastPathComponent
+        config.resolve(relativeTo: base)
+        try config.validate()
+        return config
+    }
+
+    mutating func resolve(relativeTo base: String) {
+        func abs(_ p: String?) -> String? {
+            guard let p, !p.hasPrefix("/") else { return p }
+            return (base as NSString).appendingPathComponent(p)
+        }
+        stateDir = abs(stateDir)
+        key = abs(key ?? stateDir.map { $0 + "/node.key" })
+        certificate = abs(certificate ?? stateDir.map { $0 + "/node.pem" })
+        ca = abs(ca ?? stateDir.map { $0 + "/ca.pem" })
+        crl = abs(crl)
+    }
+
+    public func validate() throws {
+        guard key != nil else { throw ConfigFileError.invalid("key", "is required (or stateDir)") }
+        guard certificate != nil else { throw ConfigFileError.invalid("certificate", "is required (or stateDir)") }
+        guard ca != nil else { throw ConfigFileError.invalid("ca", "is required (or stateDir)") }
+        guard Endpoint(listen) != nil else { throw ConfigFileError.invalid("listen", "\(listen) is not HOST:PORT or [V6]:PORT") }
+        guard !tun.name.isEmpty, tun.name.utf8.count < 16 else { throw ConfigFileError.invalid("tun.name", "1-15 bytes") }
+        guard (576...9000).contains(tun.mtu) else { throw ConfigFileError.invalid("tun.mtu", "must be 576...9000") }
+        guard IPPrefix(overlay4)?.address.isIPv4 == true else { throw ConfigFileError.invalid("overlay4", "not an IPv4 prefix") }
+        guard IPPrefix(overlay6).map({ !$0.address.isIPv4 }) == true else { throw ConfigFileError.invalid("overlay6", "not an IPv6 prefix") }
+        guard pipeline == "multi" || pipeline == "single" else { throw ConfigFileError.invalid("pipeline", "multi or single") }
+        guard (0...64).contains(workers) else { throw ConfigFileError.invalid("workers", "0...64") }
+        guard (8...512).contains(poolSize) else { throw ConfigFileError.invalid("poolSize", "8...512") }
+        guard metrics.isEmpty || Endpoint(metrics) != nil else { throw ConfigFileError.invalid("metrics", "not HOST:PORT") }
+        guard keepaliveSeconds > 0, idleTimeoutSeconds > keepaliveSeconds else {
+            throw ConfigFileError.invalid("idleTimeoutSeconds", "must exceed keepaliveSeconds > 0")
+        }
+        for (i, p) in peers.enumerated() {
+            guard (try? FQDN(p.fqdn)) != nil else { throw ConfigFileError.invalid("peers[\(i)].fqdn", "\(p.fqdn) is not a valid FQDN") }
+            guard Endpoint(p.endpoint) != nil else { throw ConfigFileError.invalid("peers[\(i)].endpoint", "\(p.endpoint) is not HOST:PORT") }
+        }
+    }
+}
+
+/// Any key, to list what a JSON object holds.
+struct AnyKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+/// Throws for a key the type does not know, naming it.
+func rejectUnknownKeys<K: CodingKey>(_ decoder: Decoder, _ known: K.Type) throws {
+    let all = try decoder.container(keyedBy: AnyKey.self)
+    for key in all.allKeys where K(stringValue: key.stringValue) == nil {
+        let path = (decoder.codingPath.map(\.stringValue) + [key.stringValue]).joined(separator: ".")
+        throw ConfigFileError.invalid(path, "unknown key")
+    }
+}
+
+/// A config file that cannot be used; names the key.
+public enum ConfigFileError: Error, CustomStringConvertible {
+    case unreadable(String)
+    case invalid(String, String)
+
+    public var description: String {
+        switch self {
+        case let .unreadable(p): return "cannot read config file \(p)"
+        case let .invalid(key, why): return "config key \(key): \(why)"
+        }
+    }
+}

@@ -1,0 +1,209 @@
+import CyphonicCore
+import CyphonicCrypto
+import CyphonicDataPlane
+import CyphonicPKI
+import CyphonicPosix
+import CyphonicService
+import Foundation
+import Logging
+import Prometheus
+
+/// The running node: TUN with the node's virtual IPs, the UDP socket, the data-plane
+/// pipeline, the tunnel control plane, the status socket and the metrics. `start()`
+/// builds and starts everything; `stop()` undoes it (threads joined, TUN closed, the
+/// MSS-clamp rules and the status socket removed).
+public final class NodeDaemon: @unchecked Sendable {
+    // `@unchecked Sendable`: set up in `start()` before any thread runs, then read-only.
+    public let config: NodeConfig
+    public let registry = PrometheusCollectorRegistry()
+    let logger: Logger
+    public private(set) var pipeline: Pipeline?
+    public private(set) var manager: TunnelManager?
+    private var status: StatusServer?
+    private var metricsThread: Thread?
+    private let stopping = MutexCondition()
+    private var stopped = false
+    public private(set) var certificate: Certificate?
+
+    public init(config: NodeConfig, logger: Logger) {
+        self.config = config
+        self.logger = logger
+    }
+
+    public var mode: PipelineMode {
+        if config.pipeline == "single" { return .single }
+        let cpus = ProcessInfo.processInfo.activeProcessorCount
+        return .multi(workers: config.workers > 0 ? config.workers : max(1, cpus))
+    }
+
+    public func start() throws {
+        let key = try KeyFiles.x25519(pem: try String(contentsOfFile: config.key!, encoding: .utf8))
+        let cert = try Certificate(pem: try String(contentsOfFile: config.certificate!, encoding: .utf8))
+        let ca = try Certificate(pem: try String(contentsOfFile: config.ca!, encoding: .utf8))
+        let crl = try config.crl.map { try RevocationList(pem: try String(contentsOfFile: $0, encoding: .utf8)) }
+        let verifier = try CertificateVerifier(trustAnchor: ca, revocations: crl)
+        try verifier.verify(cert, role: .node)
+        guard cert.x25519PublicKey == key.publicKey else { throw ConfigFileError.invalid("key", "does not match the certificate") }
+        certificate = cert
+        let addresses = cert.ipAddresses
+        guard let v4 = addresses.first(where: { $0.isIPv4 }) else { throw ConfigFileError.invalid("certificate", "names no virtual IPv4") }
+        let v6 = addresses.first { !$0.isIPv4 }
+
+        let tun = try TunDevice(name: config.tun.name)
+        try configureInterface(tun.name, v4: v4, v6: v6)
+        let socket = try UDPSocket(bind: Endpoint(config.listen)!, dualStack: true)
+        try? socket.setBufferSizes(receive: 4 << 20, send: 4 << 20)
+        let peers = PeerTable()
+        let mode = self.mode
+        let manager = TunnelManager(localKey: key, certificate: cert, verifier: verifier, peers: peers, keySlots: mode.keySlots,
+                                    config: config, logger: logger)
+        let pipeline = Pipeline(tun: tun, socket: socket, peers: peers, control: manager, mode: mode, mtu: config.tun.mtu,
+                                poolSize: config.poolSize)
+        manager.pipeline = pipeline
+        self.manager = manager
+        self.pipeline = pipeline
+        try pipeline.start()
+        for target in config.peers { manager.initiate(target) }
+        status = try StatusServer(path: config.control) { [weak self] in self?.snapshot() ?? Self.emptyStatus }
+        startMetrics()
+        let udp = (try? socket.localEndpoint())?.description ?? config.listen
+        logger.info("node: \(cert.commonName ?? "?") up on \(tun.name) (\(addresses.map(\.description).joined(separator: ", "))), udp \(udp), pipeline \(mode), \(pipeline.threadCount) threads")
+    }
+
+    public func stop() {
+        let first = stopping.withLock { () -> Bool in
+            defer { stopped = true; stopping.broadcast() }
+            return !stopped
+        }
+        guard first else { return }
+        pipeline?.stop()
+        status?.stop()
+        metricsThread = nil
+        if config.tun.mssClamp { _ = run("/usr/sbin/nft", ["delete", "table", "inet", nftTable]) }
+        pipeline?.tun.close()
+        pipeline?.socket.close()
+        logger.info("node: stopped")
+    }
+
+    var nftTable: String { "cyphonic_" + config.tun.name.map { $0.isLetter || $0.isNumber ? String($0) : "_" }.joined() }
+
+    private func configureInterface(_ name: String, v4: IPAddress, v6: IPAddress?) throws {
+        let len4 = IPPrefix(config.overlay4)!.length, len6 = IPPrefix(config.overlay6)!.length
+        try ip(["link", "set", "dev", name, "mtu", String(config.tun.mtu)])
+        try ip(["addr", "add", "\(v4)/\(len4)", "dev", name])
+        if let v6 {
+            _ = run("/sbin/sysctl", ["-qw", "net.ipv6.conf.\(name).disable_ipv6=0"])
+            try ip(["-6", "addr", "add", "\(v6)/\(len6)", "dev", name, "nodad"])
+        }
+        try ip(["link", "set", "dev", name, "up"])
+        if config.tun.mssClamp {
+            // Clamp the MSS of TCP SYNs leaving through the tunnel to what its MTU allows.
+            let rules = """
+                table inet \(nftTable) {
+                  chain out { type filter hook output priority mangle; oifname "\(name)" tcp flags syn tcp option maxseg size set rt mtu; }
+                  chain fwd { type filter hook forward priority mangle; oifname "\(name)" tcp flags syn tcp option maxseg size set rt mtu; }
+                }
+                """
+            let status = run("/usr/sbin/nft", ["-f", "-"], input: rules)
+            if status != 0 { logger.warning("node: nft unavailable, TCP MSS not clamped for forwarded traffic") }
+        }
+    }
+
+    private func ip(_ args: [String]) throws {
+        let status = run("/sbin/ip", args)
+        guard status == 0 else { throw SystemError("ip \(args.joined(separator: " "))", errno: EINVAL) }
+    }
+
+    @discardableResult
+    private func run(_ path: String, _ args: [String], input: String? = nil) -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = args
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        let pipe = Pipe()
+        if input != nil { p.standardInput = pipe }
+        do { try p.run() } catch { return -1 }
+        if let input {
+            pipe.fileHandleForWriting.write(Data(input.utf8))
+            try? pipe.fileHandleForWriting.close()
+        }
+        p.waitUntilExit()
+        return p.terminationStatus
+    }
+
+    static let emptyStatus = NodeStatus(fqdn: "", addresses: [], pipeline: "", threads: 0, osThreads: 0, peers: [], drops: [:],
+                                        reorderWaits: 0, handshakesCompleted: 0, handshakesRefused: 0, badControlDatagrams: 0)
+
+    /// The current figures.
+    public func snapshot() -> NodeStatus {
+        guard let pipeline, let manager else { return Self.emptyStatus }
+        let now = monotonicSeconds()
+        let peers: [NodeStatus.PeerStatus] = pipeline.peers.withLock {
+            pipeline.peers.peersLocked.map { p in
+                NodeStatus.PeerStatus(fqdn: p.fqdn, addresses: p.addresses.map(\.description),
+                                      endpoint: p.endpoint?.endpoint?.description, route: p.route.rawValue,
+                                      handshakeAgeSeconds: p.current == nil ? nil : (now - p.lastHandshake),
+                                      txPackets: p.stats.txPackets.load, txBytes: p.stats.txBytes.load,
+                                      rxPackets: p.stats.rxPackets.load, rxBytes: p.stats.rxBytes.load,
+                                      reorderWaits: p.stats.reorderWaits.load, handshakes: p.stats.handshakes.load)
+            }.sorted { $0.fqdn < $1.fqdn }
+        }
+        var drops: [String: UInt64] = [:]
+        for r in DropReason.allCases { drops[r.label] = pipeline.stats.drops(r) }
+        return NodeStatus(fqdn: certificate?.commonName ?? "", addresses: certificate?.ipAddresses.map(\.description) ?? [],
+                          pipeline: pipeline.mode.description, threads: pipeline.threadCount, osThreads: osThreadCount(),
+                          peers: peers, drops: drops, reorderWaits: pipeline.stats.reorderWaits.load,
+                          handshakesCompleted: manager.stats.handshakesCompleted.load,
+                          handshakesRefused: manager.stats.handshakesRefused.load,
+                          badControlDatagrams: manager.stats.badControl.load)
+    }
+
+    /// Mirrors the atomics into Prometheus once a second (counters advance by deltas).
+    private func startMetrics() {
+        let registry = self.registry
+        func name(_ n: String, _ help: String, unit: String = "total") -> MetricNameDescriptor {
+            MetricNameDescriptor(namespace: "cyphonic_node", metricName: n, unitName: unit, helpText: help)
+        }
+        let dropCounters = Dictionary(uniqueKeysWithValues: DropReason.allCases.map {
+            ($0.label, registry.makeCounter(descriptor: name("drops", "Packets dropped by reason"), labels: [("reason", $0.label)]))
+        })
+        let threads = registry.makeGauge(descriptor: name("os_threads", "OS threads of the daemon", unit: ""))
+        let peersGauge = registry.makeGauge(descriptor: name("peers", "Peers with a session", unit: ""))
+        let reorder = registry.makeCounter(descriptor: name("reorder_waits", "Finished batches that waited for an earlier one"))
+        let handshakes = registry.makeCounter(descriptor: name("handshakes", "Tunnel handshakes completed"))
+        let refused = registry.makeCounter(descriptor: name("handshakes_refused", "Tunnel handshakes refused"))
+        let txBytes = registry.makeCounter(descriptor: name("tx_bytes", "Bytes sent through tunnels"))
+        let rxBytes = registry.makeCounter(descriptor: name("rx_bytes", "Bytes received through tunnels"))
+        let txPackets = registry.makeCounter(descriptor: name("tx_packets", "Packets sent through tunnels"))
+        let rxPackets = registry.makeCounter(descriptor: name("rx_packets", "Packets received through tunnels"))
+        let thread = Thread { [weak self] in
+            var last: [String: UInt64] = [:]
+            func advance(_ key: String, _ value: UInt64, _ counter: Counter) {
+                let delta = value &- (last[key] ?? 0)
+                if delta > 0, delta < UInt64(Int64.max) { counter.increment(by: Int64(delta)) }
+                last[key] = value
+            }
+            while let self, self.stopping.withLock({ !self.stopped }) {
+                let s = self.snapshot()
+                for (k, v) in s.drops { if let c = dropCounters[k] { advance("drop." + k, v, c) } }
+                threads.set(Int64(s.osThreads))
+                peersGauge.set(Int64(s.peers.count))
+                advance("reorder", s.reorderWaits, reorder)
+                advance("hs", s.handshakesCompleted, handshakes)
+                advance("refused", s.handshakesRefused, refused)
+                advance("txb", s.peers.reduce(0) { $0 + $1.txBytes }, txBytes)
+                advance("rxb", s.peers.reduce(0) { $0 + $1.rxBytes }, rxBytes)
+                advance("txp", s.peers.reduce(0) { $0 + $1.txPackets }, txPackets)
+                advance("rxp", s.peers.reduce(0) { $0 + $1.rxPackets }, rxPackets)
+                self.stopping.withLock { if !self.stopped { self.stopping.wait(milliseconds: 1000) } }
+            }
+        }
+        thread.name = "cyphonic-metrics"
+        thread.start()
+        metricsThread = thread
+    }
+}
+
+/// Reads a running daemon's status from its control socket (`cyphonic-node status`).
+public func queryNodeStatus(path: String) throws -> NodeStatus { try StatusServer.query(path: path) }

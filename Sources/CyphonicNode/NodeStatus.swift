@@ -1,0 +1,113 @@
+import CyphonicCore
+import CyphonicDataPlane
+import CyphonicPosix
+import Foundation
+
+/// What `cyphonic-node status` prints (JSON over the control socket).
+public struct NodeStatus: Codable, Sendable {
+    public struct PeerStatus: Codable, Sendable {
+        public var fqdn: String
+        public var addresses: [String]
+        public var endpoint: String?
+        public var route: String
+        public var handshakeAgeSeconds: Double?
+        public var txPackets: UInt64
+        public var txBytes: UInt64
+        public var rxPackets: UInt64
+        public var rxBytes: UInt64
+        public var reorderWaits: UInt64
+        public var handshakes: UInt64
+    }
+    public var fqdn: String
+    public var addresses: [String]
+    public var pipeline: String
+    public var threads: Int
+    public var osThreads: Int
+    public var peers: [PeerStatus]
+    public var drops: [String: UInt64]
+    public var reorderWaits: UInt64
+    public var handshakesCompleted: UInt64
+    public var handshakesRefused: UInt64
+    public var badControlDatagrams: UInt64
+}
+
+/// Serves ``NodeStatus`` as JSON to every connection on a Unix socket, on its own thread.
+final class StatusServer: @unchecked Sendable {
+    // `@unchecked Sendable`: fd and path are immutable; the thread only reads `snapshot`.
+    let path: String
+    let fd: Int32
+    private let snapshot: @Sendable () -> NodeStatus
+    private let done = DispatchSemaphore(value: 0)
+
+    init(path: String, snapshot: @escaping @Sendable () -> NodeStatus) throws {
+        self.path = path
+        self.snapshot = snapshot
+        unlink(path)
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SystemError("socket(AF_UNIX)", errno: errno) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw SystemError("bind(\(path))", errno: ENAMETOOLONG) }
+        withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: bytes + [0]) }
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard ok == 0, listen(fd, 16) == 0 else {
+            let e = errno
+            close(fd)
+            throw SystemError("bind(\(path))", errno: e)
+        }
+        chmod(path, 0o600)
+        let thread = Thread { [self] in
+            while true {
+                let client = accept(fd, nil, nil)
+                if client < 0 { break }
+                var data = (try? JSONEncoder().encode(snapshot())) ?? Data()
+                data.append(0x0a)
+                data.withUnsafeBytes { _ = write(client, $0.baseAddress, $0.count) }
+                close(client)
+            }
+            done.signal()
+        }
+        thread.name = "cyphonic-status"
+        thread.start()
+    }
+
+    func stop() {
+        shutdown(fd, Int32(SHUT_RDWR))
+        close(fd)
+        done.wait()
+        unlink(path)
+    }
+
+    /// Reads the status from a running daemon's socket.
+    static func query(path: String) throws -> NodeStatus {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard ok == 0 else { throw SystemError("connect(\(path))", errno: errno) }
+        var out = Data()
+        var buf = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let n = read(fd, &buf, buf.count)
+            if n <= 0 { break }
+            out.append(contentsOf: buf[0..<n])
+        }
+        return try JSONDecoder().decode(NodeStatus.self, from: out)
+    }
+}
+
+/// OS threads of this process (from /proc), to show that it does not grow with peers.
+func osThreadCount() -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in text.split(separator: "\n") where line.hasPrefix("Threads:") {
+        return Int(line.split(separator: "\t").last?.trimmingCharacters(in: .whitespaces) ?? "") ?? 0
+    }
+    return 0
+}

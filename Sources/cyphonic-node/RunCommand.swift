@@ -1,0 +1,73 @@
+import ArgumentParser
+import CyphonicCore
+import CyphonicNode
+import CyphonicService
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// `cyphonic-node run`: the tunnel daemon until SIGTERM/SIGINT.
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the node daemon: TUN, encrypted tunnels to peers, the multi-threaded pipeline (needs CAP_NET_ADMIN).",
+        discussion: "Every config key is documented in docs/operations.md; examples/node.json is a complete example.")
+
+    @Option(help: "Config file (JSON).") var config: String
+    @Option(help: "Override the config's pipeline: multi or single.") var pipeline: String?
+    @Option(help: "Override the number of crypto workers (0 = one per CPU).") var workers: Int?
+    @Option(name: .customLong("log-level"), help: "Override the config's log level.") var logLevel: String?
+    @Flag(name: .customLong("check"), help: "Validate the config and exit.") var check = false
+
+    func run() async throws {
+        var cfg: NodeConfig
+        do { cfg = try NodeConfig.load(path: config) } catch { throw ValidationError("\(error)") }
+        if let pipeline { cfg.pipeline = pipeline }
+        if let workers { cfg.workers = workers }
+        if let logLevel { cfg.logLevel = logLevel }
+        do { try cfg.validate() } catch { throw ValidationError("\(error)") }
+        guard let level = Logger.Level(rawValue: cfg.logLevel) else { throw ValidationError("logLevel: \(cfg.logLevel) is not a level") }
+        if check {
+            print("config ok: \(config)")
+            return
+        }
+        LogSetup.bootstrap(level: level)
+        let logger = Logger(label: "cyphonic-node")
+        let daemon = NodeDaemon(config: cfg, logger: logger)
+        var services: [any Service] = [UDPServerService(start: daemon.start, stop: daemon.stop)]
+        if let metrics = Endpoint(cfg.metrics) {
+            services.append(MetricsHTTPService(registry: daemon.registry, endpoint: metrics, logger: logger))
+        }
+        let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        try await group.run()
+        logger.info("cyphonic-node: shut down cleanly")
+    }
+}
+
+/// `cyphonic-node status`: asks a running daemon over its control socket.
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Show peers, endpoints, handshake ages, traffic and drops of a running daemon.")
+
+    @Option(help: "The daemon's control socket (config key `control`).") var control = "/run/cyphonic-node.sock"
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let s = try queryNodeStatus(path: control)
+        if json {
+            let e = JSONEncoder()
+            e.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try e.encode(s), as: UTF8.self))
+            return
+        }
+        print("node      \(s.fqdn) \(s.addresses.joined(separator: " "))")
+        print("pipeline  \(s.pipeline), \(s.threads) pipeline threads, \(s.osThreads) OS threads")
+        print("handshakes completed \(s.handshakesCompleted), refused \(s.handshakesRefused); reorder waits \(s.reorderWaits)")
+        print("drops     " + s.drops.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+        for p in s.peers {
+            let age = p.handshakeAgeSeconds.map { String(format: "%.0fs ago", $0) } ?? "no session"
+            print("peer      \(p.fqdn) [\(p.addresses.joined(separator: " "))] at \(p.endpoint ?? "?") \(p.route), handshake \(age)")
+            print("          tx \(p.txPackets) pkts / \(p.txBytes) B, rx \(p.rxPackets) pkts / \(p.rxBytes) B, reorder waits \(p.reorderWaits)")
+        }
+    }
+}

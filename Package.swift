@@ -100,6 +100,9 @@ let package = Package(
         .testTarget(name: "CyphonicPosixTests", dependencies: ["CyphonicPosix", "CyphonicCore"]),
         .testTarget(name: "CyphonicDataPlaneTests", dependencies: ["CyphonicDataPlane"]),
         .testTarget(name: "CyphonicSignalingTests", dependencies: ["CyphonicSignaling", "CyphonicPKI", "CyphonicCrypto", "CyphonicWire"]),
+        .testTarget(name: "CyphonicNodeTests", dependencies: [
+            "CyphonicNode", "CyphonicDataPlane", "CyphonicPKI", "CyphonicCrypto", "CyphonicCore", "CyphonicWire",
+        ]),
         .testTarget(name: "CyphonicASTests", dependencies: [
             "CyphonicAS", "CyphonicNode", "CyphonicSignaling", "CyphonicPKI", "CyphonicCrypto", "CyphonicWire", "CyphonicPosix",
             "CyphonicService",

@@ -42,7 +42,10 @@ public final class NodeDaemon: @unchecked Sendable {
         let ca = try Certificate(pem: try String(contentsOfFile: config.ca!, encoding: .utf8))
         let crl = try config.crl.map { try RevocationList(pem: try String(contentsOfFile: $0, encoding: .utf8)) }
         let verifier = try CertificateVerifier(trustAnchor: ca, revocations: crl)
-        try verifier.verify(cert, role: .node)
+        do { try verifier.verify(cert, role: .node) } catch {
+            // Start anyway (the operator sees why tunnels fail); peers will refuse it.
+            logger.error("node: our own certificate is not acceptable: \(error); peers will refuse our handshakes")
+        }
         guard cert.x25519PublicKey == key.publicKey else { throw ConfigFileError.invalid("key", "does not match the certificate") }
         certificate = cert
         let addresses = cert.ipAddresses
@@ -63,7 +66,6 @@ public final class NodeDaemon: @unchecked Sendable {
         self.manager = manager
         self.pipeline = pipeline
         try pipeline.start()
-        for target in config.peers { manager.initiate(target) }
         status = try StatusServer(path: config.control) { [weak self] in self?.snapshot() ?? Self.emptyStatus }
         startMetrics()
         let udp = (try? socket.localEndpoint())?.description ?? config.listen
@@ -100,8 +102,8 @@ public final class NodeDaemon: @unchecked Sendable {
             // Clamp the MSS of TCP SYNs leaving through the tunnel to what its MTU allows.
             let rules = """
                 table inet \(nftTable) {
-                  chain out { type filter hook output priority mangle; oifname "\(name)" tcp flags syn tcp option maxseg size set rt mtu; }
-                  chain fwd { type filter hook forward priority mangle; oifname "\(name)" tcp flags syn tcp option maxseg size set rt mtu; }
+                  chain clamp_out { type filter hook output priority mangle; oifname "\(name)" tcp flags syn tcp option maxseg size set rt mtu; }
+                  chain clamp_fwd { type filter hook forward priority mangle; oifname "\(name)" tcp flags syn tcp option maxseg size set rt mtu; }
                 }
                 """
             let status = run("/usr/sbin/nft", ["-f", "-"], input: rules)

@@ -239,10 +239,13 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
                     }
                 }
                 guard let s = peer.current else { continue }
-                if s.isInitiator, now - s.created > DataSession.rekeyAfterSeconds || s.messagesSent > DataSession.rekeyAfterMessages,
-                   let target = config.peers.first(where: { $0.fqdn == peer.fqdn }) {
+                let target = config.peers.first { $0.fqdn == peer.fqdn }
+                if let target, s.isInitiator, now - s.created > DataSession.rekeyAfterSeconds || s.messagesSent > DataSession.rekeyAfterMessages {
                     toInitiate.append(target)
                 }
+                // Both sides send at least a keepalive every keepaliveSeconds: silence for
+                // longer means the peer lost the session (restart, new address): reconnect.
+                if let target, now - s.lastReceived > config.keepaliveSeconds + 5 { toInitiate.append(target) }
                 if now - s.lastSent > config.keepaliveSeconds { keepalive.append(peer) }
             }
         }

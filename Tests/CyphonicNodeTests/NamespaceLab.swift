@@ -1,0 +1,199 @@
+import CyphonicCore
+import CyphonicCrypto
+import CyphonicPKI
+import Foundation
+
+/// Two (or three) network namespaces joined by veth pairs, certificates from a test CA,
+/// and `cyphonic-node` daemons started in them. Everything it creates — namespaces,
+/// processes, files — is removed by `tearDown()`, which tests call in `defer`.
+///
+///     ns A                               ns B                              ns C
+///     a0 198.19.<n>.1/24  ───────────   b0 198.19.<n>.2/24
+///     cyph0 198.18.0.1                   cyph0 198.18.0.2
+///                                         b1 198.19.<n+1>.2/24  ─────────  c0 198.19.<n+1>.1/24
+///                                                                           cyph0 198.18.0.3
+final class NamespaceLab {
+    let tag: String
+    let dir: String
+    let ca: CertificateAuthority
+    let net: Int
+    var processes: [String: Process] = [:]
+    var background: [Process] = []
+    var namespaces: [String] = []
+    let now = unixNow()
+
+    static var isRoot: Bool { getuid() == 0 }
+
+    init(withC: Bool = false) throws {
+        let id = Int(getpid() % 1000) * 10 + Int.random(in: 0..<10)
+        tag = "cyt\(id)"
+        net = 100 + (id % 70) * 2
+        dir = NSTemporaryDirectory() + "cyphonic-lab-\(tag)-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        ca = try CertificateAuthority.create(name: "Lab CA", key: try Ed25519PrivateKey(), serial: 1, validFrom: now - 3600)
+        try ca.certificate.pemString.write(toFile: dir + "/ca.pem", atomically: true, encoding: .utf8)
+        do {
+            for n in ["a", "b"] + (withC ? ["c"] : []) {
+                try sh("ip netns add \(tag)-\(n)")
+                namespaces.append("\(tag)-\(n)")
+                try sh("ip -n \(tag)-\(n) link set lo up")
+            }
+            try sh("ip link add \(tag)a0 netns \(tag)-a type veth peer name \(tag)b0 netns \(tag)-b")
+            try sh("ip -n \(tag)-a addr add 198.19.\(net).1/24 dev \(tag)a0")
+            try sh("ip -n \(tag)-b addr add 198.19.\(net).2/24 dev \(tag)b0")
+            try sh("ip -n \(tag)-a link set \(tag)a0 up")
+            try sh("ip -n \(tag)-b link set \(tag)b0 up")
+            if withC {
+                try sh("ip link add \(tag)c0 netns \(tag)-c type veth peer name \(tag)b1 netns \(tag)-b")
+                try sh("ip -n \(tag)-c addr add 198.19.\(net + 1).1/24 dev \(tag)c0")
+                try sh("ip -n \(tag)-b addr add 198.19.\(net + 1).2/24 dev \(tag)b1")
+                try sh("ip -n \(tag)-c link set \(tag)c0 up")
+                try sh("ip -n \(tag)-b link set \(tag)b1 up")
+            }
+        } catch {
+            tearDown()
+            throw error
+        }
+    }
+
+    func ns(_ n: String) -> String { "\(tag)-\(n)" }
+    var underlayA: String { "198.19.\(net).1" }
+    var underlayB: String { "198.19.\(net).2" }
+    var underlayBFromC: String { "198.19.\(net + 1).2" }
+
+    /// Issues a node certificate and writes key, certificate and CA into `dir/name/`.
+    @discardableResult
+    func enrol(_ name: String, index: Int, ca issuer: CertificateAuthority? = nil, validFrom: Int64? = nil, days: Int = 30,
+               serial: UInt64? = nil) throws -> Certificate {
+        let key = try X25519PrivateKey()
+        let cert = try (issuer ?? ca).issue(
+            .node(fqdn: try FQDN("\(name).cyphonic.internal"),
+                  addresses: [IPAddress("198.18.0.\(index)")!, IPAddress("2001:db8:c0ff:ee::\(index)")!],
+                  serial: serial ?? CertificateAuthority.randomSerial(), validFrom: validFrom ?? now - 60, days: days),
+            publicKey: key.publicKey)
+        let d = dir + "/" + name
+        try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: d + "/node.key", contents: Data(try KeyFiles.pem(key).utf8),
+                                           attributes: [.posixPermissions: 0o600])
+        try cert.pemString.write(toFile: d + "/node.pem", atomically: true, encoding: .utf8)
+        try ca.certificate.pemString.write(toFile: d + "/ca.pem", atomically: true, encoding: .utf8)
+        return cert
+    }
+
+    /// Writes `dir/name.json` for a node whose files `enrol` wrote.
+    func configure(_ name: String, peers: [(String, String)] = [], extra: [String: Any] = [:]) throws {
+        var json: [String: Any] = ["stateDir": dir + "/" + name, "control": dir + "/\(name).sock", "metrics": "",
+                                   "logLevel": "debug",
+                                   "peers": peers.map { ["fqdn": "\($0.0).cyphonic.internal", "endpoint": $0.1] }]
+        for (k, v) in extra { json[k] = v }
+        try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted]).write(to: URL(fileURLWithPath: dir + "/\(name).json"))
+    }
+
+    /// Starts `cyphonic-node run` for `name` inside namespace `n`.
+    func start(_ name: String, in n: String, arguments: [String] = []) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/sbin/ip")
+        p.arguments = ["netns", "exec", ns(n), Self.product("cyphonic-node"), "run", "--config", dir + "/\(name).json"] + arguments
+        let log = dir + "/\(name).log"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        p.standardOutput = handle
+        p.standardError = handle
+        try p.run()
+        processes[name] = p
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    @discardableResult
+    func stop(_ name: String) -> Int32 {
+        guard let p = processes.removeValue(forKey: name) else { return -1 }
+        kill(p.processIdentifier, SIGTERM)
+        for _ in 0..<100 where p.isRunning { usleep(50_000) }
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        p.waitUntilExit()
+        return p.terminationStatus
+    }
+
+    func log(_ name: String) -> String { (try? String(contentsOfFile: dir + "/\(name).log", encoding: .utf8)) ?? "" }
+
+    /// The daemon's status via `cyphonic-node status --json`.
+    func status(_ name: String) throws -> [String: Any] {
+        let r = try run(Self.product("cyphonic-node"), ["status", "--json", "--control", dir + "/\(name).sock"])
+        return (try JSONSerialization.jsonObject(with: Data(r.output.utf8)) as? [String: Any]) ?? [:]
+    }
+
+    func drops(_ name: String, _ reason: String) throws -> Int {
+        ((try status(name))["drops"] as? [String: Any])?[reason] as? Int ?? 0
+    }
+
+    /// Waits until `name` has a session with a peer named `peer` (FQDN prefix).
+    func waitForSession(_ name: String, peer: String, seconds: Double = 10) throws -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            let peers = (try? status(name))?["peers"] as? [[String: Any]] ?? []
+            if peers.contains(where: { ($0["fqdn"] as? String)?.hasPrefix(peer) == true && $0["handshakeAgeSeconds"] != nil }) {
+                return true
+            }
+            usleep(100_000)
+        }
+        return false
+    }
+
+    /// Runs a command in namespace `n`.
+    @discardableResult
+    func exec(_ n: String, _ command: String) throws -> (status: Int32, output: String) {
+        // Every command is bounded in time: a hang is a failure, never a stuck test.
+        try run("/bin/sh", ["-c", "ip netns exec \(ns(n)) timeout 60 \(command)"])
+    }
+
+    /// Starts a long-running command in namespace `n` without waiting for it (no pipes
+    /// attached); `tearDown` kills whatever is left in the namespace.
+    @discardableResult
+    func spawn(_ n: String, _ command: String) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/sbin/ip")
+        p.arguments = ["netns", "exec", ns(n)] + command.split(separator: " ").map(String.init)
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        background.append(p)
+        return p
+    }
+
+    func sh(_ command: String) throws {
+        let r = try run("/bin/sh", ["-c", command])
+        guard r.status == 0 else { throw LabError.command(command, r.output) }
+    }
+
+    func run(_ path: String, _ args: [String]) throws -> (status: Int32, output: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = args
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    func tearDown() {
+        for name in Array(processes.keys) { stop(name) }
+        for p in background where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        for n in namespaces.reversed() {
+            // Whatever still runs in the namespace (an iperf3 server, ...) goes too.
+            _ = try? run("/bin/sh", ["-c", "ip netns pids \(n) | xargs -r kill -9"])
+            _ = try? run("/sbin/ip", ["netns", "del", n])
+        }
+        namespaces = []
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    static func product(_ name: String) -> String {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return root.appendingPathComponent(".build/debug/\(name)").path
+    }
+
+    enum LabError: Error { case command(String, String) }
+}

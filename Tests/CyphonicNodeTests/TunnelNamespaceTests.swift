@@ -1,0 +1,170 @@
+import CyphonicCore
+import CyphonicCrypto
+import CyphonicPKI
+import Foundation
+import Testing
+
+/// Real tunnels between real namespaces with real tools (ping, iperf3). Needs root:
+/// skipped with a message otherwise; CI runs them as root.
+@Suite(.serialized, .enabled(if: NamespaceLab.isRoot, "skipped: namespace tests need root (CI runs them as root)"))
+struct TunnelNamespaceTests {
+    /// Two nodes, A configured with B as its static peer; B accepts any node of the CA.
+    func twoNodes(pipeline: String = "multi", withC: Bool = false,
+                  configureB: (NamespaceLab) throws -> [String: Any] = { _ in [:] }) throws -> NamespaceLab {
+        let lab = try NamespaceLab(withC: withC)
+        do {
+            try lab.enrol("a", index: 1)
+            try lab.enrol("b", index: 2)
+            try lab.configure("a", peers: [("b", "\(lab.underlayB):30000")], extra: ["pipeline": pipeline])
+            var extra: [String: Any] = ["pipeline": pipeline]
+            for (k, v) in try configureB(lab) { extra[k] = v }
+            try lab.configure("b", extra: extra)
+            try lab.start("b", in: "b")
+            try lab.start("a", in: "a")
+            guard try lab.waitForSession("a", peer: "b.") else { throw NamespaceLab.LabError.command("session a-b", lab.log("a") + lab.log("b")) }
+        } catch {
+            lab.tearDown()
+            throw error
+        }
+        return lab
+    }
+
+    func pingLoss(_ output: String) -> String? {
+        output.split(separator: "\n").first { $0.contains("packet loss") }.map(String.init)
+    }
+
+    @Test(arguments: ["multi", "single"])
+    func pingBothWaysOverIPv4AndIPv6AndIperf(_ pipeline: String) throws {
+        let lab = try twoNodes(pipeline: pipeline)
+        defer { lab.tearDown() }
+        for (from, to) in [("a", "198.18.0.2"), ("a", "2001:db8:c0ff:ee::2"), ("b", "198.18.0.1"), ("b", "2001:db8:c0ff:ee::1")] {
+            let r = try lab.exec(from, "ping -c 3 -i 0.2 -W 2 \(to)")
+            #expect(r.status == 0, "ping \(to) from \(from): \(r.output)")
+            #expect(pingLoss(r.output)?.contains(" 0% packet loss") == true)
+        }
+        // iperf3 TCP.
+        try lab.spawn("b", "iperf3 -s -1 -B 198.18.0.2")
+        usleep(300_000)
+        let tcp = try lab.exec("a", "iperf3 -c 198.18.0.2 -t 2 -J")
+        let tcpJSON = try JSONSerialization.jsonObject(with: Data(tcp.output.utf8)) as? [String: Any]
+        let tcpBps = ((tcpJSON?["end"] as? [String: Any])?["sum_received"] as? [String: Any])?["bits_per_second"] as? Double ?? 0
+        print("iperf3 TCP through the \(pipeline) pipeline: \(Int(tcpBps / 1e6)) Mbit/s")
+        #expect(tcpBps > 10e6, "\(tcp.output.prefix(500))")
+        // iperf3 UDP at saturation: no datagram out of order.
+        try lab.spawn("b", "iperf3 -s -1 -B 198.18.0.2")
+        usleep(300_000)
+        let udp = try lab.exec("a", "iperf3 -c 198.18.0.2 -u -b 0 -l 1300 -t 2 -J")
+        let end = (try JSONSerialization.jsonObject(with: Data(udp.output.utf8)) as? [String: Any])?["end"] as? [String: Any]
+        let stream = ((end?["streams"] as? [[String: Any]])?.first?["udp"]) as? [String: Any]
+        let outOfOrder = stream?["out_of_order"] as? Int ?? -1
+        let received = (stream?["packets"] as? Int ?? 0) - (stream?["lost_packets"] as? Int ?? 0)
+        print("iperf3 UDP at saturation through the \(pipeline) pipeline: \(received) datagrams received, \(outOfOrder) out of order")
+        #expect(outOfOrder == 0)
+        #expect(received > 1000)
+        // The OS thread count is what the pipeline says, not one per peer.
+        let status = try lab.status("a")
+        #expect((status["threads"] as? Int) == (pipeline == "single" ? 2 : 6))
+        // Clean shutdown on SIGTERM, interface gone.
+        #expect(lab.stop("a") == 0)
+        #expect(lab.log("a").contains("shut down cleanly"))
+        #expect(try lab.exec("a", "ip link show cyph0").status != 0)
+    }
+
+    @Test func hostileDatagramsAreCountedAndDroppedWhilePingContinues() throws {
+        let lab = try twoNodes()
+        defer { lab.tearDown() }
+        let script = lab.dir + "/hostile.py"
+        try Self.hostileScript.write(toFile: script, atomically: true, encoding: .utf8)
+        // A steady ping from A while A's namespace also replays, tampers and sprays garbage at B.
+        let ping = Process()
+        ping.executableURL = URL(fileURLWithPath: "/sbin/ip")
+        ping.arguments = ["netns", "exec", lab.ns("a"), "ping", "-c", "30", "-i", "0.1", "-W", "2", "198.18.0.2"]
+        let pipe = Pipe()
+        ping.standardOutput = pipe
+        try ping.run()
+        let hostile = try lab.exec("a", "python3 \(script) \(lab.tag)a0 \(lab.underlayB) 30000")
+        print("hostile sender: \(hostile.output.trimmingCharacters(in: .whitespacesAndNewlines))")
+        #expect(hostile.status == 0, "\(hostile.output)")
+        let pingOut = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        ping.waitUntilExit()
+        #expect(pingLoss(pingOut)?.contains(" 0% packet loss") == true, "\(pingOut)")
+        let replay = try lab.drops("b", "replay"), auth = try lab.drops("b", "authentication_failed")
+        let header = try lab.drops("b", "bad_header"), unknown = try lab.drops("b", "unknown_session")
+        let control = try lab.status("b")["badControlDatagrams"] as? Int ?? 0
+        print("B dropped: replay \(replay), authentication_failed \(auth), bad_header \(header), unknown_session \(unknown), bad control \(control)")
+        #expect(replay == 5)
+        #expect(auth == 5)
+        // Random bytes that happen to start like a control message go to the control plane's counter.
+        #expect(header + unknown + control >= 200)
+    }
+
+    @Test func peersWithForeignExpiredOrRevokedCertificatesAreRefused() throws {
+        let revokedSerial: UInt64 = 4242
+        // B holds a CA-signed revocation list naming one serial.
+        let lab = try twoNodes(withC: true) { lab in
+            let crl = try RevocationList.sign(by: lab.ca, serials: [revokedSerial], number: 1, nextUpdate: lab.now + 86_400)
+            try crl.pemString.write(toFile: lab.dir + "/crl.pem", atomically: true, encoding: .utf8)
+            return ["crl": lab.dir + "/crl.pem"]
+        }
+        defer { lab.tearDown() }
+
+        let foreign = try CertificateAuthority.create(name: "Lab CA", key: try Ed25519PrivateKey(), serial: 1, validFrom: lab.now - 3600)
+        let cases: [(String, () throws -> Void)] = [
+            ("another CA", { try lab.enrol("c", index: 3, ca: foreign) }),
+            ("expired", { try lab.enrol("c", index: 3, validFrom: lab.now - 40 * 86_400, days: 30) }),
+            ("revoked", { try lab.enrol("c", index: 3, serial: revokedSerial) }),
+        ]
+        for (what, make) in cases {
+            try make()
+            try lab.configure("c", peers: [("b", "\(lab.underlayBFromC):30000")])
+            let refusedBefore = try lab.status("b")["handshakesRefused"] as? Int ?? 0
+            try lab.start("c", in: "c")
+            var refused = refusedBefore
+            for _ in 0..<60 where refused == refusedBefore {
+                usleep(100_000)
+                refused = try lab.status("b")["handshakesRefused"] as? Int ?? 0
+            }
+            print("B refused a peer certificate from \(what): handshakesRefused \(refusedBefore) -> \(refused)")
+            #expect(refused > refusedBefore, "\(what): \(lab.log("b").suffix(800))")
+            let peers = try lab.status("b")["peers"] as? [[String: Any]] ?? []
+            #expect(!peers.contains { ($0["fqdn"] as? String) == "c.cyphonic.internal" }, "\(what)")
+            #expect(try lab.exec("c", "ping -c 1 -W 1 198.18.0.2").status != 0)
+            lab.stop("c")
+        }
+        // B still serves A.
+        #expect(try lab.exec("a", "ping -c 2 -i 0.2 -W 2 198.18.0.2").status == 0)
+    }
+
+    /// Captures one capsule A sends to B (AF_PACKET on A's veth), then replays it five
+    /// times, sends five tampered copies, and 200 random datagrams, to B's port.
+    static let hostileScript = #"""
+import os, random, socket, struct, sys, time
+ifname, target, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+sniff = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(0x0003))
+sniff.bind((ifname, 0))
+sniff.settimeout(5)
+capsule = None
+deadline = time.time() + 5
+while capsule is None and time.time() < deadline:
+    frame = sniff.recv(65535)
+    if len(frame) < 42 or frame[12:14] != b"\x08\x00" or frame[23] != 17:
+        continue
+    ihl = (frame[14] & 0x0F) * 4
+    udp = 14 + ihl
+    dport = struct.unpack("!H", frame[udp + 2:udp + 4])[0]
+    payload = frame[udp + 8:]
+    if dport == port and len(payload) > 32 and payload[0] == 1 and payload[1] == 7:
+        capsule = payload
+if capsule is None:
+    print("no capsule captured"); sys.exit(1)
+out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(5):
+    out.sendto(capsule, (target, port))
+for i in range(5):
+    bad = bytearray(capsule); bad[-1 - i] ^= 0x5A
+    out.sendto(bytes(bad), (target, port))
+for _ in range(200):
+    out.sendto(os.urandom(random.randint(0, 1400)), (target, port))
+print("captured a %d-byte capsule; sent 5 replays, 5 tampered, 200 random" % len(capsule))
+"""#
+}

@@ -4,7 +4,7 @@ SWIFT ?= swift
 FUZZ_SECONDS ?= 60
 FUZZ_RUNS ?= 1000000
 
-.PHONY: build release test fuzz bench lab-up lab-down clean deps
+.PHONY: build release test fuzz bench bench-tunnel lab-up lab-down clean
 
 build:
 	$(SWIFT) build
@@ -23,6 +23,12 @@ bench:
 	$(SWIFT) build -c release --product cyphonic-bench
 	./.build/release/cyphonic-bench crypto
 	./.build/release/cyphonic-bench logins
+
+# Tunnel throughput/RTT/CPU against raw veth, wireguard-go and nebula (root; Debian
+# packages iperf3 wireguard-go wireguard-tools nebula bc). Writes bench-out/.
+bench-tunnel:
+	$(SWIFT) build -c release
+	bash bench/tunnel.sh
 
 lab-up lab-down:
 	@echo "make $@: not yet — the lab arrives with the node daemon and services (see README)."

@@ -26,6 +26,8 @@ let package = Package(
         .systemLibrary(name: "CCyphonicSQLite", pkgConfig: "sqlite3",
                        providers: [.apt(["libsqlite3-dev"])]),
         .target(name: "CCyphonicLinux"),
+        // Test support only: counts malloc calls per thread (interposes malloc).
+        .target(name: "CCyphonicMallocCounter"),
 
         // Libraries that mirror the architecture.
         .target(name: "CyphonicCore"),
@@ -98,7 +100,9 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "CyphonicPKITests", dependencies: ["CyphonicPKI", "CyphonicCrypto", "CyphonicCore"]),
         .testTarget(name: "CyphonicPosixTests", dependencies: ["CyphonicPosix", "CyphonicCore"]),
-        .testTarget(name: "CyphonicDataPlaneTests", dependencies: ["CyphonicDataPlane"]),
+        .testTarget(name: "CyphonicDataPlaneTests", dependencies: [
+            "CyphonicDataPlane", "CyphonicCrypto", "CyphonicCore", "CyphonicPosix", "CyphonicWire", "CCyphonicMallocCounter",
+        ]),
         .testTarget(name: "CyphonicSignalingTests", dependencies: ["CyphonicSignaling", "CyphonicPKI", "CyphonicCrypto", "CyphonicWire"]),
         .testTarget(name: "CyphonicNodeTests", dependencies: [
             "CyphonicNode", "CyphonicDataPlane", "CyphonicPKI", "CyphonicCrypto", "CyphonicCore", "CyphonicWire",

@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# make bench-tunnel: one run, one topology, one build — raw veth, wireguard-go, nebula,
+# cyphonic-node --pipeline single and the multi-threaded pipeline — measured with the
+# same tools: iperf3 TCP (1 and 4 streams), iperf3 UDP (1300-byte datagrams, unlimited
+# rate), ping RTT idle and under TCP load, and the tunnel daemons' CPU seconds per GB.
+#
+#   ns cyb-a                                   ns cyb-b
+#   veth cyba0 198.19.200.1/24 ──────────────  veth cybb0 198.19.200.2/24    (underlay)
+#   tunnel    198.18.<v>.1                     tunnel    198.18.<v>.2       (per variant)
+#
+# Needs root, iproute2, iperf3, ping, wireguard-go + wg, nebula + nebula-cert (Debian).
+# Everything it creates is removed on exit (trap), also on failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.build/release}
+SECS=${BENCH_SECONDS:-5}
+OUT=${BENCH_OUT:-bench-out}
+A=cyb-a B=cyb-b
+WORK=$(mktemp -d /tmp/cyphonic-bench-XXXXXX)
+mkdir -p "$OUT"
+RESULTS="$OUT/tunnel-results.csv"
+
+cleanup() {
+  set +e
+  for ns in $A $B; do
+    ip netns pids $ns 2>/dev/null | xargs -r kill -9 2>/dev/null
+    ip netns del $ns 2>/dev/null
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+[ "$(id -u)" -eq 0 ] || { echo "bench-tunnel needs root"; exit 1; }
+for tool in iperf3 ping; do command -v $tool >/dev/null || { echo "missing $tool"; exit 1; }; done
+
+ip netns add $A; ip netns add $B
+ip link add cyba0 netns $A type veth peer name cybb0 netns $B
+ip -n $A addr add 198.19.200.1/24 dev cyba0; ip -n $B addr add 198.19.200.2/24 dev cybb0
+for ns in $A $B; do ip -n $ns link set lo up; done
+ip -n $A link set cyba0 up; ip -n $B link set cybb0 up
+
+progress() { echo "bench: $*" >&2; }
+
+# CPU seconds (user+system) of the given pids.
+cpu_of() {
+  local total=0 hz; hz=$(getconf CLK_TCK)
+  for p in "$@"; do
+    [ -r /proc/$p/stat ] || continue
+    local t; t=$(awk '{print $14 + $15}' /proc/$p/stat)
+    total=$((total + t))
+  done
+  echo "scale=3; $total / $hz" | bc
+}
+
+# measure NAME SERVER_IP "DAEMON_PIDS_A" "DAEMON_PIDS_B"
+measure() {
+  local name=$1 ip=$2 pids="$3"
+  progress "$name: TCP 1 stream"
+  ip netns exec $B iperf3 -s -1 -B "$ip" >/dev/null 2>&1 & local srv=$!; sleep 0.5
+  local c0; c0=$(cpu_of $pids)
+  local tcp1 bytes1
+  read -r tcp1 bytes1 < <(ip netns exec $A timeout 60 iperf3 -c "$ip" -t "$SECS" -J | python3 -c '
+import json,sys; e=json.load(sys.stdin)["end"]["sum_received"]; print(e["bits_per_second"]/1e9, e["bytes"])')
+  local c1; c1=$(cpu_of $pids)
+  local cpu_gb="-"
+  [ -n "$pids" ] && cpu_gb=$(echo "scale=3; ($c1 - $c0) / ($bytes1 / 1000000000)" | bc)
+  wait $srv
+  progress "$name: TCP 4 streams"
+  ip netns exec $B iperf3 -s -1 -B "$ip" >/dev/null 2>&1 & srv=$!; sleep 0.5
+  local tcp4; tcp4=$(ip netns exec $A timeout 60 iperf3 -c "$ip" -t "$SECS" -P 4 -J | python3 -c '
+import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)')
+  wait $srv
+  progress "$name: UDP 1300-byte datagrams"
+  ip netns exec $B iperf3 -s -1 -B "$ip" >/dev/null 2>&1 & srv=$!; sleep 0.5
+  local udp loss ooo
+  read -r udp loss ooo < <(ip netns exec $A timeout 60 iperf3 -c "$ip" -u -b 0 -l 1300 -t "$SECS" -J | python3 -c '
+import json,sys; e=json.load(sys.stdin)["end"]; s=e["streams"][0]["udp"]
+rx=(s["packets"]-s["lost_packets"])*1300*8/s["seconds"]/1e9
+print(rx, round(s["lost_percent"],1), s.get("out_of_order",-1))')
+  wait $srv
+  progress "$name: ping idle"
+  local idle; idle=$(ip netns exec $A ping -q -c 20 -i 0.05 "$ip" | awk -F/ '/^rtt/ {print $5}')
+  progress "$name: ping under TCP load"
+  ip netns exec $B iperf3 -s -1 -B "$ip" >/dev/null 2>&1 & srv=$!; sleep 0.5
+  ip netns exec $A timeout 60 iperf3 -c "$ip" -t $((SECS + 2)) >/dev/null 2>&1 & local cli=$!
+  sleep 1
+  local loaded; loaded=$(ip netns exec $A ping -q -c 40 -i 0.1 "$ip" | awk -F/ '/^rtt/ {print $5}')
+  wait $cli $srv
+  printf '%s,%.3f,%.3f,%.3f,%s,%s,%s,%s,%s\n' "$name" "$tcp1" "$tcp4" "$udp" "$loss" "$ooo" "${idle:-nan}" "${loaded:-nan}" "$cpu_gb" >> "$RESULTS"
+}
+
+echo "variant,tcp1_gbps,tcp4_gbps,udp_gbps,udp_loss_pct,udp_out_of_order,rtt_idle_ms,rtt_load_ms,cpu_s_per_gb" > "$RESULTS"
+
+# 1. Raw veth.
+measure "raw-veth" 198.19.200.2 ""
+
+# 2. wireguard-go (its default MTU, 1420).
+progress "wireguard-go: setting up"
+umask 077; for ns in $A $B; do ip netns exec $ns wg genkey > "$WORK/$ns.key"; wg pubkey < "$WORK/$ns.key" > "$WORK/$ns.pub"; done
+# Distinct names: wireguard-go's control socket (/var/run/wireguard/NAME.sock) is shared by all namespaces.
+ip netns exec $A env WG_PROCESS_FOREGROUND=1 WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 wireguard-go wga0 >/dev/null 2>&1 &
+ip netns exec $B env WG_PROCESS_FOREGROUND=1 WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 wireguard-go wgb0 >/dev/null 2>&1 &
+for _ in $(seq 50); do ip -n $A link show wga0 >/dev/null 2>&1 && ip -n $B link show wgb0 >/dev/null 2>&1 && break; sleep 0.1; done
+ip netns exec $A wg set wga0 listen-port 51820 private-key "$WORK/$A.key" peer "$(cat "$WORK/$B.pub")" allowed-ips 198.18.1.2/32 endpoint 198.19.200.2:51820
+ip netns exec $B wg set wgb0 listen-port 51820 private-key "$WORK/$B.key" peer "$(cat "$WORK/$A.pub")" allowed-ips 198.18.1.1/32 endpoint 198.19.200.1:51820
+ip -n $A addr add 198.18.1.1/24 dev wga0; ip -n $B addr add 198.18.1.2/24 dev wgb0
+ip -n $A link set wga0 up; ip -n $B link set wgb0 up
+ip netns exec $A ping -c 3 -i 0.2 -W 2 198.18.1.2 >/dev/null
+measure "wireguard-go" 198.18.1.2 "$(pgrep -f 'wireguard-go wg[ab]0' | tr '\n' ' ')"
+pkill -f 'wireguard-go wg[ab]0' || true
+sleep 0.5
+
+# 3. Nebula (Debian 1.6.1), static host map, no lighthouse.
+if command -v nebula >/dev/null && command -v nebula-cert >/dev/null; then
+  progress "nebula: setting up"
+  (cd "$WORK" && nebula-cert ca -name bench >/dev/null \
+     && nebula-cert sign -name a -ip 198.18.2.1/24 >/dev/null && nebula-cert sign -name b -ip 198.18.2.2/24 >/dev/null)
+  for n in a b; do
+    other=$([ $n = a ] && echo b || echo a); oip=$([ $n = a ] && echo 2 || echo 1)
+    cat > "$WORK/nebula-$n.yml" <<YML
+pki: {ca: $WORK/ca.crt, cert: $WORK/$n.crt, key: $WORK/$n.key}
+static_host_map: {"198.18.2.$oip": ["198.19.200.$oip:4242"]}
+lighthouse: {am_lighthouse: false, hosts: []}
+listen: {host: 0.0.0.0, port: 4242}
+punchy: {punch: false}
+tun: {dev: nebb0, mtu: 1300}
+logging: {level: warning}
+firewall:
+  outbound: [{port: any, proto: any, host: any}]
+  inbound: [{port: any, proto: any, host: any}]
+YML
+  done
+  ip netns exec $A nebula -config "$WORK/nebula-a.yml" >/dev/null 2>&1 &
+  ip netns exec $B nebula -config "$WORK/nebula-b.yml" >/dev/null 2>&1 &
+  sleep 2
+  if ip netns exec $A ping -c 3 -i 0.3 -W 2 198.18.2.2 >/dev/null 2>&1; then
+    measure "nebula" 198.18.2.2 "$(pgrep -f 'nebula -config' | tr '\n' ' ')"
+  else
+    progress "nebula: no tunnel came up; skipped"
+  fi
+  pkill -f "nebula -config $WORK" || true
+  sleep 0.5
+fi
+
+# 4./5. cyphonic-node, both pipelines, same build. Certificates from a real as-server.
+progress "cyphonic: enrolling two nodes with as-server"
+"$BIN/as-server" init --data-dir "$WORK/as" >/dev/null
+TA=$("$BIN/as-server" node add benchA --data-dir "$WORK/as" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+TB=$("$BIN/as-server" node add benchB --data-dir "$WORK/as" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+ip netns exec $B "$BIN/as-server" serve --data-dir "$WORK/as" --listen 198.19.200.2:4501 --metrics 127.0.0.1:0 >/dev/null 2>&1 &
+AS_PID=$!
+sleep 1
+ip netns exec $A "$BIN/cyphonic-node" enroll --as 198.19.200.2:4501 --ca "$WORK/as/ca.pem" --token "$TA" --state-dir "$WORK/na" >/dev/null
+ip netns exec $B "$BIN/cyphonic-node" enroll --as 198.19.200.2:4501 --ca "$WORK/as/ca.pem" --token "$TB" --state-dir "$WORK/nb" >/dev/null
+kill $AS_PID; wait $AS_PID 2>/dev/null || true
+echo "{\"stateDir\": \"$WORK/na\", \"control\": \"$WORK/a.sock\", \"metrics\": \"\", \"peers\": [{\"fqdn\": \"bencha.cyphonic.internal\", \"endpoint\": \"198.19.200.2:30000\"}]}" \
+  | sed 's/bencha/benchb/' > "$WORK/a.json"
+echo "{\"stateDir\": \"$WORK/nb\", \"control\": \"$WORK/b.sock\", \"metrics\": \"\"}" > "$WORK/b.json"
+for pipeline in single multi; do
+  progress "cyphonic --pipeline $pipeline: starting"
+  ip netns exec $B "$BIN/cyphonic-node" run --config "$WORK/b.json" --pipeline $pipeline --log-level warning >/dev/null 2>&1 &
+  PB=$!
+  ip netns exec $A "$BIN/cyphonic-node" run --config "$WORK/a.json" --pipeline $pipeline --log-level warning >/dev/null 2>&1 &
+  PA=$!
+  for _ in $(seq 50); do ip netns exec $A ping -c 1 -W 1 198.18.0.2 >/dev/null 2>&1 && break; sleep 0.2; done
+  measure "cyphonic-$pipeline" 198.18.0.2 "$PA $PB"
+  kill -TERM $PA $PB; wait $PA $PB 2>/dev/null || true
+  sleep 0.5
+done
+
+python3 - "$RESULTS" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+base = next((r for r in rows if r["variant"] == "wireguard-go"), None)
+def ratio(r, k):
+    try:
+        return "%.2fx" % (float(r[k]) / float(base[k]))
+    except Exception:
+        return "-"
+print("| variant | TCP 1 stream Gbit/s | TCP 4 streams Gbit/s | UDP 1300 B Gbit/s (loss %, out of order) | RTT idle ms | RTT under load ms | CPU s/GB |")
+print("|---|---|---|---|---|---|---|")
+for r in rows:
+    print("| %s | %s (%s) | %s (%s) | %s (%s %%, %s) (%s) | %s | %s | %s |" % (
+        r["variant"], r["tcp1_gbps"], ratio(r, "tcp1_gbps"), r["tcp4_gbps"], ratio(r, "tcp4_gbps"),
+        r["udp_gbps"], r["udp_loss_pct"], r["udp_out_of_order"], ratio(r, "udp_gbps"),
+        r["rtt_idle_ms"], r["rtt_load_ms"], r["cpu_s_per_gb"]))
+print("\n(ratios in parentheses are to wireguard-go measured in the same run)")
+PY

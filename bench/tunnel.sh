@@ -39,6 +39,8 @@ for ns in $A $B; do ip -n $ns link set lo up; done
 ip -n $A link set cyba0 up; ip -n $B link set cybb0 up
 
 progress() { echo "bench: $*" >&2; }
+# BENCH_VARIANTS="wireguard-go cyphonic-multi" limits the run (default: all).
+want() { [[ -z "${BENCH_VARIANTS:-}" || " $BENCH_VARIANTS " == *" $1 "* ]]; }
 
 # CPU seconds (user+system) of the given pids.
 cpu_of() {
@@ -91,9 +93,10 @@ print(rx, round(s["lost_percent"],1), s.get("out_of_order",-1))')
 echo "variant,tcp1_gbps,tcp4_gbps,udp_gbps,udp_loss_pct,udp_out_of_order,rtt_idle_ms,rtt_load_ms,cpu_s_per_gb" > "$RESULTS"
 
 # 1. Raw veth.
-measure "raw-veth" 198.19.200.2 ""
+want raw-veth && measure "raw-veth" 198.19.200.2 ""
 
 # 2. wireguard-go (its default MTU, 1420).
+if want wireguard-go; then
 progress "wireguard-go: setting up"
 umask 077; for ns in $A $B; do ip netns exec $ns wg genkey > "$WORK/$ns.key"; wg pubkey < "$WORK/$ns.key" > "$WORK/$ns.pub"; done
 # Distinct names: wireguard-go's control socket (/var/run/wireguard/NAME.sock) is shared by all namespaces.
@@ -108,9 +111,10 @@ ip netns exec $A ping -c 3 -i 0.2 -W 2 198.18.1.2 >/dev/null
 measure "wireguard-go" 198.18.1.2 "$(pgrep -f 'wireguard-go wg[ab]0' | tr '\n' ' ')"
 pkill -f 'wireguard-go wg[ab]0' || true
 sleep 0.5
+fi
 
 # 3. Nebula (Debian 1.6.1), static host map, no lighthouse.
-if command -v nebula >/dev/null && command -v nebula-cert >/dev/null; then
+if want nebula && command -v nebula >/dev/null && command -v nebula-cert >/dev/null; then
   progress "nebula: setting up"
   (cd "$WORK" && nebula-cert ca -name bench >/dev/null \
      && nebula-cert sign -name a -ip 198.18.2.1/24 >/dev/null && nebula-cert sign -name b -ip 198.18.2.2/24 >/dev/null)
@@ -156,6 +160,7 @@ echo "{\"stateDir\": \"$WORK/na\", \"control\": \"$WORK/a.sock\", \"metrics\": \
   | sed 's/bencha/benchb/' > "$WORK/a.json"
 echo "{\"stateDir\": \"$WORK/nb\", \"control\": \"$WORK/b.sock\", \"metrics\": \"\"}" > "$WORK/b.json"
 for pipeline in single multi; do
+  want cyphonic-$pipeline || continue
   progress "cyphonic --pipeline $pipeline: starting"
   ip netns exec $B "$BIN/cyphonic-node" run --config "$WORK/b.json" --pipeline $pipeline --log-level warning >/dev/null 2>&1 &
   PB=$!

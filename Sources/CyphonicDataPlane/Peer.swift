@@ -41,6 +41,9 @@ public final class Peer: @unchecked Sendable {
     var outbound = BatchFIFO()
     var inbound = BatchFIFO()
     var ready = false
+    /// The releaser is sending / delivering batches it took from this peer's FIFOs.
+    var sending = false
+    var delivering = false
 
     public init(staticKey: X25519PublicKey, fqdn: String, addresses: [IPAddress], endpoint: Endpoint?) {
         self.staticKey = staticKey

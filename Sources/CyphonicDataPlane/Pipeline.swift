@@ -47,10 +47,11 @@ public enum PipelineMode: Sendable, Equatable, CustomStringConvertible {
     case multi(workers: Int)
 
     /// Cipher contexts a session needs: one per packet-crypto thread plus one for control.
+    /// Multi: workers 0..<N, then the TUN reader and the UDP receiver (fast path), then control.
     public var keySlots: Int {
         switch self {
         case .single: return 2
-        case let .multi(workers): return workers + 1
+        case let .multi(workers): return workers + 3
         }
     }
 
@@ -94,6 +95,12 @@ public final class Pipeline: @unchecked Sendable {
         pool = BatchPool(size: min(poolSize, 512))
         cryptoQueue = WorkQueue(capacity: 512)
         readyPeers.reserveCapacity(1024)
+    }
+
+    /// Crypto workers (0 for the single-threaded design).
+    var workerCount: Int {
+        if case let .multi(workers) = mode { return workers }
+        return 0
     }
 
     /// OS threads the pipeline runs (constant in the number of peers).
@@ -154,6 +161,8 @@ public final class Pipeline: @unchecked Sendable {
         var spares: [PacketBatch] = []
         spares.reserveCapacity(8)
         let maxPayload = min(mtu, PacketBatch.slotSize - Header.size - 16)
+        let vector = DatagramVector(capacity: PacketBatch.capacity)
+        let fastKey = workerCount
         while isRunning {
             // Hold spare batches before taking the table lock (blocking here is backpressure).
             while spares.count < 4 { spares.append(pool.get()) }
@@ -193,13 +202,13 @@ public final class Pipeline: @unchecked Sendable {
                 b.counters[i] = session.nextCounter()
                 b.count = i + 1
                 if b.count == PacketBatch.capacity {
-                    submit(b)
+                    submit(b, fastKeyIndex: fastKey, vector: vector)
                     staged.removeAll { $0 === b }
                     if spares.isEmpty { break }
                 }
             }
             peers.unlock()
-            for b in staged { submit(b) }
+            for b in staged { submit(b, fastKeyIndex: fastKey, vector: vector) }
             staged.removeAll(keepingCapacity: true)
         }
         for b in spares { pool.put(b) }
@@ -220,6 +229,8 @@ public final class Pipeline: @unchecked Sendable {
         var staged: [PacketBatch] = []
         staged.reserveCapacity(64)
         var landing: PacketBatch? = nil
+        let sendVector = DatagramVector(capacity: PacketBatch.capacity)
+        let fastKey = workerCount + 1
         while isRunning {
             let land = landing ?? pool.get()
             landing = land
@@ -296,19 +307,19 @@ public final class Pipeline: @unchecked Sendable {
                 b.sources[j] = vector.address(i)
                 b.count = j + 1
                 if b.count == PacketBatch.capacity {
-                    submit(b)
+                    submit(b, fastKeyIndex: fastKey, vector: sendVector)
                     staged.removeAll { $0 === b }
                 }
             }
             peers.unlock()
             if kept > 0 {
                 land.count = kept
-                submit(land)
+                submit(land, fastKeyIndex: fastKey, vector: sendVector)
                 landing = nil
             } else {
                 land.reset()
             }
-            for b in staged { submit(b) }
+            for b in staged { submit(b, fastKeyIndex: fastKey, vector: sendVector) }
             staged.removeAll(keepingCapacity: true)
             for c in 0..<controlCount {
                 control.handleControl(UnsafeRawBufferPointer(rebasing: controlBuffers[(c * 2048)..<(c * 2048 + controls[c].length)]),
@@ -318,9 +329,37 @@ public final class Pipeline: @unchecked Sendable {
         if let landing { pool.put(landing) }
     }
 
-    /// Hands a staged batch to its peer's FIFO and the crypto queue.
-    private func submit(_ b: PacketBatch) {
+    /// Batches this small take the fast path when nothing of their peer is in flight.
+    static let fastPathLimit = 16
+
+    /// Hands a staged batch on. Fast path: when the peer has nothing in flight in this
+    /// direction (empty FIFO, releaser not busy with it), the staging thread seals or
+    /// opens and releases the batch itself — order is trivially kept and a lone packet
+    /// pays no thread hand-offs. Otherwise: to the peer's FIFO and the crypto queue.
+    private func submit(_ b: PacketBatch, fastKeyIndex: Int, vector: DatagramVector) {
         guard let peer = b.peer else {
+            pool.put(b)
+            return
+        }
+        let outbound = b.direction == .outbound
+        let inline: Bool = b.count <= Self.fastPathLimit && board.withLock {
+            let idle = outbound ? (peer.outbound.count == 0 && !peer.sending) : (peer.inbound.count == 0 && !peer.delivering)
+            // Claim the direction so the releaser cannot start on a later batch meanwhile.
+            if idle { if outbound { peer.sending = true } else { peer.delivering = true } }
+            return idle
+        }
+        if inline {
+            crypt(b, keyIndex: fastKeyIndex)
+            if outbound { send(b, vector: vector) } else { deliver(b) }
+            board.withLock {
+                if outbound { peer.sending = false } else { peer.delivering = false }
+                // Batches queued meanwhile may now be released.
+                if (outbound ? peer.outbound.first?.done : peer.inbound.first?.done) == true, !peer.ready {
+                    peer.ready = true
+                    readyPeers.append(peer)
+                    board.signal()
+                }
+            }
             pool.put(b)
             return
         }
@@ -383,6 +422,9 @@ public final class Pipeline: @unchecked Sendable {
         draining.reserveCapacity(1024)
         var released: [PacketBatch] = []
         released.reserveCapacity(1024)
+        var busyOut: [Peer] = [], busyIn: [Peer] = []
+        busyOut.reserveCapacity(1024)
+        busyIn.reserveCapacity(1024)
         let vector = DatagramVector(capacity: PacketBatch.capacity)
         while true {
             board.lock()
@@ -392,10 +434,21 @@ public final class Pipeline: @unchecked Sendable {
                 break
             }
             swap(&draining, &readyPeers)
+            busyOut.removeAll(keepingCapacity: true)
+            busyIn.removeAll(keepingCapacity: true)
             for p in draining {
                 p.ready = false
-                while let h = p.outbound.first, h.done { released.append(p.outbound.removeFirst()!) }
-                while let h = p.inbound.first, h.done { released.append(p.inbound.removeFirst()!) }
+                // A staging thread on the fast path owns this direction: leave it (it re-signals).
+                if !p.sending, p.outbound.first?.done == true {
+                    while let h = p.outbound.first, h.done { released.append(p.outbound.removeFirst()!) }
+                    p.sending = true
+                    busyOut.append(p)
+                }
+                if !p.delivering, p.inbound.first?.done == true {
+                    while let h = p.inbound.first, h.done { released.append(p.inbound.removeFirst()!) }
+                    p.delivering = true
+                    busyIn.append(p)
+                }
                 if p.outbound.anyDoneBehindHead() || p.inbound.anyDoneBehindHead() {
                     stats.reorderWaits.add()
                     p.stats.reorderWaits.add()
@@ -408,6 +461,19 @@ public final class Pipeline: @unchecked Sendable {
                 pool.put(b)
             }
             released.removeAll(keepingCapacity: true)
+            board.withLock {
+                for p in busyOut { p.sending = false }
+                for p in busyIn { p.delivering = false }
+                // Batches that finished while we were busy.
+                for p in busyOut where !p.ready && (p.outbound.first?.done == true || p.inbound.first?.done == true) {
+                    p.ready = true
+                    readyPeers.append(p)
+                }
+                for p in busyIn where !p.ready && (p.outbound.first?.done == true || p.inbound.first?.done == true) {
+                    p.ready = true
+                    readyPeers.append(p)
+                }
+            }
         }
     }
 

@@ -12,6 +12,10 @@ public struct NodeConfig: Codable, Sendable {
         public var mtu: Int = 1420
         /// Clamp TCP MSS on the interface with nftables (for forwarded traffic).
         public var mssClamp: Bool = true
+        /// Kernel queue of packets waiting for the daemon to read them. Short, so that
+        /// latency under load stays low (this kernel has no fq_codel): excess is dropped
+        /// early and TCP backs off instead of queueing.
+        public var txQueueLength: Int = 64
 
         public init() {}
 
@@ -22,6 +26,7 @@ public struct NodeConfig: Codable, Sendable {
             name = try c.decodeIfPresent(String.self, forKey: .name) ?? name
             mtu = try c.decodeIfPresent(Int.self, forKey: .mtu) ?? mtu
             mssClamp = try c.decodeIfPresent(Bool.self, forKey: .mssClamp) ?? mssClamp
+            txQueueLength = try c.decodeIfPresent(Int.self, forKey: .txQueueLength) ?? txQueueLength
         }
     }
 
@@ -50,8 +55,8 @@ public struct NodeConfig: Codable, Sendable {
     public var pipeline: String = "multi"
     /// Crypto workers for "multi"; 0 means one per logical CPU.
     public var workers: Int = 0
-    /// Batches in flight per direction, at most (bounds queueing delay).
-    public var poolSize: Int = 128
+    /// Batches in flight, at most (bounds memory and queueing delay).
+    public var poolSize: Int = 32
     /// Prometheus endpoint (HTTP GET /metrics); "" disables it.
     public var metrics: String = "127.0.0.1:9452"
     /// Unix socket for `cyphonic-node status`.
@@ -133,6 +138,7 @@ public struct NodeConfig: Codable, Sendable {
         guard Endpoint(listen) != nil else { throw ConfigFileError.invalid("listen", "\(listen) is not HOST:PORT or [V6]:PORT") }
         guard !tun.name.isEmpty, tun.name.utf8.count < 16 else { throw ConfigFileError.invalid("tun.name", "1-15 bytes") }
         guard (576...9000).contains(tun.mtu) else { throw ConfigFileError.invalid("tun.mtu", "must be 576...9000") }
+        guard (1...10_000).contains(tun.txQueueLength) else { throw ConfigFileError.invalid("tun.txQueueLength", "must be 1...10000") }
         guard IPPrefix(overlay4)?.address.isIPv4 == true else { throw ConfigFileError.invalid("overlay4", "not an IPv4 prefix") }
         guard IPPrefix(overlay6).map({ !$0.address.isIPv4 }) == true else { throw ConfigFileError.invalid("overlay6", "not an IPv6 prefix") }
         guard pipeline == "multi" || pipeline == "single" else { throw ConfigFileError.invalid("pipeline", "multi or single") }

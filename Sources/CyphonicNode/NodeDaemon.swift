@@ -55,7 +55,8 @@ public final class NodeDaemon: @unchecked Sendable {
         let tun = try TunDevice(name: config.tun.name)
         try configureInterface(tun.name, v4: v4, v6: v6)
         let socket = try UDPSocket(bind: Endpoint(config.listen)!, dualStack: true)
-        try? socket.setBufferSizes(receive: 4 << 20, send: 4 << 20)
+        // Room for bursts (a batch of 64 full datagrams is ~150 KiB of kernel memory).
+        try? socket.setBufferSizes(receive: 1 << 20, send: 1 << 20)
         let peers = PeerTable()
         let mode = self.mode
         let manager = TunnelManager(localKey: key, certificate: cert, verifier: verifier, peers: peers, keySlots: mode.keySlots,
@@ -91,7 +92,7 @@ public final class NodeDaemon: @unchecked Sendable {
 
     private func configureInterface(_ name: String, v4: IPAddress, v6: IPAddress?) throws {
         let len4 = IPPrefix(config.overlay4)!.length, len6 = IPPrefix(config.overlay6)!.length
-        try ip(["link", "set", "dev", name, "mtu", String(config.tun.mtu)])
+        try ip(["link", "set", "dev", name, "mtu", String(config.tun.mtu), "txqueuelen", String(config.tun.txQueueLength)])
         try ip(["addr", "add", "\(v4)/\(len4)", "dev", name])
         if let v6 {
             _ = run("/sbin/sysctl", ["-qw", "net.ipv6.conf.\(name).disable_ipv6=0"])

@@ -165,6 +165,7 @@ for i in range(5):
     out.sendto(bytes(bad), (target, port))
 for _ in range(200):
     out.sendto(os.urandom(random.randint(0, 1400)), (target, port))
+    time.sleep(0.001)
 print("captured a %d-byte capsule; sent 5 replays, 5 tampered, 200 random" % len(capsule))
 """#
 }

@@ -162,9 +162,9 @@ echo "{\"stateDir\": \"$WORK/nb\", \"control\": \"$WORK/b.sock\", \"metrics\": \
 for pipeline in single multi; do
   want cyphonic-$pipeline || continue
   progress "cyphonic --pipeline $pipeline: starting"
-  ip netns exec $B "$BIN/cyphonic-node" run --config "$WORK/b.json" --pipeline $pipeline --log-level warning >/dev/null 2>&1 &
+  ip netns exec $B "$BIN/cyphonic-node" run --config "$WORK/b.json" --pipeline $pipeline --workers ${CYPHONIC_WORKERS:-0} --log-level warning >/dev/null 2>&1 &
   PB=$!
-  ip netns exec $A "$BIN/cyphonic-node" run --config "$WORK/a.json" --pipeline $pipeline --log-level warning >/dev/null 2>&1 &
+  ip netns exec $A "$BIN/cyphonic-node" run --config "$WORK/a.json" --pipeline $pipeline --workers ${CYPHONIC_WORKERS:-0} --log-level warning >/dev/null 2>&1 &
   PA=$!
   for _ in $(seq 50); do ip netns exec $A ping -c 1 -W 1 198.18.0.2 >/dev/null 2>&1 && break; sleep 0.2; done
   measure "cyphonic-$pipeline" 198.18.0.2 "$PA $PB"

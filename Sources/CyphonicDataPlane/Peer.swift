@@ -44,6 +44,8 @@ public final class Peer: @unchecked Sendable {
     /// The releaser is sending / delivering batches it took from this peer's FIFOs.
     var sending = false
     var delivering = false
+    /// Source of the last authenticated inbound packet; owned by whoever is delivering.
+    var lastSource = SocketAddress()
 
     public init(staticKey: X25519PublicKey, fqdn: String, addresses: [IPAddress], endpoint: Endpoint?) {
         self.staticKey = staticKey

@@ -154,8 +154,12 @@ public final class Pipeline: @unchecked Sendable {
     // MARK: stage 1 — TUN reader
 
     private func tunReaderLoop() {
-        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 16)
-        defer { scratch.deallocate() }
+        // Packets are read with no lock held (a syscall each), then routed and staged
+        // under one short hold of the peer-table lock per burst.
+        let burstMax = PacketBatch.capacity
+        let landing = UnsafeMutableRawBufferPointer.allocate(byteCount: burstMax * PacketBatch.slotSize, alignment: 64)
+        defer { landing.deallocate() }
+        var lengths = [Int](repeating: 0, count: burstMax)
         var staged: [PacketBatch] = []
         staged.reserveCapacity(64)
         var spares: [PacketBatch] = []
@@ -167,17 +171,22 @@ public final class Pipeline: @unchecked Sendable {
             // Hold spare batches before taking the table lock (blocking here is backpressure).
             while spares.count < 4 { spares.append(pool.get()) }
             guard waitReadable(tun.fd, timeoutMilliseconds: 100).0 else { continue }
-            peers.lock()
             var burst = 0
-            while burst < 256 {
-                let n = read(tun.fd, scratch.baseAddress, scratch.count)
+            while burst < burstMax {
+                let n = read(tun.fd, landing.baseAddress! + burst * PacketBatch.slotSize, PacketBatch.slotSize)
                 if n <= 0 { break }
+                lengths[burst] = n
                 burst += 1
-                let packet = UnsafeRawBufferPointer(rebasing: scratch[0..<n])
+            }
+            guard burst > 0 else { continue }
+            peers.lock()
+            for k in 0..<burst {
+                let n = lengths[k]
                 guard n <= maxPayload else {
                     stats.drop(.tooLarge)
                     continue
                 }
+                let packet = UnsafeRawBufferPointer(rebasing: landing[(k * PacketBatch.slotSize)..<(k * PacketBatch.slotSize + n)])
                 guard let peer = peers.routeLocked(packet: packet), let session = peer.current, let endpoint = peer.endpoint else {
                     stats.drop(.noRoute)
                     continue
@@ -185,7 +194,10 @@ public final class Pipeline: @unchecked Sendable {
                 var batch: PacketBatch? = nil
                 for b in staged where b.session === session { batch = b; break }
                 if batch == nil {
-                    guard let b = spares.popLast() else { break }  // out of batches: leave the rest in the TUN queue
+                    guard let b = spares.popLast() else {
+                        stats.drop(.queueFull)
+                        continue
+                    }
                     b.direction = .outbound
                     b.peer = peer
                     b.session = session
@@ -195,17 +207,11 @@ public final class Pipeline: @unchecked Sendable {
                 }
                 let b = batch!
                 let i = b.count
-                let slot = b.slot(i)
-                UnsafeMutableRawBufferPointer(rebasing: slot[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + n)])
+                UnsafeMutableRawBufferPointer(rebasing: b.slot(i)[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + n)])
                     .copyMemory(from: packet)
                 b.lengths[i] = n
                 b.counters[i] = session.nextCounter()
                 b.count = i + 1
-                if b.count == PacketBatch.capacity {
-                    submit(b, fastKeyIndex: fastKey, vector: vector)
-                    staged.removeAll { $0 === b }
-                    if spares.isEmpty { break }
-                }
             }
             peers.unlock()
             for b in staged { submit(b, fastKeyIndex: fastKey, vector: vector) }
@@ -528,7 +534,11 @@ public final class Pipeline: @unchecked Sendable {
         }
         if let source = lastSource {
             session.lastReceived = monotonicSeconds()
-            roam(peer, to: source)
+            // Only the deliverer of this peer touches lastSource (releaser or fast path, never both).
+            if source != peer.lastSource {
+                peer.lastSource = source
+                roam(peer, to: source)
+            }
         }
     }
 

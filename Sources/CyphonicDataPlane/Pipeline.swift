@@ -6,7 +6,7 @@ import Synchronization
 
 // The data plane (DESIGN §2, paper Fig. 3). Stages, and which run in parallel:
 //
-//   1. TUN reader      (1 thread, sequential)  reads a burst of packets, routes each by
+//   1. TUN reader      (1 thread, sequential)  reads a burst of packets (no lock held), routes each by
 //                      destination virtual IP to its peer, stamps the session's next
 //                      counter (= arrival order), and stages them in per-session batches.
 //   2. UDP receiver    (1 thread, sequential)  recvmmsg a burst of datagrams; capsules go
@@ -25,6 +25,8 @@ import Synchronization
 // the releaser only ever takes a peer's FIFO head once it is done. Order is kept per
 // peer, so a slow peer never holds back another, and a packet that fails to decrypt
 // is marked and released as a drop, so it never blocks those behind it.
+// Fast path: when a peer has nothing in flight in a direction, the staging thread seals
+// or opens a small batch and releases it itself (no hand-off; order trivially kept).
 // Batches (up to 64 packets) cross threads, never single packets; all buffers come
 // from a fixed pool of batches, so there is no allocation per packet, and the OS
 // thread count is 4 + N whatever the number of peers.

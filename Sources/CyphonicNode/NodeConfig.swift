@@ -65,6 +65,9 @@ public struct NodeConfig: Codable, Sendable {
     public var keepaliveSeconds: Double = 10
     /// Seconds without any packet from a peer before its session is torn down.
     public var idleTimeoutSeconds: Double = 180
+    /// Seconds after which the initiator of a session makes a new one (WireGuard's 120 s);
+    /// the previous session stays valid for receiving until it is 180 s old.
+    public var rekeyAfterSeconds: Double = DataSessionDefaults.rekeyAfterSeconds
     /// Accept handshakes from any node with a valid certificate of our CA (static mode responder).
     public var acceptUnknownPeers: Bool = true
     /// Static peers to connect to at start (DESIGN: static mode, like WireGuard peers).
@@ -93,6 +96,7 @@ public struct NodeConfig: Codable, Sendable {
         control = try c.decodeIfPresent(String.self, forKey: .control) ?? control
         keepaliveSeconds = try c.decodeIfPresent(Double.self, forKey: .keepaliveSeconds) ?? keepaliveSeconds
         idleTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .idleTimeoutSeconds) ?? idleTimeoutSeconds
+        rekeyAfterSeconds = try c.decodeIfPresent(Double.self, forKey: .rekeyAfterSeconds) ?? rekeyAfterSeconds
         acceptUnknownPeers = try c.decodeIfPresent(Bool.self, forKey: .acceptUnknownPeers) ?? acceptUnknownPeers
         peers = try c.decodeIfPresent([PeerEntry].self, forKey: .peers) ?? peers
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? logLevel
@@ -148,11 +152,19 @@ public struct NodeConfig: Codable, Sendable {
         guard keepaliveSeconds > 0, idleTimeoutSeconds > keepaliveSeconds else {
             throw ConfigFileError.invalid("idleTimeoutSeconds", "must exceed keepaliveSeconds > 0")
         }
+        guard rekeyAfterSeconds >= 1, rekeyAfterSeconds <= 170 else {
+            throw ConfigFileError.invalid("rekeyAfterSeconds", "must be 1...170 (sessions are refused after 180 s)")
+        }
         for (i, p) in peers.enumerated() {
             guard (try? FQDN(p.fqdn)) != nil else { throw ConfigFileError.invalid("peers[\(i)].fqdn", "\(p.fqdn) is not a valid FQDN") }
             guard Endpoint(p.endpoint) != nil else { throw ConfigFileError.invalid("peers[\(i)].endpoint", "\(p.endpoint) is not HOST:PORT") }
         }
     }
+}
+
+/// Spec constants the config defaults to.
+public enum DataSessionDefaults {
+    public static let rekeyAfterSeconds = 120.0
 }
 
 /// Any key, to list what a JSON object holds.

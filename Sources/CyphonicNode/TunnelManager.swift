@@ -240,7 +240,7 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
                 }
                 guard let s = peer.current else { continue }
                 let target = config.peers.first { $0.fqdn == peer.fqdn }
-                if let target, s.isInitiator, now - s.created > DataSession.rekeyAfterSeconds || s.messagesSent > DataSession.rekeyAfterMessages {
+                if let target, s.isInitiator, now - s.created > config.rekeyAfterSeconds || s.messagesSent > DataSession.rekeyAfterMessages {
                     toInitiate.append(target)
                 }
                 // Both sides send at least a keepalive every keepaliveSeconds: silence for
@@ -255,7 +255,7 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
             if !connected { toInitiate.append(target) }
         }
         for target in toInitiate {
-            let due = sync.withLock { now - (lastAttempt[target.fqdn] ?? 0) >= 5 }
+            let due = sync.withLock { now - (lastAttempt[target.fqdn] ?? 0) >= min(5, config.rekeyAfterSeconds) }
             let pending = sync.withLock { initiations.values.contains { $0.target?.fqdn == target.fqdn } }
             if due && !pending { initiate(target) }
         }

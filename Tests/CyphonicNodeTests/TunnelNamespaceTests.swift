@@ -70,6 +70,25 @@ struct TunnelNamespaceTests {
         #expect(try lab.exec("a", "ip link show cyph0").status != 0)
     }
 
+    @Test func rekeyingKeepsTrafficFlowing() throws {
+        // A rekeys every 2 s; a 6-second ping must not lose a packet across the switches.
+        let lab = try NamespaceLab()
+        defer { lab.tearDown() }
+        try lab.enrol("a", index: 1)
+        try lab.enrol("b", index: 2)
+        try lab.configure("a", peers: [("b", "\(lab.underlayB):30000")], extra: ["rekeyAfterSeconds": 2])
+        try lab.configure("b")
+        try lab.start("b", in: "b")
+        try lab.start("a", in: "a")
+        #expect(try lab.waitForSession("a", peer: "b."))
+        let ping = try lab.exec("a", "ping -c 60 -i 0.1 -W 2 198.18.0.2")
+        #expect(pingLoss(ping.output)?.contains(" 0% packet loss") == true, "\(ping.output.suffix(300))")
+        let peers = try lab.status("a")["peers"] as? [[String: Any]] ?? []
+        let handshakes = peers.first?["handshakes"] as? Int ?? 0
+        print("rekeying: \(handshakes) handshakes with B during a 6 s ping, \(pingLoss(ping.output) ?? "?")")
+        #expect(handshakes >= 3)
+    }
+
     @Test func hostileDatagramsAreCountedAndDroppedWhilePingContinues() throws {
         let lab = try twoNodes()
         defer { lab.tearDown() }

@@ -93,12 +93,13 @@ let package = Package(
         ], path: "Benchmarks/cyphonic-bench"),
 
         // Tests.
+        .target(name: "CyphonicTestSupport", path: "Tests/CyphonicTestSupport"),
         .testTarget(name: "CyphonicCoreTests", dependencies: ["CyphonicCore"]),
         .testTarget(name: "CyphonicWireTests", dependencies: ["CyphonicWire", "CyphonicCore"],
                     resources: [.copy("Regressions")]),
         .testTarget(name: "CyphonicCryptoTests", dependencies: ["CyphonicCrypto", "CyphonicCore"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "CyphonicPKITests", dependencies: ["CyphonicPKI", "CyphonicCrypto", "CyphonicCore"]),
+        .testTarget(name: "CyphonicPKITests", dependencies: ["CyphonicPKI", "CyphonicCrypto", "CyphonicCore", "CyphonicTestSupport"]),
         .testTarget(name: "CyphonicPosixTests", dependencies: ["CyphonicPosix", "CyphonicCore"]),
         .testTarget(name: "CyphonicDataPlaneTests", dependencies: [
             "CyphonicDataPlane", "CyphonicCrypto", "CyphonicCore", "CyphonicPosix", "CyphonicWire", "CCyphonicMallocCounter",
@@ -106,10 +107,11 @@ let package = Package(
         .testTarget(name: "CyphonicSignalingTests", dependencies: ["CyphonicSignaling", "CyphonicPKI", "CyphonicCrypto", "CyphonicWire"]),
         .testTarget(name: "CyphonicNodeTests", dependencies: [
             "CyphonicNode", "CyphonicDataPlane", "CyphonicPKI", "CyphonicCrypto", "CyphonicCore", "CyphonicWire",
+            "CyphonicTestSupport",
         ]),
         .testTarget(name: "CyphonicASTests", dependencies: [
             "CyphonicAS", "CyphonicNode", "CyphonicSignaling", "CyphonicPKI", "CyphonicCrypto", "CyphonicWire", "CyphonicPosix",
-            "CyphonicService",
+            "CyphonicService", "CyphonicTestSupport",
             .product(name: "Logging", package: "swift-log"),
         ]),
     ]

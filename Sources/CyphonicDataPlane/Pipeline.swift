@@ -193,21 +193,11 @@ public final class Pipeline: @unchecked Sendable {
                     stats.drop(.noRoute)
                     continue
                 }
-                var batch: PacketBatch? = nil
-                for b in staged where b.session === session { batch = b; break }
-                if batch == nil {
-                    guard let b = spares.popLast() else {
-                        stats.drop(.queueFull)
-                        continue
-                    }
-                    b.direction = .outbound
-                    b.peer = peer
-                    b.session = session
-                    b.endpoint = endpoint
-                    staged.append(b)
-                    batch = b
+                guard let b = stagedBatch(for: session, of: peer, .outbound, in: &staged, from: { spares.popLast() }) else {
+                    stats.drop(.queueFull)
+                    continue
                 }
-                let b = batch!
+                b.endpoint = endpoint
                 let i = b.count
                 UnsafeMutableRawBufferPointer(rebasing: b.slot(i)[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + n)])
                     .copyMemory(from: packet)
@@ -294,20 +284,10 @@ public final class Pipeline: @unchecked Sendable {
                     kept += 1
                     continue
                 }
-                var batch: PacketBatch? = nil
-                for b in staged where b.session === session { batch = b; break }
-                if batch == nil {
-                    guard let b = pool.tryGet() else {
-                        stats.drop(.queueFull)
-                        continue
-                    }
-                    b.direction = .inbound
-                    b.peer = peer
-                    b.session = session
-                    staged.append(b)
-                    batch = b
+                guard let b = stagedBatch(for: session, of: peer, .inbound, in: &staged, from: { pool.tryGet() }) else {
+                    stats.drop(.queueFull)
+                    continue
                 }
-                let b = batch!
                 let j = b.count
                 UnsafeMutableRawBufferPointer(rebasing: b.slot(j)[0..<length]).copyMemory(from: UnsafeRawBufferPointer(rebasing: slot[0..<length]))
                 b.lengths[j] = length
@@ -335,6 +315,20 @@ public final class Pipeline: @unchecked Sendable {
             }
         }
         if let landing { pool.put(landing) }
+    }
+
+    /// The batch being staged for `session`, or a new one taken from `source` (nil when
+    /// none is left). Linear search: a burst touches few sessions.
+    @inline(__always)
+    private func stagedBatch(for session: DataSession, of peer: Peer, _ direction: PacketBatch.Direction,
+                             in staged: inout [PacketBatch], from source: () -> PacketBatch?) -> PacketBatch? {
+        for b in staged where b.session === session { return b }
+        guard let b = source() else { return nil }
+        b.direction = direction
+        b.peer = peer
+        b.session = session
+        staged.append(b)
+        return b
     }
 
     /// Batches this small take the fast path when nothing of their peer is in flight.

@@ -3,6 +3,19 @@ import CyphonicCrypto
 import CyphonicPKI
 import CyphonicWire
 
+/// Runs a handshake step, turning whatever it throws into a ``SessionError``.
+func sessionStep<R>(_ body: () throws -> R) throws(SessionError) -> R {
+    do {
+        return try body()
+    } catch let e as SessionError {
+        throw e
+    } catch let e as NoiseError {
+        throw .handshake(e)
+    } catch {
+        throw .protocolViolation("\(error)")
+    }
+}
+
 /// The Noise protocol of every node ↔ service channel (docs/protocol.md §1).
 public let serviceNoiseProtocol = NoiseProtocol(pattern: .xx, cipher: .aes256gcm)
 /// Prologue binding the handshake to this protocol version.
@@ -60,7 +73,7 @@ public final class ServiceClientHandshake {
             throw .untrustedPeer("service certificate does not carry the key the handshake proved")
         }
         serviceCertificate = cert
-        do {
+        return try sessionStep {
             let m3 = try noise.writeMessage(payload: payload)
             let (send, receive) = try noise.split()
             let completion = try Datagram(.handshakeCompletion(noise: m3), receiverIndex: serviceIndex,
@@ -68,12 +81,6 @@ public final class ServiceClientHandshake {
             let session = try SignalingSession(localIndex: localIndex, remoteIndex: serviceIndex, remoteStatic: proven,
                                                send: send, receive: receive, now: now)
             return (completion, session)
-        } catch let e as SessionError {
-            throw e
-        } catch let e as NoiseError {
-            throw .handshake(e)
-        } catch {
-            throw .protocolViolation("\(error)")
         }
     }
 }
@@ -103,18 +110,12 @@ public final class ServiceServerHandshake {
         }
         remoteIndex = senderIndex
         transactionID = initiation.header.counter
-        do {
+        return try sessionStep {
             let payload = try noise.readMessage(message)
             guard payload.isEmpty else { throw SessionError.protocolViolation("payload in message 1") }
             let m2 = try noise.writeMessage(payload: certificateDER)
             return try Datagram(.handshakeResponse(senderIndex: localIndex, noise: m2), receiverIndex: senderIndex,
                                 counter: transactionID).encode()
-        } catch let e as SessionError {
-            throw e
-        } catch let e as NoiseError {
-            throw .handshake(e)
-        } catch {
-            throw .protocolViolation("\(error)")
         }
     }
 
@@ -123,19 +124,13 @@ public final class ServiceServerHandshake {
         -> (clientStatic: X25519PublicKey, payload: [UInt8], session: SignalingSession) {
         guard case let .handshakeCompletion(message) = completion.body else { throw .unexpectedType(completion.header.type) }
         guard completion.header.receiverIndex == localIndex else { throw .wrongSession(completion.header.receiverIndex) }
-        do {
+        return try sessionStep {
             let payload = try noise.readMessage(message)
             guard let client = noise.remoteStatic else { throw SessionError.protocolViolation("no client static key") }
             let (send, receive) = try noise.split()
             let session = try SignalingSession(localIndex: localIndex, remoteIndex: remoteIndex, remoteStatic: client,
                                                send: send, receive: receive, now: now)
             return (client, payload, session)
-        } catch let e as SessionError {
-            throw e
-        } catch let e as NoiseError {
-            throw .handshake(e)
-        } catch {
-            throw .protocolViolation("\(error)")
         }
     }
 }

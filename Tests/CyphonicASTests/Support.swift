@@ -1,5 +1,6 @@
 import CyphonicAS
 import CyphonicCore
+import CyphonicTestSupport
 import Foundation
 
 /// A fresh AS data directory under /tmp, removed by `cleanup()` (tests call it in `defer`).
@@ -23,10 +24,7 @@ struct TempAS {
 }
 
 /// Path of a product built by `swift build` next to the test bundle.
-func productPath(_ name: String) -> String {
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    return root.appendingPathComponent(".build/debug/\(name)").path
-}
+func productPath(_ name: String) -> String { builtProduct(name) }
 
 /// A free UDP/TCP port on loopback (bound to 0, then released).
 func freePort() throws -> UInt16 {
@@ -43,15 +41,4 @@ func freePort() throws -> UInt16 {
 
 /// Runs a program to completion; returns status and combined output.
 @discardableResult
-func runTool(_ path: String, _ args: [String]) throws -> (status: Int32, output: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: path)
-    p.arguments = args
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    p.standardError = pipe
-    try p.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-}
+func runTool(_ path: String, _ args: [String]) throws -> (status: Int32, output: String) { try runProcess(path, args) }

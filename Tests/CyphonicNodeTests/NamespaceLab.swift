@@ -1,6 +1,7 @@
 import CyphonicCore
 import CyphonicCrypto
 import CyphonicPKI
+import CyphonicTestSupport
 import Foundation
 
 /// Two (or three) network namespaces joined by veth pairs, certificates from a test CA,
@@ -165,18 +166,7 @@ final class NamespaceLab {
         guard r.status == 0 else { throw LabError.command(command, r.output) }
     }
 
-    func run(_ path: String, _ args: [String]) throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = args
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
+    func run(_ path: String, _ args: [String]) throws -> (status: Int32, output: String) { try runProcess(path, args) }
 
     func tearDown() {
         for name in Array(processes.keys) { stop(name) }
@@ -190,10 +180,7 @@ final class NamespaceLab {
         try? FileManager.default.removeItem(atPath: dir)
     }
 
-    static func product(_ name: String) -> String {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        return root.appendingPathComponent(".build/debug/\(name)").path
-    }
+    static func product(_ name: String) -> String { builtProduct(name) }
 
     enum LabError: Error { case command(String, String) }
 }

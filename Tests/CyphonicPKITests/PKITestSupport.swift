@@ -1,6 +1,7 @@
 import CyphonicCore
 import CyphonicCrypto
 import CyphonicPKI
+import CyphonicTestSupport
 import Foundation
 
 /// A CA and a node certificate issued by it, for tests.
@@ -23,16 +24,7 @@ struct TestPKI {
 
 /// Runs a program and returns its exit status and combined output.
 func run(_ program: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: program)
-    p.arguments = arguments
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    p.standardError = pipe
-    try p.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    try runProcess(program, arguments)
 }
 
 /// A temporary directory removed when the closure returns or throws.

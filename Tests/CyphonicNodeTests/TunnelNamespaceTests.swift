@@ -90,6 +90,27 @@ struct TunnelNamespaceTests {
         #expect(handshakes >= 3)
     }
 
+    @Test func idleSessionsAreTornDown() throws {
+        // B gives up on a session after 2 s without a packet; A stays silent (keepalive 50 s).
+        let lab = try NamespaceLab()
+        defer { lab.tearDown() }
+        try lab.enrol("a", index: 1)
+        try lab.enrol("b", index: 2)
+        try lab.configure("a", peers: [("b", "\(lab.underlayB):30000")], extra: ["keepaliveSeconds": 50, "idleTimeoutSeconds": 100])
+        try lab.configure("b", extra: ["keepaliveSeconds": 1, "idleTimeoutSeconds": 2])
+        try lab.start("b", in: "b")
+        try lab.start("a", in: "a")
+        #expect(try lab.waitForSession("b", peer: "a."))
+        var torn = false
+        for _ in 0..<60 where !torn {
+            usleep(100_000)
+            let peers = try lab.status("b")["peers"] as? [[String: Any]] ?? []
+            torn = peers.first { ($0["fqdn"] as? String) == "a.cyphonic.internal" }.map { $0["handshakeAgeSeconds"] == nil } ?? false
+        }
+        #expect(torn)
+        #expect(lab.log("b").contains("ended (idle)"))
+    }
+
     @Test func hostileDatagramsAreCountedAndDroppedWhilePingContinues() throws {
         let lab = try twoNodes()
         defer { lab.tearDown() }

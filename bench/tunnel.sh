@@ -20,6 +20,8 @@ WORK=$(mktemp -d /tmp/cyphonic-bench-XXXXXX)
 mkdir -p "$OUT"
 RESULTS="$OUT/tunnel-results.csv"
 
+progress() { echo "bench: $*" >&2; }
+
 cleanup() {
   set +e
   for ns in $A $B; do
@@ -30,7 +32,15 @@ cleanup() {
 }
 trap cleanup EXIT
 [ "$(id -u)" -eq 0 ] || { echo "bench-tunnel needs root"; exit 1; }
-for tool in iperf3 ping; do command -v $tool >/dev/null || { echo "missing $tool"; exit 1; }; done
+# Install what a fresh machine lacks (Debian packages).
+missing=()
+for pair in iperf3:iperf3 ping:iputils-ping wireguard-go:wireguard-go wg:wireguard-tools nebula:nebula bc:bc; do
+  command -v "${pair%%:*}" >/dev/null || missing+=("${pair##*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  progress "installing ${missing[*]}"
+  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+fi
 
 ip netns add $A; ip netns add $B
 ip link add cyba0 netns $A type veth peer name cybb0 netns $B
@@ -38,7 +48,6 @@ ip -n $A addr add 198.19.200.1/24 dev cyba0; ip -n $B addr add 198.19.200.2/24 d
 for ns in $A $B; do ip -n $ns link set lo up; done
 ip -n $A link set cyba0 up; ip -n $B link set cybb0 up
 
-progress() { echo "bench: $*" >&2; }
 # BENCH_VARIANTS="wireguard-go cyphonic-multi" limits the run (default: all).
 want() { [[ -z "${BENCH_VARIANTS:-}" || " $BENCH_VARIANTS " == *" $1 "* ]]; }
 

@@ -155,15 +155,67 @@ public final class Pipeline: @unchecked Sendable {
 
     // MARK: stage 1 — TUN reader
 
+    /// Slots a TUN burst may fill: with offload one read can become up to 122 segments.
+    private var landingSlots: Int { tun.vnetHeader ? 256 : PacketBatch.capacity }
+
+    /// Reads a burst from the TUN into `landing` (one packet per slot at offset 0, no
+    /// lock held): up to 64 reads, or with offload super-packets cut into segments.
+    /// Returns how many packets; their lengths go to `lengths`.
+    private func readTunBurst(_ landing: UnsafeMutableRawBufferPointer, _ lengths: UnsafeMutablePointer<Int>,
+                              _ scratch: UnsafeMutableRawBufferPointer) -> Int {
+        var burst = 0
+        if tun.vnetHeader {
+            var reads = 0
+            while burst < landingSlots - 128, reads < PacketBatch.capacity {
+                let n = read(tun.fd, scratch.baseAddress, scratch.count)
+                if n <= 0 { break }
+                reads += 1
+                let out = UnsafeMutableRawBufferPointer(rebasing: landing[(burst * PacketBatch.slotSize)...])
+                let k = TunOffload.segment(scratch, count: n, out: out, stride: PacketBatch.slotSize, offset: 0,
+                                           maxSegments: landingSlots - burst, lengths: lengths + burst)
+                if k == 0 { stats.drop(.badHeader) }
+                burst += k
+            }
+        } else {
+            while burst < PacketBatch.capacity {
+                let n = read(tun.fd, landing.baseAddress! + burst * PacketBatch.slotSize, PacketBatch.slotSize)
+                if n <= 0 { break }
+                lengths[burst] = n
+                burst += 1
+            }
+        }
+        return burst
+    }
+
+    /// Writes an opened packet (at the slot's payload offset) to the TUN, with an empty
+    /// vnet header in front when offload is on (the bytes before the payload are free).
+    @inline(__always)
+    private func writeTun(_ slot: UnsafeMutableRawBufferPointer, _ length: Int) {
+        if tun.vnetHeader {
+            let start = PacketBatch.payloadOffset - TunOffload.headerSize
+            UnsafeMutableRawBufferPointer(rebasing: slot[start..<PacketBatch.payloadOffset]).initializeMemory(as: UInt8.self, repeating: 0)
+            _ = write(tun.fd, slot.baseAddress! + start, length + TunOffload.headerSize)
+        } else {
+            _ = write(tun.fd, slot.baseAddress! + PacketBatch.payloadOffset, length)
+        }
+    }
+
     private func tunReaderLoop() {
         // Packets are read with no lock held (a syscall each), then routed and staged
         // under one short hold of the peer-table lock per burst.
-        let burstMax = PacketBatch.capacity
-        let landing = UnsafeMutableRawBufferPointer.allocate(byteCount: burstMax * PacketBatch.slotSize, alignment: 64)
-        defer { landing.deallocate() }
-        var lengths = [Int](repeating: 0, count: burstMax)
+        let slots = landingSlots
+        let landing = UnsafeMutableRawBufferPointer.allocate(byteCount: slots * PacketBatch.slotSize, alignment: 64)
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536 + TunOffload.headerSize, alignment: 64)
+        let lengths = UnsafeMutablePointer<Int>.allocate(capacity: slots)
+        defer {
+            landing.deallocate()
+            scratch.deallocate()
+            lengths.deallocate()
+        }
         var staged: [PacketBatch] = []
         staged.reserveCapacity(64)
+        var full: [PacketBatch] = []
+        full.reserveCapacity(64)
         var spares: [PacketBatch] = []
         spares.reserveCapacity(8)
         let maxPayload = min(mtu, PacketBatch.slotSize - Header.size - 16)
@@ -171,15 +223,9 @@ public final class Pipeline: @unchecked Sendable {
         let fastKey = workerCount
         while isRunning {
             // Hold spare batches before taking the table lock (blocking here is backpressure).
-            while spares.count < 4 { spares.append(pool.get()) }
+            while spares.count < slots / PacketBatch.capacity + 1 { spares.append(pool.get()) }
             guard waitReadable(tun.fd, timeoutMilliseconds: 100).0 else { continue }
-            var burst = 0
-            while burst < burstMax {
-                let n = read(tun.fd, landing.baseAddress! + burst * PacketBatch.slotSize, PacketBatch.slotSize)
-                if n <= 0 { break }
-                lengths[burst] = n
-                burst += 1
-            }
+            let burst = readTunBurst(landing, lengths, scratch)
             guard burst > 0 else { continue }
             peers.lock()
             for k in 0..<burst {
@@ -204,9 +250,15 @@ public final class Pipeline: @unchecked Sendable {
                 b.lengths[i] = n
                 b.counters[i] = session.nextCounter()
                 b.count = i + 1
+                if b.count == PacketBatch.capacity {
+                    full.append(b)
+                    staged.removeAll { $0 === b }
+                }
             }
             peers.unlock()
+            for b in full { submit(b, fastKeyIndex: fastKey, vector: vector) }
             for b in staged { submit(b, fastKeyIndex: fastKey, vector: vector) }
+            full.removeAll(keepingCapacity: true)
             staged.removeAll(keepingCapacity: true)
         }
         for b in spares { pool.put(b) }
@@ -526,7 +578,7 @@ public final class Pipeline: @unchecked Sendable {
                 stats.drop(.badInnerSource)
                 continue
             }
-            _ = write(tun.fd, packet.baseAddress, length)
+            writeTun(slot, length)
         }
         if let source = lastSource {
             session.lastReceived = monotonicSeconds()
@@ -551,37 +603,48 @@ public final class Pipeline: @unchecked Sendable {
     private func singleLoop() {
         let work = PacketBatch()
         let vector = DatagramVector(capacity: PacketBatch.capacity)
-        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 16)
-        defer { scratch.deallocate() }
+        let slots = landingSlots
+        let landing = UnsafeMutableRawBufferPointer.allocate(byteCount: slots * PacketBatch.slotSize, alignment: 64)
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536 + TunOffload.headerSize, alignment: 64)
+        let lengths = UnsafeMutablePointer<Int>.allocate(capacity: slots)
+        defer {
+            landing.deallocate()
+            scratch.deallocate()
+            lengths.deallocate()
+        }
         let maxPayload = min(mtu, PacketBatch.slotSize - Header.size - 16)
         while isRunning {
             let (tunReady, udpReady) = waitReadable(tun.fd, socket.fd, timeoutMilliseconds: 100)
             if tunReady {
-                // Read, seal and send up to one batch.
-                var n = 0
-                peers.lock()
-                while n < PacketBatch.capacity {
-                    let len = read(tun.fd, scratch.baseAddress, scratch.count)
-                    if len <= 0 { break }
-                    guard len <= maxPayload else { stats.drop(.tooLarge); continue }
-                    let packet = UnsafeRawBufferPointer(rebasing: scratch[0..<len])
-                    guard let peer = peers.routeLocked(packet: packet), let session = peer.current, let endpoint = peer.endpoint else {
-                        stats.drop(.noRoute)
-                        continue
+                // Read a burst, then seal and send it in groups of up to 64.
+                let burst = readTunBurst(landing, lengths, scratch)
+                var k = 0
+                while k < burst {
+                    var n = 0
+                    peers.lock()
+                    while k < burst, n < PacketBatch.capacity {
+                        let len = lengths[k]
+                        let packet = UnsafeRawBufferPointer(rebasing: landing[(k * PacketBatch.slotSize)..<(k * PacketBatch.slotSize + len)])
+                        k += 1
+                        guard len <= maxPayload else { stats.drop(.tooLarge); continue }
+                        guard let peer = peers.routeLocked(packet: packet), let session = peer.current, let endpoint = peer.endpoint else {
+                            stats.drop(.noRoute)
+                            continue
+                        }
+                        let slot = work.slot(n)
+                        UnsafeMutableRawBufferPointer(rebasing: slot[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + len)])
+                            .copyMemory(from: packet)
+                        guard let sealed = session.seal(slot: slot, length: len, counter: session.nextCounter(), keyIndex: 0) else { continue }
+                        vector.set(n, buffer: slot.baseAddress!, length: sealed)
+                        vector.setAddress(n, endpoint)
+                        peer.stats.txPackets.add()
+                        peer.stats.txBytes.add(UInt64(sealed))
+                        session.lastSent = monotonicSeconds()
+                        n += 1
                     }
-                    let slot = work.slot(n)
-                    UnsafeMutableRawBufferPointer(rebasing: slot[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + len)])
-                        .copyMemory(from: packet)
-                    guard let sealed = session.seal(slot: slot, length: len, counter: session.nextCounter(), keyIndex: 0) else { continue }
-                    vector.set(n, buffer: slot.baseAddress!, length: sealed)
-                    vector.setAddress(n, endpoint)
-                    peer.stats.txPackets.add()
-                    peer.stats.txBytes.add(UInt64(sealed))
-                    session.lastSent = monotonicSeconds()
-                    n += 1
+                    peers.unlock()
+                    if n > 0 { try? socket.send(vector, count: n) }
                 }
-                peers.unlock()
-                if n > 0 { try? socket.send(vector, count: n) }
             }
             if udpReady {
                 for i in 0..<PacketBatch.capacity { vector.set(i, buffer: work.slot(i).baseAddress!, length: PacketBatch.slotSize) }
@@ -618,7 +681,7 @@ public final class Pipeline: @unchecked Sendable {
                     guard plain > 0 else { continue }
                     let packet = UnsafeRawBufferPointer(rebasing: slot[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + plain)])
                     guard PeerTable.sourceBelongs(packet, to: peer) else { stats.drop(.badInnerSource); continue }
-                    _ = write(tun.fd, packet.baseAddress, plain)
+                    writeTun(slot, plain)
                 }
             }
         }

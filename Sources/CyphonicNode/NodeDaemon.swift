@@ -52,11 +52,11 @@ public final class NodeDaemon: @unchecked Sendable {
         guard let v4 = addresses.first(where: { $0.isIPv4 }) else { throw ConfigFileError.invalid("certificate", "names no virtual IPv4") }
         let v6 = addresses.first { !$0.isIPv4 }
 
-        let tun = try TunDevice(name: config.tun.name)
+        let tun = try TunDevice(name: config.tun.name, vnetHeader: config.tun.offload)
+        if config.tun.offload { try tun.enableOffload(tso: true, uso: false) }
         try configureInterface(tun.name, v4: v4, v6: v6)
         let socket = try UDPSocket(bind: Endpoint(config.listen)!, dualStack: true)
-        // Room for bursts (a batch of 64 full datagrams is ~150 KiB of kernel memory).
-        try? socket.setBufferSizes(receive: 1 << 20, send: 1 << 20)
+        // Kernel-default socket buffers: bigger ones only add queueing delay under load.
         let peers = PeerTable()
         let mode = self.mode
         let manager = TunnelManager(localKey: key, certificate: cert, verifier: verifier, peers: peers, keySlots: mode.keySlots,

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 OUT=FuzzTesting/.out
 RUNS=${FUZZ_RUNS:-1000000}
 SECONDS_LIMIT=${FUZZ_SECONDS:-600}
-TARGETS=${FUZZ_TARGETS:-"datagram noise certificate"}
+TARGETS=${FUZZ_TARGETS:-"datagram noise certificate tunoffload"}
 mkdir -p "$OUT" FuzzTesting/crashes
 FLAGS=(-sanitize=fuzzer,address -parse-as-library -O -g -package-name cyphonic_swift -swift-version 6
        -I "$OUT" -I Sources/CCyphonicOpenSSL)
@@ -35,9 +35,12 @@ target() { # short name, Swift file, libraries...
 target datagram FuzzTesting/Targets/FuzzDatagram.swift -lCyphonicWire -lCyphonicCore
 target noise FuzzTesting/Targets/FuzzNoise.swift -lCyphonicCrypto -lCyphonicCore
 target certificate FuzzTesting/Targets/FuzzCertificate.swift -lCyphonicPKI -lCyphonicCrypto -lCyphonicCore
+echo "fuzz: linking fuzz-tunoffload"
+swiftc "${FLAGS[@]}" FuzzTesting/Targets/FuzzTunOffload.swift Sources/CyphonicDataPlane/TunOffload.swift \
+  -o "$OUT/fuzz-tunoffload" >"$OUT/link-tunoffload.log" 2>&1 || { cat "$OUT/link-tunoffload.log"; exit 1; }
 
 # Seeds: committed ones, plus a certificate and a CRL made by the openssl tool.
-mkdir -p "$OUT/corpus-datagram" "$OUT/corpus-noise" "$OUT/corpus-certificate"
+mkdir -p "$OUT/corpus-datagram" "$OUT/corpus-noise" "$OUT/corpus-certificate" "$OUT/corpus-tunoffload"
 cp FuzzTesting/seeds/datagram/* "$OUT/corpus-datagram/" 2>/dev/null || true
 cp Tests/CyphonicWireTests/Regressions/* "$OUT/corpus-datagram/" 2>/dev/null || true
 if command -v openssl >/dev/null; then

@@ -185,8 +185,10 @@ public final class ASServer: Sendable {
             switch authority.login(login, clientKey: clientKey, source: from.address, now: now) {
             case let .success(provision):
                 metrics.loginSucceeded()
-                if provision.issued { metrics.certificatesIssued.increment() }
-                if provision.issued { updatePoolGauges() }
+                if provision.issued {
+                    metrics.certificatesIssued.increment()
+                    updatePoolGauges()
+                }
                 logger.info("as: login ok: \(provision.value.fqdn) (\(provision.value.virtualIPv4), \(provision.value.virtualIPv6)) from \(from)")
                 reply = try session.seal(SignalingMessage(transactionID: message.transactionID, body: .provision(provision.value)))
             case let .failure(failure):

@@ -30,8 +30,6 @@ public final class AtomicCounter: Sendable {
 public final class DataPlaneStats: Sendable {
     private let dropCounters: [AtomicCounter] = DropReason.allCases.map { _ in AtomicCounter() }
     public let reorderWaits = AtomicCounter()
-    public let batchesOut = AtomicCounter()
-    public let batchesIn = AtomicCounter()
 
     public init() {}
 

@@ -81,8 +81,10 @@ public final class Pipeline: @unchecked Sendable {
     private var readyPeers: [Peer] = []  // guarded by `board`
     private let running = Atomic<Bool>(false)
     private let threads = DispatchGroup()
-    /// Largest inner packet accepted from the TUN.
+    /// The TUN's MTU.
     public let mtu: Int
+    /// Largest inner packet accepted from the TUN: the MTU, or what a slot can seal.
+    private var maxPayload: Int { min(mtu, PacketBatch.slotSize - Header.size - 16) }
 
     /// `poolSize` bounds the batches in flight (and so the queueing delay).
     public init(tun: TunDevice, socket: UDPSocket, peers: PeerTable, control: any ControlPlane, mode: PipelineMode,
@@ -155,24 +157,72 @@ public final class Pipeline: @unchecked Sendable {
 
     // MARK: stage 1 — TUN reader
 
+    /// What a received datagram's header says.
+    private enum Received {
+        case bad
+        case control
+        case capsule(index: UInt32, counter: UInt64)
+    }
+
+    /// Reads a received datagram's header with the wire codec (``Header/decode(_:)``):
+    /// capsules need a valid header and room for the tag; any other type goes to the
+    /// control plane, which decodes it in full.
+    @inline(__always)
+    private func classify(_ slot: UnsafeMutableRawBufferPointer, length: Int) -> Received {
+        guard length >= Header.size, slot[0] == CyphonicVersion.protocolVersion else { return .bad }
+        guard slot[1] == MessageType.capsule.rawValue else { return .control }
+        guard length >= Header.size + 16,
+              let header = try? Header.decode(UnsafeRawBufferPointer(rebasing: slot[0..<Header.size]))
+        else { return .bad }
+        return .capsule(index: header.receiverIndex, counter: header.counter)
+    }
+
     /// Slots a TUN burst may fill: with offload one read can become up to 122 segments.
     private var landingSlots: Int { tun.vnetHeader ? 256 : PacketBatch.capacity }
 
-    /// Reads a burst from the TUN into `landing` (one packet per slot at offset 0, no
-    /// lock held): up to 64 reads, or with offload super-packets cut into segments.
-    /// Returns how many packets; their lengths go to `lengths`.
-    private func readTunBurst(_ landing: UnsafeMutableRawBufferPointer, _ lengths: UnsafeMutablePointer<Int>,
-                              _ scratch: UnsafeMutableRawBufferPointer) -> Int {
+    /// The memory one TUN-reading thread reads bursts into, allocated once: landing
+    /// slots (one packet each, at offset 0), their lengths, and the 64 KiB read area
+    /// for offload super-packets.
+    final class TunBurst {
+        let slots: Int
+        let landing: UnsafeMutableRawBufferPointer
+        let scratch: UnsafeMutableRawBufferPointer
+        let lengths: UnsafeMutablePointer<Int>
+
+        init(slots: Int) {
+            self.slots = slots
+            landing = .allocate(byteCount: slots * PacketBatch.slotSize, alignment: 64)
+            scratch = .allocate(byteCount: 65_536 + TunOffload.headerSize, alignment: 64)
+            lengths = .allocate(capacity: slots)
+        }
+
+        /// The `k`-th packet of the last burst.
+        @inline(__always)
+        func packet(_ k: Int) -> UnsafeRawBufferPointer {
+            UnsafeRawBufferPointer(rebasing: landing[(k * PacketBatch.slotSize)..<(k * PacketBatch.slotSize + lengths[k])])
+        }
+
+        deinit {
+            landing.deallocate()
+            scratch.deallocate()
+            lengths.deallocate()
+        }
+    }
+
+    /// Reads a burst from the TUN into `buffers` with no lock held: up to 64 reads, or
+    /// with offload super-packets cut into segments. Returns how many packets.
+    private func readTunBurst(_ buffers: TunBurst) -> Int {
+        let landing = buffers.landing, lengths = buffers.lengths, scratch = buffers.scratch
         var burst = 0
         if tun.vnetHeader {
             var reads = 0
-            while burst < landingSlots - 128, reads < PacketBatch.capacity {
+            while burst < buffers.slots - 128, reads < PacketBatch.capacity {
                 let n = read(tun.fd, scratch.baseAddress, scratch.count)
                 if n <= 0 { break }
                 reads += 1
                 let out = UnsafeMutableRawBufferPointer(rebasing: landing[(burst * PacketBatch.slotSize)...])
                 let k = TunOffload.segment(scratch, count: n, out: out, stride: PacketBatch.slotSize, offset: 0,
-                                           maxSegments: landingSlots - burst, lengths: lengths + burst)
+                                           maxSegments: buffers.slots - burst, lengths: lengths + burst)
                 if k == 0 { stats.drop(.badHeader) }
                 burst += k
             }
@@ -203,38 +253,28 @@ public final class Pipeline: @unchecked Sendable {
     private func tunReaderLoop() {
         // Packets are read with no lock held (a syscall each), then routed and staged
         // under one short hold of the peer-table lock per burst.
-        let slots = landingSlots
-        let landing = UnsafeMutableRawBufferPointer.allocate(byteCount: slots * PacketBatch.slotSize, alignment: 64)
-        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536 + TunOffload.headerSize, alignment: 64)
-        let lengths = UnsafeMutablePointer<Int>.allocate(capacity: slots)
-        defer {
-            landing.deallocate()
-            scratch.deallocate()
-            lengths.deallocate()
-        }
+        let buffers = TunBurst(slots: landingSlots)
         var staged: [PacketBatch] = []
         staged.reserveCapacity(64)
         var full: [PacketBatch] = []
         full.reserveCapacity(64)
         var spares: [PacketBatch] = []
         spares.reserveCapacity(8)
-        let maxPayload = min(mtu, PacketBatch.slotSize - Header.size - 16)
         let vector = DatagramVector(capacity: PacketBatch.capacity)
         let fastKey = workerCount
         while isRunning {
             // Hold spare batches before taking the table lock (blocking here is backpressure).
-            while spares.count < slots / PacketBatch.capacity + 1 { spares.append(pool.get()) }
+            while spares.count < buffers.slots / PacketBatch.capacity + 1 { spares.append(pool.get()) }
             guard waitReadable(tun.fd, timeoutMilliseconds: 100).0 else { continue }
-            let burst = readTunBurst(landing, lengths, scratch)
+            let burst = readTunBurst(buffers)
             guard burst > 0 else { continue }
             peers.lock()
             for k in 0..<burst {
-                let n = lengths[k]
+                let packet = buffers.packet(k), n = packet.count
                 guard n <= maxPayload else {
                     stats.drop(.tooLarge)
                     continue
                 }
-                let packet = UnsafeRawBufferPointer(rebasing: landing[(k * PacketBatch.slotSize)..<(k * PacketBatch.slotSize + n)])
                 guard let peer = peers.routeLocked(packet: packet), let session = peer.current, let endpoint = peer.endpoint else {
                     stats.drop(.noRoute)
                     continue
@@ -294,11 +334,12 @@ public final class Pipeline: @unchecked Sendable {
             for i in 0..<n {
                 let length = vector.length(i)
                 let slot = land.slot(i)
-                guard length >= Header.size, slot[0] == CyphonicVersion.protocolVersion else {
+                let index: UInt32, counter: UInt64
+                switch classify(slot, length: length) {
+                case .bad:
                     stats.drop(.badHeader)
                     continue
-                }
-                if slot[1] != MessageType.capsule.rawValue {
+                case .control:
                     if controlCount < controls.count, length <= 2048 {
                         UnsafeMutableRawBufferPointer(rebasing: controlBuffers[(controlCount * 2048)..<(controlCount * 2048 + length)])
                             .copyMemory(from: UnsafeRawBufferPointer(rebasing: slot[0..<length]))
@@ -308,13 +349,9 @@ public final class Pipeline: @unchecked Sendable {
                         stats.drop(.queueFull)
                     }
                     continue
+                case let .capsule(i, c):
+                    (index, counter) = (i, c)
                 }
-                guard slot[3] & ~HeaderFlags.known.rawValue == 0, length >= Header.size + 16 else {
-                    stats.drop(.badHeader)
-                    continue
-                }
-                let index = UInt32(bigEndian: UnsafeRawBufferPointer(slot).loadUnaligned(fromByteOffset: 4, as: UInt32.self))
-                let counter = UInt64(bigEndian: UnsafeRawBufferPointer(slot).loadUnaligned(fromByteOffset: 8, as: UInt64.self))
                 guard let (peer, session) = peers.sessionLocked(index: index) else {
                     stats.drop(.unknownSession)
                     continue
@@ -425,7 +462,6 @@ public final class Pipeline: @unchecked Sendable {
             pool.put(b)
             return
         }
-        if b.direction == .outbound { stats.batchesOut.add() } else { stats.batchesIn.add() }
         cryptoQueue.push(b)
     }
 
@@ -603,28 +639,21 @@ public final class Pipeline: @unchecked Sendable {
     private func singleLoop() {
         let work = PacketBatch()
         let vector = DatagramVector(capacity: PacketBatch.capacity)
-        let slots = landingSlots
-        let landing = UnsafeMutableRawBufferPointer.allocate(byteCount: slots * PacketBatch.slotSize, alignment: 64)
-        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536 + TunOffload.headerSize, alignment: 64)
-        let lengths = UnsafeMutablePointer<Int>.allocate(capacity: slots)
-        defer {
-            landing.deallocate()
-            scratch.deallocate()
-            lengths.deallocate()
-        }
-        let maxPayload = min(mtu, PacketBatch.slotSize - Header.size - 16)
+        let buffers = TunBurst(slots: landingSlots)
+        var received = [Received](repeating: .bad, count: PacketBatch.capacity)
+        var owners = [(Peer, DataSession)?](repeating: nil, count: PacketBatch.capacity)
         while isRunning {
             let (tunReady, udpReady) = waitReadable(tun.fd, socket.fd, timeoutMilliseconds: 100)
             if tunReady {
                 // Read a burst, then seal and send it in groups of up to 64.
-                let burst = readTunBurst(landing, lengths, scratch)
+                let burst = readTunBurst(buffers)
+                let now = monotonicSeconds()
                 var k = 0
                 while k < burst {
                     var n = 0
                     peers.lock()
                     while k < burst, n < PacketBatch.capacity {
-                        let len = lengths[k]
-                        let packet = UnsafeRawBufferPointer(rebasing: landing[(k * PacketBatch.slotSize)..<(k * PacketBatch.slotSize + len)])
+                        let packet = buffers.packet(k), len = packet.count
                         k += 1
                         guard len <= maxPayload else { stats.drop(.tooLarge); continue }
                         guard let peer = peers.routeLocked(packet: packet), let session = peer.current, let endpoint = peer.endpoint else {
@@ -639,7 +668,7 @@ public final class Pipeline: @unchecked Sendable {
                         vector.setAddress(n, endpoint)
                         peer.stats.txPackets.add()
                         peer.stats.txBytes.add(UInt64(sealed))
-                        session.lastSent = monotonicSeconds()
+                        session.lastSent = now
                         n += 1
                     }
                     peers.unlock()
@@ -649,31 +678,37 @@ public final class Pipeline: @unchecked Sendable {
             if udpReady {
                 for i in 0..<PacketBatch.capacity { vector.set(i, buffer: work.slot(i).baseAddress!, length: PacketBatch.slotSize) }
                 guard let n = try? socket.receive(into: vector, count: PacketBatch.capacity, nonBlocking: true) else { continue }
+                // Classify the burst and find its sessions under one hold of the table lock.
+                peers.lock()
+                for i in 0..<n {
+                    received[i] = classify(work.slot(i), length: vector.length(i))
+                    if case let .capsule(index, _) = received[i] { owners[i] = peers.sessionLocked(index: index) }
+                }
+                peers.unlock()
+                let now = monotonicSeconds()
                 for i in 0..<n {
                     let length = vector.length(i)
                     let slot = work.slot(i)
-                    guard length >= Header.size, slot[0] == CyphonicVersion.protocolVersion else {
+                    let counter: UInt64
+                    switch received[i] {
+                    case .bad:
                         stats.drop(.badHeader)
                         continue
-                    }
-                    if slot[1] != MessageType.capsule.rawValue {
+                    case .control:
                         control.handleControl(UnsafeRawBufferPointer(rebasing: slot[0..<length]), from: vector.address(i))
                         continue
+                    case let .capsule(_, c):
+                        counter = c
                     }
-                    guard slot[3] & ~HeaderFlags.known.rawValue == 0 else { stats.drop(.badHeader); continue }
-                    let index = UInt32(bigEndian: UnsafeRawBufferPointer(slot).loadUnaligned(fromByteOffset: 4, as: UInt32.self))
-                    let counter = UInt64(bigEndian: UnsafeRawBufferPointer(slot).loadUnaligned(fromByteOffset: 8, as: UInt64.self))
-                    peers.lock()
-                    let found = peers.sessionLocked(index: index)
-                    peers.unlock()
-                    guard let (peer, session) = found else { stats.drop(.unknownSession); continue }
+                    guard let (peer, session) = owners[i] else { stats.drop(.unknownSession); continue }
+                    owners[i] = nil
                     guard session.replay.mightAccept(counter) else { stats.drop(.replay); continue }
                     guard let plain = session.open(slot: slot, length: length, counter: counter, keyIndex: 0) else {
                         stats.drop(.authenticationFailed)
                         continue
                     }
                     guard session.replay.accept(counter) else { stats.drop(.replay); continue }
-                    session.lastReceived = monotonicSeconds()
+                    session.lastReceived = now
                     peer.stats.rxPackets.add()
                     peer.stats.rxBytes.add(UInt64(plain))
                     let source = vector.address(i)

@@ -20,7 +20,6 @@ public final class NodeDaemon: @unchecked Sendable {
     public private(set) var pipeline: Pipeline?
     public private(set) var manager: TunnelManager?
     private var status: StatusServer?
-    private var metricsThread: Thread?
     private let stopping = MutexCondition()
     private var stopped = false
     public private(set) var certificate: Certificate?
@@ -81,7 +80,6 @@ public final class NodeDaemon: @unchecked Sendable {
         guard first else { return }
         pipeline?.stop()
         status?.stop()
-        metricsThread = nil
         if config.tun.mssClamp { _ = run("/usr/sbin/nft", ["delete", "table", "inet", nftTable]) }
         pipeline?.tun.close()
         pipeline?.socket.close()
@@ -204,7 +202,6 @@ public final class NodeDaemon: @unchecked Sendable {
         }
         thread.name = "cyphonic-metrics"
         thread.start()
-        metricsThread = thread
     }
 }
 

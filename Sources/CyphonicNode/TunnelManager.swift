@@ -223,11 +223,10 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
 
     public func tick() {
         let now = monotonicSeconds()
-        let expired: Void = sync.withLock {
+        sync.withLock {
             initiations = initiations.filter { now - $0.value.sentAt < 5 }
             responses = responses.filter { now - $0.value.createdAt < 10 }
         }
-        _ = expired
         var toInitiate: [NodeConfig.PeerEntry] = []
         var keepalive: [Peer] = []
         peers.withLock {

@@ -109,3 +109,44 @@ int ccy_send_batch(int fd, ccy_datagram *d, unsigned int count, int flags) {
     do { n = sendmmsg(fd, msgs, count, flags); } while (n < 0 && errno == EINTR);
     return n;
 }
+
+int ccy_send_segments(int fd, const struct sockaddr_storage *address, socklen_t address_length,
+                      struct iovec *iov, unsigned int count, uint16_t segment_size) {
+    if (count == 0) return 0;
+    if (segment_size > 0) {
+        union { char buf[CCY_CMSG_SPACE]; struct cmsghdr align; } control;
+        struct msghdr msg;
+        memset(&msg, 0, sizeof(msg));
+        msg.msg_name = (void *)address;
+        msg.msg_namelen = address_length;
+        msg.msg_iov = iov;
+        msg.msg_iovlen = count;
+        msg.msg_control = control.buf;
+        msg.msg_controllen = CCY_CMSG_SPACE;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        memcpy(CMSG_DATA(c), &segment_size, sizeof(segment_size));
+        ssize_t n;
+        do { n = sendmsg(fd, &msg, 0); } while (n < 0 && errno == EINTR);
+        return n < 0 ? -1 : 0;
+    }
+    if (count > CCY_MAX_BATCH) count = CCY_MAX_BATCH;
+    struct mmsghdr msgs[CCY_MAX_BATCH];
+    memset(msgs, 0, sizeof(struct mmsghdr) * count);
+    for (unsigned int i = 0; i < count; i++) {
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_name = (void *)address;
+        msgs[i].msg_hdr.msg_namelen = address_length;
+    }
+    unsigned int sent = 0;
+    while (sent < count) {
+        int n;
+        do { n = sendmmsg(fd, msgs + sent, count - sent, 0); } while (n < 0 && errno == EINTR);
+        if (n < 0) return -1;
+        sent += (unsigned int)n;
+    }
+    return 0;
+}

@@ -30,6 +30,12 @@ public final class AtomicCounter: Sendable {
 public final class DataPlaneStats: Sendable {
     private let dropCounters: [AtomicCounter] = DropReason.allCases.map { _ in AtomicCounter() }
     public let reorderWaits = AtomicCounter()
+    /// UDP I/O: send system calls and the datagrams they carried (GSO makes the ratio
+    /// large); receive messages and the datagrams in them (GRO makes that ratio large).
+    public let udpSendCalls = AtomicCounter()
+    public let udpDatagramsSent = AtomicCounter()
+    public let udpMessagesReceived = AtomicCounter()
+    public let udpDatagramsReceived = AtomicCounter()
 
     public init() {}
 

@@ -83,18 +83,23 @@ public final class Pipeline: @unchecked Sendable {
     private let threads = DispatchGroup()
     /// The TUN's MTU.
     public let mtu: Int
+    /// UDP GSO on send and GRO on receive (falls back to plain datagrams where refused).
+    public let udpOffload: Bool
+    /// Whether the socket accepted UDP_GRO (set by `start()`).
+    public private(set) var groEnabled = false
     /// Largest inner packet accepted from the TUN: the MTU, or what a slot can seal.
     private var maxPayload: Int { min(mtu, PacketBatch.slotSize - Header.size - 16) }
 
     /// `poolSize` bounds the batches in flight (and so the queueing delay).
     public init(tun: TunDevice, socket: UDPSocket, peers: PeerTable, control: any ControlPlane, mode: PipelineMode,
-                mtu: Int = 1420, poolSize: Int = 128, stats: DataPlaneStats = DataPlaneStats()) {
+                mtu: Int = 1420, poolSize: Int = 128, udpOffload: Bool = true, stats: DataPlaneStats = DataPlaneStats()) {
         self.tun = tun
         self.socket = socket
         self.peers = peers
         self.control = control
         self.mode = mode
         self.mtu = mtu
+        self.udpOffload = udpOffload
         self.stats = stats
         pool = BatchPool(size: min(poolSize, 512))
         cryptoQueue = WorkQueue(capacity: 512)
@@ -117,6 +122,7 @@ public final class Pipeline: @unchecked Sendable {
 
     public func start() throws {
         try tun.setNonBlocking(true)
+        groEnabled = udpOffload && socket.enableGRO()
         running.store(true, ordering: .releasing)
         switch mode {
         case .single:
@@ -260,7 +266,7 @@ public final class Pipeline: @unchecked Sendable {
         full.reserveCapacity(64)
         var spares: [PacketBatch] = []
         spares.reserveCapacity(8)
-        let vector = DatagramVector(capacity: PacketBatch.capacity)
+        let sender = UDPSegmentSender(socket: socket, segmentation: udpOffload)
         let fastKey = workerCount
         while isRunning {
             // Hold spare batches before taking the table lock (blocking here is backpressure).
@@ -296,8 +302,8 @@ public final class Pipeline: @unchecked Sendable {
                 }
             }
             peers.unlock()
-            for b in full { submit(b, fastKeyIndex: fastKey, vector: vector) }
-            for b in staged { submit(b, fastKeyIndex: fastKey, vector: vector) }
+            for b in full { submit(b, fastKeyIndex: fastKey, sender: sender) }
+            for b in staged { submit(b, fastKeyIndex: fastKey, sender: sender) }
             full.removeAll(keepingCapacity: true)
             staged.removeAll(keepingCapacity: true)
         }
@@ -311,99 +317,83 @@ public final class Pipeline: @unchecked Sendable {
         var from = SocketAddress()
     }
 
+    /// Landing memory for one receiving thread: 64 KiB per message with GRO (a
+    /// coalesced run of datagrams), one slot's worth without.
+    private func makeLanding() -> DatagramLanding {
+        DatagramLanding(messages: PacketBatch.capacity, bufferSize: groEnabled ? DatagramLanding.gro : PacketBatch.slotSize)
+    }
+
     private func udpReceiverLoop() {
-        let vector = DatagramVector(capacity: PacketBatch.capacity)
+        let landing = makeLanding()
         let controlBuffers = UnsafeMutableRawBufferPointer.allocate(byteCount: 8 * 2048, alignment: 16)
         defer { controlBuffers.deallocate() }
         var controls = [ControlDatagram](repeating: ControlDatagram(), count: 8)
         var staged: [PacketBatch] = []
         staged.reserveCapacity(64)
-        var landing: PacketBatch? = nil
-        let sendVector = DatagramVector(capacity: PacketBatch.capacity)
+        let sender = UDPSegmentSender(socket: socket, segmentation: udpOffload)
         let fastKey = workerCount + 1
         while isRunning {
-            let land = landing ?? pool.get()
-            landing = land
-            for i in 0..<PacketBatch.capacity { vector.set(i, buffer: land.slot(i).baseAddress!, length: PacketBatch.slotSize) }
             guard waitReadable(socket.fd, timeoutMilliseconds: 100).0 else { continue }
             let n: Int
-            do { n = try socket.receive(into: vector, count: PacketBatch.capacity, nonBlocking: true) } catch { continue }
+            // With GRO a message can hold 64 datagrams (a batch): take no more than the free batches.
+            do { n = try landing.receive(from: socket, limit: groEnabled ? pool.available : .max) } catch { continue }
+            countReceived(landing, messages: n)
             var controlCount = 0
-            var kept = 0
             peers.lock()
             for i in 0..<n {
-                let length = vector.length(i)
-                let slot = land.slot(i)
-                let index: UInt32, counter: UInt64
-                switch classify(slot, length: length) {
-                case .bad:
-                    stats.drop(.badHeader)
-                    continue
-                case .control:
-                    if controlCount < controls.count, length <= 2048 {
-                        UnsafeMutableRawBufferPointer(rebasing: controlBuffers[(controlCount * 2048)..<(controlCount * 2048 + length)])
-                            .copyMemory(from: UnsafeRawBufferPointer(rebasing: slot[0..<length]))
-                        controls[controlCount] = ControlDatagram(length: length, from: vector.address(i))
-                        controlCount += 1
-                    } else {
+                let from = landing.source(i)
+                for k in 0..<landing.segments(i) {
+                    let datagram = landing.segment(i, k), length = datagram.count
+                    let index: UInt32, counter: UInt64
+                    switch classify(datagram, length: length) {
+                    case .bad:
+                        stats.drop(.badHeader)
+                        continue
+                    case .control:
+                        if controlCount < controls.count, length <= 2048 {
+                            UnsafeMutableRawBufferPointer(rebasing: controlBuffers[(controlCount * 2048)..<(controlCount * 2048 + length)])
+                                .copyMemory(from: UnsafeRawBufferPointer(datagram))
+                            controls[controlCount] = ControlDatagram(length: length, from: from)
+                            controlCount += 1
+                        } else {
+                            stats.drop(.queueFull)
+                        }
+                        continue
+                    case let .capsule(i, c):
+                        (index, counter) = (i, c)
+                    }
+                    guard length <= PacketBatch.slotSize else {
+                        stats.drop(.tooLarge)
+                        continue
+                    }
+                    guard let (peer, session) = peers.sessionLocked(index: index) else {
+                        stats.drop(.unknownSession)
+                        continue
+                    }
+                    guard let b = stagedBatch(for: session, of: peer, .inbound, in: &staged, from: { pool.tryGet() }) else {
                         stats.drop(.queueFull)
+                        continue
                     }
-                    continue
-                case let .capsule(i, c):
-                    (index, counter) = (i, c)
-                }
-                guard let (peer, session) = peers.sessionLocked(index: index) else {
-                    stats.drop(.unknownSession)
-                    continue
-                }
-                // Datagrams of the first session stay in the landing batch (compacted in place).
-                if kept == 0 && land.session == nil || land.session === session {
-                    if land.session == nil {
-                        land.session = session
-                        land.peer = peer
-                        land.direction = .inbound
+                    let j = b.count
+                    UnsafeMutableRawBufferPointer(rebasing: b.slot(j)[0..<length]).copyMemory(from: UnsafeRawBufferPointer(datagram))
+                    b.lengths[j] = length
+                    b.counters[j] = counter
+                    b.sources[j] = from
+                    b.count = j + 1
+                    if b.count == PacketBatch.capacity {
+                        submit(b, fastKeyIndex: fastKey, sender: sender)
+                        staged.removeAll { $0 === b }
                     }
-                    if kept != i {
-                        UnsafeMutableRawBufferPointer(rebasing: land.slot(kept)[0..<length])
-                            .copyMemory(from: UnsafeRawBufferPointer(rebasing: slot[0..<length]))
-                    }
-                    land.lengths[kept] = length
-                    land.counters[kept] = counter
-                    land.sources[kept] = vector.address(i)
-                    kept += 1
-                    continue
-                }
-                guard let b = stagedBatch(for: session, of: peer, .inbound, in: &staged, from: { pool.tryGet() }) else {
-                    stats.drop(.queueFull)
-                    continue
-                }
-                let j = b.count
-                UnsafeMutableRawBufferPointer(rebasing: b.slot(j)[0..<length]).copyMemory(from: UnsafeRawBufferPointer(rebasing: slot[0..<length]))
-                b.lengths[j] = length
-                b.counters[j] = counter
-                b.sources[j] = vector.address(i)
-                b.count = j + 1
-                if b.count == PacketBatch.capacity {
-                    submit(b, fastKeyIndex: fastKey, vector: sendVector)
-                    staged.removeAll { $0 === b }
                 }
             }
             peers.unlock()
-            if kept > 0 {
-                land.count = kept
-                submit(land, fastKeyIndex: fastKey, vector: sendVector)
-                landing = nil
-            } else {
-                land.reset()
-            }
-            for b in staged { submit(b, fastKeyIndex: fastKey, vector: sendVector) }
+            for b in staged { submit(b, fastKeyIndex: fastKey, sender: sender) }
             staged.removeAll(keepingCapacity: true)
             for c in 0..<controlCount {
                 control.handleControl(UnsafeRawBufferPointer(rebasing: controlBuffers[(c * 2048)..<(c * 2048 + controls[c].length)]),
                                       from: controls[c].from)
             }
         }
-        if let landing { pool.put(landing) }
     }
 
     /// The batch being staged for `session`, or a new one taken from `source` (nil when
@@ -427,7 +417,7 @@ public final class Pipeline: @unchecked Sendable {
     /// direction (empty FIFO, releaser not busy with it), the staging thread seals or
     /// opens and releases the batch itself — order is trivially kept and a lone packet
     /// pays no thread hand-offs. Otherwise: to the peer's FIFO and the crypto queue.
-    private func submit(_ b: PacketBatch, fastKeyIndex: Int, vector: DatagramVector) {
+    private func submit(_ b: PacketBatch, fastKeyIndex: Int, sender: UDPSegmentSender) {
         guard let peer = b.peer else {
             pool.put(b)
             return
@@ -441,7 +431,7 @@ public final class Pipeline: @unchecked Sendable {
         }
         if inline {
             crypt(b, keyIndex: fastKeyIndex)
-            if outbound { send(b, vector: vector) } else { deliver(b) }
+            if outbound { send(b, sender: sender) } else { deliver(b) }
             board.withLock {
                 if outbound { peer.sending = false } else { peer.delivering = false }
                 // Batches queued meanwhile may now be released.
@@ -515,7 +505,7 @@ public final class Pipeline: @unchecked Sendable {
         var busyOut: [Peer] = [], busyIn: [Peer] = []
         busyOut.reserveCapacity(1024)
         busyIn.reserveCapacity(1024)
-        let vector = DatagramVector(capacity: PacketBatch.capacity)
+        let sender = UDPSegmentSender(socket: socket, segmentation: udpOffload)
         while true {
             board.lock()
             while readyPeers.isEmpty && isRunning { board.wait(milliseconds: 100) }
@@ -547,7 +537,7 @@ public final class Pipeline: @unchecked Sendable {
             draining.removeAll(keepingCapacity: true)
             board.unlock()
             for b in released {
-                if b.direction == .outbound { send(b, vector: vector) } else { deliver(b) }
+                if b.direction == .outbound { send(b, sender: sender) } else { deliver(b) }
                 pool.put(b)
             }
             released.removeAll(keepingCapacity: true)
@@ -567,26 +557,42 @@ public final class Pipeline: @unchecked Sendable {
         }
     }
 
-    /// Sends a sealed batch with one sendmmsg.
+    /// Sends a sealed batch: runs of equal-sized datagrams as UDP GSO sends.
     @inline(__always)
-    private func send(_ b: PacketBatch, vector: DatagramVector) {
+    private func send(_ b: PacketBatch, sender: UDPSegmentSender) {
         var n = 0
         var bytes = 0
-        for i in 0..<b.count where b.ok[i] {
-            vector.set(n, buffer: b.slot(i).baseAddress!, length: b.lengths[i])
-            vector.setAddress(n, b.endpoint)
-            bytes += b.lengths[i]
-            n += 1
-        }
-        guard n > 0 else { return }
+        let calls = sender.calls
+        defer { countSends(sender, callsBefore: calls, datagrams: n) }
         do {
-            try socket.send(vector, count: n)
-            b.peer?.stats.txPackets.add(UInt64(n))
-            b.peer?.stats.txBytes.add(UInt64(bytes))
-            b.session?.lastSent = monotonicSeconds()
+            for i in 0..<b.count where b.ok[i] {
+                try sender.append(b.slot(i).baseAddress!, length: b.lengths[i], to: b.endpoint)
+                bytes += b.lengths[i]
+                n += 1
+            }
+            try sender.flush()
         } catch {
             stats.drop(.queueFull, UInt64(n))
+            return
         }
+        guard n > 0 else { return }
+        b.peer?.stats.txPackets.add(UInt64(n))
+        b.peer?.stats.txBytes.add(UInt64(bytes))
+        b.session?.lastSent = monotonicSeconds()
+    }
+
+    @inline(__always)
+    private func countSends(_ sender: UDPSegmentSender, callsBefore: Int, datagrams: Int) {
+        stats.udpSendCalls.add(UInt64(sender.calls - callsBefore))
+        stats.udpDatagramsSent.add(UInt64(datagrams))
+    }
+
+    @inline(__always)
+    private func countReceived(_ landing: DatagramLanding, messages: Int) {
+        var datagrams = 0
+        for i in 0..<messages { datagrams += landing.segments(i) }
+        stats.udpMessagesReceived.add(UInt64(messages))
+        stats.udpDatagramsReceived.add(UInt64(datagrams))
     }
 
     /// Releases an opened batch: replay check, inner-source check, TUN write.
@@ -638,7 +644,8 @@ public final class Pipeline: @unchecked Sendable {
 
     private func singleLoop() {
         let work = PacketBatch()
-        let vector = DatagramVector(capacity: PacketBatch.capacity)
+        let sender = UDPSegmentSender(socket: socket, segmentation: udpOffload)
+        let landing = makeLanding()
         let buffers = TunBurst(slots: landingSlots)
         var received = [Received](repeating: .bad, count: PacketBatch.capacity)
         var owners = [(Peer, DataSession)?](repeating: nil, count: PacketBatch.capacity)
@@ -651,6 +658,7 @@ public final class Pipeline: @unchecked Sendable {
                 var k = 0
                 while k < burst {
                     var n = 0
+                    let calls = sender.calls
                     peers.lock()
                     while k < burst, n < PacketBatch.capacity {
                         let packet = buffers.packet(k), len = packet.count
@@ -664,59 +672,67 @@ public final class Pipeline: @unchecked Sendable {
                         UnsafeMutableRawBufferPointer(rebasing: slot[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + len)])
                             .copyMemory(from: packet)
                         guard let sealed = session.seal(slot: slot, length: len, counter: session.nextCounter(), keyIndex: 0) else { continue }
-                        vector.set(n, buffer: slot.baseAddress!, length: sealed)
-                        vector.setAddress(n, endpoint)
+                        do { try sender.append(slot.baseAddress!, length: sealed, to: endpoint) } catch { stats.drop(.queueFull) }
                         peer.stats.txPackets.add()
                         peer.stats.txBytes.add(UInt64(sealed))
                         session.lastSent = now
                         n += 1
                     }
                     peers.unlock()
-                    if n > 0 { try? socket.send(vector, count: n) }
+                    // The work slots are reused by the next group: send before refilling them.
+                    do { try sender.flush() } catch { stats.drop(.queueFull) }
+                    countSends(sender, callsBefore: calls, datagrams: n)
                 }
             }
             if udpReady {
-                for i in 0..<PacketBatch.capacity { vector.set(i, buffer: work.slot(i).baseAddress!, length: PacketBatch.slotSize) }
-                guard let n = try? socket.receive(into: vector, count: PacketBatch.capacity, nonBlocking: true) else { continue }
-                // Classify the burst and find its sessions under one hold of the table lock.
-                peers.lock()
-                for i in 0..<n {
-                    received[i] = classify(work.slot(i), length: vector.length(i))
-                    if case let .capsule(index, _) = received[i] { owners[i] = peers.sessionLocked(index: index) }
-                }
-                peers.unlock()
+                guard let n = try? landing.receive(from: socket) else { continue }
+                countReceived(landing, messages: n)
                 let now = monotonicSeconds()
                 for i in 0..<n {
-                    let length = vector.length(i)
-                    let slot = work.slot(i)
-                    let counter: UInt64
-                    switch received[i] {
-                    case .bad:
-                        stats.drop(.badHeader)
-                        continue
-                    case .control:
-                        control.handleControl(UnsafeRawBufferPointer(rebasing: slot[0..<length]), from: vector.address(i))
-                        continue
-                    case let .capsule(_, c):
-                        counter = c
+                    let source = landing.source(i), segments = landing.segments(i)
+                    var first = 0
+                    while first < segments {
+                        // Classify up to 64 datagrams and find their sessions under one hold of the table lock.
+                        let chunk = min(PacketBatch.capacity, segments - first)
+                        peers.lock()
+                        for k in 0..<chunk {
+                            let datagram = landing.segment(i, first + k)
+                            received[k] = classify(datagram, length: datagram.count)
+                            if case let .capsule(index, _) = received[k] { owners[k] = peers.sessionLocked(index: index) }
+                        }
+                        peers.unlock()
+                        for k in 0..<chunk {
+                            let datagram = landing.segment(i, first + k), length = datagram.count
+                            let counter: UInt64
+                            switch received[k] {
+                            case .bad:
+                                stats.drop(.badHeader)
+                                continue
+                            case .control:
+                                control.handleControl(UnsafeRawBufferPointer(datagram), from: source)
+                                continue
+                            case let .capsule(_, c):
+                                counter = c
+                            }
+                            guard let (peer, session) = owners[k] else { stats.drop(.unknownSession); continue }
+                            owners[k] = nil
+                            guard session.replay.mightAccept(counter) else { stats.drop(.replay); continue }
+                            guard let plain = session.open(slot: datagram, length: length, counter: counter, keyIndex: 0) else {
+                                stats.drop(.authenticationFailed)
+                                continue
+                            }
+                            guard session.replay.accept(counter) else { stats.drop(.replay); continue }
+                            session.lastReceived = now
+                            peer.stats.rxPackets.add()
+                            peer.stats.rxBytes.add(UInt64(plain))
+                            if peer.endpoint != source { roam(peer, to: source) }
+                            guard plain > 0 else { continue }
+                            let packet = UnsafeRawBufferPointer(rebasing: datagram[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + plain)])
+                            guard PeerTable.sourceBelongs(packet, to: peer) else { stats.drop(.badInnerSource); continue }
+                            writeTun(datagram, plain)
+                        }
+                        first += chunk
                     }
-                    guard let (peer, session) = owners[i] else { stats.drop(.unknownSession); continue }
-                    owners[i] = nil
-                    guard session.replay.mightAccept(counter) else { stats.drop(.replay); continue }
-                    guard let plain = session.open(slot: slot, length: length, counter: counter, keyIndex: 0) else {
-                        stats.drop(.authenticationFailed)
-                        continue
-                    }
-                    guard session.replay.accept(counter) else { stats.drop(.replay); continue }
-                    session.lastReceived = now
-                    peer.stats.rxPackets.add()
-                    peer.stats.rxBytes.add(UInt64(plain))
-                    let source = vector.address(i)
-                    if peer.endpoint != source { roam(peer, to: source) }
-                    guard plain > 0 else { continue }
-                    let packet = UnsafeRawBufferPointer(rebasing: slot[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + plain)])
-                    guard PeerTable.sourceBelongs(packet, to: peer) else { stats.drop(.badInnerSource); continue }
-                    writeTun(slot, plain)
                 }
             }
         }

@@ -61,6 +61,9 @@ public struct NodeConfig: Codable, Sendable {
     public var workers: Int = 0
     /// Batches in flight, at most (bounds memory and queueing delay).
     public var poolSize: Int = 32
+    /// UDP offload: GSO on send (runs of datagrams to one peer leave in one system call)
+    /// and GRO on receive. Falls back to plain datagrams where the kernel refuses.
+    public var udpOffload: Bool = true
     /// Prometheus endpoint (HTTP GET /metrics); "" disables it.
     public var metrics: String = "127.0.0.1:9452"
     /// Unix socket for `cyphonic-node status`.
@@ -96,6 +99,7 @@ public struct NodeConfig: Codable, Sendable {
         pipeline = try c.decodeIfPresent(String.self, forKey: .pipeline) ?? pipeline
         workers = try c.decodeIfPresent(Int.self, forKey: .workers) ?? workers
         poolSize = try c.decodeIfPresent(Int.self, forKey: .poolSize) ?? poolSize
+        udpOffload = try c.decodeIfPresent(Bool.self, forKey: .udpOffload) ?? udpOffload
         metrics = try c.decodeIfPresent(String.self, forKey: .metrics) ?? metrics
         control = try c.decodeIfPresent(String.self, forKey: .control) ?? control
         keepaliveSeconds = try c.decodeIfPresent(Double.self, forKey: .keepaliveSeconds) ?? keepaliveSeconds

@@ -61,7 +61,7 @@ public final class NodeDaemon: @unchecked Sendable {
         let manager = TunnelManager(localKey: key, certificate: cert, verifier: verifier, peers: peers, keySlots: mode.keySlots,
                                     config: config, logger: logger)
         let pipeline = Pipeline(tun: tun, socket: socket, peers: peers, control: manager, mode: mode, mtu: config.tun.mtu,
-                                poolSize: config.poolSize)
+                                poolSize: config.poolSize, udpOffload: config.udpOffload)
         manager.pipeline = pipeline
         self.manager = manager
         self.pipeline = pipeline
@@ -69,7 +69,7 @@ public final class NodeDaemon: @unchecked Sendable {
         status = try StatusServer(path: config.control) { [weak self] in self?.snapshot() ?? Self.emptyStatus }
         startMetrics()
         let udp = (try? socket.localEndpoint())?.description ?? config.listen
-        logger.info("node: \(cert.commonName ?? "?") up on \(tun.name) (\(addresses.map(\.description).joined(separator: ", "))), udp \(udp), pipeline \(mode), \(pipeline.threadCount) threads")
+        logger.info("node: \(cert.commonName ?? "?") up on \(tun.name) (\(addresses.map(\.description).joined(separator: ", "))), udp \(udp), pipeline \(mode), \(pipeline.threadCount) threads, UDP GSO \(config.udpOffload ? "on" : "off"), GRO \(pipeline.groEnabled ? "on" : "off")")
     }
 
     public func stop() {
@@ -152,12 +152,16 @@ public final class NodeDaemon: @unchecked Sendable {
         }
         var drops: [String: UInt64] = [:]
         for r in DropReason.allCases { drops[r.label] = pipeline.stats.drops(r) }
+        let s = pipeline.stats
+        let udp = NodeStatus.UDPStatus(gso: pipeline.udpOffload, gro: pipeline.groEnabled, sendCalls: s.udpSendCalls.load,
+                                       datagramsSent: s.udpDatagramsSent.load, messagesReceived: s.udpMessagesReceived.load,
+                                       datagramsReceived: s.udpDatagramsReceived.load)
         return NodeStatus(fqdn: certificate?.commonName ?? "", addresses: certificate?.ipAddresses.map(\.description) ?? [],
                           pipeline: pipeline.mode.description, threads: pipeline.threadCount, osThreads: osThreadCount(),
-                          peers: peers, drops: drops, reorderWaits: pipeline.stats.reorderWaits.load,
+                          peers: peers, drops: drops, reorderWaits: s.reorderWaits.load,
                           handshakesCompleted: manager.stats.handshakesCompleted.load,
                           handshakesRefused: manager.stats.handshakesRefused.load,
-                          badControlDatagrams: manager.stats.badControl.load)
+                          badControlDatagrams: manager.stats.badControl.load, udp: udp)
     }
 
     /// Mirrors the atomics into Prometheus once a second (counters advance by deltas).
@@ -178,6 +182,10 @@ public final class NodeDaemon: @unchecked Sendable {
         let rxBytes = registry.makeCounter(descriptor: name("rx_bytes", "Bytes received through tunnels"))
         let txPackets = registry.makeCounter(descriptor: name("tx_packets", "Packets sent through tunnels"))
         let rxPackets = registry.makeCounter(descriptor: name("rx_packets", "Packets received through tunnels"))
+        let sendCalls = registry.makeCounter(descriptor: name("udp_send_calls", "UDP send system calls of the data plane"))
+        let datagramsSent = registry.makeCounter(descriptor: name("udp_datagrams_sent", "Datagrams those calls carried (GSO)"))
+        let messagesReceived = registry.makeCounter(descriptor: name("udp_messages_received", "UDP messages received (GRO coalesced)"))
+        let datagramsReceived = registry.makeCounter(descriptor: name("udp_datagrams_received", "Datagrams in those messages"))
         let thread = Thread { [weak self] in
             var last: [String: UInt64] = [:]
             func advance(_ key: String, _ value: UInt64, _ counter: Counter) {
@@ -197,6 +205,10 @@ public final class NodeDaemon: @unchecked Sendable {
                 advance("rxb", s.peers.reduce(0) { $0 + $1.rxBytes }, rxBytes)
                 advance("txp", s.peers.reduce(0) { $0 + $1.txPackets }, txPackets)
                 advance("rxp", s.peers.reduce(0) { $0 + $1.rxPackets }, rxPackets)
+                advance("usc", s.udp.sendCalls, sendCalls)
+                advance("uds", s.udp.datagramsSent, datagramsSent)
+                advance("umr", s.udp.messagesReceived, messagesReceived)
+                advance("udr", s.udp.datagramsReceived, datagramsReceived)
                 self.stopping.withLock { if !self.stopped { self.stopping.wait(milliseconds: 1000) } }
             }
         }

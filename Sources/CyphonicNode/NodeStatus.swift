@@ -29,6 +29,18 @@ public struct NodeStatus: Codable, Sendable {
     public var handshakesCompleted: UInt64
     public var handshakesRefused: UInt64
     public var badControlDatagrams: UInt64
+    /// UDP I/O of the data plane: how many datagrams each system call carried (GSO on
+    /// send, GRO on receive; ratios well above 1 mean the offloads work).
+    public var udp: UDPStatus = UDPStatus()
+
+    public struct UDPStatus: Codable, Sendable {
+        public var gso = false
+        public var gro = false
+        public var sendCalls: UInt64 = 0
+        public var datagramsSent: UInt64 = 0
+        public var messagesReceived: UInt64 = 0
+        public var datagramsReceived: UInt64 = 0
+    }
 }
 
 /// Serves ``NodeStatus`` as JSON to every connection on a Unix socket, on its own thread.

@@ -63,6 +63,8 @@ struct StatusCommand: ParsableCommand {
         print("node      \(s.fqdn) \(s.addresses.joined(separator: " "))")
         print("pipeline  \(s.pipeline), \(s.threads) pipeline threads, \(s.osThreads) OS threads")
         print("handshakes completed \(s.handshakesCompleted), refused \(s.handshakesRefused); reorder waits \(s.reorderWaits)")
+        let u = s.udp
+        print("udp: GSO \(u.gso ? "on" : "off"), GRO \(u.gro ? "on" : "off"); sent \(u.datagramsSent) datagrams in \(u.sendCalls) calls, received \(u.datagramsReceived) in \(u.messagesReceived) messages")
         print("drops     " + s.drops.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         for p in s.peers {
             let age = p.handshakeAgeSeconds.map { String(format: "%.0fs ago", $0) } ?? "no session"

@@ -50,6 +50,15 @@ struct TunnelNamespaceTests {
         let tcpBps = ((tcpJSON?["end"] as? [String: Any])?["sum_received"] as? [String: Any])?["bits_per_second"] as? Double ?? 0
         print("iperf3 TCP through the \(pipeline) pipeline: \(Int(tcpBps / 1e6)) Mbit/s")
         #expect(tcpBps > 10e6, "\(tcp.output.prefix(500))")
+        // UDP offload across the veth: a's sends carry runs of datagrams (GSO) and b's
+        // receives get them coalesced (GRO); TCP through TUN offload makes long runs.
+        let sent = try lab.status("a")["udp"] as? [String: Any] ?? [:]
+        let got = try lab.status("b")["udp"] as? [String: Any] ?? [:]
+        let perSend = Double(sent["datagramsSent"] as? Int ?? 0) / Double(max(1, sent["sendCalls"] as? Int ?? 0))
+        let perReceive = Double(got["datagramsReceived"] as? Int ?? 0) / Double(max(1, got["messagesReceived"] as? Int ?? 0))
+        print("UDP offload through the \(pipeline) pipeline: \(sent) -> \(got); \(perSend) datagrams per send call, \(perReceive) per received message")
+        #expect(sent["gso"] as? Bool == true && got["gro"] as? Bool == true)
+        #expect(perSend > 4 && perReceive > 4)
         // iperf3 UDP at saturation: no datagram out of order.
         try lab.spawn("b", "iperf3 -s -1 -B 198.18.0.2")
         usleep(300_000)

@@ -44,6 +44,14 @@ int ccy_recv_batch(int fd, ccy_datagram *datagrams, unsigned int count, int flag
 /// A datagram with gso_size > 0 carries a UDP_SEGMENT control message.
 int ccy_send_batch(int fd, ccy_datagram *datagrams, unsigned int count, int flags);
 
+/// Sends the bytes of `iov[0..<count]` to one address. With `segment_size` > 0 they go as
+/// one UDP GSO send (sendmsg + UDP_SEGMENT): the kernel cuts the payload into datagrams of
+/// `segment_size` bytes (the last may be shorter), so every iovec but the last must be
+/// exactly `segment_size` long. With 0, each iovec is its own datagram (one sendmmsg,
+/// repeated until all are sent). Returns 0, or -1 with errno (EIO/EINVAL: no GSO here).
+int ccy_send_segments(int fd, const struct sockaddr_storage *address, socklen_t address_length,
+                      struct iovec *iov, unsigned int count, uint16_t segment_size);
+
 /// setsockopt(SOL_UDP, UDP_GRO, on).
 int ccy_udp_enable_gro(int fd, int on);
 

@@ -36,7 +36,7 @@ target datagram FuzzTesting/Targets/FuzzDatagram.swift -lCyphonicWire -lCyphonic
 target noise FuzzTesting/Targets/FuzzNoise.swift -lCyphonicCrypto -lCyphonicCore
 target certificate FuzzTesting/Targets/FuzzCertificate.swift -lCyphonicPKI -lCyphonicCrypto -lCyphonicCore
 echo "fuzz: linking fuzz-tunoffload"
-swiftc "${FLAGS[@]}" FuzzTesting/Targets/FuzzTunOffload.swift Sources/CyphonicDataPlane/TunOffload.swift \
+swiftc "${FLAGS[@]}" FuzzTesting/Targets/FuzzTunOffload.swift Sources/CyphonicDataPlane/TunOffload.swift Sources/CyphonicDataPlane/TunCoalescer.swift \
   -o "$OUT/fuzz-tunoffload" >"$OUT/link-tunoffload.log" 2>&1 || { cat "$OUT/link-tunoffload.log"; exit 1; }
 
 # Seeds: committed ones, plus a certificate and a CRL made by the openssl tool.

@@ -36,6 +36,9 @@ public final class DataPlaneStats: Sendable {
     public let udpDatagramsSent = AtomicCounter()
     public let udpMessagesReceived = AtomicCounter()
     public let udpDatagramsReceived = AtomicCounter()
+    /// TUN writes and the packets they carried (coalesced TCP runs make the ratio large).
+    public let tunWrites = AtomicCounter()
+    public let tunPacketsWritten = AtomicCounter()
 
     public init() {}
 

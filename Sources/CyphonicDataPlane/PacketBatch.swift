@@ -3,7 +3,7 @@ import CyphonicWire
 
 /// Up to ``capacity`` packets of one peer travelling together through the pipeline:
 /// staged by the reader (arrival order = slot order), sealed or opened by one crypto
-/// worker, released in order by the releaser. The slab of buffers is allocated once;
+/// worker, released in order by whichever thread holds its peer's claim. The slab of buffers is allocated once;
 /// a batch is recycled through ``BatchPool`` and never freed while the pipeline runs.
 /// Owned by exactly one stage at a time (the queues hand it over), so it needs no lock.
 public final class PacketBatch: @unchecked Sendable {
@@ -28,7 +28,7 @@ public final class PacketBatch: @unchecked Sendable {
     /// The peer and session the batch belongs to.
     public var peer: Peer?
     public var session: DataSession?
-    /// Set by the worker under the releaser's lock.
+    /// Set by the worker under the pipeline's release lock.
     public var done = false
     /// Where an outbound batch goes (captured at staging).
     public var endpoint = SocketAddress()

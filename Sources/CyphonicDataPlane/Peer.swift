@@ -8,7 +8,7 @@ public final class PeerStats: Sendable {
     public let txBytes = AtomicCounter()
     public let rxPackets = AtomicCounter()
     public let rxBytes = AtomicCounter()
-    /// Times the releaser had finished batches waiting behind an unfinished one.
+    /// Times a finished batch had to wait behind an unfinished earlier one.
     public let reorderWaits = AtomicCounter()
     public let handshakes = AtomicCounter()
     public init() {}
@@ -20,8 +20,9 @@ public enum RouteType: String, Sendable { case direct, natTraversal = "nat-trave
 /// One remote node: identity (static key, FQDN, virtual IPs from its certificate),
 /// where it is (endpoint, learned from authenticated packets), its sessions, and its
 /// two in-order release queues. Thread ownership: `endpoint`, `current`, `previous`
-/// are guarded by the ``PeerTable`` lock; `outbound`/`inbound`/`ready` by the
-/// releaser's lock; stats are atomic. Hence `@unchecked Sendable`.
+/// are guarded by the ``PeerTable`` lock; `outbound`/`inbound`/`sending`/`delivering`
+/// by the pipeline's release lock; `lastSource` by the inbound claim; stats are
+/// atomic. Hence `@unchecked Sendable`.
 public final class Peer: @unchecked Sendable {
     public let staticKey: X25519PublicKey
     public let fqdn: String
@@ -37,11 +38,10 @@ public final class Peer: @unchecked Sendable {
     public internal(set) var previous: DataSession?
     public internal(set) var lastHandshake: Double = 0
 
-    // Guarded by the releaser's lock.
+    // Guarded by the pipeline's release lock.
     var outbound = BatchFIFO()
     var inbound = BatchFIFO()
-    var ready = false
-    /// The releaser is sending / delivering batches it took from this peer's FIFOs.
+    /// A thread (worker or fast path) holds the claim to send / deliver this peer's batches.
     var sending = false
     var delivering = false
     /// Source of the last authenticated inbound packet; owned by whoever is delivering.
@@ -70,7 +70,8 @@ public final class Peer: @unchecked Sendable {
 /// A fixed-capacity ring of batches (a peer's in-order release queue). No allocation
 /// after creation.
 struct BatchFIFO {
-    private var ring = [PacketBatch?](repeating: nil, count: 512)
+    static let capacity = 512
+    private var ring = [PacketBatch?](repeating: nil, count: BatchFIFO.capacity)
     private var head = 0
     private(set) var count = 0
 
@@ -90,15 +91,5 @@ struct BatchFIFO {
         head = (head + 1) & (ring.count - 1)
         count -= 1
         return b
-    }
-
-    /// Whether any batch after the head is done (a reorder wait).
-    func anyDoneBehindHead() -> Bool {
-        var i = 1
-        while i < count {
-            if ring[(head + i) & (ring.count - 1)]?.done == true { return true }
-            i += 1
-        }
-        return false
     }
 }

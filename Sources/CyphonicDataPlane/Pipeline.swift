@@ -15,21 +15,27 @@ import Synchronization
 //   3. Crypto workers  (N threads, parallel)   take whole batches from one shared queue
 //                      and seal or open every packet in place, each with its own cipher
 //                      contexts; batches may finish in any order.
-//   4. Releaser        (1 thread, sequential)  per peer, releases finished batches
-//                      strictly in staging order: outbound with sendmmsg, inbound after
-//                      the replay check and the inner-source check, written to the TUN.
+//   4. In-order release (by whichever worker finishes a peer's oldest batch; one at a
+//                      time per peer and direction)  releases that peer's finished
+//                      batches strictly in staging order: outbound as UDP GSO sends,
+//                      inbound after the replay check and the inner-source check,
+//                      written to the TUN.
 //   5. Control         (1 thread)              timers: keepalive, rekey, handshake retry,
 //                      idle teardown (the ControlPlane's tick).
 //
-// Ordering rule: each batch is appended to its peer's FIFO *and* to the crypto queue;
-// the releaser only ever takes a peer's FIFO head once it is done. Order is kept per
-// peer, so a slow peer never holds back another, and a packet that fails to decrypt
-// is marked and released as a drop, so it never blocks those behind it.
+// Ordering rule: each batch is appended to its peer's FIFO *and* to the crypto queue.
+// A worker that finishes a batch marks it done; if the batch is now at the head of its
+// peer's FIFO and no thread is releasing that peer's direction, the worker claims the
+// direction and releases every finished batch from the head, then re-checks (under the
+// same lock) for batches finished meanwhile. So there is no releaser thread to wake:
+// one hand-off per batch. Order is kept per peer, so a slow peer never holds back
+// another, and a packet that fails to decrypt is marked and released as a drop, so it
+// never blocks those behind it.
 // Fast path: when a peer has nothing in flight in a direction, the staging thread seals
 // or opens a small batch and releases it itself (no hand-off; order trivially kept).
 // Batches (up to 64 packets) cross threads, never single packets; all buffers come
 // from a fixed pool of batches, so there is no allocation per packet, and the OS
-// thread count is 4 + N whatever the number of peers.
+// thread count is 3 + N whatever the number of peers.
 //
 // `--pipeline single` runs stages 1–4 on one thread (the conventional design).
 
@@ -78,7 +84,6 @@ public final class Pipeline: @unchecked Sendable {
     let pool: BatchPool
     private let cryptoQueue: WorkQueue<PacketBatch>
     private let board = MutexCondition()
-    private var readyPeers: [Peer] = []  // guarded by `board`
     private let running = Atomic<Bool>(false)
     private let threads = DispatchGroup()
     /// The TUN's MTU.
@@ -103,7 +108,6 @@ public final class Pipeline: @unchecked Sendable {
         self.stats = stats
         pool = BatchPool(size: min(poolSize, 512))
         cryptoQueue = WorkQueue(capacity: 512)
-        readyPeers.reserveCapacity(1024)
     }
 
     /// Crypto workers (0 for the single-threaded design).
@@ -116,7 +120,7 @@ public final class Pipeline: @unchecked Sendable {
     public var threadCount: Int {
         switch mode {
         case .single: return 2
-        case let .multi(workers): return 4 + workers
+        case let .multi(workers): return 3 + workers
         }
     }
 
@@ -131,7 +135,6 @@ public final class Pipeline: @unchecked Sendable {
             spawn("cyphonic-tun-reader") { self.tunReaderLoop() }
             spawn("cyphonic-udp-receiver") { self.udpReceiverLoop() }
             for w in 0..<workers { spawn("cyphonic-crypto-\(w)") { self.workerLoop(keyIndex: w) } }
-            spawn("cyphonic-releaser") { self.releaserLoop() }
         }
         spawn("cyphonic-control") {
             while self.running.load(ordering: .acquiring) {
@@ -144,7 +147,6 @@ public final class Pipeline: @unchecked Sendable {
     public func stop() {
         guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
         cryptoQueue.close()
-        board.withLock { board.broadcast() }
         threads.wait()
     }
 
@@ -243,19 +245,6 @@ public final class Pipeline: @unchecked Sendable {
         return burst
     }
 
-    /// Writes an opened packet (at the slot's payload offset) to the TUN, with an empty
-    /// vnet header in front when offload is on (the bytes before the payload are free).
-    @inline(__always)
-    private func writeTun(_ slot: UnsafeMutableRawBufferPointer, _ length: Int) {
-        if tun.vnetHeader {
-            let start = PacketBatch.payloadOffset - TunOffload.headerSize
-            UnsafeMutableRawBufferPointer(rebasing: slot[start..<PacketBatch.payloadOffset]).initializeMemory(as: UInt8.self, repeating: 0)
-            _ = write(tun.fd, slot.baseAddress! + start, length + TunOffload.headerSize)
-        } else {
-            _ = write(tun.fd, slot.baseAddress! + PacketBatch.payloadOffset, length)
-        }
-    }
-
     private func tunReaderLoop() {
         // Packets are read with no lock held (a syscall each), then routed and staged
         // under one short hold of the peer-table lock per burst.
@@ -266,7 +255,7 @@ public final class Pipeline: @unchecked Sendable {
         full.reserveCapacity(64)
         var spares: [PacketBatch] = []
         spares.reserveCapacity(8)
-        let sender = UDPSegmentSender(socket: socket, segmentation: udpOffload)
+        let out = ThreadOutput(socket: socket, segmentation: udpOffload, tun: tun)
         let fastKey = workerCount
         while isRunning {
             // Hold spare batches before taking the table lock (blocking here is backpressure).
@@ -302,8 +291,8 @@ public final class Pipeline: @unchecked Sendable {
                 }
             }
             peers.unlock()
-            for b in full { submit(b, fastKeyIndex: fastKey, sender: sender) }
-            for b in staged { submit(b, fastKeyIndex: fastKey, sender: sender) }
+            for b in full { submit(b, fastKeyIndex: fastKey, out: out) }
+            for b in staged { submit(b, fastKeyIndex: fastKey, out: out) }
             full.removeAll(keepingCapacity: true)
             staged.removeAll(keepingCapacity: true)
         }
@@ -330,7 +319,7 @@ public final class Pipeline: @unchecked Sendable {
         var controls = [ControlDatagram](repeating: ControlDatagram(), count: 8)
         var staged: [PacketBatch] = []
         staged.reserveCapacity(64)
-        let sender = UDPSegmentSender(socket: socket, segmentation: udpOffload)
+        let out = ThreadOutput(socket: socket, segmentation: udpOffload, tun: tun)
         let fastKey = workerCount + 1
         while isRunning {
             guard waitReadable(socket.fd, timeoutMilliseconds: 100).0 else { continue }
@@ -381,13 +370,13 @@ public final class Pipeline: @unchecked Sendable {
                     b.sources[j] = from
                     b.count = j + 1
                     if b.count == PacketBatch.capacity {
-                        submit(b, fastKeyIndex: fastKey, sender: sender)
+                        submit(b, fastKeyIndex: fastKey, out: out)
                         staged.removeAll { $0 === b }
                     }
                 }
             }
             peers.unlock()
-            for b in staged { submit(b, fastKeyIndex: fastKey, sender: sender) }
+            for b in staged { submit(b, fastKeyIndex: fastKey, out: out) }
             staged.removeAll(keepingCapacity: true)
             for c in 0..<controlCount {
                 control.handleControl(UnsafeRawBufferPointer(rebasing: controlBuffers[(c * 2048)..<(c * 2048 + controls[c].length)]),
@@ -414,10 +403,11 @@ public final class Pipeline: @unchecked Sendable {
     static let fastPathLimit = 16
 
     /// Hands a staged batch on. Fast path: when the peer has nothing in flight in this
-    /// direction (empty FIFO, releaser not busy with it), the staging thread seals or
-    /// opens and releases the batch itself — order is trivially kept and a lone packet
-    /// pays no thread hand-offs. Otherwise: to the peer's FIFO and the crypto queue.
-    private func submit(_ b: PacketBatch, fastKeyIndex: Int, sender: UDPSegmentSender) {
+    /// direction (empty FIFO, nobody releasing it), the staging thread seals or opens
+    /// and releases the batch itself — order is trivially kept and a lone packet pays
+    /// no thread hand-offs. Otherwise: to the peer's FIFO and the crypto queue.
+    /// `out` is the calling thread's own sender, TUN writer and scratch list.
+    private func submit(_ b: PacketBatch, fastKeyIndex: Int, out: ThreadOutput) {
         guard let peer = b.peer else {
             pool.put(b)
             return
@@ -425,23 +415,20 @@ public final class Pipeline: @unchecked Sendable {
         let outbound = b.direction == .outbound
         let inline: Bool = b.count <= Self.fastPathLimit && board.withLock {
             let idle = outbound ? (peer.outbound.count == 0 && !peer.sending) : (peer.inbound.count == 0 && !peer.delivering)
-            // Claim the direction so the releaser cannot start on a later batch meanwhile.
+            // Claim the direction so no worker releases a later batch meanwhile.
             if idle { if outbound { peer.sending = true } else { peer.delivering = true } }
             return idle
         }
         if inline {
             crypt(b, keyIndex: fastKeyIndex)
-            if outbound { send(b, sender: sender) } else { deliver(b) }
-            board.withLock {
-                if outbound { peer.sending = false } else { peer.delivering = false }
-                // Batches queued meanwhile may now be released.
-                if (outbound ? peer.outbound.first?.done : peer.inbound.first?.done) == true, !peer.ready {
-                    peer.ready = true
-                    readyPeers.append(peer)
-                    board.signal()
-                }
-            }
+            if outbound { send(b, out: out) } else { deliver(b, out: out) }
             pool.put(b)
+            // Give the direction back, releasing any batch that finished meanwhile.
+            board.lock()
+            if outbound { peer.sending = false } else { peer.delivering = false }
+            let more = claimReleasable(peer, outbound: outbound, into: &out.released)
+            board.unlock()
+            if more { releaseClaimed(peer, outbound: outbound, out: out) }
             return
         }
         let queued: Bool = board.withLock {
@@ -455,19 +442,27 @@ public final class Pipeline: @unchecked Sendable {
         cryptoQueue.push(b)
     }
 
-    // MARK: stage 3 — crypto workers
+    // MARK: stage 3 — crypto workers, which also release
 
     private func workerLoop(keyIndex: Int) {
+        let out = ThreadOutput(socket: socket, segmentation: udpOffload, tun: tun)
         while let b = cryptoQueue.pop() {
             crypt(b, keyIndex: keyIndex)
-            board.withLock {
-                b.done = true
-                if let p = b.peer, !p.ready {
-                    p.ready = true
-                    readyPeers.append(p)
-                }
-                board.signal()
+            guard let peer = b.peer else {
+                pool.put(b)
+                continue
             }
+            let outbound = b.direction == .outbound
+            board.lock()
+            b.done = true
+            let claimed = claimReleasable(peer, outbound: outbound, into: &out.released)
+            if !claimed, (outbound ? peer.outbound.first : peer.inbound.first)?.done == false {
+                // Finished behind an unfinished batch: it waits (whoever finishes the head releases both).
+                stats.reorderWaits.add()
+                peer.stats.reorderWaits.add()
+            }
+            board.unlock()
+            if claimed { releaseClaimed(peer, outbound: outbound, out: out) }
         }
     }
 
@@ -495,71 +490,49 @@ public final class Pipeline: @unchecked Sendable {
         }
     }
 
-    // MARK: stage 4 — releaser
+    // MARK: stage 4 — in-order release
 
-    private func releaserLoop() {
-        var draining: [Peer] = []
-        draining.reserveCapacity(1024)
-        var released: [PacketBatch] = []
-        released.reserveCapacity(1024)
-        var busyOut: [Peer] = [], busyIn: [Peer] = []
-        busyOut.reserveCapacity(1024)
-        busyIn.reserveCapacity(1024)
-        let sender = UDPSegmentSender(socket: socket, segmentation: udpOffload)
+    /// Takes the finished batches at the head of `peer`'s FIFO in one direction and
+    /// claims that direction, so that one thread at a time releases it (in FIFO order).
+    /// Returns false, taking nothing, when another thread holds the direction or the
+    /// head is not finished. Call with `board` held.
+    @inline(__always)
+    private func claimReleasable(_ peer: Peer, outbound: Bool, into released: inout [PacketBatch]) -> Bool {
+        if outbound {
+            guard !peer.sending, peer.outbound.first?.done == true else { return false }
+            while let h = peer.outbound.first, h.done { released.append(peer.outbound.removeFirst()!) }
+            peer.sending = true
+        } else {
+            guard !peer.delivering, peer.inbound.first?.done == true else { return false }
+            while let h = peer.inbound.first, h.done { released.append(peer.inbound.removeFirst()!) }
+            peer.delivering = true
+        }
+        return true
+    }
+
+    /// Sends or delivers the claimed batches (no lock held), then goes on with batches
+    /// that finished meanwhile; gives the direction back when none is left. Because the
+    /// claim is dropped and re-taken under one hold of `board`, a batch finished by
+    /// another worker is never stranded.
+    private func releaseClaimed(_ peer: Peer, outbound: Bool, out: ThreadOutput) {
         while true {
-            board.lock()
-            while readyPeers.isEmpty && isRunning { board.wait(milliseconds: 100) }
-            if readyPeers.isEmpty && !isRunning {
-                board.unlock()
-                break
-            }
-            swap(&draining, &readyPeers)
-            busyOut.removeAll(keepingCapacity: true)
-            busyIn.removeAll(keepingCapacity: true)
-            for p in draining {
-                p.ready = false
-                // A staging thread on the fast path owns this direction: leave it (it re-signals).
-                if !p.sending, p.outbound.first?.done == true {
-                    while let h = p.outbound.first, h.done { released.append(p.outbound.removeFirst()!) }
-                    p.sending = true
-                    busyOut.append(p)
-                }
-                if !p.delivering, p.inbound.first?.done == true {
-                    while let h = p.inbound.first, h.done { released.append(p.inbound.removeFirst()!) }
-                    p.delivering = true
-                    busyIn.append(p)
-                }
-                if p.outbound.anyDoneBehindHead() || p.inbound.anyDoneBehindHead() {
-                    stats.reorderWaits.add()
-                    p.stats.reorderWaits.add()
-                }
-            }
-            draining.removeAll(keepingCapacity: true)
-            board.unlock()
-            for b in released {
-                if b.direction == .outbound { send(b, sender: sender) } else { deliver(b) }
+            for b in out.released {
+                if outbound { send(b, out: out) } else { deliver(b, out: out) }
                 pool.put(b)
             }
-            released.removeAll(keepingCapacity: true)
-            board.withLock {
-                for p in busyOut { p.sending = false }
-                for p in busyIn { p.delivering = false }
-                // Batches that finished while we were busy.
-                for p in busyOut where !p.ready && (p.outbound.first?.done == true || p.inbound.first?.done == true) {
-                    p.ready = true
-                    readyPeers.append(p)
-                }
-                for p in busyIn where !p.ready && (p.outbound.first?.done == true || p.inbound.first?.done == true) {
-                    p.ready = true
-                    readyPeers.append(p)
-                }
-            }
+            out.released.removeAll(keepingCapacity: true)
+            board.lock()
+            if outbound { peer.sending = false } else { peer.delivering = false }
+            let more = claimReleasable(peer, outbound: outbound, into: &out.released)
+            board.unlock()
+            if !more { return }
         }
     }
 
     /// Sends a sealed batch: runs of equal-sized datagrams as UDP GSO sends.
     @inline(__always)
-    private func send(_ b: PacketBatch, sender: UDPSegmentSender) {
+    private func send(_ b: PacketBatch, out: ThreadOutput) {
+        let sender = out.sender
         var n = 0
         var bytes = 0
         let calls = sender.calls
@@ -587,6 +560,15 @@ public final class Pipeline: @unchecked Sendable {
         stats.udpDatagramsSent.add(UInt64(datagrams))
     }
 
+    /// Writes what the thread's TUN writer holds, and counts the writes.
+    @inline(__always)
+    private func flushTun(_ out: ThreadOutput) {
+        let writes = out.tunWrites, packets = out.tunPackets
+        out.flushTun()
+        stats.tunWrites.add(UInt64(out.tunWrites - writes))
+        stats.tunPacketsWritten.add(UInt64(out.tunPackets - packets))
+    }
+
     @inline(__always)
     private func countReceived(_ landing: DatagramLanding, messages: Int) {
         var datagrams = 0
@@ -597,7 +579,7 @@ public final class Pipeline: @unchecked Sendable {
 
     /// Releases an opened batch: replay check, inner-source check, TUN write.
     @inline(__always)
-    private func deliver(_ b: PacketBatch) {
+    private func deliver(_ b: PacketBatch, out: ThreadOutput) {
         guard let session = b.session, let peer = b.peer else { return }
         var lastSource: SocketAddress? = nil
         for i in 0..<b.count {
@@ -620,11 +602,12 @@ public final class Pipeline: @unchecked Sendable {
                 stats.drop(.badInnerSource)
                 continue
             }
-            writeTun(slot, length)
+            out.writeTun(slot, length)
         }
+        flushTun(out)
         if let source = lastSource {
             session.lastReceived = monotonicSeconds()
-            // Only the deliverer of this peer touches lastSource (releaser or fast path, never both).
+            // Only the thread holding this peer's inbound claim touches lastSource.
             if source != peer.lastSource {
                 peer.lastSource = source
                 roam(peer, to: source)
@@ -644,7 +627,8 @@ public final class Pipeline: @unchecked Sendable {
 
     private func singleLoop() {
         let work = PacketBatch()
-        let sender = UDPSegmentSender(socket: socket, segmentation: udpOffload)
+        let out = ThreadOutput(socket: socket, segmentation: udpOffload, tun: tun)
+        let sender = out.sender
         let landing = makeLanding()
         let buffers = TunBurst(slots: landingSlots)
         var received = [Received](repeating: .bad, count: PacketBatch.capacity)
@@ -729,11 +713,13 @@ public final class Pipeline: @unchecked Sendable {
                             guard plain > 0 else { continue }
                             let packet = UnsafeRawBufferPointer(rebasing: datagram[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + plain)])
                             guard PeerTable.sourceBelongs(packet, to: peer) else { stats.drop(.badInnerSource); continue }
-                            writeTun(datagram, plain)
+                            out.writeTun(datagram, plain)
                         }
                         first += chunk
                     }
                 }
+                // The landing area is reused by the next receive: write what is held.
+                flushTun(out)
             }
         }
     }

@@ -161,7 +161,9 @@ public final class NodeDaemon: @unchecked Sendable {
                           peers: peers, drops: drops, reorderWaits: s.reorderWaits.load,
                           handshakesCompleted: manager.stats.handshakesCompleted.load,
                           handshakesRefused: manager.stats.handshakesRefused.load,
-                          badControlDatagrams: manager.stats.badControl.load, udp: udp)
+                          badControlDatagrams: manager.stats.badControl.load, udp: udp,
+                          tun: NodeStatus.TunStatus(offload: pipeline.tun.vnetHeader, writes: s.tunWrites.load,
+                                                    packetsWritten: s.tunPacketsWritten.load))
     }
 
     /// Mirrors the atomics into Prometheus once a second (counters advance by deltas).
@@ -186,6 +188,8 @@ public final class NodeDaemon: @unchecked Sendable {
         let datagramsSent = registry.makeCounter(descriptor: name("udp_datagrams_sent", "Datagrams those calls carried (GSO)"))
         let messagesReceived = registry.makeCounter(descriptor: name("udp_messages_received", "UDP messages received (GRO coalesced)"))
         let datagramsReceived = registry.makeCounter(descriptor: name("udp_datagrams_received", "Datagrams in those messages"))
+        let tunWrites = registry.makeCounter(descriptor: name("tun_writes", "TUN writes (coalesced TCP runs count once)"))
+        let tunPackets = registry.makeCounter(descriptor: name("tun_packets_written", "Packets those TUN writes carried"))
         let thread = Thread { [weak self] in
             var last: [String: UInt64] = [:]
             func advance(_ key: String, _ value: UInt64, _ counter: Counter) {
@@ -209,6 +213,8 @@ public final class NodeDaemon: @unchecked Sendable {
                 advance("uds", s.udp.datagramsSent, datagramsSent)
                 advance("umr", s.udp.messagesReceived, messagesReceived)
                 advance("udr", s.udp.datagramsReceived, datagramsReceived)
+                advance("tw", s.tun.writes, tunWrites)
+                advance("tp", s.tun.packetsWritten, tunPackets)
                 self.stopping.withLock { if !self.stopped { self.stopping.wait(milliseconds: 1000) } }
             }
         }

@@ -32,6 +32,14 @@ public struct NodeStatus: Codable, Sendable {
     /// UDP I/O of the data plane: how many datagrams each system call carried (GSO on
     /// send, GRO on receive; ratios well above 1 mean the offloads work).
     public var udp: UDPStatus = UDPStatus()
+    /// TUN writes of the data plane and the packets they carried (coalesced TCP runs).
+    public var tun: TunStatus = TunStatus()
+
+    public struct TunStatus: Codable, Sendable {
+        public var offload = false
+        public var writes: UInt64 = 0
+        public var packetsWritten: UInt64 = 0
+    }
 
     public struct UDPStatus: Codable, Sendable {
         public var gso = false

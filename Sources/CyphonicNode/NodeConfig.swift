@@ -64,6 +64,10 @@ public struct NodeConfig: Codable, Sendable {
     /// UDP offload: GSO on send (runs of datagrams to one peer leave in one system call)
     /// and GRO on receive. Falls back to plain datagrams where the kernel refuses.
     public var udpOffload: Bool = true
+    /// Receive buffer of the UDP socket in bytes (0: the kernel's default). With GRO one
+    /// queued message holds up to 64 KiB, so the default (~208 KiB) overflows at once
+    /// under load; 1 MiB holds a few milliseconds of traffic.
+    public var udpReceiveBuffer: Int = 1_048_576
     /// Prometheus endpoint (HTTP GET /metrics); "" disables it.
     public var metrics: String = "127.0.0.1:9452"
     /// Unix socket for `cyphonic-node status`.
@@ -100,6 +104,7 @@ public struct NodeConfig: Codable, Sendable {
         workers = try c.decodeIfPresent(Int.self, forKey: .workers) ?? workers
         poolSize = try c.decodeIfPresent(Int.self, forKey: .poolSize) ?? poolSize
         udpOffload = try c.decodeIfPresent(Bool.self, forKey: .udpOffload) ?? udpOffload
+        udpReceiveBuffer = try c.decodeIfPresent(Int.self, forKey: .udpReceiveBuffer) ?? udpReceiveBuffer
         metrics = try c.decodeIfPresent(String.self, forKey: .metrics) ?? metrics
         control = try c.decodeIfPresent(String.self, forKey: .control) ?? control
         keepaliveSeconds = try c.decodeIfPresent(Double.self, forKey: .keepaliveSeconds) ?? keepaliveSeconds
@@ -156,6 +161,7 @@ public struct NodeConfig: Codable, Sendable {
         guard pipeline == "multi" || pipeline == "single" else { throw ConfigFileError.invalid("pipeline", "multi or single") }
         guard (0...64).contains(workers) else { throw ConfigFileError.invalid("workers", "0...64") }
         guard (8...512).contains(poolSize) else { throw ConfigFileError.invalid("poolSize", "8...512") }
+        guard (0...(64 << 20)).contains(udpReceiveBuffer) else { throw ConfigFileError.invalid("udpReceiveBuffer", "0...67108864 bytes") }
         guard metrics.isEmpty || Endpoint(metrics) != nil else { throw ConfigFileError.invalid("metrics", "not HOST:PORT") }
         guard keepaliveSeconds > 0, idleTimeoutSeconds > keepaliveSeconds else {
             throw ConfigFileError.invalid("idleTimeoutSeconds", "must exceed keepaliveSeconds > 0")

@@ -55,7 +55,7 @@ public final class NodeDaemon: @unchecked Sendable {
         if config.tun.offload { try tun.enableOffload(tso: true, uso: false) }
         try configureInterface(tun.name, v4: v4, v6: v6)
         let socket = try UDPSocket(bind: Endpoint(config.listen)!, dualStack: true)
-        // Kernel-default socket buffers: bigger ones only add queueing delay under load.
+        if config.udpReceiveBuffer > 0 { try socket.setReceiveBufferSize(config.udpReceiveBuffer) }
         let peers = PeerTable()
         let mode = self.mode
         let manager = TunnelManager(localKey: key, certificate: cert, verifier: verifier, peers: peers, keySlots: mode.keySlots,

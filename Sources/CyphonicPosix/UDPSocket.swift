@@ -77,6 +77,13 @@ public final class UDPSocket: @unchecked Sendable {
         try syscall("setsockopt(SO_SNDBUF)") { setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &s, 4) }
     }
 
+    /// Sets SO_RCVBUF; as root SO_RCVBUFFORCE, so `net.core.rmem_max` does not cap it.
+    public func setReceiveBufferSize(_ bytes: Int) throws(SystemError) {
+        var n = Int32(clamping: bytes)
+        if setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &n, 4) == 0 { return }
+        try syscall("setsockopt(SO_RCVBUF)") { setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &n, 4) }
+    }
+
     /// Asks the kernel to coalesce received datagrams (UDP GRO); false if unsupported.
     @discardableResult
     public func enableGRO() -> Bool { ccy_udp_enable_gro(fd, 1) == 0 }

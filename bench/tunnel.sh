@@ -62,16 +62,22 @@ cpu_of() {
   echo "scale=3; $total / $hz" | bc
 }
 
+# Host CPU jiffies as "busy total" (all cores; idle and iowait are not busy).
+host_jiffies() { awk '/^cpu / {t=0; for (i=2; i<=NF; i++) t+=$i; print t-$5-$6, t}' /proc/stat; }
+
 # measure NAME SERVER_IP "DAEMON_PIDS_A" "DAEMON_PIDS_B"
 measure() {
   local name=$1 ip=$2 pids="$3"
   progress "$name: TCP 1 stream"
   ip netns exec $B iperf3 -s -1 -B "$ip" >/dev/null 2>&1 & local srv=$!; sleep 0.5
   local c0; c0=$(cpu_of $pids)
+  local b0 t0; read -r b0 t0 < <(host_jiffies)
   local tcp1 bytes1
   read -r tcp1 bytes1 < <(ip netns exec $A timeout 60 iperf3 -c "$ip" -t "$SECS" -J | python3 -c '
 import json,sys; e=json.load(sys.stdin)["end"]["sum_received"]; print(e["bits_per_second"]/1e9, e["bytes"])')
   local c1; c1=$(cpu_of $pids)
+  local b1 t1; read -r b1 t1 < <(host_jiffies)
+  local busy; busy=$(echo "scale=1; 100 * ($b1 - $b0) / ($t1 - $t0)" | bc)
   local cpu_gb="-"
   [ -n "$pids" ] && cpu_gb=$(echo "scale=3; ($c1 - $c0) / ($bytes1 / 1000000000)" | bc)
   wait $srv
@@ -96,10 +102,10 @@ print(rx, round(s["lost_percent"],1), s.get("out_of_order",-1))')
   sleep 1
   local loaded; loaded=$(ip netns exec $A ping -q -c 40 -i 0.1 "$ip" | awk -F/ '/^rtt/ {print $5}')
   wait $cli $srv
-  printf '%s,%.3f,%.3f,%.3f,%s,%s,%s,%s,%s\n' "$name" "$tcp1" "$tcp4" "$udp" "$loss" "$ooo" "${idle:-nan}" "${loaded:-nan}" "$cpu_gb" >> "$RESULTS"
+  printf '%s,%.3f,%.3f,%.3f,%s,%s,%s,%s,%s,%s\n' "$name" "$tcp1" "$tcp4" "$udp" "$loss" "$ooo" "${idle:-nan}" "${loaded:-nan}" "$cpu_gb" "$busy" >> "$RESULTS"
 }
 
-echo "variant,tcp1_gbps,tcp4_gbps,udp_gbps,udp_loss_pct,udp_out_of_order,rtt_idle_ms,rtt_load_ms,cpu_s_per_gb" > "$RESULTS"
+echo "variant,tcp1_gbps,tcp4_gbps,udp_gbps,udp_loss_pct,udp_out_of_order,rtt_idle_ms,rtt_load_ms,cpu_s_per_gb,host_busy_pct" > "$RESULTS"
 
 # 1. Raw veth.
 want raw-veth && measure "raw-veth" 198.19.200.2 ""
@@ -190,12 +196,22 @@ def ratio(r, k):
         return "%.2fx" % (float(r[k]) / float(base[k]))
     except Exception:
         return "-"
-print("| variant | TCP 1 stream Gbit/s | TCP 4 streams Gbit/s | UDP 1300 B Gbit/s (loss %, out of order) | RTT idle ms | RTT under load ms | CPU s/GB |")
-print("|---|---|---|---|---|---|---|")
+print("| variant | TCP 1 stream Gbit/s | TCP 4 streams Gbit/s | UDP 1300 B Gbit/s (loss %, out of order) | RTT idle ms | RTT under load ms | CPU s/GB | host CPU busy % (TCP 1) |")
+print("|---|---|---|---|---|---|---|---|")
 for r in rows:
-    print("| %s | %s (%s) | %s (%s) | %s (%s %%, %s) (%s) | %s | %s | %s |" % (
+    print("| %s | %s (%s) | %s (%s) | %s (%s %%, %s) (%s) | %s | %s | %s | %s |" % (
         r["variant"], r["tcp1_gbps"], ratio(r, "tcp1_gbps"), r["tcp4_gbps"], ratio(r, "tcp4_gbps"),
         r["udp_gbps"], r["udp_loss_pct"], r["udp_out_of_order"], ratio(r, "udp_gbps"),
-        r["rtt_idle_ms"], r["rtt_load_ms"], r["cpu_s_per_gb"]))
+        r["rtt_idle_ms"], r["rtt_load_ms"], r["cpu_s_per_gb"], r["host_busy_pct"]))
 print("\n(ratios in parentheses are to wireguard-go measured in the same run)")
+single = next((r for r in rows if r["variant"] == "cyphonic-single"), None)
+multi = next((r for r in rows if r["variant"] == "cyphonic-multi"), None)
+if single and multi:
+    def m(k):
+        try:
+            return "%.2fx" % (float(multi[k]) / float(single[k]))
+        except Exception:
+            return "-"
+    print("multi / single: TCP 1 stream %s, TCP 4 streams %s, UDP %s; RTT under load %s" % (
+        m("tcp1_gbps"), m("tcp4_gbps"), m("udp_gbps"), m("rtt_load_ms")))
 PY

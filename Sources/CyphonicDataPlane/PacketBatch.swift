@@ -16,13 +16,15 @@ public final class PacketBatch: @unchecked Sendable {
     public static let payloadOffset = Header.size
 
     public let slab: UnsafeMutableRawBufferPointer
+    // Per-slot fields live in fixed buffers behind `let`s: written once per packet, they
+    // need no copy-on-write or dynamic exclusivity checks (a stored `var` array would).
     /// Bytes used in each slot: the inner packet (outbound, before sealing) or the
     /// datagram (inbound, before opening); after crypto, the result.
-    public var lengths = [Int](repeating: 0, count: PacketBatch.capacity)
+    public let lengths = UnsafeMutablePointer<Int>.allocate(capacity: PacketBatch.capacity)
     /// Counter (nonce) of each slot's capsule.
-    public var counters = [UInt64](repeating: 0, count: PacketBatch.capacity)
+    public let counters = UnsafeMutablePointer<UInt64>.allocate(capacity: PacketBatch.capacity)
     /// Whether each slot authenticated (inbound) or sealed (outbound).
-    public var ok = [Bool](repeating: false, count: PacketBatch.capacity)
+    public let ok = UnsafeMutablePointer<Bool>.allocate(capacity: PacketBatch.capacity)
     public var count = 0
     public var direction = Direction.outbound
     /// The peer and session the batch belongs to.
@@ -39,6 +41,9 @@ public final class PacketBatch: @unchecked Sendable {
         slab = .allocate(byteCount: PacketBatch.capacity * PacketBatch.slotSize, alignment: 64)
         slab.initializeMemory(as: UInt8.self, repeating: 0)
         sources.initialize(repeating: SocketAddress(), count: PacketBatch.capacity)
+        lengths.initialize(repeating: 0, count: PacketBatch.capacity)
+        counters.initialize(repeating: 0, count: PacketBatch.capacity)
+        ok.initialize(repeating: false, count: PacketBatch.capacity)
     }
 
     @inline(__always)
@@ -57,6 +62,9 @@ public final class PacketBatch: @unchecked Sendable {
     deinit {
         slab.deallocate()
         sources.deallocate()
+        lengths.deallocate()
+        counters.deallocate()
+        ok.deallocate()
     }
 }
 

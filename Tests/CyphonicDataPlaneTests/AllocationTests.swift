@@ -3,6 +3,7 @@ import CyphonicCore
 import CyphonicCrypto
 import CyphonicPosix
 import CyphonicWire
+import Glibc
 import Testing
 
 @testable import CyphonicDataPlane
@@ -66,6 +67,59 @@ import Testing
         let allocations = ccy_thread_allocations() - before
         print("hot path: \(good) packets sealed, handed over, opened and released with \(allocations) heap allocations")
         #expect(good == 10_000)
+        #expect(allocations == 0)
+    }
+
+    /// The offloads around it: a run of 20 datagrams out as one UDP GSO send, in through a
+    /// GRO landing area, and 20 TCP segments coalesced into one TUN write (to /dev/null).
+    @Test func offloadPathsMakeNoHeapAllocation() throws {
+        let out = try UDPSocket(bind: Endpoint("127.0.0.1:0")!)
+        let inbound = try UDPSocket(bind: Endpoint("127.0.0.1:0")!)
+        #expect(inbound.enableGRO())
+        let target = SocketAddress(try inbound.localEndpoint())
+        let sender = UDPSegmentSender(socket: out)
+        let landing = DatagramLanding()
+        let null = open("/dev/null", O_WRONLY)
+        defer { close(null) }
+        let coalescer = TunCoalescer { iov, count in _ = writev(null, iov, count) }
+        let segments = TunOffloadTests().segment(TunOffloadTests().superPacket(v6: false, payload: 20 * 1000, gsoSize: 1000))
+        let stride = 2048, offset = 16
+        let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: segments.count * stride, alignment: 16)
+        defer { memory.deallocate() }
+        for (i, seg) in segments.enumerated() {
+            seg.withUnsafeBytes { (memory.baseAddress! + i * stride + offset).copyMemory(from: $0.baseAddress!, byteCount: seg.count) }
+        }
+        // A pristine copy: the coalescer rewrites the first packet's headers in place.
+        let pristine = UnsafeMutableRawBufferPointer.allocate(byteCount: memory.count, alignment: 16)
+        defer { pristine.deallocate() }
+        pristine.copyMemory(from: UnsafeRawBufferPointer(memory))
+        let lengths = segments.map(\.count), count = segments.count
+        func oneRun() throws -> Bool {
+            for i in 0..<count { try sender.append(memory.baseAddress! + i * stride + offset, length: lengths[i], to: target) }
+            try sender.flush()
+            var received = 0, idle = 0
+            while received < count, idle < 100 {
+                guard waitReadable(inbound.fd, timeoutMilliseconds: 20).0 else {
+                    idle += 1
+                    continue
+                }
+                let n = try landing.receive(from: inbound)
+                for m in 0..<n { received += landing.segments(m) }
+            }
+            memory.copyMemory(from: UnsafeRawBufferPointer(pristine))
+            for i in 0..<count { coalescer.add(memory.baseAddress! + i * stride + offset, length: lengths[i]) }
+            coalescer.flush()
+            return received == count
+        }
+        #expect(try oneRun())  // warm-up
+        let writes = coalescer.writes, calls = sender.calls
+        let before = ccy_thread_allocations()
+        var good = 0
+        for _ in 0..<1_000 where try oneRun() { good += 1 }
+        let allocations = ccy_thread_allocations() - before
+        print("offloads: \(good) runs of \(segments.count) datagrams in \(sender.calls - calls) sends and \(coalescer.writes - writes) TUN writes, \(allocations) heap allocations")
+        #expect(good == 1_000)
+        #expect(sender.calls - calls == 1_000 && coalescer.writes - writes == 1_000)
         #expect(allocations == 0)
     }
 

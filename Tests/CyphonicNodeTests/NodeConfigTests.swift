@@ -37,5 +37,17 @@ import Testing
         #expect(message(#"{"stateDir": "/x", "keepalive": 5}"#) == "config key keepalive: unknown key")
         #expect(message(#"{}"#) == "config key key: is required (or stateDir)")
         #expect(message("not json").hasPrefix("config key"))
+        #expect(message(#"{"stateDir": "/x", "udpReceiveBuffer": -1}"#) == "config key udpReceiveBuffer: 0...67108864 bytes")
+        #expect(message(#"{"stateDir": "/x", "udpOffload": "yes"}"#).hasPrefix("config key udpOffload:"))
+    }
+
+    /// The documented example is a valid config with the documented defaults.
+    @Test func theExampleConfigLoads() throws {
+        let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../examples/node.json").path
+        let c = try NodeConfig.load(path: example)
+        let defaults = try load(#"{"stateDir": "/x"}"#)
+        #expect(c.udpOffload == defaults.udpOffload && c.udpReceiveBuffer == defaults.udpReceiveBuffer)
+        #expect(c.tun.offload && c.udpOffload && c.udpReceiveBuffer == 1_048_576)
+        #expect(c.peers.count == 1 && c.pipeline == "multi")
     }
 }

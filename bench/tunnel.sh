@@ -171,9 +171,10 @@ sleep 1
 ip netns exec $A "$BIN/cyphonic-node" enroll --as 198.19.200.2:4501 --ca "$WORK/as/ca.pem" --token "$TA" --state-dir "$WORK/na" >/dev/null
 ip netns exec $B "$BIN/cyphonic-node" enroll --as 198.19.200.2:4501 --ca "$WORK/as/ca.pem" --token "$TB" --state-dir "$WORK/nb" >/dev/null
 kill $AS_PID; wait $AS_PID 2>/dev/null || true
-echo "{\"stateDir\": \"$WORK/na\", \"control\": \"$WORK/a.sock\", \"metrics\": \"\", \"peers\": [{\"fqdn\": \"bencha.cyphonic.internal\", \"endpoint\": \"198.19.200.2:30000\"}]}" \
+# CYPHONIC_CONFIG adds keys to both nodes' configs, e.g. CYPHONIC_CONFIG='"poolSize": 16, "udpOffload": false,'.
+echo "{${CYPHONIC_CONFIG:-} \"stateDir\": \"$WORK/na\", \"control\": \"$WORK/a.sock\", \"metrics\": \"\", \"peers\": [{\"fqdn\": \"bencha.cyphonic.internal\", \"endpoint\": \"198.19.200.2:30000\"}]}" \
   | sed 's/bencha/benchb/' > "$WORK/a.json"
-echo "{\"stateDir\": \"$WORK/nb\", \"control\": \"$WORK/b.sock\", \"metrics\": \"\"}" > "$WORK/b.json"
+echo "{${CYPHONIC_CONFIG:-} \"stateDir\": \"$WORK/nb\", \"control\": \"$WORK/b.sock\", \"metrics\": \"\"}" > "$WORK/b.json"
 for pipeline in single multi; do
   want cyphonic-$pipeline || continue
   progress "cyphonic --pipeline $pipeline: starting"

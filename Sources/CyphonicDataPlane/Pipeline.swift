@@ -263,22 +263,37 @@ public final class Pipeline: @unchecked Sendable {
             guard waitReadable(tun.fd, timeoutMilliseconds: 100).0 else { continue }
             let burst = readTunBurst(buffers)
             guard burst > 0 else { continue }
+            // The batch and session of the previous packet: the segments of one offload
+            // read share a destination, so most packets skip the route lookup (and the
+            // reference counting on objects other threads touch too).
+            var last: PacketBatch? = nil
+            var lastSession: DataSession? = nil
             peers.lock()
             for k in 0..<burst {
                 let packet = buffers.packet(k), n = packet.count
                 guard n <= maxPayload else {
                     stats.drop(.tooLarge)
+                    last = nil
                     continue
                 }
-                guard let peer = peers.routeLocked(packet: packet), let session = peer.current, let endpoint = peer.endpoint else {
-                    stats.drop(.noRoute)
-                    continue
+                let b: PacketBatch, session: DataSession
+                if let l = last, let s = lastSession, Self.sameDestination(packet, buffers.packet(k - 1)) {
+                    (b, session) = (l, s)
+                } else {
+                    guard let peer = peers.routeLocked(packet: packet), let current = peer.current, let endpoint = peer.endpoint else {
+                        stats.drop(.noRoute)
+                        last = nil
+                        continue
+                    }
+                    guard let fresh = stagedBatch(for: current, of: peer, .outbound, in: &staged, from: { spares.popLast() }) else {
+                        stats.drop(.queueFull)
+                        last = nil
+                        continue
+                    }
+                    fresh.endpoint = endpoint
+                    (b, session) = (fresh, current)
+                    (last, lastSession) = (fresh, current)
                 }
-                guard let b = stagedBatch(for: session, of: peer, .outbound, in: &staged, from: { spares.popLast() }) else {
-                    stats.drop(.queueFull)
-                    continue
-                }
-                b.endpoint = endpoint
                 let i = b.count
                 UnsafeMutableRawBufferPointer(rebasing: b.slot(i)[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + n)])
                     .copyMemory(from: packet)
@@ -288,6 +303,7 @@ public final class Pipeline: @unchecked Sendable {
                 if b.count == PacketBatch.capacity {
                     full.append(b)
                     staged.removeAll { $0 === b }
+                    last = nil
                 }
             }
             peers.unlock()
@@ -328,6 +344,10 @@ public final class Pipeline: @unchecked Sendable {
             do { n = try landing.receive(from: socket, limit: groEnabled ? pool.available : .max) } catch { continue }
             countReceived(landing, messages: n)
             var controlCount = 0
+            // The batch of the previous capsule: a GRO message is a run of one sender's
+            // datagrams, so most capsules skip the session lookup.
+            var lastIndex: UInt32 = 0
+            var last: PacketBatch? = nil
             peers.lock()
             for i in 0..<n {
                 let from = landing.source(i)
@@ -355,13 +375,19 @@ public final class Pipeline: @unchecked Sendable {
                         stats.drop(.tooLarge)
                         continue
                     }
-                    guard let (peer, session) = peers.sessionLocked(index: index) else {
-                        stats.drop(.unknownSession)
-                        continue
-                    }
-                    guard let b = stagedBatch(for: session, of: peer, .inbound, in: &staged, from: { pool.tryGet() }) else {
-                        stats.drop(.queueFull)
-                        continue
+                    let b: PacketBatch
+                    if let l = last, index == lastIndex {
+                        b = l
+                    } else {
+                        guard let (peer, session) = peers.sessionLocked(index: index) else {
+                            stats.drop(.unknownSession)
+                            continue
+                        }
+                        guard let fresh = stagedBatch(for: session, of: peer, .inbound, in: &staged, from: { pool.tryGet() }) else {
+                            stats.drop(.queueFull)
+                            continue
+                        }
+                        (b, last, lastIndex) = (fresh, fresh, index)
                     }
                     let j = b.count
                     UnsafeMutableRawBufferPointer(rebasing: b.slot(j)[0..<length]).copyMemory(from: UnsafeRawBufferPointer(datagram))
@@ -372,6 +398,7 @@ public final class Pipeline: @unchecked Sendable {
                     if b.count == PacketBatch.capacity {
                         submit(b, fastKeyIndex: fastKey, out: out)
                         staged.removeAll { $0 === b }
+                        last = nil
                     }
                 }
             }
@@ -382,6 +409,22 @@ public final class Pipeline: @unchecked Sendable {
                 control.handleControl(UnsafeRawBufferPointer(rebasing: controlBuffers[(c * 2048)..<(c * 2048 + controls[c].length)]),
                                       from: controls[c].from)
             }
+        }
+    }
+
+    /// Whether two IP packets have the same destination address (hence the same route).
+    @inline(__always)
+    static func sameDestination(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
+        guard a.count >= 20, b.count >= 20, a[0] >> 4 == b[0] >> 4 else { return false }
+        switch a[0] >> 4 {
+        case 4:
+            return a.loadUnaligned(fromByteOffset: 16, as: UInt32.self) == b.loadUnaligned(fromByteOffset: 16, as: UInt32.self)
+        case 6:
+            return a.count >= 40 && b.count >= 40 &&
+                a.loadUnaligned(fromByteOffset: 24, as: UInt64.self) == b.loadUnaligned(fromByteOffset: 24, as: UInt64.self) &&
+                a.loadUnaligned(fromByteOffset: 32, as: UInt64.self) == b.loadUnaligned(fromByteOffset: 32, as: UInt64.self)
+        default:
+            return false
         }
     }
 

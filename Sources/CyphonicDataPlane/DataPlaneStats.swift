@@ -36,6 +36,8 @@ public final class DataPlaneStats: Sendable {
     public let udpDatagramsSent = AtomicCounter()
     public let udpMessagesReceived = AtomicCounter()
     public let udpDatagramsReceived = AtomicCounter()
+    /// GSO sends the kernel refused (resent as plain datagrams; see UDPSegmentSender).
+    public let udpGSORefused = AtomicCounter()
     /// TUN writes and the packets they carried (coalesced TCP runs make the ratio large).
     public let tunWrites = AtomicCounter()
     public let tunPacketsWritten = AtomicCounter()

@@ -579,7 +579,7 @@ public final class Pipeline: @unchecked Sendable {
         var n = 0
         var bytes = 0
         let calls = sender.calls
-        defer { countSends(sender, callsBefore: calls, datagrams: n) }
+        defer { countSends(out, callsBefore: calls, datagrams: n) }
         do {
             for i in 0..<b.count where b.ok[i] {
                 try sender.append(b.slot(i).baseAddress!, length: b.lengths[i], to: b.endpoint)
@@ -598,9 +598,13 @@ public final class Pipeline: @unchecked Sendable {
     }
 
     @inline(__always)
-    private func countSends(_ sender: UDPSegmentSender, callsBefore: Int, datagrams: Int) {
-        stats.udpSendCalls.add(UInt64(sender.calls - callsBefore))
+    private func countSends(_ out: ThreadOutput, callsBefore: Int, datagrams: Int) {
+        stats.udpSendCalls.add(UInt64(out.sender.calls - callsBefore))
         stats.udpDatagramsSent.add(UInt64(datagrams))
+        if out.sender.refusals != out.gsoRefusalsCounted {
+            stats.udpGSORefused.add(UInt64(out.sender.refusals - out.gsoRefusalsCounted))
+            out.gsoRefusalsCounted = out.sender.refusals
+        }
     }
 
     /// Writes what the thread's TUN writer holds, and counts the writes.
@@ -708,7 +712,7 @@ public final class Pipeline: @unchecked Sendable {
                     peers.unlock()
                     // The work slots are reused by the next group: send before refilling them.
                     do { try sender.flush() } catch { stats.drop(.queueFull) }
-                    countSends(sender, callsBefore: calls, datagrams: n)
+                    countSends(out, callsBefore: calls, datagrams: n)
                 }
             }
             if udpReady {

@@ -13,6 +13,8 @@ final class ThreadOutput {
     private let coalescer: TunCoalescer?
     private let fd: Int32
     var released: [PacketBatch] = []
+    /// GSO refusals of this thread's sender already counted in the statistics.
+    var gsoRefusalsCounted = 0
 
     init(socket: UDPSocket, segmentation: Bool, tun: TunDevice) {
         sender = UDPSegmentSender(socket: socket, segmentation: segmentation)

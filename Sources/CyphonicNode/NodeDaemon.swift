@@ -153,7 +153,8 @@ public final class NodeDaemon: @unchecked Sendable {
         var drops: [String: UInt64] = [:]
         for r in DropReason.allCases { drops[r.label] = pipeline.stats.drops(r) }
         let s = pipeline.stats
-        let udp = NodeStatus.UDPStatus(gso: pipeline.udpOffload, gro: pipeline.groEnabled, sendCalls: s.udpSendCalls.load,
+        let udp = NodeStatus.UDPStatus(gso: pipeline.udpOffload, gsoRefused: s.udpGSORefused.load, gro: pipeline.groEnabled,
+                                       sendCalls: s.udpSendCalls.load,
                                        datagramsSent: s.udpDatagramsSent.load, messagesReceived: s.udpMessagesReceived.load,
                                        datagramsReceived: s.udpDatagramsReceived.load)
         return NodeStatus(fqdn: certificate?.commonName ?? "", addresses: certificate?.ipAddresses.map(\.description) ?? [],

@@ -42,7 +42,10 @@ public struct NodeStatus: Codable, Sendable {
     }
 
     public struct UDPStatus: Codable, Sendable {
+        /// GSO configured, and how often the kernel refused a GSO send (path MTU too
+        /// small, no checksum offload): those runs went out as plain datagrams.
         public var gso = false
+        public var gsoRefused: UInt64 = 0
         public var gro = false
         public var sendCalls: UInt64 = 0
         public var datagramsSent: UInt64 = 0

@@ -15,9 +15,11 @@ import Glibc
 /// Guarantees: datagrams leave in the order they were appended, each exactly as given
 /// (the receiver sees the same datagram boundaries with or without GSO); nothing is
 /// copied until the kernel does; the buffers must stay valid until ``flush()``. When the
-/// kernel refuses GSO (`EIO`: the route's device cannot checksum; `EINVAL`: a segment
-/// larger than the path MTU), the sender turns GSO off for good and resends the run as
-/// plain datagrams with `sendmmsg`. Owned by one thread; allocates only at creation.
+/// kernel refuses GSO, the run is resent as plain datagrams with `sendmmsg` (which the
+/// kernel may fragment), and the sender remembers: after `EMSGSIZE` (a segment larger
+/// than the path MTU allows) runs of that segment size or larger go out plain; after
+/// `EIO`/`EINVAL`/`EOPNOTSUPP` (the route's device cannot segment or checksum) GSO is
+/// off for good. Owned by one thread; allocates only at creation.
 public final class UDPSegmentSender {
     /// Datagrams per GSO send (the kernel's UDP_MAX_SEGMENTS is 64 or more).
     public static let maxSegments = 64
@@ -30,6 +32,10 @@ public final class UDPSegmentSender {
     /// Send system calls made and datagrams sent (for tests and statistics).
     public private(set) var calls = 0
     public private(set) var datagrams = 0
+    /// Times the kernel refused a GSO send (each lowered ``segmentLimit`` or ended GSO).
+    public private(set) var refusals = 0
+    /// Largest segment size still sent with GSO (lowered after `EMSGSIZE`).
+    public private(set) var segmentLimit = Int.max
 
     private let iov: UnsafeMutablePointer<iovec>
     private var count = 0
@@ -75,7 +81,7 @@ public final class UDPSegmentSender {
         let n = count
         count = 0
         var a = address
-        if segmentation && n > 1 {
+        if segmentation && n > 1 && segmentSize <= segmentLimit {
             let r = withUnsafePointer(to: &a.storage) { ccy_send_segments(socket.fd, $0, a.length, iov, UInt32(n), UInt16(segmentSize)) }
             if r == 0 {
                 calls += 1
@@ -83,10 +89,15 @@ public final class UDPSegmentSender {
                 return
             }
             let error = errno
-            guard error == EIO || error == EINVAL || error == EOPNOTSUPP || error == ENOPROTOOPT else {
+            switch error {
+            case EMSGSIZE:
+                segmentLimit = segmentSize - 1  // the path MTU is smaller: this size goes out plain (fragmented)
+            case EIO, EINVAL, EOPNOTSUPP, ENOPROTOOPT:
+                segmentation = false  // the kernel or the route cannot segment: plain datagrams from now on
+            default:
                 throw SystemError("sendmsg(UDP_SEGMENT)", errno: error)
             }
-            segmentation = false  // the kernel or the route cannot segment: plain datagrams from now on
+            refusals += 1
         }
         let r = withUnsafePointer(to: &a.storage) { ccy_send_segments(socket.fd, $0, a.length, iov, UInt32(n), 0) }
         guard r == 0 else { throw SystemError("sendmmsg", errno: errno) }

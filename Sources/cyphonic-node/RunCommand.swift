@@ -64,7 +64,7 @@ struct StatusCommand: ParsableCommand {
         print("pipeline  \(s.pipeline), \(s.threads) pipeline threads, \(s.osThreads) OS threads")
         print("handshakes completed \(s.handshakesCompleted), refused \(s.handshakesRefused); reorder waits \(s.reorderWaits)")
         let u = s.udp
-        print("udp: GSO \(u.gso ? "on" : "off"), GRO \(u.gro ? "on" : "off"); sent \(u.datagramsSent) datagrams in \(u.sendCalls) calls, received \(u.datagramsReceived) in \(u.messagesReceived) messages")
+        print("udp: GSO \(u.gso ? (u.gsoRefused > 0 ? "on, refused \(u.gsoRefused) times" : "on") : "off"), GRO \(u.gro ? "on" : "off"); sent \(u.datagramsSent) datagrams in \(u.sendCalls) calls, received \(u.datagramsReceived) in \(u.messagesReceived) messages")
         print("tun: offload \(s.tun.offload ? "on" : "off"); wrote \(s.tun.packetsWritten) packets in \(s.tun.writes) writes")
         print("drops     " + s.drops.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         for p in s.peers {

@@ -41,6 +41,13 @@ import Testing
         #expect(message(#"{"stateDir": "/x", "udpOffload": "yes"}"#).hasPrefix("config key udpOffload:"))
     }
 
+    @Test func theTunQueueLengthFollowsOffloadUnlessSet() throws {
+        #expect(try load(#"{"stateDir": "/x"}"#).tun.effectiveTxQueueLength == 8)
+        #expect(try load(#"{"stateDir": "/x", "tun": {"offload": false}}"#).tun.effectiveTxQueueLength == 128)
+        #expect(try load(#"{"stateDir": "/x", "tun": {"offload": false, "txQueueLength": 50}}"#).tun.effectiveTxQueueLength == 50)
+        #expect(message(#"{"stateDir": "/x", "tun": {"txQueueLength": -1}}"#) == "config key tun.txQueueLength: must be 0 (automatic) ... 10000")
+    }
+
     /// The documented example is a valid config with the documented defaults.
     @Test func theExampleConfigLoads() throws {
         let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../examples/node.json").path

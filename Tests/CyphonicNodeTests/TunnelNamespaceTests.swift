@@ -110,6 +110,9 @@ struct TunnelNamespaceTests {
         // B without GRO sees every datagram on its own, and writes every packet on its own.
         #expect((udpB["datagramsReceived"] as? Int ?? -1) == (udpB["messagesReceived"] as? Int ?? -2))
         #expect((tunB["writes"] as? Int ?? -1) == (tunB["packetsWritten"] as? Int ?? -2))
+        // The automatic TUN queue: 8 super-packets with offload, 128 packets without.
+        #expect(try lab.exec("a", "ip link show cyph0").output.contains("qlen 8"))
+        #expect(try lab.exec("b", "ip link show cyph0").output.contains("qlen 128"))
     }
 
     /// When the kernel refuses GSO — here A's underlay MTU (1400) is below a full

@@ -607,15 +607,6 @@ public final class Pipeline: @unchecked Sendable {
         }
     }
 
-    /// Writes what the thread's TUN writer holds, and counts the writes.
-    @inline(__always)
-    private func flushTun(_ out: ThreadOutput) {
-        let writes = out.tunWrites, packets = out.tunPackets
-        out.flushTun()
-        stats.tunWrites.add(UInt64(out.tunWrites - writes))
-        stats.tunPacketsWritten.add(UInt64(out.tunPackets - packets))
-    }
-
     @inline(__always)
     private func countReceived(_ landing: DatagramLanding, messages: Int) {
         var datagrams = 0
@@ -651,7 +642,7 @@ public final class Pipeline: @unchecked Sendable {
             }
             out.writeTun(slot, length)
         }
-        flushTun(out)
+        out.flushTun(counting: stats)
         if let source = lastSource {
             session.lastReceived = monotonicSeconds()
             // Only the thread holding this peer's inbound claim touches lastSource.
@@ -766,7 +757,7 @@ public final class Pipeline: @unchecked Sendable {
                     }
                 }
                 // The landing area is reused by the next receive: write what is held.
-                flushTun(out)
+                out.flushTun(counting: stats)
             }
         }
     }

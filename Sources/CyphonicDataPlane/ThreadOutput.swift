@@ -13,6 +13,8 @@ final class ThreadOutput {
     private let coalescer: TunCoalescer?
     private let fd: Int32
     var released: [PacketBatch] = []
+    /// Writes made without a coalescer (one packet each).
+    private var directWrites = 0
     /// GSO refusals of this thread's sender already counted in the statistics.
     var gsoRefusalsCounted = 0
 
@@ -34,13 +36,21 @@ final class ThreadOutput {
             coalescer.add(packet, length: length)
         } else {
             _ = write(fd, packet, length)
+            directWrites += 1
         }
     }
 
+    /// Writes what the coalescer holds, and adds the writes made since the last call
+    /// (and the packets they carried) to `stats`.
     @inline(__always)
-    func flushTun() { coalescer?.flush() }
+    func flushTun(counting stats: DataPlaneStats) {
+        coalescer?.flush()
+        let writes = coalescer?.writes ?? directWrites, packets = coalescer?.packets ?? directWrites
+        stats.tunWrites.add(UInt64(writes - countedWrites))
+        stats.tunPacketsWritten.add(UInt64(packets - countedPackets))
+        (countedWrites, countedPackets) = (writes, packets)
+    }
 
-    /// TUN writes made and the packets they carried (equal without offload).
-    var tunWrites: Int { coalescer?.writes ?? 0 }
-    var tunPackets: Int { coalescer?.packets ?? 0 }
+    private var countedWrites = 0
+    private var countedPackets = 0
 }

@@ -178,19 +178,24 @@ public final class NodeDaemon: @unchecked Sendable {
         })
         let threads = registry.makeGauge(descriptor: name("os_threads", "OS threads of the daemon", unit: ""))
         let peersGauge = registry.makeGauge(descriptor: name("peers", "Peers with a session", unit: ""))
-        let reorder = registry.makeCounter(descriptor: name("reorder_waits", "Finished batches that waited for an earlier one"))
-        let handshakes = registry.makeCounter(descriptor: name("handshakes", "Tunnel handshakes completed"))
-        let refused = registry.makeCounter(descriptor: name("handshakes_refused", "Tunnel handshakes refused"))
-        let txBytes = registry.makeCounter(descriptor: name("tx_bytes", "Bytes sent through tunnels"))
-        let rxBytes = registry.makeCounter(descriptor: name("rx_bytes", "Bytes received through tunnels"))
-        let txPackets = registry.makeCounter(descriptor: name("tx_packets", "Packets sent through tunnels"))
-        let rxPackets = registry.makeCounter(descriptor: name("rx_packets", "Packets received through tunnels"))
-        let sendCalls = registry.makeCounter(descriptor: name("udp_send_calls", "UDP send system calls of the data plane"))
-        let datagramsSent = registry.makeCounter(descriptor: name("udp_datagrams_sent", "Datagrams those calls carried (GSO)"))
-        let messagesReceived = registry.makeCounter(descriptor: name("udp_messages_received", "UDP messages received (GRO coalesced)"))
-        let datagramsReceived = registry.makeCounter(descriptor: name("udp_datagrams_received", "Datagrams in those messages"))
-        let tunWrites = registry.makeCounter(descriptor: name("tun_writes", "TUN writes (coalesced TCP runs count once)"))
-        let tunPackets = registry.makeCounter(descriptor: name("tun_packets_written", "Packets those TUN writes carried"))
+        // Counters that mirror one status figure each: metric name, help, the figure.
+        let figures: [(String, String, @Sendable (NodeStatus) -> UInt64)] = [
+            ("reorder_waits", "Finished batches that waited for an earlier one", { $0.reorderWaits }),
+            ("handshakes", "Tunnel handshakes completed", { $0.handshakesCompleted }),
+            ("handshakes_refused", "Tunnel handshakes refused", { $0.handshakesRefused }),
+            ("tx_bytes", "Bytes sent through tunnels", { $0.peers.reduce(0) { $0 + $1.txBytes } }),
+            ("rx_bytes", "Bytes received through tunnels", { $0.peers.reduce(0) { $0 + $1.rxBytes } }),
+            ("tx_packets", "Packets sent through tunnels", { $0.peers.reduce(0) { $0 + $1.txPackets } }),
+            ("rx_packets", "Packets received through tunnels", { $0.peers.reduce(0) { $0 + $1.rxPackets } }),
+            ("udp_send_calls", "UDP send system calls of the data plane", { $0.udp.sendCalls }),
+            ("udp_datagrams_sent", "Datagrams those calls carried (GSO)", { $0.udp.datagramsSent }),
+            ("udp_gso_refused", "GSO sends the kernel refused (resent as plain datagrams)", { $0.udp.gsoRefused }),
+            ("udp_messages_received", "UDP messages received (GRO coalesced)", { $0.udp.messagesReceived }),
+            ("udp_datagrams_received", "Datagrams in those messages", { $0.udp.datagramsReceived }),
+            ("tun_writes", "TUN writes (coalesced TCP runs count once)", { $0.tun.writes }),
+            ("tun_packets_written", "Packets those TUN writes carried", { $0.tun.packetsWritten }),
+        ]
+        let mirrored = figures.map { (key: $0.0, value: $0.2, counter: registry.makeCounter(descriptor: name($0.0, $0.1))) }
         let thread = Thread { [weak self] in
             var last: [String: UInt64] = [:]
             func advance(_ key: String, _ value: UInt64, _ counter: Counter) {
@@ -203,19 +208,7 @@ public final class NodeDaemon: @unchecked Sendable {
                 for (k, v) in s.drops { if let c = dropCounters[k] { advance("drop." + k, v, c) } }
                 threads.set(Int64(s.osThreads))
                 peersGauge.set(Int64(s.peers.count))
-                advance("reorder", s.reorderWaits, reorder)
-                advance("hs", s.handshakesCompleted, handshakes)
-                advance("refused", s.handshakesRefused, refused)
-                advance("txb", s.peers.reduce(0) { $0 + $1.txBytes }, txBytes)
-                advance("rxb", s.peers.reduce(0) { $0 + $1.rxBytes }, rxBytes)
-                advance("txp", s.peers.reduce(0) { $0 + $1.txPackets }, txPackets)
-                advance("rxp", s.peers.reduce(0) { $0 + $1.rxPackets }, rxPackets)
-                advance("usc", s.udp.sendCalls, sendCalls)
-                advance("uds", s.udp.datagramsSent, datagramsSent)
-                advance("umr", s.udp.messagesReceived, messagesReceived)
-                advance("udr", s.udp.datagramsReceived, datagramsReceived)
-                advance("tw", s.tun.writes, tunWrites)
-                advance("tp", s.tun.packetsWritten, tunPackets)
+                for m in mirrored { advance(m.key, m.value(s), m.counter) }
                 self.stopping.withLock { if !self.stopped { self.stopping.wait(milliseconds: 1000) } }
             }
         }

@@ -96,7 +96,7 @@ struct TunnelNamespaceTests {
     /// A node with every offload off talks to one with them on: the datagrams on the
     /// wire are the same either way.
     @Test func nodesWithAndWithoutOffloadsInteroperate() throws {
-        let lab = try twoNodes(configureB: { _ in ["udpOffload": false, "tun": ["offload": false]] })
+        let lab = try twoNodes(configureB: { _ in ["udpOffload": false, "tun": ["offload": false], "metrics": "127.0.0.1:19452"] })
         defer { lab.tearDown() }
         let ab = try iperfTCP(lab, from: "a", to: "198.18.0.2", in: "b")
         let ba = try iperfTCP(lab, from: "b", to: "198.18.0.1", in: "a")
@@ -110,9 +110,20 @@ struct TunnelNamespaceTests {
         // B without GRO sees every datagram on its own, and writes every packet on its own.
         #expect((udpB["datagramsReceived"] as? Int ?? -1) == (udpB["messagesReceived"] as? Int ?? -2))
         #expect((tunB["writes"] as? Int ?? -1) == (tunB["packetsWritten"] as? Int ?? -2))
+        #expect((tunB["packetsWritten"] as? Int ?? 0) > 1000)
         // The automatic TUN queue: 8 super-packets with offload, 128 packets without.
         #expect(try lab.exec("a", "ip link show cyph0").output.contains("qlen 8"))
         #expect(try lab.exec("b", "ip link show cyph0").output.contains("qlen 128"))
+        // The same figures as Prometheus metrics (mirrored once a second).
+        usleep(1_500_000)
+        let metrics = try lab.exec("b", "curl -s http://127.0.0.1:19452/metrics").output
+        func metric(_ name: String) -> Double? {
+            metrics.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
+        }
+        #expect((metric("cyphonic_node_udp_datagrams_received_total") ?? 0) > 1000, "\(metrics.prefix(2000))")
+        #expect(metric("cyphonic_node_udp_datagrams_received_total") == metric("cyphonic_node_udp_messages_received_total"))
+        #expect((metric("cyphonic_node_tun_packets_written_total") ?? 0) > 1000)
+        #expect(metric("cyphonic_node_udp_gso_refused_total") == 0)
     }
 
     /// When the kernel refuses GSO — here A's underlay MTU (1400) is below a full

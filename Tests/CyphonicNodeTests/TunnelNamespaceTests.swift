@@ -126,15 +126,16 @@ struct TunnelNamespaceTests {
         #expect(metric("cyphonic_node_udp_gso_refused_total") == 0)
     }
 
-    /// When the kernel refuses GSO — here A's underlay MTU (1400) is below a full
-    /// datagram (1420 + 32 + 28 bytes), so `UDP_SEGMENT` fails with EINVAL — A falls back
-    /// to plain datagrams, which the kernel fragments, and traffic flows.
+    /// When the kernel refuses GSO — here A's underlay MTU drops to 1400 while the
+    /// tunnel runs, below a full datagram (1420 + 32 + 28 bytes), so `UDP_SEGMENT` fails
+    /// with EMSGSIZE — A resends those runs as plain datagrams, which the kernel
+    /// fragments, and traffic keeps flowing.
     @Test func gsoFallsBackToPlainDatagramsWhenRefused() throws {
-        let lab = try twoNodes(configureB: { lab in
-            try lab.sh("ip -n \(lab.ns("a")) link set \(lab.tag)a0 mtu 1400")
-            return [:]
-        })
+        let lab = try twoNodes()
         defer { lab.tearDown() }
+        #expect(try iperfTCP(lab, from: "a", to: "198.18.0.2", in: "b") > 10e6)
+        #expect((try lab.status("a")["udp"] as? [String: Any])?["gsoRefused"] as? Int == 0)
+        try lab.sh("ip -n \(lab.ns("a")) link set \(lab.tag)a0 mtu 1400")
         let ab = try iperfTCP(lab, from: "a", to: "198.18.0.2", in: "b")
         let udpA = try lab.status("a")["udp"] as? [String: Any] ?? [:]
         print("GSO refused: TCP A->B \(Int(ab / 1e6)) Mbit/s, \(udpA)")

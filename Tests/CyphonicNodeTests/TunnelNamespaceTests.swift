@@ -145,6 +145,27 @@ struct TunnelNamespaceTests {
         #expect(ping.status == 0, "\(ping.output)")
     }
 
+    /// Per-peer activity is data, not threads (paper Fig. 8): B's OS thread count (from
+    /// /proc) is the same with one peer and with two, each with traffic.
+    @Test func osThreadsDoNotGrowWithPeers() throws {
+        let lab = try twoNodes(withC: true)
+        defer { lab.tearDown() }
+        #expect(try lab.exec("a", "ping -c 3 -i 0.2 -W 2 198.18.0.2").status == 0)
+        let one = try lab.status("b")
+        try lab.enrol("c", index: 3)
+        try lab.configure("c", peers: [("b", "\(lab.underlayBFromC):30000")])
+        try lab.start("c", in: "c")
+        #expect(try lab.waitForSession("c", peer: "b."))
+        #expect(try lab.exec("c", "ping -c 3 -i 0.2 -W 2 198.18.0.2").status == 0)
+        #expect(try lab.exec("a", "ping -c 3 -i 0.2 -W 2 198.18.0.2").status == 0)
+        let two = try lab.status("b")
+        let peersOne = (one["peers"] as? [Any])?.count ?? 0, peersTwo = (two["peers"] as? [Any])?.count ?? 0
+        print("B: \(peersOne) peer(s) -> \(one["osThreads"] ?? "?") OS threads; \(peersTwo) peers -> \(two["osThreads"] ?? "?") OS threads")
+        #expect(peersOne == 1 && peersTwo == 2)
+        #expect((one["osThreads"] as? Int ?? -1) == (two["osThreads"] as? Int ?? -2))
+        #expect((two["threads"] as? Int) == 3 + ProcessInfo.processInfo.activeProcessorCount)
+    }
+
     @Test func rekeyingKeepsTrafficFlowing() throws {
         // A rekeys every 2 s; a 6-second ping must not lose a packet across the switches.
         let lab = try NamespaceLab()

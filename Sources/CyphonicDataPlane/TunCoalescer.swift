@@ -159,19 +159,14 @@ public final class TunCoalescer {
             // checksum; the TCP checksum becomes the pseudo-header sum (partial, completed
             // by the kernel or never needed: each segment was authenticated by its AEAD tag).
             let header = UnsafeMutableRawBufferPointer(start: f, count: headers)
-            var sum: UInt64
             if ipHeader == 20 {
                 header.storeBytes(of: UInt16(total).bigEndian, toByteOffset: 2, as: UInt16.self)
-                header.storeBytes(of: UInt16(0), toByteOffset: 10, as: UInt16.self)
-                let check = ~TunOffload.fold(TunOffload.onesComplementSum(UnsafeRawBufferPointer(rebasing: header[0..<20]), initial: 0))
-                header.storeBytes(of: check.bigEndian, toByteOffset: 10, as: UInt16.self)
-                sum = TunOffload.onesComplementSum(UnsafeRawBufferPointer(rebasing: header[12..<20]), initial: 0)
+                TunOffload.setIPv4HeaderChecksum(header, headerLength: 20)
             } else {
                 header.storeBytes(of: UInt16(total - 40).bigEndian, toByteOffset: 4, as: UInt16.self)
-                sum = TunOffload.onesComplementSum(UnsafeRawBufferPointer(rebasing: header[8..<40]), initial: 0)
             }
-            sum += 6 + UInt64(total - ipHeader)
             if push { header[ipHeader + 13] |= 0x08 }
+            let sum = TunOffload.pseudoHeaderSum(UnsafeRawBufferPointer(header), v4: ipHeader == 20, tcpLength: total - ipHeader)
             header.storeBytes(of: TunOffload.fold(sum).bigEndian, toByteOffset: ipHeader + 16, as: UInt16.self)
             // virtio_net_hdr: flags, gso_type, hdr_len, gso_size, csum_start, csum_offset (little endian).
             h.storeBytes(of: TunOffload.needsChecksum, as: UInt8.self)

@@ -58,9 +58,7 @@ public enum TunOffload {
             if v4 {
                 seg.storeBytes(of: UInt16(headers + chunk).bigEndian, toByteOffset: 2, as: UInt16.self)
                 seg.storeBytes(of: (firstID &+ UInt16(truncatingIfNeeded: i)).bigEndian, toByteOffset: 4, as: UInt16.self)
-                seg.storeBytes(of: UInt16(0), toByteOffset: 10, as: UInt16.self)
-                let sum = onesComplementSum(UnsafeRawBufferPointer(rebasing: seg[0..<ipHeader]), initial: 0)
-                seg.storeBytes(of: (~fold(sum)).bigEndian, toByteOffset: 10, as: UInt16.self)
+                setIPv4HeaderChecksum(seg, headerLength: ipHeader)
             } else {
                 seg.storeBytes(of: UInt16(tcpHeader + chunk).bigEndian, toByteOffset: 4, as: UInt16.self)
             }
@@ -71,18 +69,29 @@ public enum TunOffload {
             seg[ipHeader + 13] = f
             // TCP checksum over the pseudo-header and the segment.
             seg.storeBytes(of: UInt16(0), toByteOffset: ipHeader + 16, as: UInt16.self)
-            var sum: UInt64 = 0
-            if v4 {
-                sum = onesComplementSum(UnsafeRawBufferPointer(rebasing: seg[12..<20]), initial: 0)
-            } else {
-                sum = onesComplementSum(UnsafeRawBufferPointer(rebasing: seg[8..<40]), initial: 0)
-            }
-            sum += 6 + UInt64(tcpHeader + chunk)
+            var sum = pseudoHeaderSum(UnsafeRawBufferPointer(seg), v4: v4, tcpLength: tcpHeader + chunk)
             sum = onesComplementSum(UnsafeRawBufferPointer(rebasing: seg[ipHeader...]), initial: sum)
             seg.storeBytes(of: (~fold(sum)).bigEndian, toByteOffset: ipHeader + 16, as: UInt16.self)
             lengths[i] = headers + chunk
         }
         return segments
+    }
+
+    /// The TCP pseudo-header's sum (addresses, protocol 6, TCP length), not yet folded,
+    /// for an IPv4 or IPv6 packet starting at `packet[0]`.
+    @inline(__always)
+    static func pseudoHeaderSum(_ packet: UnsafeRawBufferPointer, v4: Bool, tcpLength: Int) -> UInt64 {
+        let addresses = v4 ? packet[12..<20] : packet[8..<40]
+        return onesComplementSum(UnsafeRawBufferPointer(rebasing: addresses), initial: 6 + UInt64(tcpLength))
+    }
+
+    /// Recomputes the IPv4 header checksum (bytes 10–11) of `packet` over its first
+    /// `headerLength` bytes.
+    @inline(__always)
+    static func setIPv4HeaderChecksum(_ packet: UnsafeMutableRawBufferPointer, headerLength: Int) {
+        packet.storeBytes(of: UInt16(0), toByteOffset: 10, as: UInt16.self)
+        let sum = onesComplementSum(UnsafeRawBufferPointer(rebasing: packet[0..<headerLength]), initial: 0)
+        packet.storeBytes(of: (~fold(sum)).bigEndian, toByteOffset: 10, as: UInt16.self)
     }
 
     /// Sum of big-endian 16-bit words (odd tail padded with zero), not yet folded.

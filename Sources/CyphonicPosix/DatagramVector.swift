@@ -16,16 +16,19 @@ public struct SocketAddress: Equatable, @unchecked Sendable {
 
     public var endpoint: Endpoint? { length == 0 ? nil : Endpoint(socketAddress: storage) }
 
+    /// Compares the first `length` bytes in place (called per datagram by the GSO sender).
+    @inline(__always)
     public static func == (a: SocketAddress, b: SocketAddress) -> Bool {
         guard a.length == b.length else { return false }
-        var x = a.storage, y = b.storage
-        return memcmp(&x, &y, Int(a.length)) == 0
+        return withUnsafeBytes(of: a.storage) { x in
+            withUnsafeBytes(of: b.storage) { y in memcmp(x.baseAddress!, y.baseAddress!, Int(a.length)) == 0 }
+        }
     }
 }
 
-/// The message vector of one `recvmmsg`/`sendmmsg` call, pointing at buffers the caller
-/// owns (for example the slots of a pipeline batch), so datagrams are received and sent
-/// in place. Allocated once; owned by one thread at a time.
+/// The message vector of one `recvmmsg` call, pointing at buffers the caller owns (for
+/// example a ``DatagramLanding``), so datagrams are received in place. Sending goes
+/// through ``UDPSegmentSender``. Allocated once; owned by one thread at a time.
 public final class DatagramVector {
     public let capacity: Int
     let entries: UnsafeMutablePointer<ccy_datagram>
@@ -43,12 +46,6 @@ public final class DatagramVector {
         entries[i].buffer = buffer
         entries[i].length = length
         entries[i].gso_size = 0
-    }
-
-    @inline(__always)
-    public func setAddress(_ i: Int, _ address: SocketAddress) {
-        entries[i].address = address.storage
-        entries[i].address_length = address.length
     }
 
     @inline(__always) public func length(_ i: Int) -> Int { entries[i].length }
@@ -71,15 +68,6 @@ extension UDPSocket {
         return Int(try syscall("recvmmsg") {
             ccy_recv_batch(fd, vector.entries, UInt32(count), nonBlocking ? Int32(MSG_DONTWAIT) : 0)
         })
-    }
-
-    /// `sendmmsg` of the first `count` entries, looping until all are sent.
-    public func send(_ vector: DatagramVector, count: Int) throws(SystemError) {
-        var sent = 0
-        while sent < count {
-            let n = try syscall("sendmmsg") { ccy_send_batch(fd, vector.entries + sent, UInt32(count - sent), 0) }
-            sent += Int(n)
-        }
     }
 
     public func send(_ bytes: UnsafeRawBufferPointer, to address: SocketAddress) throws(SystemError) {

@@ -3,16 +3,23 @@
 SWIFT ?= swift
 FUZZ_SECONDS ?= 60
 FUZZ_RUNS ?= 1000000
+# Debian packages: the build (libcrypto, SQLite), and the tests' real tools (namespaces,
+# nftables, iperf3, ping, dig, curl, the python3 flood sender).
+BUILD_PACKAGES = libssl-dev libsqlite3-dev pkg-config
+TEST_PACKAGES = $(BUILD_PACKAGES) openssl iproute2 nftables iperf3 iputils-ping dnsutils procps curl python3
 
 .PHONY: build release test fuzz bench bench-tunnel lab-up lab-down clean
 
 build:
+	@scripts/ensure-packages.sh $(BUILD_PACKAGES)
 	$(SWIFT) build
 
 release:
+	@scripts/ensure-packages.sh $(BUILD_PACKAGES)
 	$(SWIFT) build -c release
 
 test:
+	@scripts/ensure-packages.sh $(TEST_PACKAGES)
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 

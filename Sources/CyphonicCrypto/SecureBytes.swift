@@ -46,3 +46,11 @@ public final class SecureBytes: @unchecked Sendable {
         storage.deallocate()
     }
 }
+
+extension Array where Element == UInt8 {
+    /// Overwrites this array's bytes with zeros (for transient key copies that
+    /// libcrypto's HKDF or a split handed back as a plain array).
+    public mutating func secureWipe() {
+        withUnsafeMutableBytes { OPENSSL_cleanse($0.baseAddress, $0.count) }
+    }
+}

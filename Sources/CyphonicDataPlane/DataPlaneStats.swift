@@ -2,7 +2,7 @@ import Synchronization
 
 /// Why the data plane dropped a packet (DESIGN §7: drops by reason).
 public enum DropReason: Int, CaseIterable, Sendable {
-    case badHeader, unknownSession, authenticationFailed, replay, badInnerSource, queueFull, noRoute, tooLarge
+    case badHeader, unknownSession, authenticationFailed, replay, badInnerSource, queueFull, noRoute, tooLarge, controlQueueFull
 
     public var label: String {
         switch self {
@@ -14,6 +14,7 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .queueFull: return "queue_full"
         case .noRoute: return "no_route"
         case .tooLarge: return "too_large"
+        case .controlQueueFull: return "control_queue_full"
         }
     }
 }

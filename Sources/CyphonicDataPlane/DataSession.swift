@@ -36,17 +36,37 @@ public final class DataSession: @unchecked Sendable {
     public static let rekeyAfterSeconds = 120.0
     public static let rejectAfterSeconds = 180.0
     public static let rekeyAfterMessages: UInt64 = 1 << 60
+    /// No message is sealed or opened with a counter at or past this (both sides).
+    public static var rejectAfterMessages: UInt64 { UInt64.max &- 8192 }
+
+    private let confirmedFlag = Atomic<Bool>(true)
+
+    /// Whether the peer is known to hold this session's keys: an authenticated packet
+    /// arrived on it, or we are the responder (message 3 proved it).
+    public var isConfirmed: Bool { confirmedFlag.load(ordering: .relaxed) }
+
+    /// Marks the session confirmed; true only for the call that changed it (so the
+    /// promotion to current happens once, off the per-packet path).
+    @inline(__always)
+    public func confirm() -> Bool {
+        guard !confirmedFlag.load(ordering: .relaxed) else { return false }
+        return confirmedFlag.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged
+    }
 
     /// `threads` = crypto workers + 1 (the control key is the last).
+    /// `confirmed`: false for an initiator's session whose handshake message 3 the
+    /// responder may not have received yet (see ``confirm()``).
     public init(localIndex: UInt32, remoteIndex: UInt32, isInitiator: Bool, send: SecureBytes, receive: SecureBytes,
-                algorithm: AEADAlgorithm, threads: Int) throws {
+                algorithm: AEADAlgorithm, threads: Int, confirmed: Bool = true) throws {
         self.localIndex = localIndex
         self.remoteIndex = remoteIndex
         self.isInitiator = isInitiator
         created = monotonicSeconds()
-        sendKeys = try (0..<threads).map { _ in try send.withUnsafeBytes { try AEADKey(algorithm, key: Array($0)) } }
-        receiveKeys = try (0..<threads).map { _ in try receive.withUnsafeBytes { try AEADKey(algorithm, key: Array($0)) } }
+        // Each context copies the key straight from the secure buffer (no array copy left behind).
+        sendKeys = try (0..<threads).map { _ in try send.withUnsafeBytes { try AEADKey(algorithm, key: $0) } }
+        receiveKeys = try (0..<threads).map { _ in try receive.withUnsafeBytes { try AEADKey(algorithm, key: $0) } }
         lastReceivedBits.store(created.bitPattern, ordering: .relaxed)
+        confirmedFlag.store(confirmed, ordering: .relaxed)
     }
 
     /// The index of the key reserved for the control thread / single-threaded loop.
@@ -70,8 +90,10 @@ public final class DataSession: @unchecked Sendable {
 
     /// Seals `slot[16..<16+length]` in place into a capsule; returns the datagram length.
     @inline(__always)
-    func seal(slot: UnsafeMutableRawBufferPointer, length: Int, counter: UInt64, keyIndex: Int) -> Int? {
-        Header(type: .capsule, receiverIndex: remoteIndex, counter: counter).write(to: slot)
+    func seal(slot: UnsafeMutableRawBufferPointer, length: Int, counter: UInt64, keyIndex: Int,
+              flags: HeaderFlags = []) -> Int? {
+        guard counter < Self.rejectAfterMessages else { return nil }
+        Header(type: .capsule, flags: flags, receiverIndex: remoteIndex, counter: counter).write(to: slot)
         let aad = UnsafeRawBufferPointer(rebasing: slot[0..<Header.size])
         let body = UnsafeMutableRawBufferPointer(rebasing: slot[Header.size...])
         guard let n = try? sendKeys[keyIndex].seal(nonce: counter, aad: aad, buffer: body, plaintextCount: length) else { return nil }
@@ -81,7 +103,7 @@ public final class DataSession: @unchecked Sendable {
     /// Opens the capsule in `slot[0..<length]` in place; returns the inner length or nil.
     @inline(__always)
     func open(slot: UnsafeMutableRawBufferPointer, length: Int, counter: UInt64, keyIndex: Int) -> Int? {
-        guard length >= Header.size + 16 else { return nil }
+        guard length >= Header.size + 16, counter < Self.rejectAfterMessages else { return nil }
         let aad = UnsafeRawBufferPointer(rebasing: slot[0..<Header.size])
         let body = UnsafeMutableRawBufferPointer(rebasing: slot[Header.size..<length])
         return try? receiveKeys[keyIndex].open(nonce: counter, aad: aad, buffer: body, ciphertextCount: length - Header.size)

@@ -91,6 +91,15 @@ public final class BatchPool: @unchecked Sendable {
         return free.removeLast()
     }
 
+    /// Like ``get()``, but gives up after `milliseconds` (so a stopping pipeline never
+    /// waits for batches that will not come back).
+    public func get(timeoutMilliseconds milliseconds: Int) -> PacketBatch? {
+        sync.lock()
+        defer { sync.unlock() }
+        if free.isEmpty { sync.wait(milliseconds: milliseconds) }
+        return free.popLast()
+    }
+
     public func tryGet() -> PacketBatch? {
         sync.withLock { free.popLast() }
     }

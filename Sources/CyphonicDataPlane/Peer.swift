@@ -1,6 +1,7 @@
 import CyphonicCore
 import CyphonicCrypto
 import CyphonicPosix
+import Synchronization
 
 /// Counters of one peer, updated lock-free by the pipeline threads.
 public final class PeerStats: Sendable {
@@ -30,12 +31,19 @@ public final class Peer: @unchecked Sendable {
     public let vip6: (UInt64, UInt64)?
     public let addresses: [IPAddress]
     public let stats = PeerStats()
+    /// Serial and expiry of the certificate the peer last proved (guarded by the
+    /// PeerTable lock): a revocation list naming the serial, or the expiry, ends its sessions.
+    public internal(set) var serial: UInt64?
+    public internal(set) var notAfter: Int64?
     public var route = RouteType.direct
 
     // Guarded by the PeerTable lock.
     public internal(set) var endpoint: SocketAddress?
     public internal(set) var current: DataSession?
     public internal(set) var previous: DataSession?
+    /// An initiator's new session waiting for its first authenticated packet (the
+    /// responder may have missed message 3): received on, not yet sent on.
+    public internal(set) var next: DataSession?
     public internal(set) var lastHandshake: Double = 0
 
     // Guarded by the pipeline's release lock.
@@ -46,9 +54,17 @@ public final class Peer: @unchecked Sendable {
     var delivering = false
     /// Source of the last authenticated inbound packet; owned by whoever is delivering.
     var lastSource = SocketAddress()
+    private let finalizedFlag = Atomic<Bool>(false)
 
-    public init(staticKey: X25519PublicKey, fqdn: String, addresses: [IPAddress], endpoint: Endpoint?) {
+    /// The peer announced (in an authenticated control capsule) that it shuts down.
+    public var finalized: Bool { finalizedFlag.load(ordering: .relaxed) }
+    func markFinalized() { finalizedFlag.store(true, ordering: .relaxed) }
+
+    public init(staticKey: X25519PublicKey, fqdn: String, addresses: [IPAddress], endpoint: Endpoint?,
+                serial: UInt64? = nil, notAfter: Int64? = nil) {
         self.staticKey = staticKey
+        self.serial = serial
+        self.notAfter = notAfter
         self.fqdn = fqdn
         self.addresses = addresses
         vip4 = addresses.first { $0.isIPv4 }.map { Peer.v4Key($0.bytes) }

@@ -26,19 +26,46 @@ public final class PeerTable: @unchecked Sendable {
 
     public func withLock<R>(_ body: () throws -> R) rethrows -> R { try sync.withLock(body) }
 
-    /// Adds or replaces a peer (by static key). Call with the lock held.
-    public func insertLocked(_ peer: Peer) {
+    /// Adds a peer (replacing the one with its static key). Two peers never silently
+    /// share a virtual IP: if another peer (another key) owns one of its addresses and
+    /// still has a session, nothing changes and that owner is returned (the caller
+    /// refuses the handshake and counts it); an owner without a session is removed.
+    /// Call with the lock held.
+    @discardableResult
+    public func insertLocked(_ peer: Peer) -> Peer? {
+        var owners: [Peer] = []
+        if let v4 = peer.vip4, let o = byV4[v4], o.staticKey != peer.staticKey { owners.append(o) }
+        if let v6 = peer.vip6, let o = byV6[V6Key(hi: v6.0, lo: v6.1)], o.staticKey != peer.staticKey { owners.append(o) }
+        if let live = owners.first(where: { $0.current != nil || $0.next != nil }) { return live }
+        for o in owners { removeLocked(o) }
         if let old = byKey[peer.staticKey.bytes] { removeLocked(old) }
         byKey[peer.staticKey.bytes] = peer
         if let v4 = peer.vip4 { byV4[v4] = peer }
         if let v6 = peer.vip6 { byV6[V6Key(hi: v6.0, lo: v6.1)] = peer }
+        return nil
     }
 
     public func removeLocked(_ peer: Peer) {
+        guard byKey[peer.staticKey.bytes] === peer else { return }
         byKey.removeValue(forKey: peer.staticKey.bytes)
         if let v4 = peer.vip4, byV4[v4] === peer { byV4.removeValue(forKey: v4) }
         if let v6 = peer.vip6, byV6[V6Key(hi: v6.0, lo: v6.1)] === peer { byV6.removeValue(forKey: V6Key(hi: v6.0, lo: v6.1)) }
-        for s in [peer.current, peer.previous].compactMap({ $0 }) { byIndex.removeValue(forKey: s.localIndex) }
+        for s in [peer.current, peer.previous, peer.next].compactMap({ $0 }) { byIndex.removeValue(forKey: s.localIndex) }
+        peer.current = nil
+        peer.previous = nil
+        peer.next = nil
+    }
+
+    /// Records the certificate a peer proved (serial, expiry).
+    public func setCertificateLocked(_ peer: Peer, serial: UInt64?, notAfter: Int64?) {
+        peer.serial = serial
+        peer.notAfter = notAfter
+    }
+
+    /// Whether `address` is the endpoint of a peer with a session (its packets there
+    /// were authenticated, so the address is verified for the handshake guard).
+    public func isPeerEndpointLocked(_ address: SocketAddress) -> Bool {
+        byKey.values.contains { $0.current != nil && $0.endpoint == address }
     }
 
     public func peerLocked(staticKey: [UInt8]) -> Peer? { byKey[staticKey] }
@@ -46,21 +73,39 @@ public final class PeerTable: @unchecked Sendable {
     public var peersLocked: [Peer] { Array(byKey.values) }
 
     /// Installs a new current session for `peer`; the old current becomes previous
-    /// (still accepted for receiving until it expires).
+    /// (still accepted for receiving until it expires). An unconfirmed session (an
+    /// initiator's rekey, see ``DataSession/confirm()``) is installed as `next` instead
+    /// while a current one exists: received on at once, sent on once confirmed.
     public func installLocked(_ session: DataSession, for peer: Peer, endpoint: SocketAddress?) {
+        if let endpoint { peer.endpoint = endpoint }
+        byIndex[session.localIndex] = (peer, session)
+        if !session.isConfirmed, peer.current != nil {
+            if let old = peer.next { byIndex.removeValue(forKey: old.localIndex) }
+            peer.next = session
+            return
+        }
         if let old = peer.previous { byIndex.removeValue(forKey: old.localIndex) }
         peer.previous = peer.current
         peer.current = session
         peer.lastHandshake = monotonicSeconds()
-        if let endpoint { peer.endpoint = endpoint }
-        byIndex[session.localIndex] = (peer, session)
     }
 
-    /// Drops a session (expired or idle).
+    /// Makes a confirmed `next` session current (its first authenticated packet arrived).
+    public func promoteLocked(_ session: DataSession, of peer: Peer) {
+        guard peer.next === session else { return }
+        peer.next = nil
+        if let old = peer.previous { byIndex.removeValue(forKey: old.localIndex) }
+        peer.previous = peer.current
+        peer.current = session
+        peer.lastHandshake = monotonicSeconds()
+    }
+
+    /// Drops a session (expired, idle, unconfirmed too long).
     public func dropLocked(_ session: DataSession, of peer: Peer) {
         byIndex.removeValue(forKey: session.localIndex)
         if peer.current === session { peer.current = nil }
         if peer.previous === session { peer.previous = nil }
+        if peer.next === session { peer.next = nil }
     }
 
     public func setEndpointLocked(_ peer: Peer, _ endpoint: SocketAddress) { peer.endpoint = endpoint }
@@ -85,6 +130,9 @@ public final class PeerTable: @unchecked Sendable {
 
     @inline(__always)
     func sessionLocked(index: UInt32) -> (Peer, DataSession)? { byIndex[index] }
+
+    /// The peer owning the session with our index `index`.
+    public func sessionOwnerLocked(index: UInt32) -> Peer? { byIndex[index]?.0 }
 
     @inline(__always)
     static func load64(_ p: UnsafeRawBufferPointer, _ offset: Int) -> UInt64 {

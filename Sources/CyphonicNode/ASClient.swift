@@ -61,10 +61,16 @@ public struct ASClient: Sendable {
     /// Runs the handshake and returns the session with the AS's first reply.
     func exchange(socket: UDPSocket, key: X25519PrivateKey, body: SignalingBody) throws -> (SignalingSession, SignalingMessage) {
         let verifier = try CertificateVerifier(trustAnchor: caCertificate)
-        let handshake = try ServiceClientHandshake(localStatic: key, verifier: verifier, role: .as)
-        let initiation = try handshake.initiation()
-        let response = try request(socket, initiation) { bytes in
-            (try? Datagram.decode(bytes)).map { $0.header.type == .handshakeResponse && $0.header.receiverIndex == handshake.localIndex } ?? false
+        var handshake = try ServiceClientHandshake(localStatic: key, verifier: verifier, role: .as)
+        var response = try request(socket, try handshake.initiation(), accept: Self.answers(to: handshake))
+        if let d = try? Datagram.decode(response), case let .cookieReply(cookie) = d.body {
+            // The AS wants proof that we receive at our address: repeat its cookie in a
+            // fresh message 1 (one extra round trip, only while it is under load).
+            handshake = try ServiceClientHandshake(localStatic: key, verifier: verifier, role: .as)
+            response = try request(socket, try handshake.initiation(cookie: cookie), accept: Self.answers(to: handshake))
+            if let again = try? Datagram.decode(response), again.header.type == .cookieReply {
+                throw LoginError.protocolError("the AS refused our cookie")
+            }
         }
         let payload = try SignalingMessage(transactionID: UInt32(truncatingIfNeeded: handshake.transactionID),
                                            body: body).encode()
@@ -81,6 +87,15 @@ public struct ASClient: Sendable {
             return (session, try session.open(sealed))
         } catch {
             throw LoginError.protocolError("reply did not open: \(error)")
+        }
+    }
+
+    /// Accepts message 2 or a cookie reply addressed to `handshake`.
+    static func answers(to handshake: ServiceClientHandshake) -> ([UInt8]) -> Bool {
+        let index = handshake.localIndex
+        return { bytes in
+            guard let d = try? Datagram.decode(bytes), d.header.receiverIndex == index else { return false }
+            return d.header.type == .handshakeResponse || d.header.type == .cookieReply
         }
     }
 

@@ -89,6 +89,19 @@ public struct NodeConfig: Codable, Sendable {
     /// Static peers to connect to at start (DESIGN: static mode, like WireGuard peers).
     public var peers: [PeerEntry] = []
     public var logLevel: String = "info"
+    /// The AS (HOST:PORT) to fetch the revocation list from; unset: the one recorded at
+    /// enrolment in stateDir/node.json; "" turns fetching off (then only `crl` applies).
+    public var asEndpoint: String?
+    /// Seconds between revocation-list fetches: a newly revoked peer's sessions end
+    /// within this time (and its handshakes are refused from then on).
+    public var crlRefreshSeconds: Double = 60
+    /// Handshake initiations per second (of any kind) above which every source must
+    /// first prove its address with a cookie (docs/protocol.md §4).
+    public var handshakeLoadThreshold: Int = 40
+    /// Handshakes one source (IPv4 address, IPv6 /64) may start per second (burst 4x).
+    public var handshakesPerSourcePerSecond: Double = 4
+    /// Handshakes per second in total, at most.
+    public var handshakesPerSecond: Double = 500
 
     public init() {}
 
@@ -118,6 +131,12 @@ public struct NodeConfig: Codable, Sendable {
         acceptUnknownPeers = try c.decodeIfPresent(Bool.self, forKey: .acceptUnknownPeers) ?? acceptUnknownPeers
         peers = try c.decodeIfPresent([PeerEntry].self, forKey: .peers) ?? peers
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? logLevel
+        asEndpoint = try c.decodeIfPresent(String.self, forKey: .asEndpoint)
+        crlRefreshSeconds = try c.decodeIfPresent(Double.self, forKey: .crlRefreshSeconds) ?? crlRefreshSeconds
+        handshakeLoadThreshold = try c.decodeIfPresent(Int.self, forKey: .handshakeLoadThreshold) ?? handshakeLoadThreshold
+        handshakesPerSourcePerSecond = try c.decodeIfPresent(Double.self, forKey: .handshakesPerSourcePerSecond)
+            ?? handshakesPerSourcePerSecond
+        handshakesPerSecond = try c.decodeIfPresent(Double.self, forKey: .handshakesPerSecond) ?? handshakesPerSecond
     }
 
     /// Reads and validates a config file.
@@ -173,6 +192,19 @@ public struct NodeConfig: Codable, Sendable {
         }
         guard rekeyAfterSeconds >= 1, rekeyAfterSeconds <= 170 else {
             throw ConfigFileError.invalid("rekeyAfterSeconds", "must be 1...170 (sessions are refused after 180 s)")
+        }
+        if let a = asEndpoint, !a.isEmpty, Endpoint(a) == nil {
+            throw ConfigFileError.invalid("asEndpoint", "\(a) is not HOST:PORT or [V6]:PORT")
+        }
+        guard (1...86_400).contains(crlRefreshSeconds) else { throw ConfigFileError.invalid("crlRefreshSeconds", "must be 1...86400") }
+        guard (0...1_000_000).contains(handshakeLoadThreshold) else {
+            throw ConfigFileError.invalid("handshakeLoadThreshold", "must be 0...1000000 (0: always ask for a cookie)")
+        }
+        guard handshakesPerSourcePerSecond > 0, handshakesPerSourcePerSecond <= 10_000 else {
+            throw ConfigFileError.invalid("handshakesPerSourcePerSecond", "must be > 0 and <= 10000")
+        }
+        guard handshakesPerSecond >= 1, handshakesPerSecond <= 1_000_000 else {
+            throw ConfigFileError.invalid("handshakesPerSecond", "must be 1...1000000")
         }
         for (i, p) in peers.enumerated() {
             guard (try? FQDN(p.fqdn)) != nil else { throw ConfigFileError.invalid("peers[\(i)].fqdn", "\(p.fqdn) is not a valid FQDN") }

@@ -20,6 +20,7 @@ public final class NodeDaemon: @unchecked Sendable {
     public private(set) var pipeline: Pipeline?
     public private(set) var manager: TunnelManager?
     private var status: StatusServer?
+    private var refresher: RevocationRefresher?
     private let stopping = MutexCondition()
     private var stopped = false
     public private(set) var certificate: Certificate?
@@ -51,22 +52,46 @@ public final class NodeDaemon: @unchecked Sendable {
         guard let v4 = addresses.first(where: { $0.isIPv4 }) else { throw ConfigFileError.invalid("certificate", "names no virtual IPv4") }
         let v6 = addresses.first { !$0.isIPv4 }
 
-        let tun = try TunDevice(name: config.tun.name, vnetHeader: config.tun.offload)
-        if config.tun.offload { try tun.enableOffload(tso: true, uso: false) }
-        try configureInterface(tun.name, v4: v4, v6: v6)
-        let socket = try UDPSocket(bind: Endpoint(config.listen)!, dualStack: true)
-        if config.udpReceiveBuffer > 0 { try socket.setReceiveBufferSize(config.udpReceiveBuffer) }
+        // The port and the control socket first: a second daemon must fail before it
+        // touches the interface of the first.
+        let listen = Endpoint(config.listen)!
+        let socket = try bindExclusive(listen)
+        do {
+            status = try StatusServer(path: config.control) { [weak self] in self?.snapshot() ?? Self.emptyStatus }
+        } catch {
+            socket.close()
+            throw error
+        }
+        let tun: TunDevice
+        do {
+            tun = try TunDevice(name: config.tun.name, vnetHeader: config.tun.offload)
+            if config.tun.offload { try tun.enableOffload(tso: true, uso: false) }
+            try configureInterface(tun.name, v4: v4, v6: v6)
+            if config.udpReceiveBuffer > 0 { try socket.setReceiveBufferSize(config.udpReceiveBuffer) }
+        } catch {
+            status?.stop()
+            socket.close()
+            throw error
+        }
         let peers = PeerTable()
         let mode = self.mode
-        let manager = TunnelManager(localKey: key, certificate: cert, verifier: verifier, peers: peers, keySlots: mode.keySlots,
-                                    config: config, logger: logger)
+        let manager = try TunnelManager(localKey: key, certificate: cert, verifier: verifier, peers: peers,
+                                        keySlots: mode.keySlots, config: config, logger: logger)
         let pipeline = Pipeline(tun: tun, socket: socket, peers: peers, control: manager, mode: mode, mtu: config.tun.mtu,
                                 poolSize: config.poolSize, udpOffload: config.udpOffload)
         manager.pipeline = pipeline
         self.manager = manager
         self.pipeline = pipeline
         try pipeline.start()
-        status = try StatusServer(path: config.control) { [weak self] in self?.snapshot() ?? Self.emptyStatus }
+        if let asEndpoint = revocationSource() {
+            let refresher = RevocationRefresher(client: ASClient(server: asEndpoint, caCertificate: ca), key: key, manager: manager,
+                                                intervalSeconds: config.crlRefreshSeconds, logger: logger)
+            refresher.start()
+            self.refresher = refresher
+            logger.info("node: revocation list from the AS at \(asEndpoint) every \(Int(config.crlRefreshSeconds)) s")
+        } else {
+            logger.notice("node: no AS endpoint (config `asEndpoint` or an enrolment in stateDir): revocations only from `crl`")
+        }
         startMetrics()
         let udp = (try? socket.localEndpoint())?.description ?? config.listen
         logger.info("node: \(cert.commonName ?? "?") up on \(tun.name) (\(addresses.map(\.description).joined(separator: ", "))), udp \(udp), pipeline \(mode), \(pipeline.threadCount) threads, UDP GSO \(config.udpOffload ? "on" : "off"), GRO \(pipeline.groEnabled ? "on" : "off")")
@@ -78,12 +103,36 @@ public final class NodeDaemon: @unchecked Sendable {
             return !stopped
         }
         guard first else { return }
+        refresher?.stop()
         pipeline?.stop()
+        // Tell every peer we are gone (authenticated), so its session ends now.
+        if let pipeline {
+            for peer in pipeline.peers.withLock({ pipeline.peers.peersLocked.filter { $0.current != nil } }) {
+                pipeline.sendFinalization(to: peer)
+            }
+        }
         status?.stop()
         if config.tun.mssClamp { _ = run("/usr/sbin/nft", ["delete", "table", "inet", nftTable]) }
         pipeline?.tun.close()
         pipeline?.socket.close()
         logger.info("node: stopped")
+    }
+
+    /// The node's UDP socket; a port another process holds is an error naming it.
+    private func bindExclusive(_ listen: Endpoint) throws -> UDPSocket {
+        let result = Result { () throws(SystemError) in try UDPSocket(bind: listen, dualStack: true) }
+        if case let .failure(e) = result, e.errno == EADDRINUSE {
+            throw InUseError(what: "UDP port \(listen.port) (listen \(config.listen))", owner: PortOwner.udp(port: listen.port),
+                             hint: "another daemon is bound to it; stop it, or set another `listen` port")
+        }
+        return try result.get()
+    }
+
+    /// Where revocation lists come from: `asEndpoint`, else the enrolment's AS.
+    private func revocationSource() -> Endpoint? {
+        if let a = config.asEndpoint { return a.isEmpty ? nil : Endpoint(a) }
+        guard let dir = config.stateDir, let assignment = try? NodeStateDirectory(path: dir).assignment() else { return nil }
+        return Endpoint(assignment.asEndpoint)
     }
 
     var nftTable: String { "cyphonic_" + config.tun.name.map { $0.isLetter || $0.isNumber ? String($0) : "_" }.joined() }
@@ -164,7 +213,12 @@ public final class NodeDaemon: @unchecked Sendable {
                           handshakesRefused: manager.stats.handshakesRefused.load,
                           badControlDatagrams: manager.stats.badControl.load, udp: udp,
                           tun: NodeStatus.TunStatus(offload: pipeline.tun.vnetHeader, writes: s.tunWrites.load,
-                                                    packetsWritten: s.tunPacketsWritten.load))
+                                                    packetsWritten: s.tunPacketsWritten.load),
+                          security: NodeStatus.SecurityStatus(
+                              cookiesSent: manager.stats.cookiesSent.load, handshakesThrottled: manager.stats.handshakesThrottled.load,
+                              underLoad: manager.handshakeGuard.isUnderLoad(), addressConflicts: manager.stats.addressConflicts.load,
+                              peersRevoked: manager.stats.peersRevoked.load, message3Retransmits: manager.stats.message3Retransmits.load,
+                              revocationList: manager.revocationListNumber, revocationListAgeSeconds: refresher?.secondsSinceSuccess))
     }
 
     /// Mirrors the atomics into Prometheus once a second (counters advance by deltas).
@@ -194,6 +248,11 @@ public final class NodeDaemon: @unchecked Sendable {
             ("udp_datagrams_received", "Datagrams in those messages", { $0.udp.datagramsReceived }),
             ("tun_writes", "TUN writes (coalesced TCP runs count once)", { $0.tun.writes }),
             ("tun_packets_written", "Packets those TUN writes carried", { $0.tun.packetsWritten }),
+            ("cookies_sent", "Cookie replies sent to unverified handshake sources", { $0.security.cookiesSent }),
+            ("handshakes_throttled", "Handshake initiations dropped by per-source or total limits", { $0.security.handshakesThrottled }),
+            ("address_conflicts", "Handshakes refused: another peer with a session owns the virtual IPs", { $0.security.addressConflicts }),
+            ("peers_revoked", "Peers whose sessions ended on revocation or expiry", { $0.security.peersRevoked }),
+            ("message3_retransmits", "Handshake message 3 resent while unconfirmed", { $0.security.message3Retransmits }),
         ]
         let mirrored = figures.map { (key: $0.0, value: $0.2, counter: registry.makeCounter(descriptor: name($0.0, $0.1))) }
         let thread = Thread { [weak self] in
@@ -215,6 +274,15 @@ public final class NodeDaemon: @unchecked Sendable {
         thread.name = "cyphonic-metrics"
         thread.start()
     }
+}
+
+/// A port or socket another process holds; names it and, where visible, the process.
+public struct InUseError: Error, CustomStringConvertible {
+    public let what: String
+    public let owner: String?
+    public let hint: String
+
+    public var description: String { "\(what) is in use\(owner.map { " by \($0)" } ?? ""): \(hint)" }
 }
 
 /// Reads a running daemon's status from its control socket (`cyphonic-node status`).

@@ -34,6 +34,26 @@ public struct NodeStatus: Codable, Sendable {
     public var udp: UDPStatus = UDPStatus()
     /// TUN writes of the data plane and the packets they carried (coalesced TCP runs).
     public var tun: TunStatus = TunStatus()
+    /// The defences at work (docs/operations.md, "Security figures").
+    public var security: SecurityStatus = SecurityStatus()
+
+    public struct SecurityStatus: Codable, Sendable {
+        /// Cookie replies sent to unverified sources (a flood shows here, not in CPU).
+        public var cookiesSent: UInt64 = 0
+        /// Initiations dropped by the per-source or total handshake limits.
+        public var handshakesThrottled: UInt64 = 0
+        /// Whether every source must show a cookie right now.
+        public var underLoad = false
+        /// Handshakes refused because another peer with a session owns the virtual IPs.
+        public var addressConflicts: UInt64 = 0
+        /// Peers whose sessions ended on revocation or expiry.
+        public var peersRevoked: UInt64 = 0
+        /// Handshake message 3 resent because the responder had not confirmed it.
+        public var message3Retransmits: UInt64 = 0
+        /// The revocation list in force (its number), and seconds since the last fetch.
+        public var revocationList: UInt64?
+        public var revocationListAgeSeconds: Double?
+    }
 
     public struct TunStatus: Codable, Sendable {
         public var offload = false
@@ -65,7 +85,15 @@ final class StatusServer: @unchecked Sendable {
     init(path: String, snapshot: @escaping @Sendable () -> NodeStatus) throws {
         self.path = path
         self.snapshot = snapshot
-        unlink(path)
+        // A socket file that answers belongs to a running daemon: never take it over.
+        // One that refuses is left from a daemon that died: replace it.
+        if access(path, F_OK) == 0 {
+            if (try? Self.query(path: path)) != nil {
+                throw InUseError(what: "control socket \(path)", owner: PortOwner.unix(path: path),
+                                 hint: "another cyphonic-node is running; stop it, or give this one another `control` path")
+            }
+            unlink(path)
+        }
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemError("socket(AF_UNIX)", errno: errno) }
         var addr = sockaddr_un()

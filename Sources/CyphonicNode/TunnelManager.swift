@@ -3,6 +3,7 @@ import CyphonicCrypto
 import CyphonicDataPlane
 import CyphonicPKI
 import CyphonicPosix
+import CyphonicSignaling
 import CyphonicWire
 import Logging
 
@@ -11,59 +12,121 @@ import Logging
 public let tunnelNoiseProtocol = NoiseProtocol(pattern: .xx, cipher: .aes256gcm)
 let tunnelPrologue = Array("CYPHONIC-Swift tunnel v1".utf8)
 
-/// Counters of the control plane.
+/// Counters of the control plane (status and metrics).
 public final class ControlStats: Sendable {
     public let handshakesCompleted = AtomicCounter()
     public let handshakesRefused = AtomicCounter()
     public let badControl = AtomicCounter()
+    /// Initiations the handshake guard dropped (per-source or total limit).
+    public let handshakesThrottled = AtomicCounter()
+    /// Cookie replies sent to unverified sources, and cookie retries we made.
+    public let cookiesSent = AtomicCounter()
+    public let cookieRetries = AtomicCounter()
+    /// Handshakes refused because another peer with a session owns the virtual IPs.
+    public let addressConflicts = AtomicCounter()
+    /// Peers whose sessions ended because their certificate was revoked or expired.
+    public let peersRevoked = AtomicCounter()
+    /// Handshake message 3 sent again while the responder had not confirmed it.
+    public let message3Retransmits = AtomicCounter()
     public init() {}
 }
 
-/// The node's tunnel control plane (DESIGN §4 step 4): runs TunnelRequest /
-/// TunnelResponse / completion (Noise XX carrying each side's certificate), verifies the
-/// peer's certificate (CA chain, validity, CRL, role, the FQDN the tunnel was set up
-/// for; its virtual IPs become the peer's allowed inner sources), installs sessions in
-/// the data plane's peer table, and on its timer keeps tunnels alive, rekeys, retries
-/// and tears down idle ones. Session keys never leave this process. `@unchecked
-/// Sendable`: its tables sit behind `sync`.
+/// The node's tunnel control plane (DESIGN §4 step 4), run on the pipeline's control
+/// thread: TunnelRequest / TunnelResponse / completion (Noise XX carrying each side's
+/// certificate) behind the ``HandshakeGuard`` (cookies for unverified sources, per-source
+/// and total limits, no answer larger than the request to an unverified source);
+/// verifies the peer's certificate (CA chain, validity, the current revocation list,
+/// role, the FQDN the tunnel was set up for; its virtual IPs become the peer's allowed
+/// inner sources, and never those of another peer with a session); installs sessions in
+/// the data plane's peer table. Guarantees: a forged or corrupted handshake message
+/// never destroys a handshake in flight (state is tried on a copy); during a rekey the
+/// old session carries traffic until the responder confirms the new one; a revoked or
+/// expired peer's sessions end within one revocation-list refresh. Session keys never
+/// leave this process. `@unchecked Sendable`: its tables sit behind `sync`.
 public final class TunnelManager: ControlPlane, @unchecked Sendable {
     let localKey: X25519PrivateKey
     let certificateDER: [UInt8]
-    let verifier: CertificateVerifier
     let peers: PeerTable
     let keySlots: Int
     let config: NodeConfig
     public let stats = ControlStats()
+    public let handshakeGuard: HandshakeGuard
     var logger: Logger
     /// Set once the pipeline exists (sending needs its socket and keepalive path).
     public var pipeline: Pipeline?
 
-    private let sync = MutexCondition()
-    private struct Initiation {
-        let handshake: NoiseHandshake
-        let target: NodeConfig.PeerEntry?
+    let sync = MutexCondition()
+    /// The verifier with the newest revocation list (guarded by `sync`).
+    private var verifierValue: CertificateVerifier
+    /// A list fetched by the refresher, applied by the control thread's next tick.
+    var pendingRevocations: RevocationList?
+
+    struct Initiation {
+        var handshake: NoiseHandshake
+        let fqdn: String
         let endpoint: SocketAddress
-        let sentAt: Double
+        var sentAt: Double
+        var cookieUsed: Bool
     }
-    private struct Response {
+    struct Response {
         let handshake: NoiseHandshake
         let remoteIndex: UInt32
         let createdAt: Double
+        let sourceKey: [UInt8]
     }
-    private var initiations: [UInt32: Initiation] = [:]
-    private var responses: [UInt32: Response] = [:]
-    private var lastAttempt: [String: Double] = [:]
+    /// An initiator's session whose message 3 the responder has not confirmed yet.
+    struct Confirmation {
+        let datagram: [UInt8]
+        let endpoint: SocketAddress
+        let session: DataSession
+        let fqdn: String
+        var sentAt: Double
+        var tries: Int
+    }
+    var initiations: [UInt32: Initiation] = [:]
+    var responses: [UInt32: Response] = [:]
+    var confirmations: [UInt32: Confirmation] = [:]
+    /// Responder: message 3s accepted in the last seconds, so a retransmitted one is
+    /// answered with a keepalive on the session instead of being dropped.
+    var finished: [UInt32: (message: [UInt8], at: Double)] = [:]
+    var lastAttempt: [String: Double] = [:]
+
+    /// Pending responder handshakes, in total and per source.
+    static let maxResponses = 1024
+    static let maxResponsesPerSource = 8
 
     public init(localKey: X25519PrivateKey, certificate: Certificate, verifier: CertificateVerifier, peers: PeerTable,
-                keySlots: Int, config: NodeConfig, logger: Logger) {
+                keySlots: Int, config: NodeConfig, logger: Logger) throws {
         self.localKey = localKey
         certificateDER = certificate.derBytes
-        self.verifier = verifier
+        verifierValue = verifier
         self.peers = peers
         self.keySlots = keySlots
         self.config = config
         self.logger = logger
+        var limits = HandshakeGuard.Limits()
+        limits.loadThresholdPerSecond = config.handshakeLoadThreshold
+        limits.perSourcePerSecond = config.handshakesPerSourcePerSecond
+        limits.perSourceBurst = 4 * config.handshakesPerSourcePerSecond
+        limits.totalPerSecond = config.handshakesPerSecond
+        handshakeGuard = try HandshakeGuard(limits: limits)
     }
+
+    var verifier: CertificateVerifier { sync.withLock { verifierValue } }
+
+    /// The revocation list in force (number), if any.
+    public var revocationListNumber: UInt64? { sync.withLock { verifierValue.revocations?.number } }
+
+    /// Hands over a newer revocation list (from the refresher thread); the control
+    /// thread applies it at its next tick.
+    public func offerRevocations(_ crl: RevocationList) {
+        sync.withLock {
+            let have = pendingRevocations?.number ?? verifierValue.revocations?.number
+            if have == nil || crl.number > have! { pendingRevocations = crl }
+        }
+    }
+
+    func setVerifier(_ v: CertificateVerifier) { sync.withLock { verifierValue = v } }
 
     private func newIndex() -> UInt32 {
         while true {
@@ -72,31 +135,40 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
         }
     }
 
-    private func send(_ bytes: [UInt8], to address: SocketAddress) {
+    func send(_ bytes: [UInt8], to address: SocketAddress) {
         guard let socket = pipeline?.socket else { return }
         try? bytes.withUnsafeBytes { try socket.send($0, to: address) }
     }
+
+    /// Size of our message 2 (what an unverified source would get back).
+    var responseSize: Int { Header.size + 4 + 32 + 48 + certificateDER.count + 16 }
 
     // MARK: initiating
 
     /// Starts a handshake with a configured peer.
     public func initiate(_ target: NodeConfig.PeerEntry) {
         guard let endpoint = Endpoint(target.endpoint) else { return }
+        initiate(fqdn: target.fqdn, endpoint: SocketAddress(endpoint))
+    }
+
+    /// Starts a handshake with the node named `fqdn` at `endpoint`.
+    func initiate(fqdn: String, endpoint: SocketAddress, cookie: [UInt8]? = nil, index reuse: UInt32? = nil) {
         do {
             let hs = try NoiseHandshake(protocol: tunnelNoiseProtocol, role: .initiator, prologue: tunnelPrologue,
                                         localStatic: localKey)
-            let message = try hs.writeMessage()
+            // Padded (so an idle responder may answer at once) and carrying the cookie if we have one.
+            let message = try hs.writeMessage(payload: HandshakeGuard.initiationPayload(cookie: cookie, overhead: Header.size + 4 + 8 + 32))
+            let now = monotonicSeconds()
             let index: UInt32 = sync.withLock {
-                let i = newIndex()
-                initiations[i] = Initiation(handshake: hs, target: target, endpoint: SocketAddress(endpoint), sentAt: monotonicSeconds())
-                lastAttempt[target.fqdn] = monotonicSeconds()
+                let i = reuse ?? newIndex()
+                initiations[i] = Initiation(handshake: hs, fqdn: fqdn, endpoint: endpoint, sentAt: now, cookieUsed: cookie != nil)
+                lastAttempt[fqdn] = now
                 return i
             }
-            let datagram = try Datagram(.tunnelRequest(senderIndex: index, pathID: 0, noise: message)).encode()
-            send(datagram, to: SocketAddress(endpoint))
-            logger.debug("tunnel: handshake initiation to \(target.fqdn) at \(endpoint)")
+            send(try Datagram(.tunnelRequest(senderIndex: index, pathID: 0, noise: message)).encode(), to: endpoint)
+            logger.debug("tunnel: handshake initiation to \(fqdn) at \(endpoint.endpoint.map(\.description) ?? "?")\(cookie == nil ? "" : " with cookie")")
         } catch {
-            logger.warning("tunnel: cannot start handshake with \(target.fqdn): \(error)")
+            logger.warning("tunnel: cannot start handshake with \(fqdn): \(error)")
         }
     }
 
@@ -110,80 +182,137 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
         }
         switch datagram.body {
         case let .tunnelRequest(senderIndex, _, noise):
-            respond(to: noise, remoteIndex: senderIndex, from: from)
+            respond(to: noise, remoteIndex: senderIndex, size: bytes.count, from: from)
         case let .tunnelResponse(senderIndex, noise):
             complete(noise, localIndex: datagram.header.receiverIndex, remoteIndex: senderIndex, from: from)
         case let .handshakeCompletion(noise):
             finish(noise, localIndex: datagram.header.receiverIndex, from: from)
+        case let .cookieReply(cookie):
+            retry(localIndex: datagram.header.receiverIndex, cookie: cookie, from: from)
         default:
             stats.badControl.add()
         }
     }
 
-    /// Responder, message 1 → message 2 (our certificate).
-    private func respond(to message: [UInt8], remoteIndex: UInt32, from: SocketAddress) {
+    /// Initiator: the responder asked for proof of our address; repeat message 1 (a
+    /// fresh one, same index) with its cookie. Once per initiation.
+    private func retry(localIndex: UInt32, cookie: [UInt8], from: SocketAddress) {
+        guard let pending = sync.withLock({ initiations[localIndex] }), !pending.cookieUsed, pending.endpoint == from else {
+            stats.badControl.add()
+            return
+        }
+        stats.cookieRetries.add()
+        initiate(fqdn: pending.fqdn, endpoint: pending.endpoint, cookie: cookie, index: localIndex)
+    }
+
+    /// Responder, message 1 → message 2 (our certificate), if the guard lets it through.
+    private func respond(to message: [UInt8], remoteIndex: UInt32, size: Int, from: SocketAddress) {
+        guard let source = from.endpoint else {
+            stats.badControl.add()
+            return
+        }
+        let known = peers.withLock { peers.isPeerEndpointLocked(from) }
+        switch handshakeGuard.check(source: source, requestSize: size, replySize: responseSize,
+                                    cookie: HandshakeGuard.cookie(inNoiseMessage1: message), known: known) {
+        case let .cookie(c):
+            if let reply = try? Datagram(.cookieReply(cookie: c), receiverIndex: remoteIndex).encode() { send(reply, to: from) }
+            stats.cookiesSent.add()
+            return
+        case .drop:
+            stats.handshakesThrottled.add()
+            return
+        case .proceed:
+            break
+        }
+        let sourceKey = HandshakeGuard.sourceKey(source.address)
+        let room = sync.withLock {
+            responses.count < Self.maxResponses
+                && responses.values.lazy.filter { $0.sourceKey == sourceKey }.count < Self.maxResponsesPerSource
+        }
+        guard room else {
+            stats.handshakesThrottled.add()
+            return
+        }
         do {
             let hs = try NoiseHandshake(protocol: tunnelNoiseProtocol, role: .responder, prologue: tunnelPrologue,
                                         localStatic: localKey)
             _ = try hs.readMessage(message)
             let reply = try hs.writeMessage(payload: certificateDER)
-            let index: UInt32? = sync.withLock {
-                guard responses.count < 1024 else { return nil }
+            let index: UInt32 = sync.withLock {
                 let i = newIndex()
-                responses[i] = Response(handshake: hs, remoteIndex: remoteIndex, createdAt: monotonicSeconds())
+                responses[i] = Response(handshake: hs, remoteIndex: remoteIndex, createdAt: monotonicSeconds(), sourceKey: sourceKey)
                 return i
-            }
-            guard let index else {
-                stats.handshakesRefused.add()
-                return
             }
             send(try Datagram(.tunnelResponse(senderIndex: index, noise: reply), receiverIndex: remoteIndex).encode(), to: from)
         } catch {
             stats.handshakesRefused.add()
-            logger.debug("tunnel: bad tunnel request from \(from.endpoint.map(\.description) ?? "?"): \(error)")
+            logger.debug("tunnel: bad tunnel request from \(source): \(error)")
         }
     }
 
-    /// Initiator, message 2 (their certificate) → message 3 (ours); the session starts.
+    /// Initiator, message 2 (their certificate) → message 3 (ours); the session starts,
+    /// unconfirmed until the responder's first packet on it. The pending state is used
+    /// up only by a message 2 that authenticates and carries an acceptable certificate.
     private func complete(_ message: [UInt8], localIndex: UInt32, remoteIndex: UInt32, from: SocketAddress) {
-        guard let pending = sync.withLock({ initiations.removeValue(forKey: localIndex) }) else {
+        guard let pending = sync.withLock({ initiations[localIndex] }) else {
             stats.badControl.add()
             return
         }
         do {
-            let certDER = try pending.handshake.readMessage(message)
-            let cert = try accept(certDER, proven: pending.handshake.remoteStatic, expectedName: pending.target?.fqdn)
-            let m3 = try pending.handshake.writeMessage(payload: certificateDER)
-            let (send, receive) = try pending.handshake.split()
+            let hs = try pending.handshake.copy()
+            let certDER = try hs.readMessage(message)
+            let cert = try accept(certDER, proven: hs.remoteStatic, expectedName: pending.fqdn)
+            guard sync.withLock({ initiations.removeValue(forKey: localIndex) }) != nil else { return }
+            let m3 = try hs.writeMessage(payload: certificateDER)
+            let (send, receive) = try hs.split()
             let session = try DataSession(localIndex: localIndex, remoteIndex: remoteIndex, isInitiator: true,
                                           send: send.key!.keyBytes, receive: receive.key!.keyBytes,
-                                          algorithm: tunnelNoiseProtocol.cipher, threads: keySlots)
-            self.send(try Datagram(.handshakeCompletion(noise: m3), receiverIndex: remoteIndex).encode(), to: from)
-            install(session, certificate: cert, from: from)
+                                          algorithm: tunnelNoiseProtocol.cipher, threads: keySlots, confirmed: false)
+            let datagram = try Datagram(.handshakeCompletion(noise: m3), receiverIndex: remoteIndex).encode()
+            self.send(datagram, to: from)
+            if install(session, certificate: cert, from: from) != nil {
+                sync.withLock {
+                    confirmations[localIndex] = Confirmation(datagram: datagram, endpoint: from, session: session,
+                                                             fqdn: pending.fqdn, sentAt: monotonicSeconds(), tries: 1)
+                }
+            }
         } catch {
             stats.handshakesRefused.add()
-            logger.warning("tunnel: refused \(pending.target?.fqdn ?? "peer") at \(from.endpoint.map(\.description) ?? "?"): \(error)")
+            logger.warning("tunnel: refused \(pending.fqdn) at \(from.endpoint.map(\.description) ?? "?"): \(error)")
         }
     }
 
-    /// Responder, message 3 (their certificate); the session starts.
+    /// Responder, message 3 (their certificate); the session starts, and a keepalive on
+    /// it tells the initiator at once that we have it.
     private func finish(_ message: [UInt8], localIndex: UInt32, from: SocketAddress) {
-        guard let pending = sync.withLock({ responses.removeValue(forKey: localIndex) }) else {
+        if let done = sync.withLock({ finished[localIndex] }) {
+            // A retransmitted message 3: our confirming keepalive was lost; send another.
+            if done.message == message, let peer = peers.withLock({ peers.sessionOwnerLocked(index: localIndex) }) {
+                pipeline?.sendKeepalive(to: peer)
+            } else {
+                stats.badControl.add()
+            }
+            return
+        }
+        guard let pending = sync.withLock({ responses[localIndex] }) else {
             stats.badControl.add()
             return
         }
         do {
-            let certDER = try pending.handshake.readMessage(message)
-            let cert = try accept(certDER, proven: pending.handshake.remoteStatic, expectedName: nil)
+            let hs = try pending.handshake.copy()
+            let certDER = try hs.readMessage(message)
+            let cert = try accept(certDER, proven: hs.remoteStatic, expectedName: nil)
             let known = peers.withLock { peers.peerLocked(staticKey: cert.x25519PublicKey?.bytes ?? []) != nil }
             guard config.acceptUnknownPeers || known || config.peers.contains(where: { $0.fqdn == cert.commonName }) else {
                 throw PKIError.untrusted("peer \(cert.commonName ?? "?") is not configured and acceptUnknownPeers is off")
             }
-            let (send, receive) = try pending.handshake.split()
+            guard sync.withLock({ responses.removeValue(forKey: localIndex) }) != nil else { return }
+            let (send, receive) = try hs.split()
             let session = try DataSession(localIndex: localIndex, remoteIndex: pending.remoteIndex, isInitiator: false,
                                           send: send.key!.keyBytes, receive: receive.key!.keyBytes,
                                           algorithm: tunnelNoiseProtocol.cipher, threads: keySlots)
-            install(session, certificate: cert, from: from)
+            sync.withLock { finished[localIndex] = (message, monotonicSeconds()) }
+            if let peer = install(session, certificate: cert, from: from) { pipeline?.sendKeepalive(to: peer) }
         } catch {
             stats.handshakesRefused.add()
             logger.warning("tunnel: refused peer at \(from.endpoint.map(\.description) ?? "?"): \(error)")
@@ -201,63 +330,45 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
         return cert
     }
 
-    private func install(_ session: DataSession, certificate: Certificate, from: SocketAddress) {
-        guard let key = certificate.x25519PublicKey else { return }
+    /// Installs `session` for the peer the certificate names, updating the peer's
+    /// identity from it (a peer whose addresses or name changed is replaced). Refuses
+    /// (nil) when another peer with a session owns those virtual IPs.
+    private func install(_ session: DataSession, certificate: Certificate, from: SocketAddress) -> Peer? {
+        guard let key = certificate.x25519PublicKey else { return nil }
         let fqdn = certificate.commonName ?? "?"
-        peers.withLock {
-            let peer: Peer
-            if let existing = peers.peerLocked(staticKey: key.bytes) {
-                peer = existing
-            } else {
-                peer = Peer(staticKey: key, fqdn: fqdn, addresses: certificate.ipAddresses, endpoint: nil)
-                peers.insertLocked(peer)
+        var conflict: Peer?
+        var replaced = false
+        let installed: Peer? = peers.withLock {
+            var peer = peers.peerLocked(staticKey: key.bytes)
+            if let existing = peer, existing.addresses != certificate.ipAddresses || existing.fqdn != fqdn {
+                peers.removeLocked(existing)
+                peer = nil
+                replaced = true
             }
+            if peer == nil {
+                let fresh = Peer(staticKey: key, fqdn: fqdn, addresses: certificate.ipAddresses, endpoint: nil)
+                if let owner = peers.insertLocked(fresh) {
+                    conflict = owner
+                    return nil
+                }
+                peer = fresh
+            }
+            guard let peer else { return nil }
+            peers.setCertificateLocked(peer, serial: certificate.serial, notAfter: certificate.notAfter)
             peers.installLocked(session, for: peer, endpoint: from)
             peer.stats.handshakes.add()
+            return peer
         }
+        let addresses = certificate.ipAddresses.map(\.description).joined(separator: ", ")
+        if let conflict {
+            stats.addressConflicts.add()
+            stats.handshakesRefused.add()
+            logger.warning("tunnel: refused \(fqdn) (serial \(certificate.serial.map(String.init) ?? "?")): its addresses \(addresses) belong to \(conflict.fqdn), which has a session")
+            return nil
+        }
+        if replaced { logger.notice("tunnel: \(fqdn) presents new identity (\(addresses)); its old sessions ended") }
         stats.handshakesCompleted.add()
-        logger.info("tunnel: session with \(fqdn) (\(certificate.ipAddresses.map(\.description).joined(separator: ", "))) at \(from.endpoint.map(\.description) ?? "?")")
-    }
-
-    // MARK: timers
-
-    public func tick() {
-        let now = monotonicSeconds()
-        sync.withLock {
-            initiations = initiations.filter { now - $0.value.sentAt < 5 }
-            responses = responses.filter { now - $0.value.createdAt < 10 }
-        }
-        var toInitiate: [NodeConfig.PeerEntry] = []
-        var keepalive: [Peer] = []
-        peers.withLock {
-            for peer in peers.peersLocked {
-                for s in [peer.current, peer.previous].compactMap({ $0 }) {
-                    if now - s.created > DataSession.rejectAfterSeconds || now - s.lastReceived > config.idleTimeoutSeconds {
-                        peers.dropLocked(s, of: peer)
-                        logger.info("tunnel: session with \(peer.fqdn) ended (\(now - s.created > DataSession.rejectAfterSeconds ? "expired" : "idle"))")
-                    }
-                }
-                guard let s = peer.current else { continue }
-                let target = config.peers.first { $0.fqdn == peer.fqdn }
-                if let target, s.isInitiator, now - s.created > config.rekeyAfterSeconds || s.messagesSent > DataSession.rekeyAfterMessages {
-                    toInitiate.append(target)
-                }
-                // Both sides send at least a keepalive every keepaliveSeconds: silence for
-                // longer means the peer lost the session (restart, new address): reconnect.
-                if let target, now - s.lastReceived > config.keepaliveSeconds + 5 { toInitiate.append(target) }
-                if now - s.lastSent > config.keepaliveSeconds { keepalive.append(peer) }
-            }
-        }
-        // Configured peers without a session: (re)connect, at most every 5 s.
-        for target in config.peers {
-            let connected = peers.withLock { peers.peersLocked.contains { $0.fqdn == target.fqdn && $0.current != nil } }
-            if !connected { toInitiate.append(target) }
-        }
-        for target in toInitiate {
-            let due = sync.withLock { now - (lastAttempt[target.fqdn] ?? 0) >= min(5, config.rekeyAfterSeconds) }
-            let pending = sync.withLock { initiations.values.contains { $0.target?.fqdn == target.fqdn } }
-            if due && !pending { initiate(target) }
-        }
-        for peer in keepalive { pipeline?.sendKeepalive(to: peer) }
+        logger.info("tunnel: session with \(fqdn) (\(addresses)) at \(from.endpoint.map(\.description) ?? "?")")
+        return installed
     }
 }

@@ -19,7 +19,9 @@ public final class UDPSocket: @unchecked Sendable {
 
     /// Opens a socket bound to `endpoint`. An IPv6 wildcard ("::") endpoint with
     /// `dualStack` also receives IPv4 (as mapped addresses, reported as IPv4).
-    public init(bind endpoint: Endpoint, dualStack: Bool = false, reuseAddress: Bool = true) throws(SystemError) {
+    /// Binding is exclusive by default: a second daemon on the same port fails with
+    /// `EADDRINUSE` (see ``PortOwner``) instead of silently sharing its traffic.
+    public init(bind endpoint: Endpoint, dualStack: Bool = false, reuseAddress: Bool = false) throws(SystemError) {
         let family = endpoint.address.isIPv4 ? AF_INET : AF_INET6
         let fd = try syscall("socket") { socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         self.family = family

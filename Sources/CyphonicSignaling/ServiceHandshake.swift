@@ -49,9 +49,13 @@ public final class ServiceClientHandshake {
         self.serviceName = serviceName
     }
 
-    public func initiation() throws -> [UInt8] {
-        try Datagram(.handshakeInitiation(senderIndex: localIndex, noise: try noise.writeMessage()),
-                     counter: transactionID).encode()
+    /// Message 1, padded so an idle service may answer it at once, carrying `cookie`
+    /// when the service asked for one (a cookie reply to an earlier initiation; that
+    /// needs a fresh ``ServiceClientHandshake``, since message 1 is written once).
+    public func initiation(cookie: [UInt8]? = nil) throws -> [UInt8] {
+        let payload = HandshakeGuard.initiationPayload(cookie: cookie, overhead: Header.size + 4 + 32)
+        return try Datagram(.handshakeInitiation(senderIndex: localIndex, noise: try noise.writeMessage(payload: payload)),
+                            counter: transactionID).encode()
     }
 
     public func complete(response: [UInt8], payload: [UInt8], now: Int64 = unixNowSeconds()) throws(SessionError)
@@ -111,8 +115,9 @@ public final class ServiceServerHandshake {
         remoteIndex = senderIndex
         transactionID = initiation.header.counter
         return try sessionStep {
-            let payload = try noise.readMessage(message)
-            guard payload.isEmpty else { throw SessionError.protocolViolation("payload in message 1") }
+            // Message 1's payload is the cookie and padding (HandshakeGuard), hashed into
+            // the transcript and otherwise ignored here.
+            _ = try noise.readMessage(message)
             let m2 = try noise.writeMessage(payload: certificateDER)
             return try Datagram(.handshakeResponse(senderIndex: localIndex, noise: m2), receiverIndex: senderIndex,
                                 counter: transactionID).encode()

@@ -30,6 +30,9 @@ public enum DatagramBody: Equatable, Sendable {
     /// `token` (16 bytes) is the one NMS handed out in RegistrationAck.
     case natProbe(token: [UInt8])
     case error(message: String)
+    /// The cookie (``Datagram/cookieSize`` bytes) for the initiation whose sender index
+    /// is the header's receiver index.
+    case cookieReply(cookie: [UInt8])
 
     public var type: MessageType {
         switch self {
@@ -44,6 +47,7 @@ public enum DatagramBody: Equatable, Sendable {
         case .holePunchingForOptimization: return .holePunchingForOptimization
         case .natProbe: return .natProbe
         case .error: return .error
+        case .cookieReply: return .cookieReply
         }
     }
 }
@@ -53,6 +57,7 @@ public enum DatagramBody: Equatable, Sendable {
 /// capsule in place instead of going through this type.
 public struct Datagram: Equatable, Sendable {
     public static let probeTokenSize = 16
+    public static let cookieSize = 16
     /// A Noise handshake message is at least an ephemeral key (32 bytes) and at most 65535.
     static let noiseRange = 32...65_535
 
@@ -100,6 +105,9 @@ public struct Datagram: Equatable, Sendable {
             w.raw(token)
         case let .error(message):
             try w.string(message.truncatedToUTF8(WireLimits.maxMessageBytes))
+        case let .cookieReply(cookie):
+            guard cookie.count == Datagram.cookieSize else { throw .fieldTooLong(cookie.count) }
+            w.raw(cookie)
         }
         guard w.bytes.count <= WireLimits.maxDatagramBytes else { throw .fieldTooLong(w.bytes.count) }
         return w.bytes
@@ -144,6 +152,8 @@ public struct Datagram: Equatable, Sendable {
             body = .natProbe(token: try r.bytes(probeTokenSize))
         case .error:
             body = .error(message: try r.string(limit: WireLimits.maxMessageBytes, field: "message"))
+        case .cookieReply:
+            body = .cookieReply(cookie: try r.bytes(cookieSize))
         }
         try r.finish()
         return Datagram(header: header, body: body)

@@ -22,6 +22,10 @@ public enum MessageType: UInt8, Sendable, CaseIterable {
     case natProbe = 0x0a
     /// Cleartext error answered before any session exists (a hint only: unauthenticated).
     case error = 0x0b
+    /// Responder → initiator, instead of handshake message 2 when the initiator's source
+    /// address is not yet verified: a 16-byte cookie to repeat in message 1 (a stateless
+    /// retry, as WireGuard's cookie reply or QUIC's Retry). Never larger than the request.
+    case cookieReply = 0x0c
 }
 
 /// CYPHONIC status codes, in the header's status byte and in signaling errors.

@@ -22,6 +22,32 @@ import Testing
         #expect(try iRecv.decrypt(ad: [], ciphertext: try rSend.encrypt(ad: [], plaintext: [4])) == [4])
     }
 
+    /// A forged or corrupted message must not kill a handshake in flight (issue 8,
+    /// defect 7): the state rolls back and the genuine message still completes it.
+    @Test func aForgedMessageLeavesTheHandshakeUsable() throws {
+        let i = try NoiseHandshake(protocol: Self.xx, role: .initiator, localStatic: try X25519PrivateKey())
+        let r = try NoiseHandshake(protocol: Self.xx, role: .responder, localStatic: try X25519PrivateKey())
+        _ = try r.readMessage(try i.writeMessage())
+        let m2 = try r.writeMessage(payload: [5])
+        var forged = m2
+        forged[forged.count - 1] ^= 1
+        #expect(throws: NoiseError.crypto(.authenticationFailed)) { try i.readMessage(forged) }
+        #expect(throws: NoiseError.messageTooShort) { try i.readMessage([1, 2, 3]) }
+        // An attacker's own valid-looking message 2 (another responder) fails on a copy; the original goes on.
+        let other = try NoiseHandshake(protocol: Self.xx, role: .responder, localStatic: try X25519PrivateKey())
+        let probe = try NoiseHandshake(protocol: Self.xx, role: .initiator, localStatic: try X25519PrivateKey())
+        _ = try other.readMessage(try probe.writeMessage())
+        let attempt = try i.copy()
+        #expect(throws: NoiseError.self) { try attempt.readMessage(try other.writeMessage()) }
+        #expect(try i.readMessage(m2) == [5])
+        let m3 = try i.writeMessage(payload: [6])
+        var bad3 = m3
+        bad3[40] ^= 0x80
+        #expect(throws: NoiseError.self) { try r.readMessage(bad3) }
+        #expect(try r.readMessage(m3) == [6])
+        #expect(i.handshakeHash == r.handshakeHash)
+    }
+
     @Test func prologueMismatchFailsAuthentication() throws {
         let i = try NoiseHandshake(protocol: Self.xx, role: .initiator, prologue: [1], localStatic: try X25519PrivateKey())
         let r = try NoiseHandshake(protocol: Self.xx, role: .responder, prologue: [2], localStatic: try X25519PrivateKey())

@@ -13,6 +13,7 @@ import Foundation
 ///     cyph0 198.18.0.1                   cyph0 198.18.0.2
 ///                                         b1 198.19.<n+1>.2/24  ─────────  c0 198.19.<n+1>.1/24
 ///                                                                           cyph0 198.18.0.3
+///                                         b2 198.19.<n+2>.2/24  ─────────  d0 198.19.<n+2>.1/24 (ns D)
 final class NamespaceLab {
     let tag: String
     let dir: String
@@ -25,16 +26,16 @@ final class NamespaceLab {
 
     static var isRoot: Bool { getuid() == 0 }
 
-    init(withC: Bool = false) throws {
+    init(withC: Bool = false, withD: Bool = false) throws {
         let id = Int(getpid() % 1000) * 10 + Int.random(in: 0..<10)
         tag = "cyt\(id)"
-        net = 100 + (id % 70) * 2
+        net = 100 + (id % 50) * 3
         dir = NSTemporaryDirectory() + "cyphonic-lab-\(tag)-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         ca = try CertificateAuthority.create(name: "Lab CA", key: try Ed25519PrivateKey(), serial: 1, validFrom: now - 3600)
         try ca.certificate.pemString.write(toFile: dir + "/ca.pem", atomically: true, encoding: .utf8)
         do {
-            for n in ["a", "b"] + (withC ? ["c"] : []) {
+            for n in ["a", "b"] + (withC ? ["c"] : []) + (withD ? ["d"] : []) {
                 try sh("ip netns add \(tag)-\(n)")
                 namespaces.append("\(tag)-\(n)")
                 try sh("ip -n \(tag)-\(n) link set lo up")
@@ -51,6 +52,13 @@ final class NamespaceLab {
                 try sh("ip -n \(tag)-c link set \(tag)c0 up")
                 try sh("ip -n \(tag)-b link set \(tag)b1 up")
             }
+            if withD {
+                try sh("ip link add \(tag)d0 netns \(tag)-d type veth peer name \(tag)b2 netns \(tag)-b")
+                try sh("ip -n \(tag)-d addr add 198.19.\(net + 2).1/24 dev \(tag)d0")
+                try sh("ip -n \(tag)-b addr add 198.19.\(net + 2).2/24 dev \(tag)b2")
+                try sh("ip -n \(tag)-d link set \(tag)d0 up")
+                try sh("ip -n \(tag)-b link set \(tag)b2 up")
+            }
         } catch {
             tearDown()
             throw error
@@ -61,12 +69,15 @@ final class NamespaceLab {
     var underlayA: String { "198.19.\(net).1" }
     var underlayB: String { "198.19.\(net).2" }
     var underlayBFromC: String { "198.19.\(net + 1).2" }
+    var underlayC: String { "198.19.\(net + 1).1" }
+    var underlayD: String { "198.19.\(net + 2).1" }
+    var underlayBFromD: String { "198.19.\(net + 2).2" }
 
     /// Issues a node certificate and writes key, certificate and CA into `dir/name/`.
     @discardableResult
     func enrol(_ name: String, index: Int, ca issuer: CertificateAuthority? = nil, validFrom: Int64? = nil, days: Int = 30,
-               serial: UInt64? = nil) throws -> Certificate {
-        let key = try X25519PrivateKey()
+               serial: UInt64? = nil, key given: X25519PrivateKey? = nil) throws -> Certificate {
+        let key = try given ?? X25519PrivateKey()
         let cert = try (issuer ?? ca).issue(
             .node(fqdn: try FQDN("\(name).cyphonic.internal"),
                   addresses: [IPAddress("198.18.0.\(index)")!, IPAddress("2001:db8:c0ff:ee::\(index)")!],
@@ -102,6 +113,13 @@ final class NamespaceLab {
         p.standardError = handle
         try p.run()
         processes[name] = p
+    }
+
+    /// Runs `cyphonic-node run` for `name` in namespace `n` to completion (for starts
+    /// that must fail), bounded by `timeout`.
+    func runToExit(_ name: String, in n: String) throws -> (status: Int32, output: String) {
+        try run("/sbin/ip", ["netns", "exec", ns(n), "timeout", "20", Self.product("cyphonic-node"), "run", "--config",
+                             dir + "/\(name).json"])
     }
 
     /// Sends SIGTERM and returns the exit status.

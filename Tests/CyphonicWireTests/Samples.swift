@@ -20,6 +20,7 @@ enum Samples {
         Datagram(.holePunchingForOptimization(HolePunch(pathID: 3, senderNodeID: 4, authenticator: Array(repeating: 9, count: 16)))),
         Datagram(.natProbe(token: Array(0..<16)), receiverIndex: 11),
         Datagram(.error(message: "rate limited, try later"), status: .rateLimited, counter: 5),
+        Datagram(.cookieReply(cookie: Array(100..<116)), receiverIndex: 9),
     ]
 
     static let signaling: [SignalingMessage] = [

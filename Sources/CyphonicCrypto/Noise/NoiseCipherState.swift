@@ -10,8 +10,8 @@ public final class NoiseCipherState {
 
     public var hasKey: Bool { key != nil }
 
-    func initializeKey(_ k: [UInt8]?) throws {
-        key = try k.map { (b) throws in try AEADKey(algorithm, key: b) }
+    func initializeKey<C: Collection>(_ k: C) throws where C.Element == UInt8 {
+        key = try AEADKey(algorithm, key: k)
         nonce = 0
     }
 
@@ -45,21 +45,39 @@ public final class NoiseCipherState {
 struct NoiseSymmetricState {
     private(set) var ck: SecureBytes
     private(set) var h: [UInt8]
-    let cipher: NoiseCipherState
+    private var cipherState: NoiseCipherState
+    var cipher: NoiseCipherState { cipherState }
 
     init(protocolName: String, algorithm: AEADAlgorithm) {
         let name = Array(protocolName.utf8)
         h = name.count <= 32 ? name + [UInt8](repeating: 0, count: 32 - name.count) : SHA256.hash(name)
         ck = SecureBytes(h)
-        cipher = NoiseCipherState(algorithm: algorithm)
+        cipherState = NoiseCipherState(algorithm: algorithm)
     }
 
     mutating func mixKey(_ input: SecureBytes) throws {
-        let out = try input.withUnsafeBytes { (ikm) throws in
-            try HKDF.sha256(salt: ck.bytes, ikm: Array(ikm), info: [], outputLength: 64)
+        var salt = ck.bytes
+        var ikm = input.bytes
+        var out = try HKDF.sha256(salt: salt, ikm: ikm, info: [], outputLength: 64)
+        defer {
+            // Every transient copy of key material is wiped, not left to the allocator.
+            salt.secureWipe()
+            ikm.secureWipe()
+            out.secureWipe()
         }
         ck = SecureBytes(out[0..<32])
-        try cipher.initializeKey(Array(out[32..<64]))
+        try cipher.initializeKey(out[32..<64])
+    }
+
+    /// An independent copy (its own cipher state), to roll a failed read back to.
+    func copy() throws -> NoiseSymmetricState {
+        var c = self
+        c.ck = SecureBytes(ck.bytes)
+        let cs = NoiseCipherState(algorithm: cipher.algorithm)
+        if let key = cipher.key { try key.keyBytes.withUnsafeBytes { (k) throws in try cs.initializeKey(k) } }
+        cs.nonce = cipher.nonce
+        c.cipherState = cs
+        return c
     }
 
     mutating func mixHash(_ data: [UInt8]) {
@@ -83,11 +101,16 @@ struct NoiseSymmetricState {
 
     /// Split (spec §5.2): the two transport CipherStates (initiator→responder first).
     func split() throws -> (NoiseCipherState, NoiseCipherState) {
-        let out = try HKDF.sha256(salt: ck.bytes, ikm: [], info: [], outputLength: 64)
+        var salt = ck.bytes
+        var out = try HKDF.sha256(salt: salt, ikm: [], info: [], outputLength: 64)
+        defer {
+            salt.secureWipe()
+            out.secureWipe()
+        }
         let c1 = NoiseCipherState(algorithm: cipher.algorithm)
         let c2 = NoiseCipherState(algorithm: cipher.algorithm)
-        try c1.initializeKey(Array(out[0..<32]))
-        try c2.initializeKey(Array(out[32..<64]))
+        try c1.initializeKey(out[0..<32])
+        try c2.initializeKey(out[32..<64])
         return (c1, c2)
     }
 }

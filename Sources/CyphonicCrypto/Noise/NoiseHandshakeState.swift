@@ -58,6 +58,27 @@ public final class NoiseHandshake {
         }
     }
 
+    /// An independent copy of this handshake in its current state, so a responder can
+    /// try a message on the copy and keep the original when the message (or what it
+    /// carries, such as a certificate) is refused.
+    public func copy() throws(NoiseError) -> NoiseHandshake {
+        let symmetricCopy: NoiseSymmetricState
+        do { symmetricCopy = try symmetric.copy() } catch { throw .crypto(.invalidLength("state copy: \(error)")) }
+        return NoiseHandshake(copying: self, symmetric: symmetricCopy)
+    }
+
+    private init(copying o: NoiseHandshake, symmetric: NoiseSymmetricState) {
+        noiseProtocol = o.noiseProtocol
+        role = o.role
+        self.symmetric = symmetric
+        s = o.s
+        e = o.e
+        remoteStatic = o.remoteStatic
+        remoteEphemeral = o.remoteEphemeral
+        messageIndex = o.messageIndex
+        fixedEphemerals = o.fixedEphemerals
+    }
+
     /// True once every handshake message has been written or read.
     public var isComplete: Bool { messageIndex >= noiseProtocol.pattern.messages.count }
 
@@ -101,11 +122,25 @@ public final class NoiseHandshake {
     }
 
     /// Reads the peer's next handshake message and returns its payload. On error the
-    /// handshake must be abandoned (its state has advanced part-way).
+    /// state is rolled back to what it was before the call, so a forged or corrupted
+    /// message cannot kill a handshake in flight: the genuine message can still follow.
     public func readMessage(_ message: [UInt8]) throws(NoiseError) -> [UInt8] {
         guard !isComplete else { throw .handshakeComplete }
         guard !isOurTurn else { throw .wrongTurn }
         guard message.count <= 65535 else { throw .messageTooLong }
+        let saved: NoiseSymmetricState
+        do { saved = try symmetric.copy() } catch { throw .crypto(.invalidLength("state copy: \(error)")) }
+        let savedRemote = (remoteStatic, remoteEphemeral)
+        do {
+            return try readMessageAdvancing(message)
+        } catch {
+            symmetric = saved
+            (remoteStatic, remoteEphemeral) = savedRemote
+            throw error
+        }
+    }
+
+    private func readMessageAdvancing(_ message: [UInt8]) throws(NoiseError) -> [UInt8] {
         var rest = message[...]
         do {
             for token in noiseProtocol.pattern.messages[messageIndex] {

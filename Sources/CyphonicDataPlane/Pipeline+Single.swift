@@ -1,0 +1,142 @@
+import CyphonicCore
+import CyphonicPosix
+import CyphonicWire
+import Foundation
+import Synchronization
+
+// `--pipeline single` (the conventional design: one thread does everything) and the
+// keepalive path shared by both designs.
+extension Pipeline {
+    // MARK: --pipeline single
+
+    func singleLoop() {
+        let work = PacketBatch()
+        let out = ThreadOutput(socket: socket, segmentation: udpOffload, tun: tun)
+        let sender = out.sender
+        let landing = makeLanding()
+        let buffers = TunBurst(slots: landingSlots)
+        var received = [Received](repeating: .bad, count: PacketBatch.capacity)
+        var owners = [(Peer, DataSession)?](repeating: nil, count: PacketBatch.capacity)
+        while isRunning {
+            let (tunReady, udpReady) = waitReadable(tun.fd, socket.fd, timeoutMilliseconds: 100)
+            if tunReady {
+                // Read a burst, then seal and send it in groups of up to 64.
+                let burst = readTunBurst(buffers)
+                let now = monotonicSeconds()
+                var k = 0
+                while k < burst {
+                    var n = 0
+                    let calls = sender.calls
+                    peers.lock()
+                    while k < burst, n < PacketBatch.capacity {
+                        let packet = buffers.packet(k), len = packet.count
+                        k += 1
+                        guard len <= maxPayload else { stats.drop(.tooLarge); continue }
+                        guard let peer = peers.routeLocked(packet: packet), let session = peer.current, let endpoint = peer.endpoint else {
+                            stats.drop(.noRoute)
+                            continue
+                        }
+                        let slot = work.slot(n)
+                        UnsafeMutableRawBufferPointer(rebasing: slot[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + len)])
+                            .copyMemory(from: packet)
+                        guard let sealed = session.seal(slot: slot, length: len, counter: session.nextCounter(), keyIndex: 0) else { continue }
+                        do { try sender.append(slot.baseAddress!, length: sealed, to: endpoint) } catch { stats.drop(.queueFull) }
+                        peer.stats.txPackets.add()
+                        peer.stats.txBytes.add(UInt64(sealed))
+                        session.lastSent = now
+                        n += 1
+                    }
+                    peers.unlock()
+                    // The work slots are reused by the next group: send before refilling them.
+                    do { try sender.flush() } catch { stats.drop(.queueFull) }
+                    countSends(out, callsBefore: calls, datagrams: n)
+                }
+            }
+            if udpReady {
+                guard let n = try? landing.receive(from: socket) else { continue }
+                countReceived(landing, messages: n)
+                let now = monotonicSeconds()
+                for i in 0..<n {
+                    let source = landing.source(i), segments = landing.segments(i)
+                    var first = 0
+                    while first < segments {
+                        // Classify up to 64 datagrams and find their sessions under one hold of the table lock.
+                        let chunk = min(PacketBatch.capacity, segments - first)
+                        peers.lock()
+                        for k in 0..<chunk {
+                            let datagram = landing.segment(i, first + k)
+                            received[k] = classify(datagram, length: datagram.count)
+                            if case let .capsule(index, _) = received[k] { owners[k] = peers.sessionLocked(index: index) }
+                        }
+                        peers.unlock()
+                        for k in 0..<chunk {
+                            let datagram = landing.segment(i, first + k), length = datagram.count
+                            let counter: UInt64
+                            switch received[k] {
+                            case .bad:
+                                stats.drop(.badHeader)
+                                continue
+                            case .control:
+                                if !inbox.push(UnsafeRawBufferPointer(datagram), from: source) { stats.drop(.controlQueueFull) }
+                                continue
+                            case let .capsule(_, c):
+                                counter = c
+                            }
+                            guard let (peer, session) = owners[k] else { stats.drop(.unknownSession); continue }
+                            owners[k] = nil
+                            guard session.replay.mightAccept(counter) else { stats.drop(.replay); continue }
+                            guard let plain = session.open(slot: datagram, length: length, counter: counter, keyIndex: 0) else {
+                                stats.drop(.authenticationFailed)
+                                continue
+                            }
+                            guard session.replay.accept(counter) else { stats.drop(.replay); continue }
+                            session.lastReceived = now
+                            if session.confirm() { promote(session, of: peer) }
+                            peer.stats.rxPackets.add()
+                            peer.stats.rxBytes.add(UInt64(plain))
+                            if peer.endpoint != source { roam(peer, to: source) }
+                            guard plain > 0 else { continue }
+                            if datagram[3] & HeaderFlags.control.rawValue != 0 {
+                                handleControlCapsule(datagram, plain, from: peer)
+                                continue
+                            }
+                            let packet = UnsafeRawBufferPointer(rebasing: datagram[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + plain)])
+                            guard PeerTable.sourceBelongs(packet, to: peer) else { stats.drop(.badInnerSource); continue }
+                            out.writeTun(datagram, plain)
+                        }
+                        first += chunk
+                    }
+                }
+                // The landing area is reused by the next receive: write what is held.
+                out.flushTun(counting: stats)
+            }
+        }
+    }
+
+    /// Seals and sends an empty capsule (keepalive) on the control thread's key.
+    public func sendKeepalive(to peer: Peer) { sendControlCapsule([], to: peer) }
+
+    /// Tells a peer we shut down (an authenticated Finalization), so it ends the
+    /// session now instead of after its idle timeout. Call on the stopping thread,
+    /// before ``stop()`` (it uses the control key).
+    public func sendFinalization(to peer: Peer) {
+        guard let message = try? SignalingMessage(transactionID: 0, body: .finalization(.shutdown)).encode() else { return }
+        sendControlCapsule(message, to: peer, flags: .control)
+    }
+
+    private func sendControlCapsule(_ payload: [UInt8], to peer: Peer, flags: HeaderFlags = []) {
+        peers.lock()
+        let session = peer.current, endpoint = peer.endpoint
+        peers.unlock()
+        guard let session, let endpoint else { return }
+        var buffer = [UInt8](repeating: 0, count: Header.size + payload.count + 16)
+        buffer.replaceSubrange(Header.size..<(Header.size + payload.count), with: payload)
+        let n = buffer.withUnsafeMutableBytes { slot in
+            session.seal(slot: slot, length: payload.count, counter: session.nextCounter(), keyIndex: session.controlKeyIndex,
+                         flags: flags)
+        }
+        guard let n else { return }
+        try? buffer.withUnsafeBytes { try socket.send(UnsafeRawBufferPointer(rebasing: $0[0..<n]), to: endpoint) }
+        session.lastSent = monotonicSeconds()
+    }
+}

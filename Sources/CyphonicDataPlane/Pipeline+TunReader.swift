@@ -1,0 +1,165 @@
+import CyphonicCore
+import CyphonicPosix
+import CyphonicWire
+import Foundation
+import Synchronization
+
+// Stage 1 of the pipeline (see Pipeline.swift): the TUN reader.
+extension Pipeline {
+    // MARK: stage 1 — TUN reader
+
+    /// What a received datagram's header says.
+    enum Received {
+        case bad
+        case control
+        case capsule(index: UInt32, counter: UInt64)
+    }
+
+    /// Reads a received datagram's header with the wire codec (``Header/decode(_:)``):
+    /// capsules need a valid header and room for the tag; any other type goes to the
+    /// control plane, which decodes it in full.
+    @inline(__always)
+    func classify(_ slot: UnsafeMutableRawBufferPointer, length: Int) -> Received {
+        guard length >= Header.size, slot[0] == CyphonicVersion.protocolVersion else { return .bad }
+        guard slot[1] == MessageType.capsule.rawValue else { return .control }
+        guard length >= Header.size + 16,
+              let header = try? Header.decode(UnsafeRawBufferPointer(rebasing: slot[0..<Header.size]))
+        else { return .bad }
+        return .capsule(index: header.receiverIndex, counter: header.counter)
+    }
+
+    /// Slots a TUN burst may fill: with offload one read can become up to 122 segments.
+    var landingSlots: Int { tun.vnetHeader ? 256 : PacketBatch.capacity }
+
+    /// The memory one TUN-reading thread reads bursts into, allocated once: landing
+    /// slots (one packet each, at offset 0), their lengths, and the 64 KiB read area
+    /// for offload super-packets.
+    final class TunBurst {
+        let slots: Int
+        let landing: UnsafeMutableRawBufferPointer
+        let scratch: UnsafeMutableRawBufferPointer
+        let lengths: UnsafeMutablePointer<Int>
+
+        init(slots: Int) {
+            self.slots = slots
+            landing = .allocate(byteCount: slots * PacketBatch.slotSize, alignment: 64)
+            scratch = .allocate(byteCount: 65_536 + TunOffload.headerSize, alignment: 64)
+            lengths = .allocate(capacity: slots)
+        }
+
+        /// The `k`-th packet of the last burst.
+        @inline(__always)
+        func packet(_ k: Int) -> UnsafeRawBufferPointer {
+            UnsafeRawBufferPointer(rebasing: landing[(k * PacketBatch.slotSize)..<(k * PacketBatch.slotSize + lengths[k])])
+        }
+
+        deinit {
+            landing.deallocate()
+            scratch.deallocate()
+            lengths.deallocate()
+        }
+    }
+
+    /// Reads a burst from the TUN into `buffers` with no lock held: up to 64 reads, or
+    /// with offload super-packets cut into segments. Returns how many packets.
+    func readTunBurst(_ buffers: TunBurst) -> Int {
+        let landing = buffers.landing, lengths = buffers.lengths, scratch = buffers.scratch
+        var burst = 0
+        if tun.vnetHeader {
+            var reads = 0
+            while burst < buffers.slots - 128, reads < PacketBatch.capacity {
+                let n = read(tun.fd, scratch.baseAddress, scratch.count)
+                if n <= 0 { break }
+                reads += 1
+                let out = UnsafeMutableRawBufferPointer(rebasing: landing[(burst * PacketBatch.slotSize)...])
+                let k = TunOffload.segment(scratch, count: n, out: out, stride: PacketBatch.slotSize, offset: 0,
+                                           maxSegments: buffers.slots - burst, lengths: lengths + burst)
+                if k == 0 { stats.drop(.badHeader) }
+                burst += k
+            }
+        } else {
+            while burst < PacketBatch.capacity {
+                let n = read(tun.fd, landing.baseAddress! + burst * PacketBatch.slotSize, PacketBatch.slotSize)
+                if n <= 0 { break }
+                lengths[burst] = n
+                burst += 1
+            }
+        }
+        return burst
+    }
+
+    func tunReaderLoop() {
+        // Packets are read with no lock held (a syscall each), then routed and staged
+        // under one short hold of the peer-table lock per burst.
+        let buffers = TunBurst(slots: landingSlots)
+        var staged: [PacketBatch] = []
+        staged.reserveCapacity(64)
+        var full: [PacketBatch] = []
+        full.reserveCapacity(64)
+        var spares: [PacketBatch] = []
+        spares.reserveCapacity(8)
+        let out = ThreadOutput(socket: socket, segmentation: udpOffload, tun: tun)
+        let fastKey = workerCount
+        while isRunning {
+            // Hold spare batches before taking the table lock (blocking here is backpressure).
+            while spares.count < buffers.slots / PacketBatch.capacity + 1, isRunning,
+                  let b = pool.get(timeoutMilliseconds: 100) { spares.append(b) }
+            guard !spares.isEmpty else { continue }
+            guard waitReadable(tun.fd, timeoutMilliseconds: 100).0 else { continue }
+            let burst = readTunBurst(buffers)
+            guard burst > 0 else { continue }
+            // The batch and session of the previous packet: the segments of one offload
+            // read share a destination, so most packets skip the route lookup (and the
+            // reference counting on objects other threads touch too).
+            var last: PacketBatch? = nil
+            var lastSession: DataSession? = nil
+            peers.lock()
+            for k in 0..<burst {
+                let packet = buffers.packet(k), n = packet.count
+                guard n <= maxPayload else {
+                    stats.drop(.tooLarge)
+                    last = nil
+                    continue
+                }
+                let b: PacketBatch, session: DataSession
+                if let l = last, let s = lastSession, Self.sameDestination(packet, buffers.packet(k - 1)) {
+                    (b, session) = (l, s)
+                } else {
+                    guard let peer = peers.routeLocked(packet: packet), let current = peer.current, let endpoint = peer.endpoint else {
+                        stats.drop(.noRoute)
+                        last = nil
+                        continue
+                    }
+                    // A burst that touches more peers than the reserved spares cover takes
+                    // whatever else the pool has free: no drop while a batch is free.
+                    guard let fresh = stagedBatch(for: current, of: peer, .outbound, in: &staged,
+                                                  from: { spares.popLast() ?? pool.tryGet() }) else {
+                        stats.drop(.queueFull)
+                        last = nil
+                        continue
+                    }
+                    fresh.endpoint = endpoint
+                    (b, session) = (fresh, current)
+                    (last, lastSession) = (fresh, current)
+                }
+                let i = b.count
+                UnsafeMutableRawBufferPointer(rebasing: b.slot(i)[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + n)])
+                    .copyMemory(from: packet)
+                b.lengths[i] = n
+                b.counters[i] = session.nextCounter()
+                b.count = i + 1
+                if b.count == PacketBatch.capacity {
+                    full.append(b)
+                    staged.removeAll { $0 === b }
+                    last = nil
+                }
+            }
+            peers.unlock()
+            for b in full { submit(b, fastKeyIndex: fastKey, out: out) }
+            for b in staged { submit(b, fastKeyIndex: fastKey, out: out) }
+            full.removeAll(keepingCapacity: true)
+            staged.removeAll(keepingCapacity: true)
+        }
+        for b in spares { pool.put(b) }
+    }
+}

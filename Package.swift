@@ -67,7 +67,7 @@ let package = Package(
 
         // Thin executables.
         .executableTarget(name: "as-server", dependencies: [
-            "CyphonicCore", "CyphonicCrypto", "CyphonicPKI", "CyphonicAS", "CyphonicService",
+            "CyphonicCore", "CyphonicCrypto", "CyphonicPKI", "CyphonicAS", "CyphonicService", "CyphonicSignaling",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -150,3 +150,11 @@ int ccy_send_segments(int fd, const struct sockaddr_storage *address, socklen_t 
     }
     return 0;
 }
+
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int ccy_set_thread_nice(int nice) {
+    return setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice);
+}

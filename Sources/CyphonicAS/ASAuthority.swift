@@ -2,6 +2,7 @@ import CyphonicCore
 import CyphonicCrypto
 import CyphonicPKI
 import CyphonicWire
+import Synchronization
 
 /// Why a login was refused. Callers answer `unknownNode` and `badCredential` with the
 /// same status (`unauthorized`) so a prober cannot tell names that exist.
@@ -50,22 +51,40 @@ public struct EnrolmentTicket: Sendable {
 
 /// The AS's decisions: enrolment tickets, logins (first with a token, later with the
 /// certificate), revocation. Pure of I/O apart from the store. `Sendable`.
+///
+/// Abuse guarantees of ``login(_:clientKey:source:now:)``:
+/// - a valid certificate login is never refused by rate limits (it costs no PBKDF2);
+///   failed certificate logins count against their source only;
+/// - token logins are refused (`rateLimited`, without PBKDF2) when their source
+///   (IPv4 address, IPv6 /64) or the node name has `maxFailures` failures in the window,
+///   or when the global budget of `maxPasswordChecksPerSecond` PBKDF2 checks is spent;
+/// - `revoked` is answered only to a client that proved the node's enrolled key (or token).
 public final class ASAuthority: Sendable {
     public let directory: ASDirectory
     public let limiter: RateLimiter
     /// Iterations for token hashes made from now on (tests may lower it).
     public let tokenIterations: Int
+    /// Bounds the PBKDF2 token checks (real or dummy) per second across all sources.
+    public let passwordChecks: TokenBucket
+    private let passwordChecksRun = Atomic<Int>(0)
     private let dummySalt: [UInt8]
     private let dummyHash: [UInt8]
 
     public init(directory: ASDirectory, limiter: RateLimiter = RateLimiter(),
-                tokenIterations: Int = PasswordHash.defaultIterations) throws {
+                tokenIterations: Int = PasswordHash.defaultIterations, maxPasswordChecksPerSecond: Int = 20) throws {
+        guard maxPasswordChecksPerSecond > 0 else {
+            throw ConfigError.invalid("max-password-checks", "must be at least 1 per second")
+        }
         self.directory = directory
         self.limiter = limiter
         self.tokenIterations = tokenIterations
+        passwordChecks = TokenBucket(perSecond: maxPasswordChecksPerSecond)
         dummySalt = try SecureRandom.bytes(16)
         dummyHash = try PasswordHash.derive(secret: Array("no such node".utf8), salt: dummySalt, iterations: tokenIterations)
     }
+
+    /// PBKDF2 token checks run by logins so far (refusals before PBKDF2 not counted).
+    public var passwordChecksPerformed: Int { passwordChecksRun.load(ordering: .relaxed) }
 
     var store: ASStore { directory.store }
     var settings: ASSettings { directory.settings }
@@ -91,7 +110,9 @@ public final class ASAuthority: Sendable {
         try store.revokeNode(named: name, now: now, signCRL: directory.signCRL(now: now))
     }
 
-    public func removeNode(name: String, now: Int64 = unixNow()) throws {
+    /// `node remove`: revokes, deletes, and quarantines the addresses while a certificate naming them is valid.
+    @discardableResult
+    public func removeNode(name: String, now: Int64 = unixNow()) throws -> RemovedNode {
         try store.removeNode(named: name, now: now, signCRL: directory.signCRL(now: now))
     }
 
@@ -114,34 +135,61 @@ public final class ASAuthority: Sendable {
         try store.latestCRL().map { try RevocationList(der: $0.der) }
     }
 
-    /// Decides a login whose Noise handshake proved `clientKey`. Rate limits per source
-    /// address and per name; every refusal costs the same PBKDF2 work as a real check.
+    /// Re-publishes the CRL (same serials, new number, validity from `now`) when less
+    /// than half of the current one's validity remains, or it is unreadable or missing,
+    /// so nodes never hold an expired CRL while the AS runs. Returns the new number.
+    @discardableResult
+    public func refreshRevocationListIfDue(now: Int64 = unixNow()) throws -> UInt64? {
+        try store.refreshCRL(now: now, if: { der in
+            guard let crl = try? RevocationList(der: der), let this = crl.thisUpdate, let next = crl.nextUpdate else { return true }
+            return next - now < (next - this) / 2
+        }, sign: directory.signCRL(now: now))
+    }
+
+    /// Decides a login whose Noise handshake proved `clientKey` (see the type's guarantees).
+    /// Every token refusal after the rate checks costs the same PBKDF2 work as a real check.
     public func login(_ login: Login, clientKey: X25519PublicKey, source: IPAddress, now: Int64 = unixNow())
         -> Result<LoginSuccess, LoginFailure> {
         let name = login.name.lowercased()
-        let sourceKey = "ip:\(source)", nameKey = "name:\(name)"
-        if limiter.isBlocked(sourceKey, now: now) || limiter.isBlocked(nameKey, now: now) { return .failure(.rateLimited) }
+        let sourceKey = RateLimiter.sourceKey(source)
         let result: Result<LoginSuccess, LoginFailure>
-        do {
-            switch login.credential {
-            case let .token(token): result = try tokenLogin(name: name, token: token, clientKey: clientKey, now: now)
-            case let .certificate(der): result = try certificateLogin(name: name, der: der, clientKey: clientKey, now: now)
+        switch login.credential {
+        case let .token(token):
+            // Name and source limits guard the expensive path only; the token-name key
+            // is separate from anything the certificate path looks at.
+            // (counted by label, so NAME and NAME.DOMAIN share one budget).
+            let suffix = "." + settings.domain.value.lowercased()
+            let nameKey = "token-name:" + (name.hasSuffix(suffix) ? String(name.dropLast(suffix.count)) : name)
+            if limiter.isBlocked(sourceKey, now: now) || limiter.isBlocked(nameKey, now: now) || !passwordChecks.take(now: now) {
+                return .failure(.rateLimited)
             }
-        } catch {
-            result = .failure(.internalError("\(error)"))
-        }
-        switch result {
-        case .failure(.rateLimited), .failure(.internalError), .success:
-            break
-        case .failure:
-            limiter.recordFailure(sourceKey, now: now)
-            limiter.recordFailure(nameKey, now: now)
+            result = Self.catching { try tokenLogin(name: name, token: token, clientKey: clientKey, now: now) }
+            if Self.counts(result) {
+                limiter.recordFailure(sourceKey, now: now)
+                limiter.recordFailure(nameKey, now: now)
+            }
+        case let .certificate(der):
+            result = Self.catching { try certificateLogin(name: name, der: der, clientKey: clientKey, now: now) }
+            if Self.counts(result) { limiter.recordFailure(sourceKey, now: now) }
         }
         return result
     }
 
+    private static func catching(_ body: () throws -> Result<LoginSuccess, LoginFailure>) -> Result<LoginSuccess, LoginFailure> {
+        do { return try body() } catch { return .failure(.internalError("\(error)")) }
+    }
+
+    /// Whether a result counts as a failed attempt for the rate limiter.
+    private static func counts(_ result: Result<LoginSuccess, LoginFailure>) -> Bool {
+        switch result {
+        case .success, .failure(.rateLimited), .failure(.internalError): return false
+        case .failure: return true
+        }
+    }
+
     private func tokenLogin(name: String, token: String, clientKey: X25519PublicKey, now: Int64) throws
         -> Result<LoginSuccess, LoginFailure> {
+        passwordChecksRun.add(1, ordering: .relaxed)
         guard let node = try store.node(named: name), let verifier = try store.tokenVerifier(nodeID: node.id) else {
             _ = PasswordHash.verify(secret: Array(token.utf8), salt: dummySalt, iterations: tokenIterations, expected: dummyHash)
             return .failure(.unknownNode)
@@ -164,10 +212,10 @@ public final class ASAuthority: Sendable {
     private func certificateLogin(name: String, der: [UInt8], clientKey: X25519PublicKey, now: Int64) throws
         -> Result<LoginSuccess, LoginFailure> {
         guard let node = try store.node(named: name) else { return .failure(.unknownNode) }
-        guard node.state != .revoked else { return .failure(.revoked) }
-        guard node.state == .active, let stored = node.publicKey, stored == Hex.encode(clientKey.bytes) else {
-            return .failure(.badCredential("key"))
-        }
+        // The key first: whoever has not proven the enrolled key learns nothing about the
+        // node's state (docs/protocol.md §6), `revoked` included.
+        guard let stored = node.publicKey, stored == Hex.encode(clientKey.bytes) else { return .failure(.badCredential("key")) }
+        guard node.state == .active else { return .failure(node.state == .revoked ? .revoked : .badCredential("state")) }
         let cert: Certificate
         do {
             cert = try Certificate(der: der)
@@ -179,17 +227,20 @@ public final class ASAuthority: Sendable {
             return .failure(.badCredential("certificate: \(error)"))
         }
         guard cert.x25519PublicKey == clientKey else { return .failure(.badCredential("certificate key")) }
-        var current = der
-        var renewed: IssuedCertificate?
-        if let notAfter = cert.notAfter, notAfter - now < Int64(settings.renewBeforeDays) * 86_400 {
-            let fresh = try issue(node: node, key: clientKey, now: now)
-            renewed = fresh
-            current = fresh.der
-        } else if let newest = try store.currentCertificate(nodeID: node.id) {
-            current = newest
+        // Renewal is decided on the node's newest certificate, not the one presented: a
+        // node gets at most one new certificate per (cert-days - renew-before-days) days
+        // however often it logs in with an old one; the store re-checks in its transaction.
+        let threshold = now + Int64(settings.renewBeforeDays) * 86_400
+        let newestExpiry = try store.newestCertificate(nodeID: node.id)?.notAfter ?? cert.notAfter ?? now
+        let renewed = newestExpiry <= threshold ? try issue(node: node, key: clientKey, now: now) : nil
+        switch try store.recordCertificateLogin(nodeID: node.id, publicKey: clientKey.bytes, renewed: renewed,
+                                                renewUnlessNewestExpiresAfter: threshold, now: now) {
+        case .notActive:
+            // Revoked (or removed) between the checks above and the write: nothing issued.
+            return .failure(.revoked)
+        case let .recorded(current, issued):
+            return .success(LoginSuccess(value: try provision(node: node, certificate: current), issued: issued))
         }
-        try store.recordLogin(nodeID: node.id, renewed: renewed, now: now)
-        return .success(LoginSuccess(value: try provision(node: node, certificate: current), issued: renewed != nil))
     }
 
     private func issue(node: NodeRecord, key: X25519PublicKey, now: Int64) throws -> IssuedCertificate {

@@ -15,7 +15,8 @@ public final class ASMetrics: Sendable {
 
     public static let failureReasons = ["unknown_node", "bad_credential", "token_used", "revoked", "rate_limited", "internal"]
     public static let dropReasons = ["malformed", "unexpected_type", "unknown_session", "handshake_failed", "replay",
-                                     "authentication_failed", "table_full", "bad_request"]
+                                     "authentication_failed", "table_full", "bad_request",
+                                     "cookie_sent", "handshake_source_limit", "handshake_busy"]
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry

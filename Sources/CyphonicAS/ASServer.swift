@@ -21,6 +21,13 @@ public struct ASServerLimits: Sendable {
     public var sessionTimeout: Int64 = 60
     /// Logins being processed at once (on the global worker pool), at most.
     public var maxConcurrentLogins = 64
+    /// "login refused" log lines per second, at most (the rest are counted, then summarised).
+    public var refusalLogLinesPerSecond = 10
+    /// Seconds between checks whether the CRL must be re-published (half its validity left).
+    public var crlCheckInterval: Int64 = 60
+    /// The handshake guard in front of every initiation (cookies for unverified
+    /// sources under load or for unpadded requests; per-source and total limits).
+    public var handshakeGuard = HandshakeGuard.Limits()
 
     public init() {}
 }
@@ -34,6 +41,8 @@ public struct ASServerLimits: Sendable {
 public final class ASServer: Sendable {
     public let authority: ASAuthority
     public let metrics: ASMetrics
+    /// Decides on each initiation before any asymmetric crypto (shared with the node).
+    public let handshakeGuard: HandshakeGuard
     public let limits: ASServerLimits
     private let logger: Logger
     private let listen: [Endpoint]
@@ -41,6 +50,8 @@ public final class ASServer: Sendable {
     private let tables = Locked(Tables())
     private let lastHousekeeping = Atomic<Int64>(0)
     private let loginSlots: DispatchSemaphore
+    private let refusalLog: LogRateLimiter
+    private let lastCRLCheck = Atomic<Int64>(0)
 
     struct Pending {
         let handshake: ServiceServerHandshake
@@ -60,6 +71,9 @@ public final class ASServer: Sendable {
         self.limits = limits
         self.logger = logger
         loginSlots = DispatchSemaphore(value: limits.maxConcurrentLogins)
+        refusalLog = LogRateLimiter(perSecond: limits.refusalLogLinesPerSecond)
+        // A guard that cannot draw a random secret is a broken machine: refuse to serve.
+        handshakeGuard = try! HandshakeGuard(limits: limits.handshakeGuard)
     }
 
     /// Binds every listen endpoint and starts their receive threads.
@@ -112,7 +126,7 @@ public final class ASServer: Sendable {
         let now = unixNow()
         switch datagram.body {
         case .handshakeInitiation:
-            initiation(datagram, from: from, socket: socket, now: now)
+            initiation(datagram, size: bytes.count, from: from, socket: socket, now: now)
         case .handshakeCompletion:
             // Logins cost PBKDF2 and a signature: run them on the worker pool so every
             // core serves logins, with at most `maxConcurrentLogins` in flight.
@@ -131,7 +145,24 @@ public final class ASServer: Sendable {
         }
     }
 
-    private func initiation(_ d: Datagram, from: Endpoint, socket: UDPSocket, now: Int64) {
+    private func initiation(_ d: Datagram, size: Int, from: Endpoint, socket: UDPSocket, now: Int64) {
+        guard case let .handshakeInitiation(senderIndex, noise) = d.body else { return }
+        switch handshakeGuard.check(source: from, requestSize: size,
+                                    replySize: Header.size + 4 + 32 + 48 + authority.directory.serviceCertificate.derBytes.count + 16,
+                                    cookie: HandshakeGuard.cookie(inNoiseMessage1: noise)) {
+        case let .cookie(c):
+            // Never more bytes back than came in; no state, no crypto but one HMAC.
+            metrics.drop("cookie_sent")
+            if let reply = try? Datagram(.cookieReply(cookie: c), receiverIndex: senderIndex).encode() {
+                try? socket.send(reply, to: from)
+            }
+            return
+        case let .drop(reason):
+            metrics.drop(reason == "source_limit" ? "handshake_source_limit" : "handshake_busy")
+            return
+        case .proceed:
+            break
+        }
         let full = tables.withLock { $0.pending.count >= limits.maxPendingHandshakes }
         guard !full else {
             metrics.drop("table_full")
@@ -193,7 +224,12 @@ public final class ASServer: Sendable {
                 reply = try session.seal(SignalingMessage(transactionID: message.transactionID, body: .provision(provision.value)))
             case let .failure(failure):
                 metrics.loginFailed(failure)
-                logger.notice("as: login refused: name=\(login.name) from \(from): \(failure.reason)")
+                // The name is the client's: escaped and cut, and refusals are rate-limited in the log.
+                let admitted = refusalLog.admit(now: now)
+                if admitted.allowed {
+                    if admitted.suppressed > 0 { logger.notice("as: \(admitted.suppressed) login refusals not logged (rate limit)") }
+                    logger.notice("as: login refused: name=\"\(LogText.escaped(login.name))\" from \(from): \(failure.reason)")
+                }
                 // One message for every unauthorized reason: probers learn nothing.
                 let text = failure.status == .unauthorized ? "login refused" : failure.reason.split(separator: "_").joined(separator: " ")
                 reply = try session.seal(SignalingMessage(transactionID: message.transactionID,
@@ -271,6 +307,23 @@ public final class ASServer: Sendable {
         }
         metrics.sessions.set(Int64(count))
         if now % 10 == 0 { updatePoolGauges() }
+        if let n = refusalLog.takeSuppressed(now: now) { logger.notice("as: \(n) login refusals not logged (rate limit)") }
+        if now - lastCRLCheck.load(ordering: .relaxed) >= limits.crlCheckInterval {
+            lastCRLCheck.store(now, ordering: .relaxed)
+            refreshCRL(now: now)
+        }
+    }
+
+    /// Re-publishes the CRL when less than half of its validity remains (see
+    /// ``ASAuthority/refreshRevocationListIfDue(now:)``); logs the outcome.
+    func refreshCRL(now: Int64) {
+        do {
+            if let number = try authority.refreshRevocationListIfDue(now: now) {
+                logger.info("as: revocation list re-published as #\(number) (the previous one was past half its validity)")
+            }
+        } catch {
+            logger.error("as: revocation list refresh failed: \(error)")
+        }
     }
 
     func updatePoolGauges() {

@@ -55,7 +55,7 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
 /// `kill -9` loses nothing that was committed). Uniqueness of names, FQDNs and virtual
 /// addresses is enforced by the schema. `Sendable`: the connection is used under a mutex.
 public final class ASStore: Sendable {
-    private let db: Locked<SQLiteDatabase>
+    let db: Locked<SQLiteDatabase>
     public let path: String
 
     /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -97,6 +97,16 @@ public final class ASStore: Sendable {
         CREATE TABLE crls(number INTEGER PRIMARY KEY, der BLOB NOT NULL, created_at INTEGER NOT NULL);
         CREATE TABLE audit(id INTEGER PRIMARY KEY, at INTEGER NOT NULL, action TEXT NOT NULL, subject TEXT NOT NULL,
                            detail TEXT NOT NULL DEFAULT '');
+        """,
+        // 2: addresses freed by `node remove` stay out of the pool until the last
+        // certificate that named them has expired (no takeover by the next `node add`).
+        """
+        CREATE TABLE retired_addresses(
+          addr_index INTEGER PRIMARY KEY CHECK(addr_index > 0),
+          vip4 TEXT NOT NULL,
+          vip6 TEXT NOT NULL,
+          until INTEGER NOT NULL,
+          node TEXT NOT NULL);
         """,
     ]
 
@@ -140,50 +150,17 @@ public final class ASStore: Sendable {
 
     // MARK: nodes
 
-    private static let nodeColumns = """
+    static let nodeColumns = """
         n.id, n.name, n.fqdn, n.grp, n.vip4, n.vip6, n.state, n.public_key, n.created_at, n.enrolled_at, n.last_login_at,
         (SELECT serial FROM certificates c WHERE c.node_id = n.id AND c.revoked_at IS NULL ORDER BY not_after DESC LIMIT 1),
         (SELECT not_after FROM certificates c WHERE c.node_id = n.id AND c.revoked_at IS NULL ORDER BY not_after DESC LIMIT 1)
         """
 
-    private static func node(_ r: [SQLiteValue]) -> NodeRecord {
+    static func node(_ r: [SQLiteValue]) -> NodeRecord {
         NodeRecord(id: r[0].int ?? 0, name: r[1].string ?? "", fqdn: r[2].string ?? "", group: r[3].string,
                    vip4: r[4].string ?? "", vip6: r[5].string ?? "", state: NodeRecord.State(rawValue: r[6].string ?? "") ?? .revoked,
                    publicKey: r[7].bytes.map { Hex.encode($0) }, serial: r[11].int.map { UInt64(bitPattern: $0) },
                    certificateNotAfter: r[12].int, createdAt: r[8].int ?? 0, enrolledAt: r[9].int, lastLoginAt: r[10].int)
-    }
-
-    /// Adds a pending node with the next free address of both pools.
-    public func addNode(name: String, fqdn: FQDN, group: String?, pool: AddressPool, tokenHash: [UInt8], salt: [UInt8],
-                        iterations: Int, now: Int64) throws -> NodeRecord {
-        guard FQDN.isValidLabel(name) else { throw StoreError.invalidName(name) }
-        return try db.withLock { db in
-            try db.transaction {
-                if try !db.query("SELECT 1 FROM nodes WHERE name = ? OR fqdn = ?", [.text(name), .text(fqdn.value)]).isEmpty {
-                    throw StoreError.nameTaken(name)
-                }
-                // The lowest free index: 1 if free, else the first gap after a used one.
-                let free = try db.query("""
-                    SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM nodes WHERE addr_index = 1) THEN 1 ELSE
-                      (SELECT a.addr_index + 1 FROM nodes a WHERE NOT EXISTS
-                        (SELECT 1 FROM nodes b WHERE b.addr_index = a.addr_index + 1) ORDER BY a.addr_index LIMIT 1) END
-                    """).first?.first?.int ?? 1
-                guard let (v4, v6) = pool.addresses(index: free) else { throw StoreError.poolExhausted(pool.description) }
-                do {
-                    try db.query("""
-                        INSERT INTO nodes(name, fqdn, grp, addr_index, vip4, vip6, token_hash, token_salt, token_iterations,
-                                          state, created_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)
-                        """, [.text(name), .text(fqdn.value), group.map { .text($0) } ?? .null, .integer(free),
-                              .text(v4.description), .text(v6.description), .blob(tokenHash), .blob(salt),
-                              .integer(Int64(iterations)), .integer(now)])
-                } catch let e as SQLiteError where e.isConstraint {
-                    throw StoreError.nameTaken(name)
-                }
-                let id = db.lastInsertRowID
-                try Self.audit(db, now, "node.add", name, "vip4=\(v4) vip6=\(v6)")
-                return Self.node(try db.query("SELECT \(Self.nodeColumns) FROM nodes n WHERE n.id = ?", [.integer(id)])[0])
-            }
-        }
     }
 
     /// The node with this name (label) or FQDN.
@@ -224,19 +201,6 @@ public final class ASStore: Sendable {
         }
     }
 
-    /// A later login: records the time, and a renewed certificate if one was issued.
-    public func recordLogin(nodeID: Int64, renewed: IssuedCertificate?, now: Int64) throws {
-        try db.withLock { db in
-            try db.transaction {
-                try db.query("UPDATE nodes SET last_login_at = ? WHERE id = ?", [.integer(now), .integer(nodeID)])
-                if let renewed {
-                    try Self.insertCertificate(db, renewed, nodeID: nodeID)
-                    try Self.audit(db, now, "node.renew", "\(nodeID)", "serial=\(renewed.serial)")
-                }
-            }
-        }
-    }
-
     /// The newest unrevoked certificate of a node (DER).
     public func currentCertificate(nodeID: Int64) throws -> [UInt8]? {
         try db.withLock { db in
@@ -257,20 +221,6 @@ public final class ASStore: Sendable {
                 try Self.publishCRL(db, now: now, sign: signCRL)
                 try Self.audit(db, now, "node.revoke", name, "serials=\(serials)")
                 return serials
-            }
-        }
-    }
-
-    /// Removes a node; its certificates are revoked first so they stay refused.
-    public func removeNode(named name: String, now: Int64, signCRL: ([UInt64], UInt64) throws -> [UInt8]) throws {
-        try db.withLock { db in
-            try db.transaction {
-                guard let id = try db.query("SELECT id FROM nodes WHERE name = ? OR fqdn = ?", [.text(name), .text(name)])
-                    .first?.first?.int else { throw StoreError.notFound(name) }
-                _ = try Self.revokeCertificates(db, nodeID: id, now: now)
-                try Self.publishCRL(db, now: now, sign: signCRL)
-                try db.query("DELETE FROM nodes WHERE id = ?", [.integer(id)])
-                try Self.audit(db, now, "node.remove", name, "")
             }
         }
     }
@@ -334,21 +284,21 @@ public final class ASStore: Sendable {
 
     // MARK: helpers (run inside the caller's lock and transaction)
 
-    private static func insertCertificate(_ db: SQLiteDatabase, _ c: IssuedCertificate, nodeID: Int64?) throws {
+    static func insertCertificate(_ db: SQLiteDatabase, _ c: IssuedCertificate, nodeID: Int64?) throws {
         try db.query("""
             INSERT INTO certificates(serial, node_id, subject, role, not_before, not_after, der) VALUES(?, ?, ?, ?, ?, ?, ?)
             """, [.integer(Int64(bitPattern: c.serial)), nodeID.map { .integer($0) } ?? .null, .text(c.subject),
                   .text(c.role), .integer(c.notBefore), .integer(c.notAfter), .blob(c.der)])
     }
 
-    private static func revokeCertificates(_ db: SQLiteDatabase, nodeID: Int64, now: Int64) throws -> [UInt64] {
+    static func revokeCertificates(_ db: SQLiteDatabase, nodeID: Int64, now: Int64) throws -> [UInt64] {
         let serials = try db.query("SELECT serial FROM certificates WHERE node_id = ? AND revoked_at IS NULL", [.integer(nodeID)])
             .compactMap { $0[0].int.map { UInt64(bitPattern: $0) } }
         try db.query("UPDATE certificates SET revoked_at = ? WHERE node_id = ? AND revoked_at IS NULL", [.integer(now), .integer(nodeID)])
         return serials
     }
 
-    private static func publishCRL(_ db: SQLiteDatabase, now: Int64, sign: ([UInt64], UInt64) throws -> [UInt8]) throws {
+    static func publishCRL(_ db: SQLiteDatabase, now: Int64, sign: ([UInt64], UInt64) throws -> [UInt8]) throws {
         let serials = try db.query("SELECT serial FROM certificates WHERE revoked_at IS NOT NULL ORDER BY serial")
             .compactMap { $0[0].int.map { UInt64(bitPattern: $0) } }
         let number = UInt64(try db.query("SELECT COALESCE(MAX(number), 0) + 1 FROM crls").first?.first?.int ?? 1)
@@ -356,7 +306,7 @@ public final class ASStore: Sendable {
         try db.query("INSERT INTO crls(number, der, created_at) VALUES(?, ?, ?)", [.integer(Int64(number)), .blob(der), .integer(now)])
     }
 
-    private static func audit(_ db: SQLiteDatabase, _ now: Int64, _ action: String, _ subject: String, _ detail: String) throws {
+    static func audit(_ db: SQLiteDatabase, _ now: Int64, _ action: String, _ subject: String, _ detail: String) throws {
         try db.query("INSERT INTO audit(at, action, subject, detail) VALUES(?, ?, ?, ?)",
                      [.integer(now), .text(action), .text(subject), .text(detail)])
     }

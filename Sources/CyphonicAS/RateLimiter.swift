@@ -1,6 +1,7 @@
+import CyphonicCore
 import Synchronization
 
-/// Counts failures per key (source address, node name) in a sliding window and blocks
+/// Counts failures per key (source network, node name) in a sliding window and blocks
 /// a key that reached `maxFailures` until its oldest failure leaves the window.
 /// Bounded memory: at most `maxKeys` keys, the least recently failed evicted first.
 /// `Sendable`: state is behind a mutex.
@@ -14,6 +15,22 @@ public final class RateLimiter: Sendable {
         self.maxFailures = maxFailures
         self.window = windowSeconds
         self.maxKeys = maxKeys
+    }
+
+    /// The key a source address is limited under: an IPv4 address by itself, an IPv6
+    /// address by its /64 (one host usually owns a whole /64 and can rotate inside it).
+    /// An IPv4-mapped IPv6 address counts as its IPv4 address.
+    public static func sourceKey(_ address: IPAddress) -> String {
+        switch address {
+        case .v4:
+            return "ip:\(address)"
+        case let .v6(b):
+            if b[0..<10].allSatisfy({ $0 == 0 }), b[10] == 0xff, b[11] == 0xff {
+                return "ip:\(IPAddress.v4(b[12], b[13], b[14], b[15]))"
+            }
+            let prefix = IPAddress(bytes: Array(b[0..<8]) + [UInt8](repeating: 0, count: 8)) ?? address
+            return "ip:\(prefix)/64"
+        }
     }
 
     /// Whether `key` is blocked at `now`.
@@ -41,4 +58,34 @@ public final class RateLimiter: Sendable {
     }
 
     public var trackedKeys: Int { state.withLock { $0.count } }
+}
+
+/// A global token bucket bounding how many operations (PBKDF2 token checks) run per
+/// second, whatever their source: it holds at most `perSecond` tokens and gains
+/// `perSecond` tokens a second. ``take(now:)`` never blocks. `Sendable`.
+public final class TokenBucket: Sendable {
+    public let perSecond: Int
+    private let state: Mutex<(tokens: Int, last: Int64)>
+
+    /// - Parameter perSecond: operations allowed per second (and the burst); at least 1.
+    public init(perSecond: Int) {
+        self.perSecond = max(1, perSecond)
+        state = Mutex((self.perSecond, Int64.min))
+    }
+
+    /// Takes one token if one is left at `now` (unix seconds); false when exhausted.
+    public func take(now: Int64) -> Bool {
+        state.withLock { s in
+            if s.last == Int64.min {
+                s.last = now
+            } else if now > s.last {
+                let gained = (now - s.last).multipliedReportingOverflow(by: Int64(perSecond))
+                s.tokens = gained.overflow ? perSecond : Int(min(Int64(perSecond), Int64(s.tokens) + gained.partialValue))
+                s.last = now
+            }
+            guard s.tokens > 0 else { return false }
+            s.tokens -= 1
+            return true
+        }
+    }
 }

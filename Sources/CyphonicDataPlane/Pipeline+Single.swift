@@ -66,6 +66,7 @@ extension Pipeline {
                         for k in 0..<chunk {
                             let datagram = landing.segment(i, first + k)
                             received[k] = classify(datagram, length: datagram.count)
+                            if case .control = received[k] { queueControlLocked(UnsafeRawBufferPointer(datagram), from: source) }
                             if case let .capsule(index, _) = received[k] { owners[k] = peers.sessionLocked(index: index) }
                         }
                         peers.unlock()
@@ -77,7 +78,7 @@ extension Pipeline {
                                 stats.drop(.badHeader)
                                 continue
                             case .control:
-                                if !inbox.push(UnsafeRawBufferPointer(datagram), from: source) { stats.drop(.controlQueueFull) }
+                                // Queued in the pass above, under the table lock.
                                 continue
                             case let .capsule(_, c):
                                 counter = c

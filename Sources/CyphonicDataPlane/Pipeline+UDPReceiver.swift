@@ -42,7 +42,7 @@ extension Pipeline {
                         stats.drop(.badHeader)
                         continue
                     case .control:
-                        if !inbox.push(UnsafeRawBufferPointer(datagram), from: from) { stats.drop(.controlQueueFull) }
+                        queueControlLocked(UnsafeRawBufferPointer(datagram), from: from)
                         continue
                     case let .capsule(i, c):
                         (index, counter) = (i, c)

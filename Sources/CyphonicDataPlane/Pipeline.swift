@@ -45,7 +45,8 @@ public protocol ControlPlane: AnyObject, Sendable {
     /// A datagram that is not a capsule (handshake messages, cookie replies, hole
     /// punching), on the control thread: the receiving thread only queues it
     /// (``ControlInbox``), so handshake work never runs on a data thread.
-    func handleControl(_ datagram: UnsafeRawBufferPointer, from: SocketAddress)
+    /// `verified`: it came from the authenticated endpoint of a peer with a session.
+    func handleControl(_ datagram: UnsafeRawBufferPointer, from: SocketAddress, verified: Bool)
     /// Housekeeping, every ~250 ms, on the control thread (between control datagrams).
     func tick()
 }
@@ -85,8 +86,11 @@ public final class Pipeline: @unchecked Sendable {
     public let mode: PipelineMode
     let control: any ControlPlane
     let pool: BatchPool
-    /// Control datagrams on their way from the receiving thread to the control thread.
+    /// Control datagrams on their way from the receiving thread to the control thread:
+    /// those from peers' authenticated endpoints (rekeys) in their own queue, taken
+    /// first, so a flood from other sources cannot crowd them out.
     public let inbox: ControlInbox
+    public let verifiedInbox: ControlInbox
     let cryptoQueue: WorkQueue<PacketBatch>
     let board = MutexCondition()
     let running = Atomic<Bool>(false)
@@ -114,6 +118,7 @@ public final class Pipeline: @unchecked Sendable {
         pool = BatchPool(size: min(poolSize, 512))
         cryptoQueue = WorkQueue(capacity: 512)
         inbox = ControlInbox(capacity: 1024)
+        verifiedInbox = ControlInbox(capacity: 256)
     }
 
     /// Crypto workers (0 for the single-threaded design).
@@ -143,10 +148,15 @@ public final class Pipeline: @unchecked Sendable {
             for w in 0..<workers { spawn("cyphonic-crypto-\(w)") { self.workerLoop(keyIndex: w) } }
         }
         spawn("cyphonic-control") {
-            // Control datagrams in arrival order as they come, timers every 250 ms.
+            // Control datagrams in arrival order (verified sources first), timers every 250 ms.
             var lastTick = 0.0
             while self.running.load(ordering: .acquiring) {
-                self.inbox.drain(waitMilliseconds: 50) { bytes, from in self.control.handleControl(bytes, from: from) }
+                self.verifiedInbox.drain(waitMilliseconds: 0) { bytes, from in
+                    self.control.handleControl(bytes, from: from, verified: true)
+                }
+                self.inbox.drain(waitMilliseconds: self.verifiedInbox.queued > 0 ? 0 : 20) { bytes, from in
+                    self.control.handleControl(bytes, from: from, verified: false)
+                }
                 let now = monotonicSeconds()
                 if now - lastTick >= 0.25 {
                     self.control.tick()
@@ -174,4 +184,12 @@ public final class Pipeline: @unchecked Sendable {
     }
 
     @inline(__always) var isRunning: Bool { running.load(ordering: .relaxed) }
+
+    /// Queues a control datagram for the control thread; call with the peer table
+    /// locked (to tell a peer's authenticated endpoint from any other source).
+    @inline(__always)
+    func queueControlLocked(_ datagram: UnsafeRawBufferPointer, from: SocketAddress) {
+        let queued = peers.isPeerEndpointLocked(from) ? verifiedInbox.push(datagram, from: from) : inbox.push(datagram, from: from)
+        if !queued { stats.drop(.controlQueueFull) }
+    }
 }

@@ -135,9 +135,11 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
         }
     }
 
+    /// Sends a handshake message without ever waiting: a full send buffer (say, answers
+    /// queued for addresses that do not resolve) drops it, and the peer retries.
     func send(_ bytes: [UInt8], to address: SocketAddress) {
         guard let socket = pipeline?.socket else { return }
-        try? bytes.withUnsafeBytes { try socket.send($0, to: address) }
+        try? bytes.withUnsafeBytes { try socket.send($0, to: address, nonBlocking: true) }
     }
 
     /// Size of our message 2 (what an unverified source would get back).
@@ -174,7 +176,11 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
 
     // MARK: ControlPlane
 
-    public func handleControl(_ bytes: UnsafeRawBufferPointer, from: SocketAddress) {
+    public func handleControl(_ bytes: UnsafeRawBufferPointer, from: SocketAddress, verified: Bool) {
+        // Initiations pass the guard before anything is decoded or allocated: a flood of
+        // them costs one HMAC each (and a 32-byte cookie reply at most).
+        if bytes.count >= Self.requestNoiseOffset + 32, bytes[1] == MessageType.tunnelRequest.rawValue,
+           !admit(bytes, from: from, verified: verified) { return }
         let datagram: Datagram
         do { datagram = try Datagram.decode(bytes) } catch {
             stats.badControl.add()
@@ -182,7 +188,7 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
         }
         switch datagram.body {
         case let .tunnelRequest(senderIndex, _, noise):
-            respond(to: noise, remoteIndex: senderIndex, size: bytes.count, from: from)
+            respond(to: noise, remoteIndex: senderIndex, from: from)
         case let .tunnelResponse(senderIndex, noise):
             complete(noise, localIndex: datagram.header.receiverIndex, remoteIndex: senderIndex, from: from)
         case let .handshakeCompletion(noise):
@@ -205,24 +211,39 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
         initiate(fqdn: pending.fqdn, endpoint: pending.endpoint, cookie: cookie, index: localIndex)
     }
 
-    /// Responder, message 1 → message 2 (our certificate), if the guard lets it through.
-    private func respond(to message: [UInt8], remoteIndex: UInt32, size: Int, from: SocketAddress) {
+    /// Where message 1's Noise bytes start in a TunnelRequest (header, sender index, path id).
+    static let requestNoiseOffset = Header.size + 4 + 8
+
+    /// The handshake guard on a raw TunnelRequest: true to go on with the handshake; else
+    /// the cookie reply (to an unverified source) is sent or the request dropped here.
+    private func admit(_ bytes: UnsafeRawBufferPointer, from: SocketAddress, verified: Bool) -> Bool {
+        guard let source = from.endpoint else {
+            stats.badControl.add()
+            return false
+        }
+        let o = Self.requestNoiseOffset + 32
+        let cookie = bytes.count >= o + HandshakeGuard.cookieSize
+            ? Array(bytes[o..<(o + HandshakeGuard.cookieSize)]) : nil
+        let senderIndex = UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: Header.size, as: UInt32.self))
+        switch handshakeGuard.check(source: source, requestSize: bytes.count, replySize: responseSize,
+                                    cookie: cookie?.allSatisfy({ $0 == 0 }) == false ? cookie : nil, known: verified) {
+        case let .cookie(c):
+            if let reply = try? Datagram(.cookieReply(cookie: c), receiverIndex: senderIndex).encode() { send(reply, to: from) }
+            stats.cookiesSent.add()
+            return false
+        case .drop:
+            stats.handshakesThrottled.add()
+            return false
+        case .proceed:
+            return true
+        }
+    }
+
+    /// Responder, message 1 → message 2 (our certificate); the guard let it through.
+    private func respond(to message: [UInt8], remoteIndex: UInt32, from: SocketAddress) {
         guard let source = from.endpoint else {
             stats.badControl.add()
             return
-        }
-        let known = peers.withLock { peers.isPeerEndpointLocked(from) }
-        switch handshakeGuard.check(source: source, requestSize: size, replySize: responseSize,
-                                    cookie: HandshakeGuard.cookie(inNoiseMessage1: message), known: known) {
-        case let .cookie(c):
-            if let reply = try? Datagram(.cookieReply(cookie: c), receiverIndex: remoteIndex).encode() { send(reply, to: from) }
-            stats.cookiesSent.add()
-            return
-        case .drop:
-            stats.handshakesThrottled.add()
-            return
-        case .proceed:
-            break
         }
         let sourceKey = HandshakeGuard.sourceKey(source.address)
         let room = sync.withLock {

@@ -70,11 +70,14 @@ extension UDPSocket {
         })
     }
 
-    public func send(_ bytes: UnsafeRawBufferPointer, to address: SocketAddress) throws(SystemError) {
+    /// `nonBlocking`: fail with `EAGAIN` instead of waiting when the send buffer is full
+    /// (the control plane's answers to unverified sources must never wait).
+    public func send(_ bytes: UnsafeRawBufferPointer, to address: SocketAddress, nonBlocking: Bool = false) throws(SystemError) {
         var a = address
+        let flags = nonBlocking ? Int32(MSG_DONTWAIT) : 0
         try syscall("sendto") {
             withUnsafePointer(to: &a.storage) { p in
-                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, bytes.baseAddress, bytes.count, 0, $0, a.length) }
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, bytes.baseAddress, bytes.count, flags, $0, a.length) }
             }
         }
     }

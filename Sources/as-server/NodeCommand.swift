@@ -1,6 +1,7 @@
 import ArgumentParser
 import CyphonicAS
 import CyphonicCore
+import CyphonicPKI
 import Foundation
 
 struct NodeCommand: ParsableCommand {
@@ -30,18 +31,26 @@ struct NodeCommand: ParsableCommand {
     }
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List nodes.")
+        static let configuration = CommandConfiguration(
+            abstract: "List nodes, and the addresses of removed nodes quarantined while a certificate naming them is valid.")
         @OptionGroup var dataDir: DataDirOption
         @OptionGroup var output: OutputOption
 
         func run() throws {
-            let nodes = try ASStore(path: ASDirectory.file(dataDir.path, "as.db")).nodes()
+            let store = try ASStore(path: ASDirectory.file(dataDir.path, "as.db"))
+            let nodes = try store.nodes()
             if output.json { return try printJSON(nodes) }
+            let quarantined = try store.quarantinedAddresses(now: unixNow())
             print("NAME".padding(toLength: 16, withPad: " ", startingAt: 0) + "STATE    VIP4             VIP6                        FQDN")
             for n in nodes {
                 print(n.name.padding(toLength: 16, withPad: " ", startingAt: 0) + n.state.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)
                       + n.vip4.padding(toLength: 17, withPad: " ", startingAt: 0) + n.vip6.padding(toLength: 28, withPad: " ", startingAt: 0)
                       + n.fqdn)
+            }
+            // Addresses of removed nodes that a still-valid certificate names: not reissued yet.
+            for q in quarantined {
+                print("(removed \(q.node))".padding(toLength: 16, withPad: " ", startingAt: 0) + "quarantined until \(formatTime(q.until)): "
+                      + "\(q.vip4)  \(q.vip6)")
             }
         }
     }
@@ -77,13 +86,19 @@ struct NodeCommand: ParsableCommand {
     }
 
     struct Remove: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Remove a node (its certificates are revoked first).")
+        static let configuration = CommandConfiguration(
+            abstract: "Remove a node: its certificates are revoked first; its addresses are quarantined until those certificates expire.")
         @OptionGroup var dataDir: DataDirOption
         @Argument(help: "Node name or FQDN.") var name: String
 
         func run() throws {
-            try ASAuthority(directory: try ASDirectory.open(at: dataDir.path)).removeNode(name: name)
-            print("removed \(name)")
+            let removed = try ASAuthority(directory: try ASDirectory.open(at: dataDir.path)).removeNode(name: name)
+            if let until = removed.quarantinedUntil {
+                print("removed \(removed.name); \(removed.vip4) and \(removed.vip6) are quarantined until \(formatTime(until)) "
+                      + "(a certificate naming them is valid until then)")
+            } else {
+                print("removed \(removed.name); \(removed.vip4) and \(removed.vip6) are free")
+            }
         }
     }
 }

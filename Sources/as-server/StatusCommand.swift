@@ -1,6 +1,7 @@
 import ArgumentParser
 import CyphonicAS
 import CyphonicCore
+import CyphonicPKI
 
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "status", abstract: "Summarise the AS state: nodes, pool, revocation list.")
@@ -13,7 +14,8 @@ struct StatusCommand: ParsableCommand {
         print("domain        \(dir.settings.domain)")
         print("schema        v\(dir.store.schemaVersion)")
         print("nodes         \(nodes.count) (active \(count(.active)), pending \(count(.pending)), revoked \(count(.revoked)))")
-        print("pool          \(nodes.count) of \(dir.settings.pool.capacity) used (\(dir.settings.pool))")
+        let quarantined = try dir.store.quarantinedAddresses(now: unixNow()).count
+        print("pool          \(nodes.count) of \(dir.settings.pool.capacity) used, \(quarantined) quarantined (\(dir.settings.pool))")
         print("CRL           #\(try dir.store.latestCRL()?.number ?? 0), \(try dir.store.revokedSerials().count) revoked serials")
         print("NMS / TRS     \(dir.settings.nmsEndpoints.map(\.description)) / \(dir.settings.trsEndpoints.map(\.description))")
     }

@@ -6,7 +6,8 @@ import CyphonicWire
 import Foundation
 
 /// First login with a one-time token: generates the node's key locally (0600), logs in,
-/// and stores key, certificate and assignments in the state directory.
+/// and stores key, certificate and assignments in the state directory. The token comes
+/// from `--token` or, kept out of `/proc/*/cmdline`, from `--token-file PATH` (`-` = stdin).
 struct EnrollCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "enroll",
@@ -14,15 +15,27 @@ struct EnrollCommand: ParsableCommand {
 
     @Option(name: .customLong("as"), help: "AS endpoint, HOST:PORT or [V6]:PORT.") var asEndpoint: String
     @Option(help: "CA certificate (PEM) to pin, from `as-server init`.") var ca: String
-    @Option(help: "Enrolment token printed by `as-server node add` (NAME.SECRET).") var token: String
+    @Option(help: "Enrolment token printed by `as-server node add` (NAME.SECRET); visible to other local users in the process list, prefer --token-file.")
+    var token: String?
+    @Option(name: .customLong("token-file"), help: "Read the enrolment token from this file (`-` = standard input); a trailing newline is ignored.")
+    var tokenFile: String?
     @Option(name: .customLong("state-dir"), help: "Directory for node.key, node.pem, ca.pem, node.json.")
     var stateDir = "/var/lib/cyphonic-node"
     @Option(help: "Seconds to wait for each AS answer.") var timeout = 1.0
 
+    func validate() throws {
+        switch (token, tokenFile) {
+        case (nil, nil): throw ValidationError("give the enrolment token with --token-file PATH (or - for stdin) or --token NAME.SECRET")
+        case (.some, .some): throw ValidationError("--token and --token-file are mutually exclusive: give one of them")
+        default: break
+        }
+    }
+
     func run() throws {
         guard let server = Endpoint(asEndpoint) else { throw ValidationError("--as: \(asEndpoint) is not HOST:PORT or [V6]:PORT") }
+        let (token, field) = try Self.readToken(token: self.token, file: tokenFile)
         guard let dot = token.lastIndex(of: "."), dot != token.startIndex else {
-            throw ValidationError("--token: expected NAME.SECRET as printed by `as-server node add`")
+            throw ValidationError("\(field): expected NAME.SECRET as printed by `as-server node add`")
         }
         let name = String(token[..<dot])
         let caCert: Certificate
@@ -36,6 +49,31 @@ struct EnrollCommand: ParsableCommand {
         let provision = try client.login(name: name, credential: .token(token), key: key)
         try state.save(provision, name: name, asEndpoint: server)
         print("enrolled \(provision.fqdn)  \(provision.virtualIPv4)  \(provision.virtualIPv6)  (node id \(provision.nodeID))")
+    }
+}
+
+extension EnrollCommand {
+    /// The token from `--token` or `--token-file` (`-` = stdin), trailing CR/LF removed,
+    /// and the name of the option it came from (for error messages).
+    static func readToken(token: String?, file: String?) throws -> (token: String, field: String) {
+        if let token { return (token, "--token") }
+        guard let file else { throw ValidationError("give the enrolment token with --token-file PATH or --token NAME.SECRET") }
+        let data: Data
+        if file == "-" {
+            data = FileHandle.standardInput.readDataToEndOfFile()
+        } else {
+            do { data = try Data(contentsOf: URL(fileURLWithPath: file)) } catch {
+                throw ValidationError("--token-file: cannot read \(file): \(error.localizedDescription)")
+            }
+        }
+        let source = file == "-" ? "standard input" : file
+        var bytes = [UInt8](data)
+        while let last = bytes.last, last == 0x0a || last == 0x0d { bytes.removeLast() }
+        guard bytes.count <= 1024, let text = String(validating: bytes, as: UTF8.self) else {
+            throw ValidationError("--token-file: \(source) does not hold a token (UTF-8 text, at most 1 KiB)")
+        }
+        guard !text.isEmpty else { throw ValidationError("--token-file: \(source) is empty") }
+        return (text, "--token-file")
     }
 }
 

@@ -50,10 +50,13 @@ import Testing
                 && again.failure?.status == .unauthorized)
     }
 
+    /// Token failures count per source and per node name: five block further token
+    /// logins from that source (for any name) and for that name (from any source), before
+    /// PBKDF2, until the window has passed. (Certificate logins are never blocked: LoginAbuseTests.)
     @Test func failuresAreRateLimitedPerSourceAndPerName() throws {
         let t = try TempAS()
         defer { t.cleanup() }
-        let ticket = try t.authority.addNode(name: "init02", group: nil)
+        let ticket = try t.authority.addNode(name: "init02", group: nil, now: 1000)
         let key = try X25519PrivateKey()
         var results: [LoginFailure?] = []
         for i in 0..<10 {
@@ -62,9 +65,16 @@ import Testing
         }
         #expect(results.prefix(5).allSatisfy { $0 == .badCredential("token") })
         #expect(results.suffix(5).allSatisfy { $0 == .rateLimited })
-        // Blocked even with the right token, from another address (the name is blocked too)...
+        #expect(t.authority.passwordChecksPerformed == 5)
+        // The source is blocked for other names too...
+        #expect(t.authority.login(Login(name: "other", credential: .token("other.x")), clientKey: key.publicKey,
+                                  source: source, now: 1001).failure == .rateLimited)
+        // ...and the name from another address, even with the right token, also by its FQDN...
         #expect(t.authority.login(Login(name: "init02", credential: .token(ticket.token)), clientKey: key.publicKey,
                                   source: IPAddress("198.19.7.7")!, now: 1001).failure == .rateLimited)
+        #expect(t.authority.login(Login(name: "init02.cyphonic.internal", credential: .token(ticket.token)), clientKey: key.publicKey,
+                                  source: IPAddress("198.19.7.8")!, now: 1001).failure == .rateLimited)
+        #expect(t.authority.passwordChecksPerformed == 5)
         // ...until the window has passed.
         #expect(throws: Never.self) {
             _ = try t.authority.login(Login(name: "init02", credential: .token(ticket.token)), clientKey: key.publicKey,

@@ -196,10 +196,80 @@ import Testing
         let status = try runTool(asServer, ["status", "--data-dir", dir])
         #expect(status.output.contains("nodes         4 (active 3, pending 0, revoked 1)"), "\(status.output)")
 
+        // Removing the revoked node quarantines its addresses (its certificate is still
+        // valid): the operator sees it, and the next node gets other addresses.
+        let remove = try runTool(asServer, ["node", "remove", "init02", "--data-dir", dir])
+        #expect(remove.status == 0 && remove.output.contains("quarantined until"), "\(remove.output)")
+        let listed = try runTool(asServer, ["node", "list", "--data-dir", dir])
+        #expect(listed.output.contains("(removed init02)") && listed.output.contains("\(first["init02"]!.virtualIPv4)"),
+                "\(listed.output)")
+        let next = try runTool(asServer, ["node", "add", "init06", "--data-dir", dir])
+        #expect(next.status == 0 && !next.output.contains("\(first["init02"]!.virtualIPv4) "), "\(next.output)")
+
         // SIGTERM: clean shutdown.
         #expect(server.kill(SIGTERM) == 0)
         let log = try String(contentsOfFile: server.log, encoding: .utf8)
         #expect(log.contains("shut down cleanly"))
+    }
+
+    /// `enroll --token-file PATH` and `--token-file -` (stdin) keep the token out of the
+    /// command line; a trailing newline is ignored; exactly one of --token/--token-file.
+    @Test(.enabled(if: hasCurl, "needs /usr/bin/curl for the metrics endpoint"))
+    func enrollReadsTheTokenFromAFileOrStandardInput() throws {
+        let dir = NSTemporaryDirectory() + "cyphonic-as-proc-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let asServer = productPath("as-server"), node = productPath("cyphonic-node")
+        #expect(try runTool(asServer, ["init", "--data-dir", dir]).status == 0)
+        var tokens: [String: String] = [:]
+        for name in ["file01", "stdin01"] {
+            let r = try runTool(asServer, ["node", "add", name, "--data-dir", dir, "--json"])
+            let json = try JSONSerialization.jsonObject(with: Data(r.output.utf8)) as? [String: Any]
+            tokens[name] = try #require(json?["token"] as? String)
+        }
+        let server = try Server(dataDir: dir)
+        try server.start()
+        let common = ["enroll", "--as", "127.0.0.1:\(server.port)", "--ca", dir + "/ca.pem"]
+        let tokenFile = dir + "/token"
+        try (tokens["file01"]! + "\n").write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        let byFile = try runTool(node, common + ["--token-file", tokenFile, "--state-dir", dir + "/file01"])
+        #expect(byFile.status == 0 && byFile.output.contains("file01.cyphonic.internal"), "\(byFile.output)")
+        // Through a pipe, with a CRLF ending: sh -c 'printf "%s\r\n" "$(cat FILE)" | cyphonic-node enroll ... --token-file -'
+        let stdinFile = dir + "/token-stdin"
+        try tokens["stdin01"]!.write(toFile: stdinFile, atomically: true, encoding: .utf8)
+        let piped = try runTool("/bin/sh", ["-c", "printf '%s\\r\\n' \"$(cat \"$0\")\" | \"$@\"", stdinFile, node] + common
+                                + ["--token-file", "-", "--state-dir", dir + "/stdin01"])
+        #expect(piped.status == 0 && piped.output.contains("stdin01.cyphonic.internal"), "\(piped.output)")
+        // Wrong uses name the options.
+        let neither = try runTool(node, common + ["--state-dir", dir + "/x"])
+        #expect(neither.status != 0 && neither.output.contains("--token-file"), "\(neither.output)")
+        let both = try runTool(node, common + ["--token", "a.b", "--token-file", tokenFile, "--state-dir", dir + "/x"])
+        #expect(both.status != 0 && both.output.contains("mutually exclusive"), "\(both.output)")
+        let missing = try runTool(node, common + ["--token-file", dir + "/nope", "--state-dir", dir + "/x"])
+        #expect(missing.status != 0 && missing.output.contains("--token-file: cannot read"), "\(missing.output)")
+        try "\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        let empty = try runTool(node, common + ["--token-file", tokenFile, "--state-dir", dir + "/x"])
+        #expect(empty.status != 0 && empty.output.contains("is empty"), "\(empty.output)")
+        #expect(server.kill(SIGTERM) == 0)
+    }
+
+    /// A refused login's name is the client's text: the log shows it escaped, so a name
+    /// with a line break cannot forge a log line.
+    @Test(.enabled(if: hasCurl, "needs /usr/bin/curl for the metrics endpoint"))
+    func refusedLoginNamesAreLoggedEscaped() throws {
+        let dir = NSTemporaryDirectory() + "cyphonic-as-proc-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(try runTool(productPath("as-server"), ["init", "--data-dir", dir]).status == 0)
+        let server = try Server(dataDir: dir)
+        try server.start()
+        let client = ASClient(server: server.endpoint,
+                              caCertificate: try Certificate(pem: try String(contentsOfFile: dir + "/ca.pem", encoding: .utf8)))
+        #expect(throws: LoginError.refused(.unauthorized, "login refused")) {
+            try client.login(name: "evil\nas: login ok: admin", credential: .token("evil.x"), key: try X25519PrivateKey())
+        }
+        #expect(server.kill(SIGTERM) == 0)
+        let log = try String(contentsOfFile: server.log, encoding: .utf8)
+        #expect(log.contains("login refused: name=\"evil\\x0aas:\\x20login\\x20ok:\\x20admin\""), "\(log)")
+        #expect(!log.contains("\nas: login ok: admin"), "\(log)")
     }
 
     /// Runs one login by hand, then sends its message 3 again; true if the AS answered twice.

@@ -3,6 +3,7 @@ import CyphonicCrypto
 import CyphonicPKI
 import CyphonicTestSupport
 import Foundation
+import Testing
 
 /// Two (or three) network namespaces joined by veth pairs, certificates from a test CA,
 /// and `cyphonic-node` daemons started in them. Everything it creates — namespaces,
@@ -14,6 +15,10 @@ import Foundation
 ///                                         b1 198.19.<n+1>.2/24  ─────────  c0 198.19.<n+1>.1/24
 ///                                                                           cyph0 198.18.0.3
 ///                                         b2 198.19.<n+2>.2/24  ─────────  d0 198.19.<n+2>.1/24 (ns D)
+/// Every namespace suite nests in this one, so namespace tests run one at a time
+/// (each measures throughput or timing on 2 cores: concurrent labs would skew them).
+@Suite(.serialized) enum NamespaceSuites {}
+
 final class NamespaceLab {
     let tag: String
     let dir: String
@@ -25,11 +30,16 @@ final class NamespaceLab {
     let now = unixNow()
 
     static var isRoot: Bool { getuid() == 0 }
+    private static let counter = Locked(0)
 
     init(withC: Bool = false, withD: Bool = false) throws {
-        let id = Int(getpid() % 1000) * 10 + Int.random(in: 0..<10)
-        tag = "cyt\(id)"
-        net = 100 + (id % 50) * 3
+        // Unique among the labs of this process (a counter), and per process (the pid).
+        let n = Self.counter.withLock { c -> Int in
+            c += 1
+            return c
+        }
+        tag = "cyt\(getpid() % 10000)x\(n % 100)"
+        net = 100 + (n % 38) * 4
         dir = NSTemporaryDirectory() + "cyphonic-lab-\(tag)-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         ca = try CertificateAuthority.create(name: "Lab CA", key: try Ed25519PrivateKey(), serial: 1, validFrom: now - 3600)

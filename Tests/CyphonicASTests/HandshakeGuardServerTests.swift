@@ -1,0 +1,66 @@
+import CyphonicAS
+import CyphonicCore
+import CyphonicCrypto
+import CyphonicNode
+import CyphonicPosix
+import CyphonicSignaling
+import CyphonicWire
+import Foundation
+import Logging
+import Testing
+
+/// The AS behind the same handshake guard as the node (issue 8, defect 2): an
+/// unverified initiation gets a cookie no larger than itself and costs no handshake
+/// state; a real client repeats the cookie and logs in.
+@Suite(.serialized) struct HandshakeGuardServerTests {
+    func server(_ t: TempAS, loadThreshold: Int) throws -> ASServer {
+        var limits = ASServerLimits()
+        limits.handshakeGuard.loadThresholdPerSecond = loadThreshold
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let s = ASServer(authority: t.authority, listen: [Endpoint("127.0.0.1:0")!], metrics: ASMetrics(), limits: limits, logger: logger)
+        try s.start()
+        return s
+    }
+
+    @Test func unpaddedInitiationGetsASmallCookieAndNoState() throws {
+        let t = try TempAS()
+        defer { t.cleanup() }
+        let s = try server(t, loadThreshold: 1000)
+        defer { s.stop() }
+        // An old-style (unpadded) message 1: 52 bytes.
+        let message1 = try Datagram(.handshakeInitiation(senderIndex: 77, noise: Array(try X25519PrivateKey().publicKey.bytes)),
+                                    counter: 5).encode()
+        let socket = try UDPSocket(bind: Endpoint("127.0.0.1:0")!)
+        defer { socket.close() }
+        try socket.setReceiveTimeout(milliseconds: 2000)
+        try socket.send(message1, to: s.boundEndpoints[0])
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        let (n, _) = try buffer.withUnsafeMutableBytes { try socket.receive(into: $0) }
+        let reply = try Datagram.decode(Array(buffer[0..<n]))
+        #expect(reply.header.type == .cookieReply && reply.header.receiverIndex == 77)
+        #expect(n <= message1.count, "\(n) bytes back for \(message1.count)")
+        #expect(s.handshakeGuard.counters.cookiesSent == 1 && s.handshakeGuard.counters.proceeded == 0)
+    }
+
+    @Test func clientsLogInThroughTheCookieRoundTripUnderLoad() throws {
+        let t = try TempAS()
+        defer { t.cleanup() }
+        // Threshold 0: the AS is "under load" from the first initiation on.
+        let s = try server(t, loadThreshold: 0)
+        defer { s.stop() }
+        let ticket = try t.authority.addNode(name: "init01", group: nil)
+        let key = try X25519PrivateKey()
+        let client = ASClient(server: s.boundEndpoints[0], caCertificate: t.directory.ca.certificate)
+        let provision = try client.login(name: "init01", credential: .token(ticket.token), key: key)
+        #expect(provision.fqdn.value == "init01.cyphonic.internal")
+        #expect(s.handshakeGuard.counters.cookiesSent >= 1 && s.handshakeGuard.counters.cookiesAccepted >= 1)
+        // An idle AS answers a padded message 1 at once (one round trip, no cookie).
+        let t2 = try TempAS()
+        defer { t2.cleanup() }
+        let idle = try server(t2, loadThreshold: 1000)
+        defer { idle.stop() }
+        _ = try ASClient(server: idle.boundEndpoints[0], caCertificate: t2.directory.ca.certificate).revocationList(key: key)
+        #expect(idle.handshakeGuard.counters.cookiesSent == 0 && idle.handshakeGuard.counters.proceeded == 1)
+    }
+}

@@ -128,6 +128,12 @@ public final class ASServer: Sendable {
         case .handshakeInitiation:
             initiation(datagram, size: bytes.count, from: from, socket: socket, now: now)
         case .handshakeCompletion:
+            // Only a completion for a handshake in progress takes a login slot (garbage
+            // with unknown indexes is dropped here and crowds out nobody).
+            guard tables.withLock({ $0.pending[datagram.header.receiverIndex] != nil }) else {
+                metrics.drop("unknown_session")
+                return
+            }
             // Logins cost PBKDF2 and a signature: run them on the worker pool so every
             // core serves logins, with at most `maxConcurrentLogins` in flight.
             guard loginSlots.wait(timeout: .now()) == .success else {
@@ -190,6 +196,12 @@ public final class ASServer: Sendable {
         do {
             (clientKey, payload, session) = try pending.handshake.finish(d, now: now)
         } catch {
+            // A message 3 that does not authenticate leaves the handshake as it was (the
+            // Noise state rolls back): put it back, so a forged datagram with a seen index
+            // cannot cancel a genuine login.
+            if now - pending.created <= limits.handshakeTimeout {
+                tables.withLock { t in if t.pending[d.header.receiverIndex] == nil { t.pending[d.header.receiverIndex] = pending } }
+            }
             metrics.drop("handshake_failed")
             logger.debug("as: handshake completion from \(from) failed: \(error)")
             return

@@ -117,6 +117,9 @@ extension Pipeline {
     /// Seals and sends an empty capsule (keepalive) on the control thread's key.
     public func sendKeepalive(to peer: Peer) { sendControlCapsule([], to: peer) }
 
+    /// A keepalive on a given session of `peer` (a responder confirming a new session).
+    public func sendKeepalive(to peer: Peer, on session: DataSession) { sendControlCapsule([], to: peer, on: session) }
+
     /// Tells a peer we shut down (an authenticated Finalization), so it ends the
     /// session now instead of after its idle timeout. Call on the stopping thread,
     /// before ``stop()`` (it uses the control key).
@@ -125,9 +128,9 @@ extension Pipeline {
         sendControlCapsule(message, to: peer, flags: .control)
     }
 
-    private func sendControlCapsule(_ payload: [UInt8], to peer: Peer, flags: HeaderFlags = []) {
+    private func sendControlCapsule(_ payload: [UInt8], to peer: Peer, flags: HeaderFlags = [], on given: DataSession? = nil) {
         peers.lock()
-        let session = peer.current, endpoint = peer.endpoint
+        let session = given ?? peer.current, endpoint = peer.endpoint
         peers.unlock()
         guard let session, let endpoint else { return }
         var buffer = [UInt8](repeating: 0, count: Header.size + payload.count + 16)

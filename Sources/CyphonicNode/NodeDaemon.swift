@@ -37,6 +37,8 @@ public final class NodeDaemon: @unchecked Sendable {
     }
 
     public func start() throws {
+        // A peer or client that hangs up mid-write is an error to handle, never a reason to die.
+        signal(SIGPIPE, SIG_IGN)
         let key = try KeyFiles.x25519(pem: try String(contentsOfFile: config.key!, encoding: .utf8))
         let cert = try Certificate(pem: try String(contentsOfFile: config.certificate!, encoding: .utf8))
         let ca = try Certificate(pem: try String(contentsOfFile: config.ca!, encoding: .utf8))

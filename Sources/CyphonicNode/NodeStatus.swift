@@ -87,8 +87,11 @@ final class StatusServer: @unchecked Sendable {
         self.snapshot = snapshot
         // A socket file that answers belongs to a running daemon: never take it over.
         // One that refuses is left from a daemon that died: replace it.
+        guard path.utf8.count < MemoryLayout.size(ofValue: sockaddr_un().sun_path) else {
+            throw SystemError("bind(\(path))", errno: ENAMETOOLONG)
+        }
         if access(path, F_OK) == 0 {
-            if (try? Self.query(path: path)) != nil {
+            if Self.accepts(path: path) {
                 throw InUseError(what: "control socket \(path)", owner: PortOwner.unix(path: path),
                                  hint: "another cyphonic-node is running; stop it, or give this one another `control` path")
             }
@@ -116,7 +119,8 @@ final class StatusServer: @unchecked Sendable {
                 if client < 0 { break }
                 var data = (try? JSONEncoder().encode(snapshot())) ?? Data()
                 data.append(0x0a)
-                data.withUnsafeBytes { _ = write(client, $0.baseAddress, $0.count) }
+                // MSG_NOSIGNAL: a client that hangs up early must not kill the daemon (SIGPIPE).
+                data.withUnsafeBytes { _ = send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
                 close(client)
             }
             done.signal()
@@ -130,6 +134,22 @@ final class StatusServer: @unchecked Sendable {
         close(fd)
         done.wait()
         unlink(path)
+    }
+
+    /// Whether a process listens on the Unix socket at `path` (a connect succeeds): any
+    /// daemon, of whatever version, whose status we need not understand.
+    static func accepts(path: String) -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: bytes + [0]) }
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        } == 0
     }
 
     /// Reads the status from a running daemon's socket.

@@ -138,7 +138,10 @@ extension TunnelManager {
         }
         for c in abandoned {
             peers.withLock {
-                if let peer = peers.sessionOwnerLocked(index: c.session.localIndex) { peers.dropLocked(c.session, of: peer) }
+                // Confirmed (and promoted) meanwhile by a data thread: keep it.
+                if !c.session.isConfirmed, let peer = peers.sessionOwnerLocked(index: c.session.localIndex) {
+                    peers.dropLocked(c.session, of: peer)
+                }
             }
             notes.append("tunnel: \(c.fqdn) never confirmed the new session; dropped it")
         }

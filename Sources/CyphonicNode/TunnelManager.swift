@@ -88,7 +88,13 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
     var confirmations: [UInt32: Confirmation] = [:]
     /// Responder: message 3s accepted in the last seconds, so a retransmitted one is
     /// answered with a keepalive on the session instead of being dropped.
-    var finished: [UInt32: (message: [UInt8], at: Double)] = [:]
+    var finished: [UInt32: Finished] = [:]
+    struct Finished {
+        let message: [UInt8]
+        let at: Double
+        var answered: Double
+        let session: DataSession?
+    }
     var lastAttempt: [String: Double] = [:]
 
     /// Pending responder handshakes, in total and per source.
@@ -203,7 +209,10 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
     /// Initiator: the responder asked for proof of our address; repeat message 1 (a
     /// fresh one, same index) with its cookie. Once per initiation.
     private func retry(localIndex: UInt32, cookie: [UInt8], from: SocketAddress) {
-        guard let pending = sync.withLock({ initiations[localIndex] }), !pending.cookieUsed, pending.endpoint == from else {
+        // Compared as endpoints: a dual-stack socket may report the same IPv4 peer as a
+        // v4-mapped IPv6 address.
+        guard let pending = sync.withLock({ initiations[localIndex] }), !pending.cookieUsed,
+              pending.endpoint.endpoint == from.endpoint else {
             stats.badControl.add()
             return
         }
@@ -225,8 +234,10 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
         let cookie = bytes.count >= o + HandshakeGuard.cookieSize
             ? Array(bytes[o..<(o + HandshakeGuard.cookieSize)]) : nil
         let senderIndex = UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: Header.size, as: UInt32.self))
+        // `verified` (the source is a peer's endpoint) only chose the queue: a source
+        // address can be forged, so it never replaces the cookie.
         switch handshakeGuard.check(source: source, requestSize: bytes.count, replySize: responseSize,
-                                    cookie: cookie?.allSatisfy({ $0 == 0 }) == false ? cookie : nil, known: verified) {
+                                    cookie: cookie?.allSatisfy({ $0 == 0 }) == false ? cookie : nil) {
         case let .cookie(c):
             if let reply = try? Datagram(.cookieReply(cookie: c), receiverIndex: senderIndex).encode() { send(reply, to: from) }
             stats.cookiesSent.add()
@@ -246,9 +257,14 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
             return
         }
         let sourceKey = HandshakeGuard.sourceKey(source.address)
-        let room = sync.withLock {
-            responses.count < Self.maxResponses
-                && responses.values.lazy.filter { $0.sourceKey == sourceKey }.count < Self.maxResponsesPerSource
+        let room = sync.withLock { () -> Bool in
+            // A source's oldest pending handshake makes way for its newest, so nobody can
+            // hold another's slots (an old one was abandoned, or forged).
+            let mine = responses.filter { $0.value.sourceKey == sourceKey }
+            if mine.count >= Self.maxResponsesPerSource, let oldest = mine.min(by: { $0.value.createdAt < $1.value.createdAt }) {
+                responses.removeValue(forKey: oldest.key)
+            }
+            return responses.count < Self.maxResponses
         }
         guard room else {
             stats.handshakesThrottled.add()
@@ -290,13 +306,14 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
                                           send: send.key!.keyBytes, receive: receive.key!.keyBytes,
                                           algorithm: tunnelNoiseProtocol.cipher, threads: keySlots, confirmed: false)
             let datagram = try Datagram(.handshakeCompletion(noise: m3), receiverIndex: remoteIndex).encode()
-            self.send(datagram, to: from)
-            if install(session, certificate: cert, from: from) != nil {
-                sync.withLock {
-                    confirmations[localIndex] = Confirmation(datagram: datagram, endpoint: from, session: session,
-                                                             fqdn: pending.fqdn, sentAt: monotonicSeconds(), tries: 1)
-                }
+            // Installed first (so the responder's confirming keepalive finds the session),
+            // and message 3 is sent only for a session we keep.
+            guard install(session, certificate: cert, from: from) != nil else { return }
+            sync.withLock {
+                confirmations[localIndex] = Confirmation(datagram: datagram, endpoint: from, session: session,
+                                                         fqdn: pending.fqdn, sentAt: monotonicSeconds(), tries: 1)
             }
+            self.send(datagram, to: from)
         } catch {
             stats.handshakesRefused.add()
             logger.warning("tunnel: refused \(pending.fqdn) at \(from.endpoint.map(\.description) ?? "?"): \(error)")
@@ -307,10 +324,17 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
     /// it tells the initiator at once that we have it.
     private func finish(_ message: [UInt8], localIndex: UInt32, from: SocketAddress) {
         if let done = sync.withLock({ finished[localIndex] }) {
-            // A retransmitted message 3: our confirming keepalive was lost; send another.
-            if done.message == message, let peer = peers.withLock({ peers.sessionOwnerLocked(index: localIndex) }) {
-                pipeline?.sendKeepalive(to: peer)
-            } else {
+            // A retransmitted message 3: our confirming keepalive was lost; send another on
+            // that very session, at most once a second (a replayed copy gains nothing).
+            let now = monotonicSeconds()
+            let due = sync.withLock { () -> Bool in
+                guard done.message == message, now - (finished[localIndex]?.answered ?? now) >= 1 else { return false }
+                finished[localIndex]?.answered = now
+                return true
+            }
+            if due, let session = done.session, let peer = peers.withLock({ peers.sessionOwnerLocked(index: localIndex) }) {
+                pipeline?.sendKeepalive(to: peer, on: session)
+            } else if done.message != message {
                 stats.badControl.add()
             }
             return
@@ -332,8 +356,9 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
             let session = try DataSession(localIndex: localIndex, remoteIndex: pending.remoteIndex, isInitiator: false,
                                           send: send.key!.keyBytes, receive: receive.key!.keyBytes,
                                           algorithm: tunnelNoiseProtocol.cipher, threads: keySlots)
-            sync.withLock { finished[localIndex] = (message, monotonicSeconds()) }
-            if let peer = install(session, certificate: cert, from: from) { pipeline?.sendKeepalive(to: peer) }
+            let now = monotonicSeconds()
+            sync.withLock { finished[localIndex] = Finished(message: message, at: now, answered: now, session: session) }
+            if let peer = install(session, certificate: cert, from: from) { pipeline?.sendKeepalive(to: peer, on: session) }
         } catch {
             stats.handshakesRefused.add()
             logger.warning("tunnel: refused peer at \(from.endpoint.map(\.description) ?? "?"): \(error)")
@@ -361,10 +386,12 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
         var replaced = false
         let installed: Peer? = peers.withLock {
             var peer = peers.peerLocked(staticKey: key.bytes)
-            if let existing = peer, existing.addresses != certificate.ipAddresses || existing.fqdn != fqdn {
-                peers.removeLocked(existing)
+            // A peer whose certificate now says other things, or that said goodbye, is
+            // replaced by a fresh one; insertLocked removes the old one only if the new
+            // addresses are not another live peer's (so a refused change loses nothing).
+            if let existing = peer, existing.addresses != certificate.ipAddresses || existing.fqdn != fqdn || existing.finalized {
                 peer = nil
-                replaced = true
+                replaced = !existing.finalized
             }
             if peer == nil {
                 let fresh = Peer(staticKey: key, fqdn: fqdn, addresses: certificate.ipAddresses, endpoint: nil)

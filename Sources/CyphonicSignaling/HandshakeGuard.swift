@@ -16,7 +16,9 @@ import Synchronization
 ///   ``Limits/cookieSecondsValid`` seconds), or by being a peer's authenticated endpoint.
 ///   Checking a cookie costs one HMAC and no state.
 /// - Verified sources are limited per source (IPv4 address, IPv6 /64) and in total, so
-///   no single address and no flood of addresses can take all the handshake work.
+///   no single address and no flood of addresses can take all the handshake work; an
+///   unverified request is never charged to its (unproven) address's limit, so a
+///   spoofer cannot use up a victim's.
 /// - Cookie replies are limited in total too (beyond that initiations are dropped).
 ///
 /// Message 1's payload layout (docs/protocol.md §4): `cookie (16 bytes, zero if none) ||
@@ -83,6 +85,7 @@ public final class HandshakeGuard: Sendable {
         var windowStart: Double
         var windowCount = 0
         var lastWindowCount = 0
+        var lastSweep = 0.0
         var counters = Counters()
     }
 
@@ -127,22 +130,38 @@ public final class HandshakeGuard: Sendable {
             let underLoad = max(s.windowCount, s.lastWindowCount) > limits.loadThresholdPerSecond
             let valid = cookie.map { isValid($0, source: source, s) } ?? false
             if valid { s.counters.cookiesAccepted += 1 }
-            if !valid && !known && (underLoad || requestSize < replySize) {
-                guard take(&s.cookieBudget, rate: limits.cookieRepliesPerSecond, burst: limits.cookieRepliesPerSecond, now) else {
-                    s.counters.droppedCookieLimit += 1
-                    return .drop("cookie_limit")
+            if !valid && !known {
+                // Unverified: its address is unproven, so it is never charged to that
+                // address's limit (a spoofer could drain a victim's). Answered at once only
+                // while idle, for a request at least as large as the answer, within the
+                // total budget; otherwise it gets a cookie.
+                if underLoad || requestSize < replySize || !take(&s.total, rate: limits.totalPerSecond, burst: limits.totalPerSecond, now) {
+                    guard take(&s.cookieBudget, rate: limits.cookieRepliesPerSecond, burst: limits.cookieRepliesPerSecond, now) else {
+                        s.counters.droppedCookieLimit += 1
+                        return .drop("cookie_limit")
+                    }
+                    s.counters.cookiesSent += 1
+                    return .cookie(makeCookie(source, secret: s.secret))
                 }
-                s.counters.cookiesSent += 1
-                return .cookie(makeCookie(source, secret: s.secret))
+                s.counters.proceeded += 1
+                return .proceed
             }
             let key = Self.sourceKey(source.address)
+            if s.sources[key] == nil, s.sources.count >= limits.maxTrackedSources {
+                // Forget sources whose buckets are full again (they are as if new), at most
+                // once a second; a table still full turns new sources away.
+                if now - s.lastSweep >= 1 {
+                    s.lastSweep = now
+                    s.sources = s.sources.filter { now - $0.value.last < limits.perSourceBurst / limits.perSourcePerSecond }
+                }
+                if s.sources.count >= limits.maxTrackedSources {
+                    s.counters.droppedBusy += 1
+                    return .drop("busy")
+                }
+            }
             var bucket = s.sources[key] ?? Bucket(tokens: limits.perSourceBurst, last: now)
             let allowed = take(&bucket, rate: limits.perSourcePerSecond, burst: limits.perSourceBurst, now)
-            if s.sources[key] == nil, s.sources.count >= limits.maxTrackedSources {
-                // Forget sources whose buckets are full again (they are as if new).
-                s.sources = s.sources.filter { now - $0.value.last < limits.perSourceBurst / limits.perSourcePerSecond }
-            }
-            if s.sources.count < limits.maxTrackedSources || s.sources[key] != nil { s.sources[key] = bucket }
+            s.sources[key] = bucket
             guard allowed else {
                 s.counters.droppedSourceLimit += 1
                 return .drop("source_limit")

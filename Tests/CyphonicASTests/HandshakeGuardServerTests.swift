@@ -2,6 +2,7 @@ import CyphonicAS
 import CyphonicCore
 import CyphonicCrypto
 import CyphonicNode
+import CyphonicPKI
 import CyphonicPosix
 import CyphonicSignaling
 import CyphonicWire
@@ -62,5 +63,41 @@ import Testing
         defer { idle.stop() }
         _ = try ASClient(server: idle.boundEndpoints[0], caCertificate: t2.directory.ca.certificate).revocationList(key: key)
         #expect(idle.handshakeGuard.counters.cookiesSent == 0 && idle.handshakeGuard.counters.proceeded == 1)
+    }
+
+    /// A forged message 3 with the index the AS chose does not cancel the genuine login
+    /// (issue 8, defect 7): the pending handshake survives a message that fails.
+    @Test func forgedMessage3DoesNotKillAPendingLogin() throws {
+        let t = try TempAS()
+        defer { t.cleanup() }
+        let s = try server(t, loadThreshold: 1000)
+        defer { s.stop() }
+        let ticket = try t.authority.addNode(name: "init01", group: nil)
+        let key = try X25519PrivateKey()
+        let hs = try ServiceClientHandshake(localStatic: key, verifier: try CertificateVerifier(trustAnchor: t.directory.ca.certificate),
+                                            role: .as)
+        let socket = try UDPSocket(bind: Endpoint("127.0.0.1:0")!)
+        defer { socket.close() }
+        try socket.setReceiveTimeout(milliseconds: 3000)
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        func receive() throws -> [UInt8] {
+            let (n, _) = try buffer.withUnsafeMutableBytes { try socket.receive(into: $0) }
+            return Array(buffer[0..<n])
+        }
+        try socket.send(try hs.initiation(), to: s.boundEndpoints[0])
+        let response = try receive()
+        let payload = try SignalingMessage(transactionID: 1, body: .login(Login(name: "init01", credential: .token(ticket.token)))).encode()
+        let (completion, session) = try hs.complete(response: response, payload: payload)
+        var forged = completion
+        forged[forged.count - 1] ^= 0xff
+        try socket.send(forged, to: s.boundEndpoints[0])
+        usleep(300_000)
+        try socket.send(completion, to: s.boundEndpoints[0])
+        let reply = try session.open(try receive())
+        guard case let .provision(p) = reply.body else {
+            Issue.record("expected a provision, got \(reply.body)")
+            return
+        }
+        #expect(p.fqdn.value == "init01.cyphonic.internal")
     }
 }

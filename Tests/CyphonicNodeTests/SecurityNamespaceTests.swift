@@ -94,7 +94,9 @@ extension NamespaceSuites {
             let bPID = try lab.run("/sbin/ip", ["netns", "pids", lab.ns("b")]).output.split(separator: "\n").compactMap { Int32($0) }
                 .first { (try? String(contentsOfFile: "/proc/\($0)/comm", encoding: .utf8))?.hasPrefix("cyphonic-node") == true } ?? 0
             let cpuBefore = threadCPU(bPID)
-            let flood = try lab.spawn("c", "python3 \(script) \(lab.underlayBFromC) 30000 \(spoofed) 12000 9 \(Hex.encode(template)) \(report)")
+            // CYPHONIC_FLOOD_RATE runs the same test at another rate (docs/performance.md).
+            let target = Int(ProcessInfo.processInfo.environment["CYPHONIC_FLOOD_RATE"] ?? "") ?? 12_000
+            let flood = try lab.spawn("c", "python3 \(script) \(lab.underlayBFromC) 30000 \(spoofed) \(target) 9 \(Hex.encode(template)) \(report)")
             usleep(1_500_000)
             let flooded = try iperfTCP(lab, seconds: 4)
             let ping = try lab.exec("a", "ping -c 20 -i 0.1 -W 1 198.18.0.2")
@@ -110,8 +112,8 @@ extension NamespaceSuites {
             let security = b["security"] as? [String: Any] ?? [:]
             print("flood: B drops \(b["drops"] ?? "") udp \(b["udp"] ?? ""); A drops \(after["drops"] ?? "")")
             print("flood: \(Int(rate)) spoofed initiations/s (\(sent["sent"] ?? 0) sent); B got \(inbound.packets) pkts / \(inbound.bytes) B from them, sent \(outbound.packets) pkts / \(outbound.bytes) B back; TCP \(Int(baseline / 1e6)) -> \(Int(flooded / 1e6)) Mbit/s; A completed \(rekeys) rekeys, refused \(int(after, "handshakesRefused") - int(before, "handshakesRefused")); B security \(security); ping \(ping.output.split(separator: "\n").last { $0.contains("loss") } ?? "")")
-            #expect(rate >= 10_000, "the sender must reach 10 000/s: \(sent)")
-            #expect(inbound.packets > 50_000)
+            #expect(rate >= 0.83 * Double(target), "the sender must reach its rate: \(sent)")
+            #expect(inbound.packets >= Int(0.9 * rate * 8))
             #expect(outbound.bytes <= inbound.bytes)
             #expect(flooded >= 0.5 * baseline)
             #expect(rekeys >= 3, "A must keep rekeying every 2 s under the flood")

@@ -67,6 +67,25 @@ import Testing
         #expect(HandshakeGuard.sourceKey(IPAddress("198.19.1.1")!) != HandshakeGuard.sourceKey(IPAddress("198.19.1.2")!))
     }
 
+    /// A spoofer using a victim's address cannot use up the victim's per-source limit:
+    /// unverified requests are never charged to it.
+    @Test func unverifiedRequestsDoNotDrainTheSourceLimit() throws {
+        let g = try guardWith {
+            $0.perSourcePerSecond = 0.1
+            $0.perSourceBurst = 2
+        }
+        for _ in 0..<20 {
+            #expect(g.check(source: a, requestSize: 1200, replySize: 650, cookie: nil, now: t0) == .proceed)
+        }
+        guard case let .cookie(c) = g.check(source: a, requestSize: 60, replySize: 650, cookie: nil, now: t0) else {
+            Issue.record("expected a cookie")
+            return
+        }
+        #expect(g.check(source: a, requestSize: 60, replySize: 650, cookie: c, now: t0) == .proceed)
+        #expect(g.check(source: a, requestSize: 60, replySize: 650, cookie: c, now: t0) == .proceed)
+        #expect(g.check(source: a, requestSize: 60, replySize: 650, cookie: c, now: t0) == .drop("source_limit"))
+    }
+
     @Test func totalHandshakesAndCookieRepliesAreBounded() throws {
         let g = try guardWith {
             $0.totalPerSecond = 10

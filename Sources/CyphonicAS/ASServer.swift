@@ -212,8 +212,11 @@ public final class ASServer: Sendable {
             let message = try SignalingMessage.decode(payload)
             if case .revocationListRequest = message.body {
                 // The CRL is public (CA-signed): anyone who completes a handshake may fetch it.
-                let body: SignalingBody = try authority.store.latestCRL().map { .revocationList(der: $0.der) }
-                    ?? .error(code: .unavailable, message: "no revocation list")
+                let body = try revocationListReply(to: message.body)
+                if case .revocationListPart = body {
+                    // More parts to come: keep the session for the part requests.
+                    tables.withLock { t in if t.sessions.count < limits.maxSessions { t.sessions[session.localIndex] = session } }
+                }
                 try socket.send(try session.seal(SignalingMessage(transactionID: message.transactionID, body: body)), to: from)
                 return
             }
@@ -288,12 +291,8 @@ public final class ASServer: Sendable {
         do {
             let body: SignalingBody
             switch message.body {
-            case .revocationListRequest:
-                guard let crl = try authority.store.latestCRL() else {
-                    body = .error(code: .unavailable, message: "no revocation list")
-                    break
-                }
-                body = .revocationList(der: crl.der)
+            case .revocationListRequest, .revocationListPartRequest:
+                body = try revocationListReply(to: message.body)
             case .finalization:
                 _ = tables.withLock { $0.sessions.removeValue(forKey: header.receiverIndex) }
                 return
@@ -306,6 +305,24 @@ public final class ASServer: Sendable {
         } catch {
             logger.warning("as: reply to \(from) failed: \(error)")
         }
+    }
+
+    /// Revocation-list bytes per reply: a list larger than this travels in parts, so no
+    /// answer relies on IP fragmentation (docs/protocol.md §4).
+    public static let revocationListPartSize = 1024
+
+    /// The answer to a revocation-list request: the whole list when it fits one part,
+    /// else its first part; or the part asked for (of the newest list: a client that
+    /// asked for an older number sees the new number and starts over).
+    func revocationListReply(to body: SignalingBody) throws -> SignalingBody {
+        guard let crl = try authority.store.latestCRL() else { return .error(code: .unavailable, message: "no revocation list") }
+        var offset = 0
+        if case let .revocationListPartRequest(number, from) = body, number == crl.number { offset = Int(from) }
+        if offset == 0, crl.der.count <= Self.revocationListPartSize { return .revocationList(der: crl.der) }
+        guard offset < crl.der.count else { return .error(code: .badRequest, message: "offset past the end of the list") }
+        let end = min(crl.der.count, offset + Self.revocationListPartSize)
+        return .revocationListPart(number: crl.number, offset: UInt32(offset), total: UInt32(crl.der.count),
+                                   bytes: Array(crl.der[offset..<end]))
     }
 
     /// Expires old handshakes and sessions; refreshes gauges. At most once a second.

@@ -125,7 +125,31 @@ public struct ASClient: Sendable {
         let socket = try UDPSocket(bind: Endpoint(address: server.address.isIPv4 ? IPAddress("0.0.0.0")! : IPAddress("::")!, port: 0))
         defer { socket.close() }
         try socket.setReceiveTimeout(milliseconds: timeoutMilliseconds)
-        let (_, reply) = try exchange(socket: socket, key: key, body: .revocationListRequest(haveNumber: 0))
+        var (session, reply) = try exchange(socket: socket, key: key, body: .revocationListRequest(haveNumber: 0))
+        // A list larger than one datagram comes in parts: ask for the rest in the same
+        // session, part by part (each answer below the path MTU).
+        var der: [UInt8] = []
+        var restarts = 0
+        while case let .revocationListPart(number, offset, total, bytes) = reply.body {
+            if Int(offset) != der.count {
+                // A newer list appeared meanwhile: start over, a few times at most.
+                restarts += 1
+                guard restarts <= 3, offset == 0 else { throw LoginError.protocolError("revocation list parts out of order") }
+                der = []
+            }
+            der += bytes
+            guard der.count < Int(total) else {
+                reply = SignalingMessage(transactionID: reply.transactionID, body: .revocationList(der: der))
+                break
+            }
+            let request = SignalingMessage(transactionID: reply.transactionID &+ 1,
+                                           body: .revocationListPartRequest(number: number, offset: UInt32(der.count)))
+            let sealed = try session.seal(request)
+            let answer = try self.request(socket, sealed) { bytes in
+                (try? Datagram.decode(bytes)).map { $0.header.type == .signaling && $0.header.receiverIndex == session.localIndex } ?? false
+            }
+            do { reply = try session.open(answer) } catch { throw LoginError.protocolError("part did not open: \(error)") }
+        }
         switch reply.body {
         case let .revocationList(der):
             let crl = try RevocationList(der: der)

@@ -16,6 +16,11 @@ public enum SignalingBody: Equatable, Sendable {
     case revocationListRequest(haveNumber: UInt64)
     case revocationList(der: [UInt8])
     case natProbeResult(NATProbeResult)
+    /// Asks for the bytes of revocation list `number` from `offset` on (a list larger
+    /// than one datagram travels in parts; docs/protocol.md §4).
+    case revocationListPartRequest(number: UInt64, offset: UInt32)
+    /// Bytes `offset..<offset+bytes.count` of the DER of list `number`, `total` bytes long.
+    case revocationListPart(number: UInt64, offset: UInt32, total: UInt32, bytes: [UInt8])
 
     public var kind: UInt8 {
         switch self {
@@ -33,6 +38,8 @@ public enum SignalingBody: Equatable, Sendable {
         case .revocationListRequest: return 12
         case .revocationList: return 13
         case .natProbeResult: return 14
+        case .revocationListPartRequest: return 15
+        case .revocationListPart: return 16
         }
     }
 }
@@ -115,6 +122,14 @@ public struct SignalingMessage: Equatable, Sendable {
             w.u64(have)
         case let .revocationList(der):
             try w.lengthPrefixed(der)
+        case let .revocationListPartRequest(number, offset):
+            w.u64(number)
+            w.u32(offset)
+        case let .revocationListPart(number, offset, total, bytes):
+            w.u64(number)
+            w.u32(offset)
+            w.u32(total)
+            try w.lengthPrefixed(bytes)
         case let .natProbeResult(n):
             w.endpoint(n.primary)
             w.optionalEndpoint(n.probe)
@@ -188,6 +203,13 @@ public struct SignalingMessage: Equatable, Sendable {
             body = .revocationListRequest(haveNumber: try r.u64())
         case 13:
             body = .revocationList(der: try r.lengthPrefixed(field: "revocationList.der"))
+        case 15:
+            body = .revocationListPartRequest(number: try r.u64(), offset: try r.u32())
+        case 16:
+            let number = try r.u64(), offset = try r.u32(), total = try r.u32()
+            let bytes = try r.lengthPrefixed(field: "revocationListPart.bytes")
+            guard UInt64(offset) + UInt64(bytes.count) <= UInt64(total) else { throw .invalidField("revocationListPart.offset") }
+            body = .revocationListPart(number: number, offset: offset, total: total, bytes: bytes)
         case 14:
             let primary = try r.endpoint(field: "natProbeResult.primary")
             let probe = try r.optionalEndpoint(field: "natProbeResult.probe")

@@ -53,5 +53,7 @@ enum Samples {
         .init(transactionID: 16, body: .revocationList(der: Array(repeating: 0x30, count: 300))),
         .init(transactionID: 17, body: .natProbeResult(NATProbeResult(primary: v4, probe: Endpoint("198.19.1.2:40001")!, mapping: .endpointDependent))),
         .init(transactionID: 18, body: .natProbeResult(NATProbeResult(primary: v6, probe: nil, mapping: .none))),
+        .init(transactionID: 19, body: .revocationListPartRequest(number: 7, offset: 1024)),
+        .init(transactionID: 20, body: .revocationListPart(number: 7, offset: 1024, total: 3000, bytes: Array(repeating: 0x30, count: 1024))),
     ]
 }

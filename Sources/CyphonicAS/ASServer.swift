@@ -56,11 +56,44 @@ public final class ASServer: Sendable {
     struct Pending {
         let handshake: ServiceServerHandshake
         let created: Int64
+        /// The address message 1 came from: message 3 must come from it too.
+        let from: Endpoint
+    }
+
+    /// An established session, bound to the address that completed it (answers never
+    /// go to another address, so a forged source gains nothing).
+    struct Kept {
+        let session: SignalingSession
+        let peer: Endpoint
+        let sourceKey: [UInt8]
+        let created: Int64
+        var requests = 0
     }
 
     struct Tables {
         var pending: [UInt32: Pending] = [:]
-        var sessions: [UInt32: SignalingSession] = [:]
+        var sessions: [UInt32: Kept] = [:]
+    }
+
+    /// Sessions per source (IPv4 address, IPv6 /64), at most: the oldest makes way.
+    static let sessionsPerSource = 8
+    /// Requests one session may make (revocation-list parts and the like), at most.
+    static let requestsPerSession = 256
+    /// Seconds a session lives at most, however busy.
+    static let sessionLifetime: Int64 = 600
+
+    /// Keeps `session` (already used for its first reply) for later requests.
+    private func keep(_ session: SignalingSession, from: Endpoint, now: Int64) -> Bool {
+        let key = HandshakeGuard.sourceKey(from.address)
+        return tables.withLock { t -> Bool in
+            let mine = t.sessions.filter { $0.value.sourceKey == key }
+            if mine.count >= Self.sessionsPerSource, let oldest = mine.min(by: { $0.value.created < $1.value.created }) {
+                t.sessions.removeValue(forKey: oldest.key)
+            }
+            guard t.sessions.count < limits.maxSessions else { return false }
+            t.sessions[session.localIndex] = Kept(session: session, peer: from, sourceKey: key, created: now)
+            return true
+        }
     }
 
     public init(authority: ASAuthority, listen: [Endpoint], metrics: ASMetrics, limits: ASServerLimits = ASServerLimits(),
@@ -178,7 +211,7 @@ public final class ASServer: Sendable {
             let hs = try ServiceServerHandshake(localStatic: authority.directory.serviceKey,
                                                 certificate: authority.directory.serviceCertificate)
             let reply = try hs.respond(to: d)
-            tables.withLock { $0.pending[hs.localIndex] = Pending(handshake: hs, created: now) }
+            tables.withLock { $0.pending[hs.localIndex] = Pending(handshake: hs, created: now, from: from) }
             try socket.send(reply, to: from)
         } catch {
             metrics.drop("handshake_failed")
@@ -187,8 +220,12 @@ public final class ASServer: Sendable {
     }
 
     private func completion(_ d: Datagram, from: Endpoint, socket: UDPSocket, now: Int64) {
-        // Taking the entry out makes message 3 single-use: a replay finds nothing.
-        guard let pending = tables.withLock({ $0.pending.removeValue(forKey: d.header.receiverIndex) }) else {
+        // Taking the entry out makes message 3 single-use: a replay finds nothing. Only
+        // from the address message 1 came from (the answer goes there, nowhere else).
+        guard let pending = tables.withLock({ t -> Pending? in
+            guard let p = t.pending[d.header.receiverIndex], p.from == from else { return nil }
+            return t.pending.removeValue(forKey: d.header.receiverIndex)
+        }) else {
             metrics.drop("unknown_session")
             return
         }
@@ -213,11 +250,10 @@ public final class ASServer: Sendable {
             if case .revocationListRequest = message.body {
                 // The CRL is public (CA-signed): anyone who completes a handshake may fetch it.
                 let body = try revocationListReply(to: message.body)
-                if case .revocationListPart = body {
-                    // More parts to come: keep the session for the part requests.
-                    tables.withLock { t in if t.sessions.count < limits.maxSessions { t.sessions[session.localIndex] = session } }
-                }
-                try socket.send(try session.seal(SignalingMessage(transactionID: message.transactionID, body: body)), to: from)
+                // Sealed before the session is shared: no other thread can seal with it meanwhile.
+                let sealed = try session.seal(SignalingMessage(transactionID: message.transactionID, body: body))
+                if case .revocationListPart = body, !keep(session, from: from, now: now) { metrics.drop("table_full") }
+                try socket.send(sealed, to: from)
                 return
             }
             guard case let .login(login) = message.body else {
@@ -256,18 +292,21 @@ public final class ASServer: Sendable {
             logger.debug("as: bad login payload from \(from): \(error)")
             return
         }
-        let kept = tables.withLock { t -> Bool in
-            guard t.sessions.count < limits.maxSessions else { return false }
-            t.sessions[session.localIndex] = session
-            return true
-        }
-        if !kept { metrics.drop("table_full") }
+        if !keep(session, from: from, now: now) { metrics.drop("table_full") }
         do { try socket.send(reply, to: from) } catch { logger.warning("as: send to \(from) failed: \(error)") }
     }
 
     private func signaling(_ bytes: [UInt8], header: Header, from: Endpoint, socket: UDPSocket, now: Int64) {
-        guard let session = tables.withLock({ $0.sessions[header.receiverIndex] }) else {
-            metrics.drop("unknown_session")
+        // Only from the address that completed the session, and a bounded number of times.
+        let found = tables.withLock { t -> (SignalingSession?, Bool) in
+            guard var kept = t.sessions[header.receiverIndex] else { return (nil, false) }
+            guard kept.peer == from, kept.requests < Self.requestsPerSession else { return (nil, true) }
+            kept.requests += 1
+            t.sessions[header.receiverIndex] = kept
+            return (kept.session, true)
+        }
+        guard let session = found.0 else {
+            metrics.drop(found.1 ? "bad_request" : "unknown_session")
             return
         }
         // Sessions are used by one receive thread at a time in practice; the table lock
@@ -331,7 +370,9 @@ public final class ASServer: Sendable {
         guard lastHousekeeping.exchange(now, ordering: .relaxed) != now else { return }
         let count = tables.withLock { t -> Int in
             t.pending = t.pending.filter { now - $0.value.created <= limits.handshakeTimeout }
-            t.sessions = t.sessions.filter { now - $0.value.lastReceived <= limits.sessionTimeout }
+            t.sessions = t.sessions.filter {
+                now - $0.value.session.lastReceived <= limits.sessionTimeout && now - $0.value.created <= Self.sessionLifetime
+            }
             return t.pending.count + t.sessions.count
         }
         metrics.sessions.set(Int64(count))

@@ -299,11 +299,15 @@ public final class ASStore: Sendable {
     }
 
     static func publishCRL(_ db: SQLiteDatabase, now: Int64, sign: ([UInt64], UInt64) throws -> [UInt8]) throws {
-        let serials = try db.query("SELECT serial FROM certificates WHERE revoked_at IS NOT NULL ORDER BY serial")
+        // Expired certificates are refused anyway: listing them would only grow the list.
+        let serials = try db.query("SELECT serial FROM certificates WHERE revoked_at IS NOT NULL AND not_after > ? ORDER BY serial",
+                                   [.integer(now)])
             .compactMap { $0[0].int.map { UInt64(bitPattern: $0) } }
         let number = UInt64(try db.query("SELECT COALESCE(MAX(number), 0) + 1 FROM crls").first?.first?.int ?? 1)
         let der = try sign(serials, number)
         try db.query("INSERT INTO crls(number, der, created_at) VALUES(?, ?, ?)", [.integer(Int64(number)), .blob(der), .integer(now)])
+        // The newest lists are all anyone needs; older ones go (the table stays small).
+        try db.query("DELETE FROM crls WHERE number <= ?", [.integer(Int64(number) - 16)])
     }
 
     static func audit(_ db: SQLiteDatabase, _ now: Int64, _ action: String, _ subject: String, _ detail: String) throws {

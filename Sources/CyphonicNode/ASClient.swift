@@ -119,6 +119,23 @@ public struct ASClient: Sendable {
         throw LoginError.timeout(server)
     }
 
+    /// Asks for one part of a revocation list and waits for it; each retry is sealed
+    /// anew (a resent copy would be refused as a replay).
+    private func requestPart(_ socket: UDPSocket, session: SignalingSession, number: UInt64, offset: UInt32,
+                             transactionID: UInt32) throws -> SignalingMessage {
+        let request = SignalingMessage(transactionID: transactionID, body: .revocationListPartRequest(number: number, offset: offset))
+        var once = self
+        once.attempts = 1
+        for _ in 0..<attempts {
+            let sealed = try session.seal(request)
+            guard let answer = try? once.request(socket, sealed, accept: { bytes in
+                (try? Datagram.decode(bytes)).map { $0.header.type == .signaling && $0.header.receiverIndex == session.localIndex } ?? false
+            }) else { continue }
+            do { return try session.open(answer) } catch { throw LoginError.protocolError("part did not open: \(error)") }
+        }
+        throw LoginError.timeout(server)
+    }
+
     /// Fetches the CA's current revocation list (public: no login needed) and checks
     /// its signature against the pinned CA.
     public func revocationList(key: X25519PrivateKey) throws -> RevocationList {
@@ -129,26 +146,28 @@ public struct ASClient: Sendable {
         // A list larger than one datagram comes in parts: ask for the rest in the same
         // session, part by part (each answer below the path MTU).
         var der: [UInt8] = []
-        var restarts = 0
+        var listNumber: UInt64? = nil
+        var restarts = 0, parts = 0
         while case let .revocationListPart(number, offset, total, bytes) = reply.body {
-            if Int(offset) != der.count {
+            // Bounded whatever the AS says: non-empty parts, at most 4 MiB, 4096 parts.
+            parts += 1
+            guard !bytes.isEmpty, total <= 4 << 20, parts <= 4096 else {
+                throw LoginError.protocolError("revocation list parts out of bounds")
+            }
+            if Int(offset) != der.count || (listNumber != nil && listNumber != number) {
                 // A newer list appeared meanwhile: start over, a few times at most.
                 restarts += 1
                 guard restarts <= 3, offset == 0 else { throw LoginError.protocolError("revocation list parts out of order") }
                 der = []
             }
+            listNumber = number
             der += bytes
             guard der.count < Int(total) else {
                 reply = SignalingMessage(transactionID: reply.transactionID, body: .revocationList(der: der))
                 break
             }
-            let request = SignalingMessage(transactionID: reply.transactionID &+ 1,
-                                           body: .revocationListPartRequest(number: number, offset: UInt32(der.count)))
-            let sealed = try session.seal(request)
-            let answer = try self.request(socket, sealed) { bytes in
-                (try? Datagram.decode(bytes)).map { $0.header.type == .signaling && $0.header.receiverIndex == session.localIndex } ?? false
-            }
-            do { reply = try session.open(answer) } catch { throw LoginError.protocolError("part did not open: \(error)") }
+            reply = try requestPart(socket, session: session, number: number, offset: UInt32(der.count),
+                                    transactionID: reply.transactionID &+ 1)
         }
         switch reply.body {
         case let .revocationList(der):

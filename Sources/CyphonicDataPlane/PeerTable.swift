@@ -18,6 +18,8 @@ public final class PeerTable: @unchecked Sendable {
     private var byV6: [V6Key: Peer] = [:]
     private var byIndex: [UInt32: (Peer, DataSession)] = [:]
     private var byKey: [[UInt8]: Peer] = [:]
+    /// Peers by their current endpoint (for telling peers' packets from others').
+    private var byEndpoint: [SocketAddress: Peer] = [:]
 
     public init() {}
 
@@ -48,6 +50,7 @@ public final class PeerTable: @unchecked Sendable {
     public func removeLocked(_ peer: Peer) {
         guard byKey[peer.staticKey.bytes] === peer else { return }
         byKey.removeValue(forKey: peer.staticKey.bytes)
+        if let e = peer.endpoint, byEndpoint[e] === peer { byEndpoint.removeValue(forKey: e) }
         if let v4 = peer.vip4, byV4[v4] === peer { byV4.removeValue(forKey: v4) }
         if let v6 = peer.vip6, byV6[V6Key(hi: v6.0, lo: v6.1)] === peer { byV6.removeValue(forKey: V6Key(hi: v6.0, lo: v6.1)) }
         for s in [peer.current, peer.previous, peer.next].compactMap({ $0 }) { byIndex.removeValue(forKey: s.localIndex) }
@@ -65,7 +68,15 @@ public final class PeerTable: @unchecked Sendable {
     /// Whether `address` is the endpoint of a peer with a session (its packets there
     /// were authenticated, so the address is verified for the handshake guard).
     public func isPeerEndpointLocked(_ address: SocketAddress) -> Bool {
-        byKey.values.contains { $0.current != nil && $0.endpoint == address }
+        guard let peer = byEndpoint[address] else { return false }
+        return peer.current != nil && peer.endpoint == address
+    }
+
+    /// Moves `peer` to `endpoint`, keeping the endpoint index in step.
+    private func moveLocked(_ peer: Peer, to endpoint: SocketAddress) {
+        if let old = peer.endpoint, byEndpoint[old] === peer { byEndpoint.removeValue(forKey: old) }
+        peer.endpoint = endpoint
+        byEndpoint[endpoint] = peer
     }
 
     public func peerLocked(staticKey: [UInt8]) -> Peer? { byKey[staticKey] }
@@ -77,7 +88,7 @@ public final class PeerTable: @unchecked Sendable {
     /// initiator's rekey, see ``DataSession/confirm()``) is installed as `next` instead
     /// while a current one exists: received on at once, sent on once confirmed.
     public func installLocked(_ session: DataSession, for peer: Peer, endpoint: SocketAddress?) {
-        if let endpoint { peer.endpoint = endpoint }
+        if let endpoint { moveLocked(peer, to: endpoint) }
         byIndex[session.localIndex] = (peer, session)
         if !session.isConfirmed, peer.current != nil {
             if let old = peer.next { byIndex.removeValue(forKey: old.localIndex) }
@@ -108,7 +119,13 @@ public final class PeerTable: @unchecked Sendable {
         if peer.next === session { peer.next = nil }
     }
 
-    public func setEndpointLocked(_ peer: Peer, _ endpoint: SocketAddress) { peer.endpoint = endpoint }
+    public func setEndpointLocked(_ peer: Peer, _ endpoint: SocketAddress) {
+        guard byKey[peer.staticKey.bytes] === peer else {
+            peer.endpoint = endpoint
+            return
+        }
+        moveLocked(peer, to: endpoint)
+    }
 
     public func isIndexInUseLocked(_ index: UInt32) -> Bool { byIndex[index] != nil }
 

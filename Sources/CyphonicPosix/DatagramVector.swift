@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// A socket address held by value (no allocation), comparable byte for byte.
-public struct SocketAddress: Equatable, @unchecked Sendable {
+public struct SocketAddress: Hashable, @unchecked Sendable {
     public var storage = sockaddr_storage()
     public var length: socklen_t = 0
 
@@ -18,6 +18,12 @@ public struct SocketAddress: Equatable, @unchecked Sendable {
 
     /// Compares the first `length` bytes in place (called per datagram by the GSO sender).
     @inline(__always)
+    /// Hashes the bytes that `==` compares.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(length)
+        withUnsafeBytes(of: storage) { hasher.combine(bytes: UnsafeRawBufferPointer(rebasing: $0[0..<min(Int(length), $0.count)])) }
+    }
+
     public static func == (a: SocketAddress, b: SocketAddress) -> Bool {
         guard a.length == b.length else { return false }
         return withUnsafeBytes(of: a.storage) { x in

@@ -43,6 +43,8 @@ public final class ASServer: Sendable {
     public let metrics: ASMetrics
     /// Decides on each initiation before any asymmetric crypto (shared with the node).
     public let handshakeGuard: HandshakeGuard
+    /// Size of our message 2, computed once (not re-encoding the certificate per initiation).
+    private let responseSize: Int
     public let limits: ASServerLimits
     private let logger: Logger
     private let listen: [Endpoint]
@@ -107,6 +109,7 @@ public final class ASServer: Sendable {
         refusalLog = LogRateLimiter(perSecond: limits.refusalLogLinesPerSecond)
         // A guard that cannot draw a random secret is a broken machine: refuse to serve.
         handshakeGuard = try! HandshakeGuard(limits: limits.handshakeGuard)
+        responseSize = HandshakeGuard.responseSize(certificateBytes: authority.directory.serviceCertificate.derBytes.count)
     }
 
     /// Binds every listen endpoint and starts their receive threads.
@@ -187,7 +190,7 @@ public final class ASServer: Sendable {
     private func initiation(_ d: Datagram, size: Int, from: Endpoint, socket: UDPSocket, now: Int64) {
         guard case let .handshakeInitiation(senderIndex, noise) = d.body else { return }
         switch handshakeGuard.check(source: from, requestSize: size,
-                                    replySize: Header.size + 4 + 32 + 48 + authority.directory.serviceCertificate.derBytes.count + 16,
+                                    replySize: responseSize,
                                     cookie: HandshakeGuard.cookie(inNoiseMessage1: noise)) {
         case let .cookie(c):
             // Never more bytes back than came in; no state, no crypto but one HMAC.

@@ -87,9 +87,7 @@ final class StatusServer: @unchecked Sendable {
         self.snapshot = snapshot
         // A socket file that answers belongs to a running daemon: never take it over.
         // One that refuses is left from a daemon that died: replace it.
-        guard path.utf8.count < MemoryLayout.size(ofValue: sockaddr_un().sun_path) else {
-            throw SystemError("bind(\(path))", errno: ENAMETOOLONG)
-        }
+        guard var addr = Self.unixAddress(path) else { throw SystemError("bind(\(path))", errno: ENAMETOOLONG) }
         if access(path, F_OK) == 0 {
             if Self.accepts(path: path) {
                 throw InUseError(what: "control socket \(path)", owner: PortOwner.unix(path: path),
@@ -99,11 +97,6 @@ final class StatusServer: @unchecked Sendable {
         }
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemError("socket(AF_UNIX)", errno: errno) }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw SystemError("bind(\(path))", errno: ENAMETOOLONG) }
-        withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: bytes + [0]) }
         let ok = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
@@ -136,33 +129,48 @@ final class StatusServer: @unchecked Sendable {
         unlink(path)
     }
 
-    /// Whether a process listens on the Unix socket at `path` (a connect succeeds): any
-    /// daemon, of whatever version, whose status we need not understand.
-    static func accepts(path: String) -> Bool {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
+    /// The socket address of `path`; nil when the path does not fit `sun_path`.
+    static func unixAddress(_ path: String) -> sockaddr_un? {
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { return false }
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { return nil }
         withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: bytes + [0]) }
-        return withUnsafePointer(to: &addr) {
+        return addr
+    }
+
+    /// A stream socket connected to the Unix socket at `path`, or nil with `errno` set.
+    static func connectUnix(path: String) -> Int32? {
+        guard var addr = unixAddress(path) else {
+            errno = ENAMETOOLONG
+            return nil
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        let ok = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        } == 0
+        }
+        guard ok == 0 else {
+            let e = errno
+            close(fd)
+            errno = e
+            return nil
+        }
+        return fd
+    }
+
+    /// Whether a process listens on the Unix socket at `path` (a connect succeeds): any
+    /// daemon, of whatever version, whose status we need not understand.
+    static func accepts(path: String) -> Bool {
+        guard let fd = connectUnix(path: path) else { return false }
+        close(fd)
+        return true
     }
 
     /// Reads the status from a running daemon's socket.
     static func query(path: String) throws -> NodeStatus {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard let fd = connectUnix(path: path) else { throw SystemError("connect(\(path))", errno: errno) }
         defer { close(fd) }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
-        let ok = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard ok == 0 else { throw SystemError("connect(\(path))", errno: errno) }
         var out = Data()
         var buf = [UInt8](repeating: 0, count: 65_536)
         while true {

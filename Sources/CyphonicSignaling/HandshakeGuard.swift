@@ -101,10 +101,19 @@ public final class HandshakeGuard: Sendable {
     /// The cookie message 1 carries, if any (bytes 32..<48 of the Noise message: its
     /// payload follows the 32-byte ephemeral key in clear).
     public static func cookie(inNoiseMessage1 noise: [UInt8]) -> [UInt8]? {
+        noise.withUnsafeBytes { cookie(inNoiseMessage1: $0) }
+    }
+
+    /// The same, read in place (the node checks raw datagrams before decoding them).
+    public static func cookie(inNoiseMessage1 noise: UnsafeRawBufferPointer) -> [UInt8]? {
         guard noise.count >= 32 + cookieSize else { return nil }
         let c = Array(noise[32..<(32 + cookieSize)])
         return c.allSatisfy { $0 == 0 } ? nil : c
     }
+
+    /// Size of an XX message 2 datagram carrying a certificate of `certificateBytes`:
+    /// header, sender index, e, encrypted s (32 + tag), the certificate and its tag.
+    public static func responseSize(certificateBytes: Int) -> Int { 16 + 4 + 32 + 48 + certificateBytes + 16 }
 
     /// Message 1's payload: the cookie (or zeros) and padding up to `paddedInitiationSize`
     /// bytes of datagram, where `overhead` is what the datagram adds around the payload.

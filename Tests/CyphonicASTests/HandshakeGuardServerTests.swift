@@ -24,6 +24,13 @@ import Testing
         return s
     }
 
+    /// One datagram from `socket` (its receive timeout bounds the wait).
+    func receive(_ socket: UDPSocket) throws -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        let (n, _) = try buffer.withUnsafeMutableBytes { try socket.receive(into: $0) }
+        return Array(buffer[0..<n])
+    }
+
     @Test func unpaddedInitiationGetsASmallCookieAndNoState() throws {
         let t = try TempAS()
         defer { t.cleanup() }
@@ -36,11 +43,10 @@ import Testing
         defer { socket.close() }
         try socket.setReceiveTimeout(milliseconds: 2000)
         try socket.send(message1, to: s.boundEndpoints[0])
-        var buffer = [UInt8](repeating: 0, count: 2048)
-        let (n, _) = try buffer.withUnsafeMutableBytes { try socket.receive(into: $0) }
-        let reply = try Datagram.decode(Array(buffer[0..<n]))
+        let answer = try receive(socket)
+        let reply = try Datagram.decode(answer)
         #expect(reply.header.type == .cookieReply && reply.header.receiverIndex == 77)
-        #expect(n <= message1.count, "\(n) bytes back for \(message1.count)")
+        #expect(answer.count <= message1.count, "\(answer.count) bytes back for \(message1.count)")
         #expect(s.handshakeGuard.counters.cookiesSent == 1 && s.handshakeGuard.counters.proceeded == 0)
     }
 
@@ -79,13 +85,8 @@ import Testing
         let socket = try UDPSocket(bind: Endpoint("127.0.0.1:0")!)
         defer { socket.close() }
         try socket.setReceiveTimeout(milliseconds: 3000)
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        func receive() throws -> [UInt8] {
-            let (n, _) = try buffer.withUnsafeMutableBytes { try socket.receive(into: $0) }
-            return Array(buffer[0..<n])
-        }
         try socket.send(try hs.initiation(), to: s.boundEndpoints[0])
-        let response = try receive()
+        let response = try receive(socket)
         let payload = try SignalingMessage(transactionID: 1, body: .login(Login(name: "init01", credential: .token(ticket.token)))).encode()
         let (completion, session) = try hs.complete(response: response, payload: payload)
         var forged = completion
@@ -93,7 +94,7 @@ import Testing
         try socket.send(forged, to: s.boundEndpoints[0])
         usleep(300_000)
         try socket.send(completion, to: s.boundEndpoints[0])
-        let reply = try session.open(try receive())
+        let reply = try session.open(try receive(socket))
         guard case let .provision(p) = reply.body else {
             Issue.record("expected a provision, got \(reply.body)")
             return

@@ -32,20 +32,6 @@ extension NamespaceSuites {
 
         func int(_ status: [String: Any], _ key: String) -> Int { status[key] as? Int ?? -1 }
 
-        /// CPU ticks (user + system) per thread name of a process, from /proc.
-        func threadCPU(_ pid: Int32) -> [String: Int] {
-            var out: [String: Int] = [:]
-            for t in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? [] {
-                guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(t)/stat", encoding: .utf8),
-                      let close = stat.lastIndex(of: ")") else { continue }
-                let name = (try? String(contentsOfFile: "/proc/\(pid)/task/\(t)/comm", encoding: .utf8))?
-                    .trimmingCharacters(in: .whitespacesAndNewlines) ?? t
-                let f = stat[stat.index(after: close)...].split(separator: " ")
-                out[name, default: 0] += (Int(f[11]) ?? 0) + (Int(f[12]) ?? 0)
-            }
-            return out
-        }
-
         /// nft counter figures ("counter packets P bytes B") of the rule commented `name`.
         func counter(_ lab: NamespaceLab, _ n: String, _ name: String) throws -> (packets: Int, bytes: Int) {
             let out = try lab.exec(n, "nft list table inet cytest").output
@@ -90,10 +76,6 @@ extension NamespaceSuites {
             try FloodSender.source.write(toFile: script, atomically: true, encoding: .utf8)
             let report = lab.dir + "/flood.json"
             let before = try lab.status("a")
-            // B's daemon: the process named cyphonic-node in B's namespace.
-            let bPID = try lab.run("/sbin/ip", ["netns", "pids", lab.ns("b")]).output.split(separator: "\n").compactMap { Int32($0) }
-                .first { (try? String(contentsOfFile: "/proc/\($0)/comm", encoding: .utf8))?.hasPrefix("cyphonic-node") == true } ?? 0
-            let cpuBefore = threadCPU(bPID)
             // CYPHONIC_FLOOD_RATE runs the same test at another rate (docs/performance.md).
             let target = Int(ProcessInfo.processInfo.environment["CYPHONIC_FLOOD_RATE"] ?? "") ?? 12_000
             let flood = try lab.spawn("c", "python3 \(script) \(lab.underlayBFromC) 30000 \(spoofed) \(target) 9 \(Hex.encode(template)) \(report)")
@@ -101,8 +83,6 @@ extension NamespaceSuites {
             let flooded = try iperfTCP(lab, seconds: 4)
             let ping = try lab.exec("a", "ping -c 20 -i 0.1 -W 1 198.18.0.2")
             flood.waitUntilExit()
-            let cpuAfter = threadCPU(bPID)
-            print("flood: B's CPU ticks per thread during the flood: \(cpuAfter.map { ($0.key, $0.value - (cpuBefore[$0.key] ?? 0)) }.sorted { $0.1 > $1.1 })")
             let after = try lab.status("a")
             let b = try lab.status("b")
             let sent = (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report)))) as? [String: Any] ?? [:]

@@ -8,7 +8,7 @@ FUZZ_RUNS ?= 1000000
 BUILD_PACKAGES = libssl-dev libsqlite3-dev pkg-config
 TEST_PACKAGES = $(BUILD_PACKAGES) openssl iproute2 nftables iperf3 iputils-ping dnsutils procps curl python3
 
-.PHONY: build release test fuzz bench bench-tunnel lab-up lab-down clean
+.PHONY: build release test fuzz bench bench-tunnel lab-up lab-down clean format format-check
 
 build:
 	@scripts/ensure-packages.sh $(BUILD_PACKAGES)
@@ -20,6 +20,7 @@ release:
 
 test:
 	@scripts/ensure-packages.sh $(TEST_PACKAGES)
+	@scripts/format-check.sh
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
@@ -40,6 +41,13 @@ bench-tunnel:
 lab-up lab-down:
 	@echo "make $@: not yet — the lab arrives with the node daemon and services (see README)."
 	@exit 1
+
+# One formatter for the tree (swift-format from the toolchain, config in .swift-format).
+format:
+	swift format format -i -r --parallel Sources Tests Benchmarks FuzzTesting Package.swift
+
+format-check:
+	@scripts/format-check.sh
 
 clean:
 	rm -rf .build FuzzTesting/.out

@@ -21,10 +21,12 @@ let package = Package(
     ],
     targets: [
         // C shims: only what Swift cannot call (macros, variadic ioctl, CMSG_*).
-        .systemLibrary(name: "CCyphonicOpenSSL", pkgConfig: "libcrypto",
-                       providers: [.apt(["libssl-dev"])]),
-        .systemLibrary(name: "CCyphonicSQLite", pkgConfig: "sqlite3",
-                       providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(
+            name: "CCyphonicOpenSSL", pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(
+            name: "CCyphonicSQLite", pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]),
         .target(name: "CCyphonicLinux"),
         // Test support only: counts malloc calls per thread (interposes malloc).
         .target(name: "CCyphonicMallocCounter"),
@@ -37,83 +39,109 @@ let package = Package(
         .target(name: "CyphonicPosix", dependencies: ["CyphonicCore", "CCyphonicLinux"]),
         .target(name: "CyphonicDataPlane", dependencies: ["CyphonicCore", "CyphonicWire", "CyphonicCrypto", "CyphonicPosix"]),
         // Node <-> service sessions (Noise XX + certificates), pure state machines.
-        .target(name: "CyphonicSignaling", dependencies: [
-            "CyphonicCore", "CyphonicWire", "CyphonicCrypto", "CyphonicPKI", "CyphonicDataPlane",
-        ]),
+        .target(
+            name: "CyphonicSignaling",
+            dependencies: [
+                "CyphonicCore", "CyphonicWire", "CyphonicCrypto", "CyphonicPKI", "CyphonicDataPlane",
+            ]),
         // What every program runs on: metrics over HTTP, logging, receive threads.
-        .target(name: "CyphonicService", dependencies: [
-            "CyphonicCore", "CyphonicPosix",
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "NIOHTTP1", package: "swift-nio"),
-            .product(name: "Prometheus", package: "swift-prometheus"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-        ]),
+        .target(
+            name: "CyphonicService",
+            dependencies: [
+                "CyphonicCore", "CyphonicPosix",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
 
         // One library per program.
-        .target(name: "CyphonicAS", dependencies: [
-            "CyphonicCore", "CyphonicWire", "CyphonicCrypto", "CyphonicPKI", "CyphonicPosix", "CyphonicSignaling",
-            "CyphonicService", "CCyphonicSQLite",
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "Prometheus", package: "swift-prometheus"),
-        ]),
-        .target(name: "CyphonicNode", dependencies: [
-            "CyphonicCore", "CyphonicWire", "CyphonicCrypto", "CyphonicPKI", "CyphonicPosix", "CyphonicSignaling",
-            "CyphonicDataPlane", "CyphonicService",
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "Prometheus", package: "swift-prometheus"),
-        ]),
+        .target(
+            name: "CyphonicAS",
+            dependencies: [
+                "CyphonicCore", "CyphonicWire", "CyphonicCrypto", "CyphonicPKI", "CyphonicPosix", "CyphonicSignaling",
+                "CyphonicService", "CCyphonicSQLite",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]),
+        .target(
+            name: "CyphonicNode",
+            dependencies: [
+                "CyphonicCore", "CyphonicWire", "CyphonicCrypto", "CyphonicPKI", "CyphonicPosix", "CyphonicSignaling",
+                "CyphonicDataPlane", "CyphonicService",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]),
 
         // Thin executables.
-        .executableTarget(name: "as-server", dependencies: [
-            "CyphonicCore", "CyphonicCrypto", "CyphonicPKI", "CyphonicAS", "CyphonicService", "CyphonicSignaling",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-        ]),
-        .executableTarget(name: "nms-server", dependencies: [
-            "CyphonicCore",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
-        .executableTarget(name: "trs-relay", dependencies: [
-            "CyphonicCore",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
-        .executableTarget(name: "cyphonic-node", dependencies: [
-            "CyphonicCore", "CyphonicCrypto", "CyphonicPKI", "CyphonicNode", "CyphonicService",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-        ]),
-        .executableTarget(name: "cyphonic-bench", dependencies: [
-            "CyphonicCrypto", "CyphonicAS", "CyphonicNode", "CyphonicCore", "CyphonicService",
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ], path: "Benchmarks/cyphonic-bench"),
+        .executableTarget(
+            name: "as-server",
+            dependencies: [
+                "CyphonicCore", "CyphonicCrypto", "CyphonicPKI", "CyphonicAS", "CyphonicService", "CyphonicSignaling",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
+        .executableTarget(
+            name: "nms-server",
+            dependencies: [
+                "CyphonicCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .executableTarget(
+            name: "trs-relay",
+            dependencies: [
+                "CyphonicCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .executableTarget(
+            name: "cyphonic-node",
+            dependencies: [
+                "CyphonicCore", "CyphonicCrypto", "CyphonicPKI", "CyphonicNode", "CyphonicService",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
+        .executableTarget(
+            name: "cyphonic-bench",
+            dependencies: [
+                "CyphonicCrypto", "CyphonicAS", "CyphonicNode", "CyphonicCore", "CyphonicService",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ], path: "Benchmarks/cyphonic-bench"),
 
         // Tests.
         .target(name: "CyphonicTestSupport", path: "Tests/CyphonicTestSupport"),
         .testTarget(name: "CyphonicCoreTests", dependencies: ["CyphonicCore"]),
-        .testTarget(name: "CyphonicWireTests", dependencies: ["CyphonicWire", "CyphonicCore"],
-                    resources: [.copy("Regressions")]),
-        .testTarget(name: "CyphonicCryptoTests", dependencies: ["CyphonicCrypto", "CyphonicCore"],
-                    resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "CyphonicWireTests", dependencies: ["CyphonicWire", "CyphonicCore"],
+            resources: [.copy("Regressions")]),
+        .testTarget(
+            name: "CyphonicCryptoTests", dependencies: ["CyphonicCrypto", "CyphonicCore"],
+            resources: [.copy("Fixtures")]),
         .testTarget(name: "CyphonicPKITests", dependencies: ["CyphonicPKI", "CyphonicCrypto", "CyphonicCore", "CyphonicTestSupport"]),
         .testTarget(name: "CyphonicPosixTests", dependencies: ["CyphonicPosix", "CyphonicCore"]),
-        .testTarget(name: "CyphonicDataPlaneTests", dependencies: [
-            "CyphonicDataPlane", "CyphonicCrypto", "CyphonicCore", "CyphonicPosix", "CyphonicWire", "CCyphonicMallocCounter",
-        ]),
+        .testTarget(
+            name: "CyphonicDataPlaneTests",
+            dependencies: [
+                "CyphonicDataPlane", "CyphonicCrypto", "CyphonicCore", "CyphonicPosix", "CyphonicWire", "CCyphonicMallocCounter",
+            ]),
         .testTarget(name: "CyphonicSignalingTests", dependencies: ["CyphonicSignaling", "CyphonicPKI", "CyphonicCrypto", "CyphonicWire"]),
-        .testTarget(name: "CyphonicNodeTests", dependencies: [
-            "CyphonicNode", "CyphonicDataPlane", "CyphonicPKI", "CyphonicCrypto", "CyphonicCore", "CyphonicWire",
-            "CyphonicTestSupport",
-        ]),
-        .testTarget(name: "CyphonicASTests", dependencies: [
-            "CyphonicAS", "CyphonicNode", "CyphonicSignaling", "CyphonicPKI", "CyphonicCrypto", "CyphonicWire", "CyphonicPosix",
-            "CyphonicService", "CyphonicTestSupport",
-            .product(name: "Logging", package: "swift-log"),
-        ]),
+        .testTarget(
+            name: "CyphonicNodeTests",
+            dependencies: [
+                "CyphonicNode", "CyphonicDataPlane", "CyphonicPKI", "CyphonicCrypto", "CyphonicCore", "CyphonicWire",
+                "CyphonicTestSupport",
+            ]),
+        .testTarget(
+            name: "CyphonicASTests",
+            dependencies: [
+                "CyphonicAS", "CyphonicNode", "CyphonicSignaling", "CyphonicPKI", "CyphonicCrypto", "CyphonicWire", "CyphonicPosix",
+                "CyphonicService", "CyphonicTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
     ]
 )
 

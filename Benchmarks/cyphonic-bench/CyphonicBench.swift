@@ -26,12 +26,15 @@ struct CryptoBench: ParsableCommand {
         print("AEAD on one core, \(size)-byte packets, 16-byte AAD, median of \(rounds) interleaved rounds of \(seconds) s")
         print("baseline: `openssl speed -evp CIPHER` (streaming EVP_EncryptUpdate) and `-aead` (init+AAD+update+final+tag per packet)")
         print("")
-        let header = "cipher".padding(toLength: 18, withPad: " ", startingAt: 0) + "op     ours Gbit/s   Mpkt/s   openssl-evp   ratio   openssl-aead   ratio"
+        let header =
+            "cipher".padding(toLength: 18, withPad: " ", startingAt: 0) + "op     ours Gbit/s   Mpkt/s   openssl-evp   ratio   openssl-aead   ratio"
         print(header)
         for algorithm in AEADAlgorithm.allCases {
             let name = algorithm == .aes256gcm ? "aes-256-gcm" : "chacha20-poly1305"
             for op in ["seal", "open"] {
-                var ours: [Double] = [], evp: [Double] = [], aead: [Double] = []
+                var ours: [Double] = []
+                var evp: [Double] = []
+                var aead: [Double] = []
                 for round in 0..<rounds {
                     progress("measuring \(name) \(op), round \(round + 1)/\(rounds)")
                     ours.append(try measure(algorithm, seal: op == "seal"))
@@ -39,11 +42,15 @@ struct CryptoBench: ParsableCommand {
                     aead.append(try opensslSpeed(name, aead: true, decrypt: op == "open"))
                 }
                 progress(nil)
-                let o = median(ours), e = median(evp), a = median(aead)
+                let o = median(ours)
+                let e = median(evp)
+                let a = median(aead)
                 let gbit = { (bytesPerSecond: Double) in bytesPerSecond * 8 / 1e9 }
-                print(name.padding(toLength: 18, withPad: " ", startingAt: 0) + op.padding(toLength: 7, withPad: " ", startingAt: 0)
-                      + String(format: "%10.2f %9.3f %12.2f %8.2f %13.2f %8.2f", gbit(o), o / Double(size) / 1e6,
-                               gbit(e), e > 0 ? o / e : 0, gbit(a), a > 0 ? o / a : 0))
+                print(
+                    name.padding(toLength: 18, withPad: " ", startingAt: 0) + op.padding(toLength: 7, withPad: " ", startingAt: 0)
+                        + String(
+                            format: "%10.2f %9.3f %12.2f %8.2f %13.2f %8.2f", gbit(o), o / Double(size) / 1e6,
+                            gbit(e), e > 0 ? o / e : 0, gbit(a), a > 0 ? o / a : 0))
             }
         }
     }

@@ -21,12 +21,14 @@ struct LoginBench: ParsableCommand {
     func run() throws {
         let path = NSTemporaryDirectory() + "cyphonic-bench-as-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let settings = try ASSettings(domain: try FQDN("cyphonic.internal"),
-                                      pool: try AddressPool(ipv4: IPPrefix("198.18.0.0/16")!, ipv6: IPPrefix("2001:db8:c0ff:ee::/64")!))
+        let settings = try ASSettings(
+            domain: try FQDN("cyphonic.internal"),
+            pool: try AddressPool(ipv4: IPPrefix("198.18.0.0/16")!, ipv6: IPPrefix("2001:db8:c0ff:ee::/64")!))
         let dir = try ASDirectory.initialise(at: path, settings: settings)
         // The bench measures login throughput from one address: lift the abuse limits.
-        let authority = try ASAuthority(directory: dir, limiter: RateLimiter(maxFailures: 1_000_000), tokenIterations: tokenIterations,
-                                        maxPasswordChecksPerSecond: 1_000_000)
+        let authority = try ASAuthority(
+            directory: dir, limiter: RateLimiter(maxFailures: 1_000_000), tokenIterations: tokenIterations,
+            maxPasswordChecksPerSecond: 1_000_000)
         var logger = Logger(label: "bench")
         logger.logLevel = .warning
         var limits = ASServerLimits()
@@ -70,8 +72,9 @@ struct LoginBench: ParsableCommand {
     }
 
     func report(_ clients: Int, _ kind: String, _ r: (count: Int, seconds: Double)) {
-        print(String(format: "%7d  ", clients) + kind.padding(toLength: 26, withPad: " ", startingAt: 0)
-              + String(format: "%6d %9.2f %10.1f", r.count, r.seconds, Double(r.count) / r.seconds))
+        print(
+            String(format: "%7d  ", clients) + kind.padding(toLength: 26, withPad: " ", startingAt: 0)
+                + String(format: "%6d %9.2f %10.1f", r.count, r.seconds, Double(r.count) / r.seconds))
     }
 
     /// Runs `body` on `clients` threads at once; returns the total count and wall time.

@@ -15,8 +15,9 @@ public func fuzzNoise(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     let pattern: NoisePattern = ik ? .ik : .xx
     let proto = NoiseProtocol(pattern: pattern, cipher: cipher)
     do {
-        let initiator = try NoiseHandshake(protocol: proto, role: .initiator, localStatic: initiatorStatic,
-                                           remoteStatic: ik ? responderStatic.publicKey : nil)
+        let initiator = try NoiseHandshake(
+            protocol: proto, role: .initiator, localStatic: initiatorStatic,
+            remoteStatic: ik ? responderStatic.publicKey : nil)
         let responder = try NoiseHandshake(protocol: proto, role: .responder, localStatic: responderStatic)
         switch (selector >> 2) % 3 {
         case 0:

@@ -70,8 +70,10 @@ public final class ASAuthority: Sendable {
     private let dummySalt: [UInt8]
     private let dummyHash: [UInt8]
 
-    public init(directory: ASDirectory, limiter: RateLimiter = RateLimiter(),
-                tokenIterations: Int = PasswordHash.defaultIterations, maxPasswordChecksPerSecond: Int = 20) throws {
+    public init(
+        directory: ASDirectory, limiter: RateLimiter = RateLimiter(),
+        tokenIterations: Int = PasswordHash.defaultIterations, maxPasswordChecksPerSecond: Int = 20
+    ) throws {
         guard maxPasswordChecksPerSecond > 0 else {
             throw ConfigError.invalid("max-password-checks", "must be at least 1 per second")
         }
@@ -99,8 +101,9 @@ public final class ASAuthority: Sendable {
         let token = name.lowercased() + "." + Hex.encode(try SecureRandom.bytes(20))
         let salt = try SecureRandom.bytes(16)
         let hash = try PasswordHash.derive(secret: Array(token.utf8), salt: salt, iterations: tokenIterations)
-        let node = try store.addNode(name: name.lowercased(), fqdn: fqdn, group: group, pool: settings.pool, tokenHash: hash,
-                                     salt: salt, iterations: tokenIterations, now: now)
+        let node = try store.addNode(
+            name: name.lowercased(), fqdn: fqdn, group: group, pool: settings.pool, tokenHash: hash,
+            salt: salt, iterations: tokenIterations, now: now)
         return EnrolmentTicket(node: node, token: token)
     }
 
@@ -117,16 +120,23 @@ public final class ASAuthority: Sendable {
     }
 
     /// `service add nms|trs NAME`: a key and certificate for a service host.
-    public func addService(role: CertificateRole, name: FQDN, days: Int = 365, now: Int64 = unixNow())
-        throws -> (key: X25519PrivateKey, certificate: Certificate) {
+    public func addService(
+        role: CertificateRole, name: FQDN, days: Int = 365, now: Int64 = unixNow()
+    )
+        throws -> (key: X25519PrivateKey, certificate: Certificate)
+    {
         guard role == .nms || role == .trs else { throw ConfigError.invalid("role", "must be nms or trs") }
         let key = try X25519PrivateKey()
-        let cert = try directory.ca.issue(.service(role, name: name, serial: try CertificateAuthority.randomSerial(),
-                                                   validFrom: now - 300, days: days), publicKey: key.publicKey)
-        try store.addService(name: name.value, role: role.rawValue,
-                             certificate: IssuedCertificate(serial: cert.serial ?? 0, subject: name.value, role: role.rawValue,
-                                                            notBefore: cert.notBefore ?? now, notAfter: cert.notAfter ?? now,
-                                                            der: cert.derBytes), now: now)
+        let cert = try directory.ca.issue(
+            .service(
+                role, name: name, serial: try CertificateAuthority.randomSerial(),
+                validFrom: now - 300, days: days), publicKey: key.publicKey)
+        try store.addService(
+            name: name.value, role: role.rawValue,
+            certificate: IssuedCertificate(
+                serial: cert.serial ?? 0, subject: name.value, role: role.rawValue,
+                notBefore: cert.notBefore ?? now, notAfter: cert.notAfter ?? now,
+                der: cert.derBytes), now: now)
         return (key, cert)
     }
 
@@ -140,21 +150,26 @@ public final class ASAuthority: Sendable {
     /// so nodes never hold an expired CRL while the AS runs. Returns the new number.
     @discardableResult
     public func refreshRevocationListIfDue(now: Int64 = unixNow()) throws -> UInt64? {
-        try store.refreshCRL(now: now, if: { der in
-            guard let crl = try? RevocationList(der: der), let this = crl.thisUpdate, let next = crl.nextUpdate else { return true }
-            return next - now < (next - this) / 2
-        }, sign: directory.signCRL(now: now))
+        try store.refreshCRL(
+            now: now,
+            if: { der in
+                guard let crl = try? RevocationList(der: der), let this = crl.thisUpdate, let next = crl.nextUpdate else { return true }
+                return next - now < (next - this) / 2
+            }, sign: directory.signCRL(now: now))
     }
 
     /// Decides a login whose Noise handshake proved `clientKey` (see the type's guarantees).
     /// Every token refusal after the rate checks costs the same PBKDF2 work as a real check.
-    public func login(_ login: Login, clientKey: X25519PublicKey, source: IPAddress, now: Int64 = unixNow())
-        -> Result<LoginSuccess, LoginFailure> {
+    public func login(
+        _ login: Login, clientKey: X25519PublicKey, source: IPAddress, now: Int64 = unixNow()
+    )
+        -> Result<LoginSuccess, LoginFailure>
+    {
         let name = login.name.lowercased()
         let sourceKey = RateLimiter.sourceKey(source)
         let result: Result<LoginSuccess, LoginFailure>
         switch login.credential {
-        case let .token(token):
+        case .token(let token):
             // Name and source limits guard the expensive path only; the token-name key
             // is separate from anything the certificate path looks at.
             // (counted by label, so NAME and NAME.DOMAIN share one budget).
@@ -168,7 +183,7 @@ public final class ASAuthority: Sendable {
                 limiter.recordFailure(sourceKey, now: now)
                 limiter.recordFailure(nameKey, now: now)
             }
-        case let .certificate(der):
+        case .certificate(let der):
             result = Self.catching { try certificateLogin(name: name, der: der, clientKey: clientKey, now: now) }
             if Self.counts(result) { limiter.recordFailure(sourceKey, now: now) }
         }
@@ -187,15 +202,19 @@ public final class ASAuthority: Sendable {
         }
     }
 
-    private func tokenLogin(name: String, token: String, clientKey: X25519PublicKey, now: Int64) throws
-        -> Result<LoginSuccess, LoginFailure> {
+    private func tokenLogin(
+        name: String, token: String, clientKey: X25519PublicKey, now: Int64
+    ) throws
+        -> Result<LoginSuccess, LoginFailure>
+    {
         passwordChecksRun.add(1, ordering: .relaxed)
         guard let node = try store.node(named: name), let verifier = try store.tokenVerifier(nodeID: node.id) else {
             _ = PasswordHash.verify(secret: Array(token.utf8), salt: dummySalt, iterations: tokenIterations, expected: dummyHash)
             return .failure(.unknownNode)
         }
-        let matches = PasswordHash.verify(secret: Array(token.utf8), salt: verifier.salt, iterations: verifier.iterations,
-                                          expected: verifier.hash)
+        let matches = PasswordHash.verify(
+            secret: Array(token.utf8), salt: verifier.salt, iterations: verifier.iterations,
+            expected: verifier.hash)
         guard matches else { return .failure(.badCredential("token")) }
         guard node.state == .pending, !verifier.used else {
             return .failure(node.state == .revoked ? .revoked : .tokenUsed)
@@ -209,8 +228,11 @@ public final class ASAuthority: Sendable {
         return .success(LoginSuccess(value: try provision(node: node, certificate: issued.der), issued: true))
     }
 
-    private func certificateLogin(name: String, der: [UInt8], clientKey: X25519PublicKey, now: Int64) throws
-        -> Result<LoginSuccess, LoginFailure> {
+    private func certificateLogin(
+        name: String, der: [UInt8], clientKey: X25519PublicKey, now: Int64
+    ) throws
+        -> Result<LoginSuccess, LoginFailure>
+    {
         guard let node = try store.node(named: name) else { return .failure(.unknownNode) }
         // The key first: whoever has not proven the enrolled key learns nothing about the
         // node's state (docs/protocol.md §6), `revoked` included.
@@ -233,12 +255,14 @@ public final class ASAuthority: Sendable {
         let threshold = now + Int64(settings.renewBeforeDays) * 86_400
         let newestExpiry = try store.newestCertificate(nodeID: node.id)?.notAfter ?? cert.notAfter ?? now
         let renewed = newestExpiry <= threshold ? try issue(node: node, key: clientKey, now: now) : nil
-        switch try store.recordCertificateLogin(nodeID: node.id, publicKey: clientKey.bytes, renewed: renewed,
-                                                renewUnlessNewestExpiresAfter: threshold, now: now) {
+        switch try store.recordCertificateLogin(
+            nodeID: node.id, publicKey: clientKey.bytes, renewed: renewed,
+            renewUnlessNewestExpiresAfter: threshold, now: now)
+        {
         case .notActive:
             // Revoked (or removed) between the checks above and the write: nothing issued.
             return .failure(.revoked)
-        case let .recorded(current, issued):
+        case .recorded(let current, let issued):
             return .success(LoginSuccess(value: try provision(node: node, certificate: current), issued: issued))
         }
     }
@@ -248,16 +272,19 @@ public final class ASAuthority: Sendable {
             throw LoginFailure.internalError("stored node \(node.name) is inconsistent")
         }
         let cert = try directory.ca.issue(
-            .node(fqdn: fqdn, addresses: [v4, v6], group: node.group, serial: try CertificateAuthority.randomSerial(),
-                  validFrom: now - 300, days: settings.certificateDays), publicKey: key)
-        return IssuedCertificate(serial: cert.serial ?? 0, subject: node.fqdn, role: "node", notBefore: cert.notBefore ?? now,
-                                 notAfter: cert.notAfter ?? now, der: cert.derBytes)
+            .node(
+                fqdn: fqdn, addresses: [v4, v6], group: node.group, serial: try CertificateAuthority.randomSerial(),
+                validFrom: now - 300, days: settings.certificateDays), publicKey: key)
+        return IssuedCertificate(
+            serial: cert.serial ?? 0, subject: node.fqdn, role: "node", notBefore: cert.notBefore ?? now,
+            notAfter: cert.notAfter ?? now, der: cert.derBytes)
     }
 
     private func provision(node: NodeRecord, certificate: [UInt8]) throws -> Provision {
-        Provision(nodeID: UInt64(node.id), fqdn: try FQDN(node.fqdn), virtualIPv4: IPAddress(node.vip4)!,
-                  virtualIPv6: IPAddress(node.vip6)!, certificate: certificate,
-                  caCertificate: directory.ca.certificate.derBytes, nmsEndpoints: settings.nmsEndpoints,
-                  trsEndpoints: settings.trsEndpoints)
+        Provision(
+            nodeID: UInt64(node.id), fqdn: try FQDN(node.fqdn), virtualIPv4: IPAddress(node.vip4)!,
+            virtualIPv6: IPAddress(node.vip6)!, certificate: certificate,
+            caCertificate: directory.ca.certificate.derBytes, nmsEndpoints: settings.nmsEndpoints,
+            trsEndpoints: settings.trsEndpoints)
     }
 }

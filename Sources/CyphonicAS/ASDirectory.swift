@@ -17,8 +17,10 @@ public final class ASDirectory: Sendable {
 
     public static func file(_ dir: String, _ name: String) -> String { (dir as NSString).appendingPathComponent(name) }
 
-    private init(path: String, store: ASStore, ca: CertificateAuthority, serviceKey: X25519PrivateKey,
-                 serviceCertificate: Certificate, settings: ASSettings) {
+    private init(
+        path: String, store: ASStore, ca: CertificateAuthority, serviceKey: X25519PrivateKey,
+        serviceCertificate: Certificate, settings: ASSettings
+    ) {
         self.path = path
         self.store = store
         self.ca = ca
@@ -29,34 +31,43 @@ public final class ASDirectory: Sendable {
 
     /// Creates a new AS: database with schema, root CA, the AS service certificate
     /// (named `serviceName`, default `as.<domain>`), and an empty CRL.
-    public static func initialise(at path: String, settings: ASSettings, serviceName: FQDN? = nil,
-                                  now: Int64 = unixNow()) throws -> ASDirectory {
+    public static func initialise(
+        at path: String, settings: ASSettings, serviceName: FQDN? = nil,
+        now: Int64 = unixNow()
+    ) throws -> ASDirectory {
         let fm = FileManager.default
         for name in ["as.db", "ca.key", "ca.pem", "as.key", "as.pem"] where fm.fileExists(atPath: file(path, name)) {
             throw InitError.alreadyInitialised(file(path, name))
         }
         try fm.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let caKey = try Ed25519PrivateKey()
-        let ca = try CertificateAuthority.create(name: "CYPHONIC Root CA \(settings.domain)", key: caKey,
-                                                 serial: try CertificateAuthority.randomSerial(), validFrom: now - 300,
-                                                 days: 3650)
+        let ca = try CertificateAuthority.create(
+            name: "CYPHONIC Root CA \(settings.domain)", key: caKey,
+            serial: try CertificateAuthority.randomSerial(), validFrom: now - 300,
+            days: 3650)
         let asKey = try X25519PrivateKey()
         let name = try serviceName ?? FQDN("as." + settings.domain.value)
-        let asCert = try ca.issue(.service(.as, name: name, serial: try CertificateAuthority.randomSerial(),
-                                           validFrom: now - 300, days: 3650), publicKey: asKey.publicKey)
+        let asCert = try ca.issue(
+            .service(
+                .as, name: name, serial: try CertificateAuthority.randomSerial(),
+                validFrom: now - 300, days: 3650), publicKey: asKey.publicKey)
         try writeSecret(file(path, "ca.key"), try KeyFiles.pem(caKey))
         try writePublic(file(path, "ca.pem"), ca.certificate.pemString)
         try writeSecret(file(path, "as.key"), try KeyFiles.pem(asKey))
         try writePublic(file(path, "as.pem"), asCert.pemString)
         let store = try ASStore(path: file(path, "as.db"), create: true)
         try settings.save(to: store)
-        try store.addService(name: name.value, role: CertificateRole.as.rawValue,
-                             certificate: IssuedCertificate(serial: asCert.serial ?? 0, subject: name.value, role: "as",
-                                                            notBefore: asCert.notBefore ?? now, notAfter: asCert.notAfter ?? now,
-                                                            der: asCert.derBytes), now: now)
+        try store.addService(
+            name: name.value, role: CertificateRole.as.rawValue,
+            certificate: IssuedCertificate(
+                serial: asCert.serial ?? 0, subject: name.value, role: "as",
+                notBefore: asCert.notBefore ?? now, notAfter: asCert.notAfter ?? now,
+                der: asCert.derBytes), now: now)
         try store.refreshCRL(now: now) { serials, number in
-            try RevocationList.sign(by: ca, serials: serials, number: number, thisUpdate: now,
-                                    nextUpdate: now + 7 * 86_400).derBytes
+            try RevocationList.sign(
+                by: ca, serials: serials, number: number, thisUpdate: now,
+                nextUpdate: now + 7 * 86_400
+            ).derBytes
         }
         try store.audit("as.init", settings.domain.value, "pool=\(settings.pool)", now: now)
         return ASDirectory(path: path, store: store, ca: ca, serviceKey: asKey, serviceCertificate: asCert, settings: settings)
@@ -73,8 +84,9 @@ public final class ASDirectory: Sendable {
         guard asCert.x25519PublicKey == asKey.publicKey else {
             throw InitError.mismatch("as.pem does not carry the key in as.key")
         }
-        return ASDirectory(path: path, store: store, ca: ca, serviceKey: asKey, serviceCertificate: asCert,
-                           settings: try ASSettings.load(from: store))
+        return ASDirectory(
+            path: path, store: store, ca: ca, serviceKey: asKey, serviceCertificate: asCert,
+            settings: try ASSettings.load(from: store))
     }
 
     /// Signs a CRL over `serials` valid for a week (the store calls this inside its transaction).
@@ -102,9 +114,9 @@ public enum InitError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         switch self {
-        case let .alreadyInitialised(p): return "\(p) exists: this directory is already initialised; refusing to overwrite it"
-        case let .cannotWrite(p): return "cannot write \(p)"
-        case let .mismatch(s): return s
+        case .alreadyInitialised(let p): return "\(p) exists: this directory is already initialised; refusing to overwrite it"
+        case .cannotWrite(let p): return "cannot write \(p)"
+        case .mismatch(let s): return s
         }
     }
 }

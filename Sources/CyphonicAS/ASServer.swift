@@ -5,8 +5,8 @@ import CyphonicPosix
 import CyphonicService
 import CyphonicSignaling
 import CyphonicWire
-import Logging
 import Dispatch
+import Logging
 import Synchronization
 
 /// Limits of the AS's in-memory tables.
@@ -98,8 +98,10 @@ public final class ASServer: Sendable {
         }
     }
 
-    public init(authority: ASAuthority, listen: [Endpoint], metrics: ASMetrics, limits: ASServerLimits = ASServerLimits(),
-                logger: Logger) {
+    public init(
+        authority: ASAuthority, listen: [Endpoint], metrics: ASMetrics, limits: ASServerLimits = ASServerLimits(),
+        logger: Logger
+    ) {
         self.authority = authority
         self.listen = listen
         self.metrics = metrics
@@ -118,9 +120,11 @@ public final class ASServer: Sendable {
         do {
             for endpoint in listen {
                 let socket = try UDPSocket(bind: endpoint)
-                let loop = try ReceiveLoop(socket: socket, name: "as-udp \(endpoint)", handle: { [self] bytes, from, socket in
-                    self.handle(bytes, from: from, socket: socket)
-                }, tick: { [self] in self.housekeeping() })
+                let loop = try ReceiveLoop(
+                    socket: socket, name: "as-udp \(endpoint)",
+                    handle: { [self] bytes, from, socket in
+                        self.handle(bytes, from: from, socket: socket)
+                    }, tick: { [self] in self.housekeeping() })
                 started.append(loop)
                 let bound = try socket.localEndpoint()
                 logger.info("as: listening on udp \(bound)")
@@ -188,18 +192,20 @@ public final class ASServer: Sendable {
     }
 
     private func initiation(_ d: Datagram, size: Int, from: Endpoint, socket: UDPSocket, now: Int64) {
-        guard case let .handshakeInitiation(senderIndex, noise) = d.body else { return }
-        switch handshakeGuard.check(source: from, requestSize: size,
-                                    replySize: responseSize,
-                                    cookie: HandshakeGuard.cookie(inNoiseMessage1: noise)) {
-        case let .cookie(c):
+        guard case .handshakeInitiation(let senderIndex, let noise) = d.body else { return }
+        switch handshakeGuard.check(
+            source: from, requestSize: size,
+            replySize: responseSize,
+            cookie: HandshakeGuard.cookie(inNoiseMessage1: noise))
+        {
+        case .cookie(let c):
             // Never more bytes back than came in; no state, no crypto but one HMAC.
             metrics.drop("cookie_sent")
             if let reply = try? Datagram(.cookieReply(cookie: c), receiverIndex: senderIndex).encode() {
                 try? socket.send(reply, to: from)
             }
             return
-        case let .drop(reason):
+        case .drop(let reason):
             metrics.drop(reason == "source_limit" ? "handshake_source_limit" : "handshake_busy")
             return
         case .proceed:
@@ -211,8 +217,9 @@ public final class ASServer: Sendable {
             return
         }
         do {
-            let hs = try ServiceServerHandshake(localStatic: authority.directory.serviceKey,
-                                                certificate: authority.directory.serviceCertificate)
+            let hs = try ServiceServerHandshake(
+                localStatic: authority.directory.serviceKey,
+                certificate: authority.directory.serviceCertificate)
             let reply = try hs.respond(to: d)
             tables.withLock { $0.pending[hs.localIndex] = Pending(handshake: hs, created: now, from: from) }
             try socket.send(reply, to: from)
@@ -225,14 +232,18 @@ public final class ASServer: Sendable {
     private func completion(_ d: Datagram, from: Endpoint, socket: UDPSocket, now: Int64) {
         // Taking the entry out makes message 3 single-use: a replay finds nothing. Only
         // from the address message 1 came from (the answer goes there, nowhere else).
-        guard let pending = tables.withLock({ t -> Pending? in
-            guard let p = t.pending[d.header.receiverIndex], p.from == from else { return nil }
-            return t.pending.removeValue(forKey: d.header.receiverIndex)
-        }) else {
+        guard
+            let pending = tables.withLock({ t -> Pending? in
+                guard let p = t.pending[d.header.receiverIndex], p.from == from else { return nil }
+                return t.pending.removeValue(forKey: d.header.receiverIndex)
+            })
+        else {
             metrics.drop("unknown_session")
             return
         }
-        let clientKey: X25519PublicKey, payload: [UInt8], session: SignalingSession
+        let clientKey: X25519PublicKey
+        let payload: [UInt8]
+        let session: SignalingSession
         do {
             (clientKey, payload, session) = try pending.handshake.finish(d, now: now)
         } catch {
@@ -259,16 +270,18 @@ public final class ASServer: Sendable {
                 try socket.send(sealed, to: from)
                 return
             }
-            guard case let .login(login) = message.body else {
+            guard case .login(let login) = message.body else {
                 metrics.drop("bad_request")
-                reply = try session.seal(SignalingMessage(transactionID: message.transactionID,
-                                                          body: .error(code: .badRequest, message: "expected a login")),
-                                         status: .badRequest)
+                reply = try session.seal(
+                    SignalingMessage(
+                        transactionID: message.transactionID,
+                        body: .error(code: .badRequest, message: "expected a login")),
+                    status: .badRequest)
                 try socket.send(reply, to: from)
                 return
             }
             switch authority.login(login, clientKey: clientKey, source: from.address, now: now) {
-            case let .success(provision):
+            case .success(let provision):
                 metrics.loginSucceeded()
                 if provision.issued {
                     metrics.certificatesIssued.increment()
@@ -276,7 +289,7 @@ public final class ASServer: Sendable {
                 }
                 logger.info("as: login ok: \(provision.value.fqdn) (\(provision.value.virtualIPv4), \(provision.value.virtualIPv6)) from \(from)")
                 reply = try session.seal(SignalingMessage(transactionID: message.transactionID, body: .provision(provision.value)))
-            case let .failure(failure):
+            case .failure(let failure):
                 metrics.loginFailed(failure)
                 // The name is the client's: escaped and cut, and refusals are rate-limited in the log.
                 let admitted = refusalLog.admit(now: now)
@@ -286,9 +299,11 @@ public final class ASServer: Sendable {
                 }
                 // One message for every unauthorized reason: probers learn nothing.
                 let text = failure.status == .unauthorized ? "login refused" : failure.reason.split(separator: "_").joined(separator: " ")
-                reply = try session.seal(SignalingMessage(transactionID: message.transactionID,
-                                                          body: .error(code: failure.status, message: text)),
-                                         status: failure.status)
+                reply = try session.seal(
+                    SignalingMessage(
+                        transactionID: message.transactionID,
+                        body: .error(code: failure.status, message: text)),
+                    status: failure.status)
             }
         } catch {
             metrics.drop("bad_request")
@@ -319,7 +334,7 @@ public final class ASServer: Sendable {
         }
         let message: SignalingMessage
         switch result {
-        case let .success(m): message = m
+        case .success(let m): message = m
         case .failure(.replayed):
             metrics.drop("replay")
             return
@@ -359,12 +374,13 @@ public final class ASServer: Sendable {
     func revocationListReply(to body: SignalingBody) throws -> SignalingBody {
         guard let crl = try authority.store.latestCRL() else { return .error(code: .unavailable, message: "no revocation list") }
         var offset = 0
-        if case let .revocationListPartRequest(number, from) = body, number == crl.number { offset = Int(from) }
+        if case .revocationListPartRequest(let number, let from) = body, number == crl.number { offset = Int(from) }
         if offset == 0, crl.der.count <= Self.revocationListPartSize { return .revocationList(der: crl.der) }
         guard offset < crl.der.count else { return .error(code: .badRequest, message: "offset past the end of the list") }
         let end = min(crl.der.count, offset + Self.revocationListPartSize)
-        return .revocationListPart(number: crl.number, offset: UInt32(offset), total: UInt32(crl.der.count),
-                                   bytes: Array(crl.der[offset..<end]))
+        return .revocationListPart(
+            number: crl.number, offset: UInt32(offset), total: UInt32(crl.der.count),
+            bytes: Array(crl.der[offset..<end]))
     }
 
     /// Expires old handshakes and sessions; refreshes gauges. At most once a second.

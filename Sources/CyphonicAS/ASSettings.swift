@@ -13,8 +13,10 @@ public struct ASSettings: Sendable, Equatable {
     public var nmsEndpoints: [Endpoint]
     public var trsEndpoints: [Endpoint]
 
-    public init(domain: FQDN, pool: AddressPool, certificateDays: Int = 30, renewBeforeDays: Int = 10,
-                nmsEndpoints: [Endpoint] = [], trsEndpoints: [Endpoint] = []) throws(ConfigError) {
+    public init(
+        domain: FQDN, pool: AddressPool, certificateDays: Int = 30, renewBeforeDays: Int = 10,
+        nmsEndpoints: [Endpoint] = [], trsEndpoints: [Endpoint] = []
+    ) throws(ConfigError) {
         guard certificateDays >= 1 else { throw .invalid("cert-days", "must be at least 1") }
         guard renewBeforeDays >= 0, renewBeforeDays < certificateDays else {
             throw .invalid("renew-before-days", "must be between 0 and cert-days - 1")
@@ -54,10 +56,11 @@ public struct ASSettings: Sendable, Equatable {
         }
         guard let v4 = IPPrefix(try get("vip4")) else { throw ConfigError.invalid("vip4", "unreadable") }
         guard let v6 = IPPrefix(try get("vip6")) else { throw ConfigError.invalid("vip6", "unreadable") }
-        return try ASSettings(domain: try FQDN(try get("domain")), pool: try AddressPool(ipv4: v4, ipv6: v6),
-                              certificateDays: Int(try get("cert_days")) ?? 30,
-                              renewBeforeDays: Int(try get("renew_before_days")) ?? 10,
-                              nmsEndpoints: try endpoints("nms"), trsEndpoints: try endpoints("trs"))
+        return try ASSettings(
+            domain: try FQDN(try get("domain")), pool: try AddressPool(ipv4: v4, ipv6: v6),
+            certificateDays: Int(try get("cert_days")) ?? 30,
+            renewBeforeDays: Int(try get("renew_before_days")) ?? 10,
+            nmsEndpoints: try endpoints("nms"), trsEndpoints: try endpoints("trs"))
     }
 }
 

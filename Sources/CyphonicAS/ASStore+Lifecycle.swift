@@ -40,8 +40,10 @@ public enum CertificateLoginRecord: Sendable, Equatable {
 extension ASStore {
     /// Adds a pending node with the lowest address index that is neither held by a node
     /// nor quarantined at `now` (expired quarantine entries are dropped here).
-    public func addNode(name: String, fqdn: FQDN, group: String?, pool: AddressPool, tokenHash: [UInt8], salt: [UInt8],
-                        iterations: Int, now: Int64) throws -> NodeRecord {
+    public func addNode(
+        name: String, fqdn: FQDN, group: String?, pool: AddressPool, tokenHash: [UInt8], salt: [UInt8],
+        iterations: Int, now: Int64
+    ) throws -> NodeRecord {
         guard FQDN.isValidLabel(name) else { throw StoreError.invalidName(name) }
         return try db.withLock { db in
             try db.transaction {
@@ -57,12 +59,16 @@ extension ASStore {
                 }
                 guard let (v4, v6) = pool.addresses(index: free) else { throw StoreError.poolExhausted(pool.description) }
                 do {
-                    try db.query("""
+                    try db.query(
+                        """
                         INSERT INTO nodes(name, fqdn, grp, addr_index, vip4, vip6, token_hash, token_salt, token_iterations,
                                           state, created_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)
-                        """, [.text(name), .text(fqdn.value), group.map { .text($0) } ?? .null, .integer(free),
-                              .text(v4.description), .text(v6.description), .blob(tokenHash), .blob(salt),
-                              .integer(Int64(iterations)), .integer(now)])
+                        """,
+                        [
+                            .text(name), .text(fqdn.value), group.map { .text($0) } ?? .null, .integer(free),
+                            .text(v4.description), .text(v6.description), .blob(tokenHash), .blob(salt),
+                            .integer(Int64(iterations)), .integer(now),
+                        ])
                 } catch let e as SQLiteError where e.isConstraint {
                     throw StoreError.nameTaken(name)
                 }
@@ -80,11 +86,15 @@ extension ASStore {
     public func removeNode(named name: String, now: Int64, signCRL: ([UInt64], UInt64) throws -> [UInt8]) throws -> RemovedNode {
         try db.withLock { db in
             try db.transaction {
-                guard let row = try db.query("SELECT id, addr_index, vip4, vip6, name FROM nodes WHERE name = ? OR fqdn = ?",
-                                             [.text(name), .text(name)]).first, let id = row[0].int, let index = row[1].int
+                guard
+                    let row = try db.query(
+                        "SELECT id, addr_index, vip4, vip6, name FROM nodes WHERE name = ? OR fqdn = ?",
+                        [.text(name), .text(name)]
+                    ).first, let id = row[0].int, let index = row[1].int
                 else { throw StoreError.notFound(name) }
-                let removed = RemovedNode(name: row[4].string ?? name, vip4: row[2].string ?? "", vip6: row[3].string ?? "",
-                                          quarantinedUntil: nil)
+                let removed = RemovedNode(
+                    name: row[4].string ?? name, vip4: row[2].string ?? "", vip6: row[3].string ?? "",
+                    quarantinedUntil: nil)
                 let until = try db.query("SELECT MAX(not_after) FROM certificates WHERE node_id = ?", [.integer(id)])
                     .first?.first?.int
                 _ = try Self.revokeCertificates(db, nodeID: id, now: now)
@@ -94,13 +104,15 @@ extension ASStore {
                     try Self.audit(db, now, "node.remove", name, "vip4=\(removed.vip4) vip6=\(removed.vip6) freed")
                     return removed
                 }
-                try db.query("""
+                try db.query(
+                    """
                     INSERT INTO retired_addresses(addr_index, vip4, vip6, until, node) VALUES(?, ?, ?, ?, ?)
                     ON CONFLICT(addr_index) DO UPDATE SET until = MAX(until, excluded.until), vip4 = excluded.vip4,
                       vip6 = excluded.vip6, node = excluded.node
                     """, [.integer(index), .text(removed.vip4), .text(removed.vip6), .integer(until), .text(removed.name)])
-                try Self.audit(db, now, "node.remove", name,
-                               "vip4=\(removed.vip4) vip6=\(removed.vip6) quarantined until \(until)")
+                try Self.audit(
+                    db, now, "node.remove", name,
+                    "vip4=\(removed.vip4) vip6=\(removed.vip6) quarantined until \(until)")
                 var result = removed
                 result.quarantinedUntil = until
                 return result
@@ -111,10 +123,13 @@ extension ASStore {
     /// Addresses quarantined at `now` (freed by `node remove`, not yet reissuable).
     public func quarantinedAddresses(now: Int64) throws -> [QuarantinedAddress] {
         try db.withLock { db in
-            try db.query("SELECT addr_index, vip4, vip6, until, node FROM retired_addresses WHERE until > ? ORDER BY addr_index",
-                         [.integer(now)]).map {
-                QuarantinedAddress(index: $0[0].int ?? 0, vip4: $0[1].string ?? "", vip6: $0[2].string ?? "",
-                                   until: $0[3].int ?? 0, node: $0[4].string ?? "")
+            try db.query(
+                "SELECT addr_index, vip4, vip6, until, node FROM retired_addresses WHERE until > ? ORDER BY addr_index",
+                [.integer(now)]
+            ).map {
+                QuarantinedAddress(
+                    index: $0[0].int ?? 0, vip4: $0[1].string ?? "", vip6: $0[2].string ?? "",
+                    until: $0[3].int ?? 0, node: $0[4].string ?? "")
             }
         }
     }
@@ -122,10 +137,13 @@ extension ASStore {
     /// Every certificate the store holds for a node, oldest first.
     public func certificates(nodeID: Int64) throws -> [StoredCertificate] {
         try db.withLock { db in
-            try db.query("SELECT serial, not_before, not_after, revoked_at FROM certificates WHERE node_id = ? ORDER BY not_before, serial",
-                         [.integer(nodeID)]).map {
-                StoredCertificate(serial: UInt64(bitPattern: $0[0].int ?? 0), notBefore: $0[1].int ?? 0,
-                                  notAfter: $0[2].int ?? 0, revokedAt: $0[3].int)
+            try db.query(
+                "SELECT serial, not_before, not_after, revoked_at FROM certificates WHERE node_id = ? ORDER BY not_before, serial",
+                [.integer(nodeID)]
+            ).map {
+                StoredCertificate(
+                    serial: UInt64(bitPattern: $0[0].int ?? 0), notBefore: $0[1].int ?? 0,
+                    notAfter: $0[2].int ?? 0, revokedAt: $0[3].int)
             }
         }
     }
@@ -143,13 +161,17 @@ extension ASStore {
     /// renewed already: then that one is handed back and `renewed` is discarded); storing
     /// it deletes the node's superseded certificates that are expired and unrevoked, so
     /// renewals do not grow the table.
-    public func recordCertificateLogin(nodeID: Int64, publicKey: [UInt8], renewed: IssuedCertificate?,
-                                       renewUnlessNewestExpiresAfter threshold: Int64, now: Int64) throws
-        -> CertificateLoginRecord {
+    public func recordCertificateLogin(
+        nodeID: Int64, publicKey: [UInt8], renewed: IssuedCertificate?,
+        renewUnlessNewestExpiresAfter threshold: Int64, now: Int64
+    ) throws
+        -> CertificateLoginRecord
+    {
         try db.withLock { db in
             try db.transaction {
-                try db.query("UPDATE nodes SET last_login_at = ? WHERE id = ? AND state = 'active' AND public_key = ?",
-                             [.integer(now), .integer(nodeID), .blob(publicKey)])
+                try db.query(
+                    "UPDATE nodes SET last_login_at = ? WHERE id = ? AND state = 'active' AND public_key = ?",
+                    [.integer(now), .integer(nodeID), .blob(publicKey)])
                 guard try db.query("SELECT changes()").first?.first?.int == 1 else { return .notActive }
                 let newest = try Self.newestCertificate(db, nodeID: nodeID)
                 guard let renewed, (newest?.notAfter ?? Int64.min) <= threshold else {
@@ -157,8 +179,9 @@ extension ASStore {
                     return .recorded(certificate: newest.der, issued: false)
                 }
                 try Self.insertCertificate(db, renewed, nodeID: nodeID)
-                try db.query("DELETE FROM certificates WHERE node_id = ? AND revoked_at IS NULL AND not_after <= ? AND serial <> ?",
-                             [.integer(nodeID), .integer(now), .integer(Int64(bitPattern: renewed.serial))])
+                try db.query(
+                    "DELETE FROM certificates WHERE node_id = ? AND revoked_at IS NULL AND not_after <= ? AND serial <> ?",
+                    [.integer(nodeID), .integer(now), .integer(Int64(bitPattern: renewed.serial))])
                 let pruned = try db.query("SELECT changes()").first?.first?.int ?? 0
                 try Self.audit(db, now, "node.renew", "\(nodeID)", "serial=\(renewed.serial) pruned_expired=\(pruned)")
                 return .recorded(certificate: renewed.der, issued: true)
@@ -168,12 +191,15 @@ extension ASStore {
 
     /// Publishes a fresh CRL if `isStale` says the current one (DER) needs it, or if
     /// there is none; check and publish in one transaction. Returns the new number.
-    public func refreshCRL(now: Int64, if isStale: ([UInt8]) -> Bool,
-                           sign: ([UInt64], UInt64) throws -> [UInt8]) throws -> UInt64? {
+    public func refreshCRL(
+        now: Int64, if isStale: ([UInt8]) -> Bool,
+        sign: ([UInt64], UInt64) throws -> [UInt8]
+    ) throws -> UInt64? {
         try db.withLock { db in
             try db.transaction {
                 if let der = try db.query("SELECT der FROM crls ORDER BY number DESC LIMIT 1").first?.first?.bytes,
-                   !isStale(der) {
+                    !isStale(der)
+                {
                     return nil
                 }
                 try Self.publishCRL(db, now: now, sign: sign)
@@ -185,7 +211,9 @@ extension ASStore {
     }
 
     static func newestCertificate(_ db: SQLiteDatabase, nodeID: Int64) throws -> (der: [UInt8], notAfter: Int64)? {
-        try db.query("SELECT der, not_after FROM certificates WHERE node_id = ? AND revoked_at IS NULL ORDER BY not_after DESC LIMIT 1",
-                     [.integer(nodeID)]).first.map { ($0[0].bytes ?? [], $0[1].int ?? 0) }
+        try db.query(
+            "SELECT der, not_after FROM certificates WHERE node_id = ? AND revoked_at IS NULL ORDER BY not_after DESC LIMIT 1",
+            [.integer(nodeID)]
+        ).first.map { ($0[0].bytes ?? [], $0[1].int ?? 0) }
     }
 }

@@ -40,13 +40,13 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .notInitialised(p): return "no AS database at \(p): run `as-server init` first"
-        case let .nameTaken(n): return "name \(n) is taken"
-        case let .invalidName(n): return "invalid node name \(n): use one DNS label (letters, digits, '-', 1-63 chars)"
-        case let .poolExhausted(p): return "virtual address pool \(p) is exhausted"
-        case let .notFound(n): return "no node or service named \(n)"
-        case let .tokenAlreadyUsed(n): return "the enrolment token of \(n) was already used"
-        case let .schemaTooNew(v): return "database schema version \(v) is newer than this as-server understands"
+        case .notInitialised(let p): return "no AS database at \(p): run `as-server init` first"
+        case .nameTaken(let n): return "name \(n) is taken"
+        case .invalidName(let n): return "invalid node name \(n): use one DNS label (letters, digits, '-', 1-63 chars)"
+        case .poolExhausted(let p): return "virtual address pool \(p) is exhausted"
+        case .notFound(let n): return "no node or service named \(n)"
+        case .tokenAlreadyUsed(let n): return "the enrolment token of \(n) was already used"
+        case .schemaTooNew(let v): return "database schema version \(v) is newer than this as-server understands"
         }
     }
 }
@@ -141,8 +141,9 @@ public final class ASStore: Sendable {
         try db.withLock { db in
             try db.transaction {
                 for (k, v) in values.sorted(by: { $0.key < $1.key }) {
-                    try db.query("INSERT INTO settings(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                                 [.text(k), .text(v)])
+                    try db.query(
+                        "INSERT INTO settings(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                        [.text(k), .text(v)])
                 }
             }
         }
@@ -157,10 +158,11 @@ public final class ASStore: Sendable {
         """
 
     static func node(_ r: [SQLiteValue]) -> NodeRecord {
-        NodeRecord(id: r[0].int ?? 0, name: r[1].string ?? "", fqdn: r[2].string ?? "", group: r[3].string,
-                   vip4: r[4].string ?? "", vip6: r[5].string ?? "", state: NodeRecord.State(rawValue: r[6].string ?? "") ?? .revoked,
-                   publicKey: r[7].bytes.map { Hex.encode($0) }, serial: r[11].int.map { UInt64(bitPattern: $0) },
-                   certificateNotAfter: r[12].int, createdAt: r[8].int ?? 0, enrolledAt: r[9].int, lastLoginAt: r[10].int)
+        NodeRecord(
+            id: r[0].int ?? 0, name: r[1].string ?? "", fqdn: r[2].string ?? "", group: r[3].string,
+            vip4: r[4].string ?? "", vip6: r[5].string ?? "", state: NodeRecord.State(rawValue: r[6].string ?? "") ?? .revoked,
+            publicKey: r[7].bytes.map { Hex.encode($0) }, serial: r[11].int.map { UInt64(bitPattern: $0) },
+            certificateNotAfter: r[12].int, createdAt: r[8].int ?? 0, enrolledAt: r[9].int, lastLoginAt: r[10].int)
     }
 
     /// The node with this name (label) or FQDN.
@@ -188,7 +190,8 @@ public final class ASStore: Sendable {
     public func enrol(nodeID: Int64, publicKey: [UInt8], certificate: IssuedCertificate, now: Int64) throws {
         try db.withLock { db in
             try db.transaction {
-                try db.query("""
+                try db.query(
+                    """
                     UPDATE nodes SET token_used = 1, state = 'active', public_key = ?, enrolled_at = ?, last_login_at = ?
                     WHERE id = ? AND token_used = 0 AND state = 'pending'
                     """, [.blob(publicKey), .integer(now), .integer(now), .integer(nodeID)])
@@ -204,8 +207,10 @@ public final class ASStore: Sendable {
     /// The newest unrevoked certificate of a node (DER).
     public func currentCertificate(nodeID: Int64) throws -> [UInt8]? {
         try db.withLock { db in
-            try db.query("SELECT der FROM certificates WHERE node_id = ? AND revoked_at IS NULL ORDER BY not_after DESC LIMIT 1",
-                         [.integer(nodeID)]).first?.first?.bytes
+            try db.query(
+                "SELECT der FROM certificates WHERE node_id = ? AND revoked_at IS NULL ORDER BY not_after DESC LIMIT 1",
+                [.integer(nodeID)]
+            ).first?.first?.bytes
         }
     }
 
@@ -214,8 +219,10 @@ public final class ASStore: Sendable {
     public func revokeNode(named name: String, now: Int64, signCRL: ([UInt64], UInt64) throws -> [UInt8]) throws -> [UInt64] {
         try db.withLock { db in
             try db.transaction {
-                guard let id = try db.query("SELECT id FROM nodes WHERE name = ? OR fqdn = ?", [.text(name), .text(name)])
-                    .first?.first?.int else { throw StoreError.notFound(name) }
+                guard
+                    let id = try db.query("SELECT id FROM nodes WHERE name = ? OR fqdn = ?", [.text(name), .text(name)])
+                        .first?.first?.int
+                else { throw StoreError.notFound(name) }
                 try db.query("UPDATE nodes SET state = 'revoked' WHERE id = ?", [.integer(id)])
                 let serials = try Self.revokeCertificates(db, nodeID: id, now: now)
                 try Self.publishCRL(db, now: now, sign: signCRL)
@@ -254,8 +261,9 @@ public final class ASStore: Sendable {
             try db.transaction {
                 if try !db.query("SELECT 1 FROM services WHERE name = ?", [.text(name)]).isEmpty { throw StoreError.nameTaken(name) }
                 try Self.insertCertificate(db, certificate, nodeID: nil)
-                try db.query("INSERT INTO services(name, role, serial, created_at) VALUES(?, ?, ?, ?)",
-                             [.text(name), .text(role), .integer(Int64(bitPattern: certificate.serial)), .integer(now)])
+                try db.query(
+                    "INSERT INTO services(name, role, serial, created_at) VALUES(?, ?, ?, ?)",
+                    [.text(name), .text(role), .integer(Int64(bitPattern: certificate.serial)), .integer(now)])
                 try Self.audit(db, now, "service.add", name, "role=\(role) serial=\(certificate.serial)")
             }
         }
@@ -263,12 +271,15 @@ public final class ASStore: Sendable {
 
     public func services() throws -> [ServiceRecord] {
         try db.withLock { db in
-            try db.query("""
+            try db.query(
+                """
                 SELECT s.name, s.role, s.serial, c.not_after, s.created_at FROM services s
                 JOIN certificates c ON c.serial = s.serial ORDER BY s.name
-                """).map {
-                ServiceRecord(name: $0[0].string ?? "", role: $0[1].string ?? "", serial: UInt64(bitPattern: $0[2].int ?? 0),
-                              notAfter: $0[3].int ?? 0, createdAt: $0[4].int ?? 0)
+                """
+            ).map {
+                ServiceRecord(
+                    name: $0[0].string ?? "", role: $0[1].string ?? "", serial: UInt64(bitPattern: $0[2].int ?? 0),
+                    notAfter: $0[3].int ?? 0, createdAt: $0[4].int ?? 0)
             }
         }
     }
@@ -285,10 +296,14 @@ public final class ASStore: Sendable {
     // MARK: helpers (run inside the caller's lock and transaction)
 
     static func insertCertificate(_ db: SQLiteDatabase, _ c: IssuedCertificate, nodeID: Int64?) throws {
-        try db.query("""
+        try db.query(
+            """
             INSERT INTO certificates(serial, node_id, subject, role, not_before, not_after, der) VALUES(?, ?, ?, ?, ?, ?, ?)
-            """, [.integer(Int64(bitPattern: c.serial)), nodeID.map { .integer($0) } ?? .null, .text(c.subject),
-                  .text(c.role), .integer(c.notBefore), .integer(c.notAfter), .blob(c.der)])
+            """,
+            [
+                .integer(Int64(bitPattern: c.serial)), nodeID.map { .integer($0) } ?? .null, .text(c.subject),
+                .text(c.role), .integer(c.notBefore), .integer(c.notAfter), .blob(c.der),
+            ])
     }
 
     static func revokeCertificates(_ db: SQLiteDatabase, nodeID: Int64, now: Int64) throws -> [UInt64] {
@@ -300,9 +315,11 @@ public final class ASStore: Sendable {
 
     static func publishCRL(_ db: SQLiteDatabase, now: Int64, sign: ([UInt64], UInt64) throws -> [UInt8]) throws {
         // Expired certificates are refused anyway: listing them would only grow the list.
-        let serials = try db.query("SELECT serial FROM certificates WHERE revoked_at IS NOT NULL AND not_after > ? ORDER BY serial",
-                                   [.integer(now)])
-            .compactMap { $0[0].int.map { UInt64(bitPattern: $0) } }
+        let serials = try db.query(
+            "SELECT serial FROM certificates WHERE revoked_at IS NOT NULL AND not_after > ? ORDER BY serial",
+            [.integer(now)]
+        )
+        .compactMap { $0[0].int.map { UInt64(bitPattern: $0) } }
         let number = UInt64(try db.query("SELECT COALESCE(MAX(number), 0) + 1 FROM crls").first?.first?.int ?? 1)
         let der = try sign(serials, number)
         try db.query("INSERT INTO crls(number, der, created_at) VALUES(?, ?, ?)", [.integer(Int64(number)), .blob(der), .integer(now)])
@@ -311,8 +328,9 @@ public final class ASStore: Sendable {
     }
 
     static func audit(_ db: SQLiteDatabase, _ now: Int64, _ action: String, _ subject: String, _ detail: String) throws {
-        try db.query("INSERT INTO audit(at, action, subject, detail) VALUES(?, ?, ?, ?)",
-                     [.integer(now), .text(action), .text(subject), .text(detail)])
+        try db.query(
+            "INSERT INTO audit(at, action, subject, detail) VALUES(?, ?, ?, ?)",
+            [.integer(now), .text(action), .text(subject), .text(detail)])
     }
 }
 

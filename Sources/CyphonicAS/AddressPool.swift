@@ -52,8 +52,8 @@ public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .invalid(field, why): return "--\(field): \(why)"
-        case let .missing(field): return "--\(field) is required"
+        case .invalid(let field, let why): return "--\(field): \(why)"
+        case .missing(let field): return "--\(field) is required"
         }
     }
 }

@@ -24,7 +24,7 @@ public final class RateLimiter: Sendable {
         switch address {
         case .v4:
             return "ip:\(address)"
-        case let .v6(b):
+        case .v6(let b):
             if b[0..<10].allSatisfy({ $0 == 0 }), b[10] == 0xff, b[11] == 0xff {
                 return "ip:\(IPAddress.v4(b[12], b[13], b[14], b[15]))"
             }

@@ -49,10 +49,12 @@ final class SQLiteDatabase {
             let index = Int32(i + 1)
             switch p {
             case .null: rc = sqlite3_bind_null(stmt, index)
-            case let .integer(v): rc = sqlite3_bind_int64(stmt, index, v)
-            case let .text(s): rc = sqlite3_bind_text(stmt, index, s, -1, transient)
-            case let .blob(b):
-                rc = b.withUnsafeBytes { sqlite3_bind_blob(stmt, index, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(b.count), transient) }
+            case .integer(let v): rc = sqlite3_bind_int64(stmt, index, v)
+            case .text(let s): rc = sqlite3_bind_text(stmt, index, s, -1, transient)
+            case .blob(let b):
+                rc = b.withUnsafeBytes {
+                    sqlite3_bind_blob(stmt, index, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(b.count), transient)
+                }
             }
             guard rc == SQLITE_OK else { throw error(rc) }
         }
@@ -101,7 +103,7 @@ enum SQLiteValue: Equatable, Sendable {
     case text(String)
     case blob([UInt8])
 
-    var int: Int64? { if case let .integer(v) = self { return v } else { return nil } }
-    var string: String? { if case let .text(v) = self { return v } else { return nil } }
-    var bytes: [UInt8]? { if case let .blob(v) = self { return v } else { return nil } }
+    var int: Int64? { if case .integer(let v) = self { return v } else { return nil } }
+    var string: String? { if case .text(let v) = self { return v } else { return nil } }
+    var bytes: [UInt8]? { if case .blob(let v) = self { return v } else { return nil } }
 }

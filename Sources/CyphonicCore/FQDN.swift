@@ -6,7 +6,9 @@ public struct FQDN: Hashable, Sendable, CustomStringConvertible, Comparable {
 
     /// Why a name was refused.
     public enum Invalid: Error, Equatable, Sendable {
-        case empty, tooLong(Int), badLabel(String)
+        case empty
+        case tooLong(Int)
+        case badLabel(String)
     }
 
     public init(_ text: String) throws(Invalid) {

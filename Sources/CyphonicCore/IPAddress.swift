@@ -37,8 +37,8 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
     /// Network-order bytes: 4 for IPv4, 16 for IPv6.
     public var bytes: [UInt8] {
         switch self {
-        case let .v4(a, b, c, d): return [a, b, c, d]
-        case let .v6(b): return b
+        case .v4(let a, let b, let c, let d): return [a, b, c, d]
+        case .v6(let b): return b
         }
     }
 

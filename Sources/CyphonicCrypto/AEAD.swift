@@ -51,8 +51,9 @@ public final class AEADKey {
         if let c = encrypt ? sealContext : openContext { return c }
         let c = try checkNotNil(EVP_CIPHER_CTX_new(), "EVP_CIPHER_CTX_new")
         let ok = key.withUnsafeBytes { k in
-            EVP_CipherInit_ex(c, algorithm.evpCipher, nil, k.baseAddress?.assumingMemoryBound(to: UInt8.self), nil,
-                              encrypt ? 1 : 0)
+            EVP_CipherInit_ex(
+                c, algorithm.evpCipher, nil, k.baseAddress?.assumingMemoryBound(to: UInt8.self), nil,
+                encrypt ? 1 : 0)
         }
         guard ok == 1 else {
             EVP_CIPHER_CTX_free(c)
@@ -66,8 +67,10 @@ public final class AEADKey {
     /// after it. `buffer` must hold at least `plaintextCount + 16` bytes. Returns the
     /// ciphertext length (`plaintextCount + 16`).
     @discardableResult
-    public func seal(nonce counter: UInt64, aad: UnsafeRawBufferPointer, buffer: UnsafeMutableRawBufferPointer,
-                     plaintextCount: Int) throws -> Int {
+    public func seal(
+        nonce counter: UInt64, aad: UnsafeRawBufferPointer, buffer: UnsafeMutableRawBufferPointer,
+        plaintextCount: Int
+    ) throws -> Int {
         guard plaintextCount >= 0, buffer.count >= plaintextCount + 16, plaintextCount <= Int(Int32.max) - 16 else {
             throw CryptoError.invalidLength("seal buffer \(buffer.count) for \(plaintextCount) bytes")
         }
@@ -80,8 +83,12 @@ public final class AEADKey {
             guard EVP_EncryptInit_ex(ctx, nil, nil, nil, n.baseAddress?.assumingMemoryBound(to: UInt8.self)) == 1
             else { return false }
             if aad.count > 0,
-               EVP_EncryptUpdate(ctx, nil, &outLen, aad.baseAddress?.assumingMemoryBound(to: UInt8.self),
-                                 Int32(aad.count)) != 1 { return false }
+                EVP_EncryptUpdate(
+                    ctx, nil, &outLen, aad.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                    Int32(aad.count)) != 1
+            {
+                return false
+            }
             if plaintextCount > 0, EVP_EncryptUpdate(ctx, base, &outLen, base, Int32(plaintextCount)) != 1 {
                 return false
             }
@@ -97,8 +104,10 @@ public final class AEADKey {
     /// Returns the plaintext length. On a bad tag throws ``CryptoError/authenticationFailed``
     /// and the buffer content is unspecified.
     @discardableResult
-    public func open(nonce counter: UInt64, aad: UnsafeRawBufferPointer, buffer: UnsafeMutableRawBufferPointer,
-                     ciphertextCount: Int) throws -> Int {
+    public func open(
+        nonce counter: UInt64, aad: UnsafeRawBufferPointer, buffer: UnsafeMutableRawBufferPointer,
+        ciphertextCount: Int
+    ) throws -> Int {
         guard ciphertextCount >= 16, buffer.count >= ciphertextCount, ciphertextCount <= Int(Int32.max) else {
             throw CryptoError.invalidLength("open of \(ciphertextCount) bytes")
         }
@@ -113,8 +122,12 @@ public final class AEADKey {
             guard EVP_DecryptInit_ex(ctx, nil, nil, nil, n.baseAddress?.assumingMemoryBound(to: UInt8.self)) == 1
             else { return false }
             if aad.count > 0,
-               EVP_DecryptUpdate(ctx, nil, &outLen, aad.baseAddress?.assumingMemoryBound(to: UInt8.self),
-                                 Int32(aad.count)) != 1 { return false }
+                EVP_DecryptUpdate(
+                    ctx, nil, &outLen, aad.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                    Int32(aad.count)) != 1
+            {
+                return false
+            }
             if plainCount > 0, EVP_DecryptUpdate(ctx, base, &outLen, base, Int32(plainCount)) != 1 { return false }
             guard EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, 16, base.map { $0 + plainCount }) == 1 else {
                 return false

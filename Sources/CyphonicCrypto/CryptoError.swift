@@ -16,9 +16,9 @@ public enum CryptoError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .openssl(function, reason): return "\(function) failed: \(reason)"
+        case .openssl(let function, let reason): return "\(function) failed: \(reason)"
         case .authenticationFailed: return "AEAD authentication failed"
-        case let .invalidLength(what): return "invalid length: \(what)"
+        case .invalidLength(let what): return "invalid length: \(what)"
         case .weakPublicKey: return "DH produced an all-zero result (low-order public key)"
         case .nonceExhausted: return "nonce counter exhausted"
         }

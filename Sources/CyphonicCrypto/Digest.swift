@@ -25,7 +25,8 @@ public struct SHA256Hasher: ~Copyable {
     }
 
     public mutating func update<C: Collection>(_ data: C) where C.Element == UInt8 {
-        let ok = data.withContiguousStorageIfAvailable { p in EVP_DigestUpdate(ctx, p.baseAddress, p.count) }
+        let ok =
+            data.withContiguousStorageIfAvailable { p in EVP_DigestUpdate(ctx, p.baseAddress, p.count) }
             ?? Array(data).withUnsafeBytes { p in EVP_DigestUpdate(ctx, p.baseAddress, p.count) }
         precondition(ok == 1, "EVP_DigestUpdate failed")
     }
@@ -45,13 +46,15 @@ public enum HMACSHA256 {
     /// The 32-byte tag of `data` under `key`.
     public static func authenticate<K: Collection, D: Collection>(key: K, data: D) throws -> [UInt8]
     where K.Element == UInt8, D.Element == UInt8 {
-        let k = Array(key), d = Array(data)
+        let k = Array(key)
+        let d = Array(data)
         var out = [UInt8](repeating: 0, count: 32)
         var outLen = 0
         let r = k.withUnsafeBytes { kp in
             d.withUnsafeBytes { dp in
-                EVP_Q_mac(nil, "HMAC", nil, "SHA256", nil, kp.baseAddress ?? UnsafeRawPointer(bitPattern: 1), kp.count,
-                          dp.baseAddress?.assumingMemoryBound(to: UInt8.self), dp.count, &out, 32, &outLen)
+                EVP_Q_mac(
+                    nil, "HMAC", nil, "SHA256", nil, kp.baseAddress ?? UnsafeRawPointer(bitPattern: 1), kp.count,
+                    dp.baseAddress?.assumingMemoryBound(to: UInt8.self), dp.count, &out, 32, &outLen)
             }
         }
         guard r != nil, outLen == 32 else { throw CryptoError.fromQueue("EVP_Q_mac(HMAC-SHA256)") }

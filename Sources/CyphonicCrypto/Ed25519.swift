@@ -9,8 +9,9 @@ public final class Ed25519PublicKey: @unchecked Sendable, Equatable {
     public init(bytes: [UInt8]) throws {
         guard bytes.count == 32 else { throw CryptoError.invalidLength("Ed25519 public key \(bytes.count) bytes") }
         pkey = try bytes.withUnsafeBytes { (p) throws in
-            try checkNotNil(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nil, p.baseAddress?.assumingMemoryBound(to: UInt8.self), 32),
-                            "EVP_PKEY_new_raw_public_key(Ed25519)")
+            try checkNotNil(
+                EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nil, p.baseAddress?.assumingMemoryBound(to: UInt8.self), 32),
+                "EVP_PKEY_new_raw_public_key(Ed25519)")
         }
         self.bytes = bytes
     }
@@ -19,7 +20,10 @@ public final class Ed25519PublicKey: @unchecked Sendable, Equatable {
     public func isValidSignature(_ signature: [UInt8], for message: [UInt8]) -> Bool {
         guard signature.count == 64, let ctx = EVP_MD_CTX_new() else { return false }
         defer { EVP_MD_CTX_free(ctx) }
-        guard EVP_DigestVerifyInit(ctx, nil, nil, nil, pkey) == 1 else { ERR_clear_error(); return false }
+        guard EVP_DigestVerifyInit(ctx, nil, nil, nil, pkey) == 1 else {
+            ERR_clear_error()
+            return false
+        }
         let ok = EVP_DigestVerify(ctx, signature, 64, message, message.count) == 1
         ERR_clear_error()
         return ok
@@ -45,8 +49,9 @@ public final class Ed25519PrivateKey: @unchecked Sendable {
     public init(seed: SecureBytes) throws {
         guard seed.count == 32 else { throw CryptoError.invalidLength("Ed25519 seed \(seed.count) bytes") }
         let key = try seed.withUnsafeBytes { (p) throws in
-            try checkNotNil(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nil, p.baseAddress?.assumingMemoryBound(to: UInt8.self), 32),
-                            "EVP_PKEY_new_raw_private_key(Ed25519)")
+            try checkNotNil(
+                EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nil, p.baseAddress?.assumingMemoryBound(to: UInt8.self), 32),
+                "EVP_PKEY_new_raw_private_key(Ed25519)")
         }
         var pub = [UInt8](repeating: 0, count: 32)
         var len = 32

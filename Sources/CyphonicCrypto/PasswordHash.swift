@@ -15,8 +15,9 @@ public enum PasswordHash {
         // A non-null pointer even for an empty secret.
         let padded = secret + [0]
         let ok = padded.withUnsafeBytes { s in
-            PKCS5_PBKDF2_HMAC(s.baseAddress!.assumingMemoryBound(to: CChar.self), Int32(secret.count), salt,
-                              Int32(salt.count), Int32(iterations), EVP_sha256(), 32, &out)
+            PKCS5_PBKDF2_HMAC(
+                s.baseAddress!.assumingMemoryBound(to: CChar.self), Int32(secret.count), salt,
+                Int32(salt.count), Int32(iterations), EVP_sha256(), 32, &out)
         }
         try check(ok, "PKCS5_PBKDF2_HMAC")
         return out

@@ -33,7 +33,8 @@ public enum ConstantTime {
     where A.Element == UInt8, B.Element == UInt8 {
         guard a.count == b.count else { return false }
         if a.isEmpty { return true }
-        let x = Array(a), y = Array(b)
+        let x = Array(a)
+        let y = Array(b)
         return x.withUnsafeBytes { p in y.withUnsafeBytes { q in CRYPTO_memcmp(p.baseAddress, q.baseAddress, x.count) == 0 } }
     }
 }

@@ -29,8 +29,9 @@ public final class X25519PrivateKey: @unchecked Sendable {
     public init(rawRepresentation raw: SecureBytes) throws {
         guard raw.count == 32 else { throw CryptoError.invalidLength("X25519 private key \(raw.count) bytes") }
         pkey = try raw.withUnsafeBytes { (p) throws in
-            try checkNotNil(EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nil, p.baseAddress?.assumingMemoryBound(to: UInt8.self), 32),
-                            "EVP_PKEY_new_raw_private_key(X25519)")
+            try checkNotNil(
+                EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nil, p.baseAddress?.assumingMemoryBound(to: UInt8.self), 32),
+                "EVP_PKEY_new_raw_private_key(X25519)")
         }
         var pub = [UInt8](repeating: 0, count: 32)
         var len = 32
@@ -58,8 +59,9 @@ public final class X25519PrivateKey: @unchecked Sendable {
     /// low-order peer key (all-zero result).
     public func sharedSecret(with peer: X25519PublicKey) throws -> SecureBytes {
         let peerKey = try peer.bytes.withUnsafeBytes { (p) throws in
-            try checkNotNil(EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nil, p.baseAddress?.assumingMemoryBound(to: UInt8.self), 32),
-                            "EVP_PKEY_new_raw_public_key(X25519)")
+            try checkNotNil(
+                EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nil, p.baseAddress?.assumingMemoryBound(to: UInt8.self), 32),
+                "EVP_PKEY_new_raw_public_key(X25519)")
         }
         defer { EVP_PKEY_free(peerKey) }
         let ctx = try checkNotNil(EVP_PKEY_CTX_new(pkey, nil), "EVP_PKEY_CTX_new")

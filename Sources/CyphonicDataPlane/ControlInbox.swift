@@ -48,8 +48,10 @@ public final class ControlInbox: @unchecked Sendable {
     /// Waits up to `milliseconds` for datagrams, then hands each one queued (at most
     /// `limit`) to `body` in arrival order, outside the lock. Returns how many.
     @discardableResult
-    public func drain(waitMilliseconds milliseconds: Int, limit: Int = 64,
-                      _ body: (UnsafeRawBufferPointer, SocketAddress) -> Void) -> Int {
+    public func drain(
+        waitMilliseconds milliseconds: Int, limit: Int = 64,
+        _ body: (UnsafeRawBufferPointer, SocketAddress) -> Void
+    ) -> Int {
         sync.lock()
         if count == 0, milliseconds > 0 { sync.wait(milliseconds: milliseconds) }
         let n = min(count, limit)
@@ -60,8 +62,9 @@ public final class ControlInbox: @unchecked Sendable {
         for k in 0..<n {
             let slot = (first + k) % capacity
             let source = sync.withLock { sources[slot] }
-            body(UnsafeRawBufferPointer(rebasing: storage[(slot * Self.slotSize)..<(slot * Self.slotSize + sync.withLock { lengths[slot] })]),
-                 source)
+            body(
+                UnsafeRawBufferPointer(rebasing: storage[(slot * Self.slotSize)..<(slot * Self.slotSize + sync.withLock { lengths[slot] })]),
+                source)
         }
         sync.withLock {
             head = (head + n) % capacity

@@ -56,8 +56,10 @@ public final class DataSession: @unchecked Sendable {
     /// `threads` = crypto workers + 1 (the control key is the last).
     /// `confirmed`: false for an initiator's session whose handshake message 3 the
     /// responder may not have received yet (see ``confirm()``).
-    public init(localIndex: UInt32, remoteIndex: UInt32, isInitiator: Bool, send: SecureBytes, receive: SecureBytes,
-                algorithm: AEADAlgorithm, threads: Int, confirmed: Bool = true) throws {
+    public init(
+        localIndex: UInt32, remoteIndex: UInt32, isInitiator: Bool, send: SecureBytes, receive: SecureBytes,
+        algorithm: AEADAlgorithm, threads: Int, confirmed: Bool = true
+    ) throws {
         self.localIndex = localIndex
         self.remoteIndex = remoteIndex
         self.isInitiator = isInitiator
@@ -90,8 +92,10 @@ public final class DataSession: @unchecked Sendable {
 
     /// Seals `slot[16..<16+length]` in place into a capsule; returns the datagram length.
     @inline(__always)
-    func seal(slot: UnsafeMutableRawBufferPointer, length: Int, counter: UInt64, keyIndex: Int,
-              flags: HeaderFlags = []) -> Int? {
+    func seal(
+        slot: UnsafeMutableRawBufferPointer, length: Int, counter: UInt64, keyIndex: Int,
+        flags: HeaderFlags = []
+    ) -> Int? {
         guard counter < Self.rejectAfterMessages else { return nil }
         Header(type: .capsule, flags: flags, receiverIndex: remoteIndex, counter: counter).write(to: slot)
         let aad = UnsafeRawBufferPointer(rebasing: slot[0..<Header.size])

@@ -16,7 +16,11 @@ public final class PeerStats: Sendable {
 }
 
 /// How a tunnel reaches its peer.
-public enum RouteType: String, Sendable { case direct, natTraversal = "nat-traversal", relay }
+public enum RouteType: String, Sendable {
+    case direct
+    case natTraversal = "nat-traversal"
+    case relay
+}
 
 /// One remote node: identity (static key, FQDN, virtual IPs from its certificate),
 /// where it is (endpoint, learned from authenticated packets), its sessions, and its
@@ -60,8 +64,10 @@ public final class Peer: @unchecked Sendable {
     public var finalized: Bool { finalizedFlag.load(ordering: .relaxed) }
     func markFinalized() { finalizedFlag.store(true, ordering: .relaxed) }
 
-    public init(staticKey: X25519PublicKey, fqdn: String, addresses: [IPAddress], endpoint: Endpoint?,
-                serial: UInt64? = nil, notAfter: Int64? = nil) {
+    public init(
+        staticKey: X25519PublicKey, fqdn: String, addresses: [IPAddress], endpoint: Endpoint?,
+        serial: UInt64? = nil, notAfter: Int64? = nil
+    ) {
         self.staticKey = staticKey
         self.serial = serial
         self.notAfter = notAfter
@@ -76,7 +82,8 @@ public final class Peer: @unchecked Sendable {
     static func v4Key(_ b: [UInt8]) -> UInt32 { UInt32(b[0]) << 24 | UInt32(b[1]) << 16 | UInt32(b[2]) << 8 | UInt32(b[3]) }
 
     static func v6Key(_ b: [UInt8]) -> (UInt64, UInt64) {
-        var hi: UInt64 = 0, lo: UInt64 = 0
+        var hi: UInt64 = 0
+        var lo: UInt64 = 0
         for i in 0..<8 { hi = hi << 8 | UInt64(b[i]) }
         for i in 8..<16 { lo = lo << 8 | UInt64(b[i]) }
         return (hi, lo)

@@ -29,9 +29,13 @@ extension Pipeline {
                     let calls = sender.calls
                     peers.lock()
                     while k < burst, n < PacketBatch.capacity {
-                        let packet = buffers.packet(k), len = packet.count
+                        let packet = buffers.packet(k)
+                        let len = packet.count
                         k += 1
-                        guard len <= maxPayload else { stats.drop(.tooLarge); continue }
+                        guard len <= maxPayload else {
+                            stats.drop(.tooLarge)
+                            continue
+                        }
                         guard let peer = peers.routeLocked(packet: packet), let session = peer.current, let endpoint = peer.endpoint else {
                             stats.drop(.noRoute)
                             continue
@@ -57,7 +61,8 @@ extension Pipeline {
                 countReceived(landing, messages: n)
                 let now = monotonicSeconds()
                 for i in 0..<n {
-                    let source = landing.source(i), segments = landing.segments(i)
+                    let source = landing.source(i)
+                    let segments = landing.segments(i)
                     var first = 0
                     while first < segments {
                         // Classify up to 64 datagrams and find their sessions under one hold of the table lock.
@@ -67,11 +72,12 @@ extension Pipeline {
                             let datagram = landing.segment(i, first + k)
                             received[k] = classify(datagram, length: datagram.count)
                             if case .control = received[k] { queueControlLocked(UnsafeRawBufferPointer(datagram), from: source) }
-                            if case let .capsule(index, _) = received[k] { owners[k] = peers.sessionLocked(index: index) }
+                            if case .capsule(let index, _) = received[k] { owners[k] = peers.sessionLocked(index: index) }
                         }
                         peers.unlock()
                         for k in 0..<chunk {
-                            let datagram = landing.segment(i, first + k), length = datagram.count
+                            let datagram = landing.segment(i, first + k)
+                            let length = datagram.count
                             let counter: UInt64
                             switch received[k] {
                             case .bad:
@@ -80,17 +86,26 @@ extension Pipeline {
                             case .control:
                                 // Queued in the pass above, under the table lock.
                                 continue
-                            case let .capsule(_, c):
+                            case .capsule(_, let c):
                                 counter = c
                             }
-                            guard let (peer, session) = owners[k] else { stats.drop(.unknownSession); continue }
+                            guard let (peer, session) = owners[k] else {
+                                stats.drop(.unknownSession)
+                                continue
+                            }
                             owners[k] = nil
-                            guard session.replay.mightAccept(counter) else { stats.drop(.replay); continue }
+                            guard session.replay.mightAccept(counter) else {
+                                stats.drop(.replay)
+                                continue
+                            }
                             guard let plain = session.open(slot: datagram, length: length, counter: counter, keyIndex: 0) else {
                                 stats.drop(.authenticationFailed)
                                 continue
                             }
-                            guard session.replay.accept(counter) else { stats.drop(.replay); continue }
+                            guard session.replay.accept(counter) else {
+                                stats.drop(.replay)
+                                continue
+                            }
                             session.lastReceived = now
                             if session.confirm() { promote(session, of: peer) }
                             peer.stats.rxPackets.add()
@@ -102,7 +117,10 @@ extension Pipeline {
                                 continue
                             }
                             let packet = UnsafeRawBufferPointer(rebasing: datagram[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + plain)])
-                            guard PeerTable.sourceBelongs(packet, to: peer) else { stats.drop(.badInnerSource); continue }
+                            guard PeerTable.sourceBelongs(packet, to: peer) else {
+                                stats.drop(.badInnerSource)
+                                continue
+                            }
                             out.writeTun(datagram, plain)
                         }
                         first += chunk
@@ -130,14 +148,16 @@ extension Pipeline {
 
     private func sendControlCapsule(_ payload: [UInt8], to peer: Peer, flags: HeaderFlags = [], on given: DataSession? = nil) {
         peers.lock()
-        let session = given ?? peer.current, endpoint = peer.endpoint
+        let session = given ?? peer.current
+        let endpoint = peer.endpoint
         peers.unlock()
         guard let session, let endpoint else { return }
         var buffer = [UInt8](repeating: 0, count: Header.size + payload.count + 16)
         buffer.replaceSubrange(Header.size..<(Header.size + payload.count), with: payload)
         let n = buffer.withUnsafeMutableBytes { slot in
-            session.seal(slot: slot, length: payload.count, counter: session.nextCounter(), keyIndex: session.controlKeyIndex,
-                         flags: flags)
+            session.seal(
+                slot: slot, length: payload.count, counter: session.nextCounter(), keyIndex: session.controlKeyIndex,
+                flags: flags)
         }
         guard let n else { return }
         try? buffer.withUnsafeBytes { try socket.send(UnsafeRawBufferPointer(rebasing: $0[0..<n]), to: endpoint) }

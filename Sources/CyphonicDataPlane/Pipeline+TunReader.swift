@@ -23,7 +23,7 @@ extension Pipeline {
         guard length >= Header.size, slot[0] == CyphonicVersion.protocolVersion else { return .bad }
         guard slot[1] == MessageType.capsule.rawValue else { return .control }
         guard length >= Header.size + 16,
-              let header = try? Header.decode(UnsafeRawBufferPointer(rebasing: slot[0..<Header.size]))
+            let header = try? Header.decode(UnsafeRawBufferPointer(rebasing: slot[0..<Header.size]))
         else { return .bad }
         return .capsule(index: header.receiverIndex, counter: header.counter)
     }
@@ -63,7 +63,9 @@ extension Pipeline {
     /// Reads a burst from the TUN into `buffers` with no lock held: up to 64 reads, or
     /// with offload super-packets cut into segments. Returns how many packets.
     func readTunBurst(_ buffers: TunBurst) -> Int {
-        let landing = buffers.landing, lengths = buffers.lengths, scratch = buffers.scratch
+        let landing = buffers.landing
+        let lengths = buffers.lengths
+        let scratch = buffers.scratch
         var burst = 0
         if tun.vnetHeader {
             var reads = 0
@@ -72,8 +74,9 @@ extension Pipeline {
                 if n <= 0 { break }
                 reads += 1
                 let out = UnsafeMutableRawBufferPointer(rebasing: landing[(burst * PacketBatch.slotSize)...])
-                let k = TunOffload.segment(scratch, count: n, out: out, stride: PacketBatch.slotSize, offset: 0,
-                                           maxSegments: buffers.slots - burst, lengths: lengths + burst)
+                let k = TunOffload.segment(
+                    scratch, count: n, out: out, stride: PacketBatch.slotSize, offset: 0,
+                    maxSegments: buffers.slots - burst, lengths: lengths + burst)
                 if k == 0 { stats.drop(.badHeader) }
                 burst += k
             }
@@ -103,7 +106,8 @@ extension Pipeline {
         while isRunning {
             // Hold spare batches before taking the table lock (blocking here is backpressure).
             while spares.count < buffers.slots / PacketBatch.capacity + 1, isRunning,
-                  let b = pool.get(timeoutMilliseconds: 100) { spares.append(b) }
+                let b = pool.get(timeoutMilliseconds: 100)
+            { spares.append(b) }
             guard !spares.isEmpty else { continue }
             guard waitReadable(tun.fd, timeoutMilliseconds: 100).0 else { continue }
             let burst = readTunBurst(buffers)
@@ -115,13 +119,15 @@ extension Pipeline {
             var lastSession: DataSession? = nil
             peers.lock()
             for k in 0..<burst {
-                let packet = buffers.packet(k), n = packet.count
+                let packet = buffers.packet(k)
+                let n = packet.count
                 guard n <= maxPayload else {
                     stats.drop(.tooLarge)
                     last = nil
                     continue
                 }
-                let b: PacketBatch, session: DataSession
+                let b: PacketBatch
+                let session: DataSession
                 if let l = last, let s = lastSession, Self.sameDestination(packet, buffers.packet(k - 1)) {
                     (b, session) = (l, s)
                 } else {
@@ -132,8 +138,11 @@ extension Pipeline {
                     }
                     // A burst that touches more peers than the reserved spares cover takes
                     // whatever else the pool has free: no drop while a batch is free.
-                    guard let fresh = stagedBatch(for: current, of: peer, .outbound, in: &staged,
-                                                  from: { spares.popLast() ?? pool.tryGet() }) else {
+                    guard
+                        let fresh = stagedBatch(
+                            for: current, of: peer, .outbound, in: &staged,
+                            from: { spares.popLast() ?? pool.tryGet() })
+                    else {
                         stats.drop(.queueFull)
                         last = nil
                         continue

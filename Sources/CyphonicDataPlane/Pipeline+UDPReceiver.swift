@@ -35,8 +35,10 @@ extension Pipeline {
             for i in 0..<n {
                 let from = landing.source(i)
                 for k in 0..<landing.segments(i) {
-                    let datagram = landing.segment(i, k), length = datagram.count
-                    let index: UInt32, counter: UInt64
+                    let datagram = landing.segment(i, k)
+                    let length = datagram.count
+                    let index: UInt32
+                    let counter: UInt64
                     switch classify(datagram, length: length) {
                     case .bad:
                         stats.drop(.badHeader)
@@ -44,7 +46,7 @@ extension Pipeline {
                     case .control:
                         queueControlLocked(UnsafeRawBufferPointer(datagram), from: from)
                         continue
-                    case let .capsule(i, c):
+                    case .capsule(let i, let c):
                         (index, counter) = (i, c)
                     }
                     guard length <= PacketBatch.slotSize else {
@@ -92,9 +94,9 @@ extension Pipeline {
         case 4:
             return a.loadUnaligned(fromByteOffset: 16, as: UInt32.self) == b.loadUnaligned(fromByteOffset: 16, as: UInt32.self)
         case 6:
-            return a.count >= 40 && b.count >= 40 &&
-                a.loadUnaligned(fromByteOffset: 24, as: UInt64.self) == b.loadUnaligned(fromByteOffset: 24, as: UInt64.self) &&
-                a.loadUnaligned(fromByteOffset: 32, as: UInt64.self) == b.loadUnaligned(fromByteOffset: 32, as: UInt64.self)
+            return a.count >= 40 && b.count >= 40
+                && a.loadUnaligned(fromByteOffset: 24, as: UInt64.self) == b.loadUnaligned(fromByteOffset: 24, as: UInt64.self)
+                && a.loadUnaligned(fromByteOffset: 32, as: UInt64.self) == b.loadUnaligned(fromByteOffset: 32, as: UInt64.self)
         default:
             return false
         }
@@ -103,8 +105,10 @@ extension Pipeline {
     /// The batch being staged for `session`, or a new one taken from `source` (nil when
     /// none is left). Linear search: a burst touches few sessions.
     @inline(__always)
-    func stagedBatch(for session: DataSession, of peer: Peer, _ direction: PacketBatch.Direction,
-                             in staged: inout [PacketBatch], from source: () -> PacketBatch?) -> PacketBatch? {
+    func stagedBatch(
+        for session: DataSession, of peer: Peer, _ direction: PacketBatch.Direction,
+        in staged: inout [PacketBatch], from source: () -> PacketBatch?
+    ) -> PacketBatch? {
         for b in staged where b.session === session { return b }
         guard let b = source() else { return nil }
         b.direction = direction
@@ -128,12 +132,14 @@ extension Pipeline {
             return
         }
         let outbound = b.direction == .outbound
-        let inline: Bool = b.count <= Self.fastPathLimit && board.withLock {
-            let idle = outbound ? (peer.outbound.count == 0 && !peer.sending) : (peer.inbound.count == 0 && !peer.delivering)
-            // Claim the direction so no worker releases a later batch meanwhile.
-            if idle { if outbound { peer.sending = true } else { peer.delivering = true } }
-            return idle
-        }
+        let inline: Bool =
+            b.count <= Self.fastPathLimit
+            && board.withLock {
+                let idle = outbound ? (peer.outbound.count == 0 && !peer.sending) : (peer.inbound.count == 0 && !peer.delivering)
+                // Claim the direction so no worker releases a later batch meanwhile.
+                if idle { if outbound { peer.sending = true } else { peer.delivering = true } }
+                return idle
+            }
         if inline {
             crypt(b, keyIndex: fastKeyIndex)
             if outbound { send(b, out: out) } else { deliver(b, out: out) }

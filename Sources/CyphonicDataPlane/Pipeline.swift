@@ -63,14 +63,14 @@ public enum PipelineMode: Sendable, Equatable, CustomStringConvertible {
     public var keySlots: Int {
         switch self {
         case .single: return 2
-        case let .multi(workers): return workers + 3
+        case .multi(let workers): return workers + 3
         }
     }
 
     public var description: String {
         switch self {
         case .single: return "single"
-        case let .multi(workers): return "multi (\(workers) crypto workers)"
+        case .multi(let workers): return "multi (\(workers) crypto workers)"
         }
     }
 }
@@ -105,8 +105,10 @@ public final class Pipeline: @unchecked Sendable {
     var maxPayload: Int { min(mtu, PacketBatch.slotSize - Header.size - 16) }
 
     /// `poolSize` bounds the batches in flight (and so the queueing delay).
-    public init(tun: TunDevice, socket: UDPSocket, peers: PeerTable, control: any ControlPlane, mode: PipelineMode,
-                mtu: Int = 1420, poolSize: Int = 128, udpOffload: Bool = true, stats: DataPlaneStats = DataPlaneStats()) {
+    public init(
+        tun: TunDevice, socket: UDPSocket, peers: PeerTable, control: any ControlPlane, mode: PipelineMode,
+        mtu: Int = 1420, poolSize: Int = 128, udpOffload: Bool = true, stats: DataPlaneStats = DataPlaneStats()
+    ) {
         self.tun = tun
         self.socket = socket
         self.peers = peers
@@ -123,7 +125,7 @@ public final class Pipeline: @unchecked Sendable {
 
     /// Crypto workers (0 for the single-threaded design).
     var workerCount: Int {
-        if case let .multi(workers) = mode { return workers }
+        if case .multi(let workers) = mode { return workers }
         return 0
     }
 
@@ -131,7 +133,7 @@ public final class Pipeline: @unchecked Sendable {
     public var threadCount: Int {
         switch mode {
         case .single: return 2
-        case let .multi(workers): return 3 + workers
+        case .multi(let workers): return 3 + workers
         }
     }
 
@@ -142,7 +144,7 @@ public final class Pipeline: @unchecked Sendable {
         switch mode {
         case .single:
             spawn("cyphonic-single") { self.singleLoop() }
-        case let .multi(workers):
+        case .multi(let workers):
             spawn("cyphonic-tun-reader") { self.tunReaderLoop() }
             spawn("cyphonic-udp-receiver") { self.udpReceiverLoop() }
             for w in 0..<workers { spawn("cyphonic-crypto-\(w)") { self.workerLoop(keyIndex: w) } }

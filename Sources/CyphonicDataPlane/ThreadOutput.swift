@@ -45,7 +45,8 @@ final class ThreadOutput {
     @inline(__always)
     func flushTun(counting stats: DataPlaneStats) {
         coalescer?.flush()
-        let writes = coalescer?.writes ?? directWrites, packets = coalescer?.packets ?? directWrites
+        let writes = coalescer?.writes ?? directWrites
+        let packets = coalescer?.packets ?? directWrites
         stats.tunWrites.add(UInt64(writes - countedWrites))
         stats.tunPacketsWritten.add(UInt64(packets - countedPackets))
         (countedWrites, countedPackets) = (writes, packets)

@@ -65,13 +65,13 @@ public final class TunCoalescer {
         let ipHeader: Int
         if version == 4 {
             guard p.load(as: UInt8.self) == 0x45, p.load(fromByteOffset: 9, as: UInt8.self) == 6,
-                  Int(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 2, as: UInt16.self))) == n,
-                  UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 6, as: UInt16.self)) & 0x3fff == 0  // no fragment
+                Int(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 2, as: UInt16.self))) == n,
+                UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 6, as: UInt16.self)) & 0x3fff == 0  // no fragment
             else { return nil }
             ipHeader = 20
         } else if version == 6 {
             guard n >= 60, p.load(fromByteOffset: 6, as: UInt8.self) == 6,
-                  Int(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt16.self))) + 40 == n
+                Int(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt16.self))) + 40 == n
             else { return nil }
             ipHeader = 40
         } else {
@@ -82,22 +82,23 @@ public final class TunCoalescer {
         let headers = ipHeader + tcpHeader
         // ACK required; PSH allowed; FIN, SYN, RST, URG, ECE, CWR end coalescing.
         guard tcpHeader >= 20, headers < n, flags & ~0x08 == 0x10 else { return nil }
-        return Segment(ipHeader: ipHeader, headers: headers, payload: n - headers,
-                       seq: UInt32(bigEndian: p.loadUnaligned(fromByteOffset: ipHeader + 4, as: UInt32.self)),
-                       id: version == 4 ? UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt16.self)) : 0,
-                       flags: flags)
+        return Segment(
+            ipHeader: ipHeader, headers: headers, payload: n - headers,
+            seq: UInt32(bigEndian: p.loadUnaligned(fromByteOffset: ipHeader + 4, as: UInt32.self)),
+            id: version == 4 ? UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt16.self)) : 0,
+            flags: flags)
     }
 
     /// Whether segment `s` at `p` continues the pending run.
     @inline(__always)
     private func continues(_ p: UnsafeMutableRawPointer, _ s: Segment) -> Bool {
         guard let f = first, !closed, count < Self.maxSegments, s.ipHeader == ipHeader, s.headers == headers,
-              s.seq == nextSeq, s.payload <= segmentSize, total + s.payload <= 65_535
+            s.seq == nextSeq, s.payload <= segmentSize, total + s.payload <= 65_535
         else { return false }
         if ipHeader == 20 {
             // TOS, flags (DF), TTL, protocol, addresses equal; ids consecutive.
             guard s.id == lastID &+ 1, p.load(fromByteOffset: 1, as: UInt8.self) == f.load(fromByteOffset: 1, as: UInt8.self),
-                  memcmp(p + 6, f + 6, 4) == 0, memcmp(p + 12, f + 12, 8) == 0
+                memcmp(p + 6, f + 6, 4) == 0, memcmp(p + 12, f + 12, 8) == 0
             else { return false }
         } else {
             // Version, traffic class, flow label, next header, hop limit, addresses equal.
@@ -105,8 +106,7 @@ public final class TunCoalescer {
         }
         // Ports, ACK number, data offset, and every option byte equal (timestamps included).
         let t = ipHeader
-        return memcmp(p + t, f + t, 4) == 0 && memcmp(p + t + 8, f + t + 8, 5) == 0 &&
-            memcmp(p + t + 20, f + t + 20, headers - t - 20) == 0
+        return memcmp(p + t, f + t, 4) == 0 && memcmp(p + t + 8, f + t + 8, 5) == 0 && memcmp(p + t + 20, f + t + 20, headers - t - 20) == 0
     }
 
     /// Adds the IP packet `packet[0..<length]` (with ``TunOffload/headerSize`` writable

@@ -16,10 +16,13 @@ public enum TunOffload {
     /// each result written into `out` (which must hold 128 × `stride` bytes). Returns the
     /// number of packets, or 0 for a read it cannot parse (counted by the caller).
     @inline(__always)
-    public static func segment(_ read: UnsafeMutableRawBufferPointer, count: Int, out: UnsafeMutableRawBufferPointer,
-                               stride: Int, offset: Int, maxSegments: Int, lengths: UnsafeMutablePointer<Int>) -> Int {
+    public static func segment(
+        _ read: UnsafeMutableRawBufferPointer, count: Int, out: UnsafeMutableRawBufferPointer,
+        stride: Int, offset: Int, maxSegments: Int, lengths: UnsafeMutablePointer<Int>
+    ) -> Int {
         guard count > headerSize + 20 else { return 0 }
-        let flags = read[0], gso = read[1] & 0x7f
+        let flags = read[0]
+        let gso = read[1] & 0x7f
         let gsoSize = Int(read.loadUnaligned(fromByteOffset: 4, as: UInt16.self).littleEndian)
         let csumStart = Int(read.loadUnaligned(fromByteOffset: 6, as: UInt16.self).littleEndian)
         let csumOffset = Int(read.loadUnaligned(fromByteOffset: 8, as: UInt16.self).littleEndian)

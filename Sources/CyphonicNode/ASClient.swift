@@ -16,9 +16,9 @@ public enum LoginError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .refused(code, message): return "login refused (\(code)): \(message)"
-        case let .timeout(e): return "no answer from the AS at \(e)"
-        case let .protocolError(s): return "AS protocol error: \(s)"
+        case .refused(let code, let message): return "login refused (\(code)): \(message)"
+        case .timeout(let e): return "no answer from the AS at \(e)"
+        case .protocolError(let s): return "AS protocol error: \(s)"
         }
     }
 }
@@ -45,13 +45,13 @@ public struct ASClient: Sendable {
         try socket.setReceiveTimeout(milliseconds: timeoutMilliseconds)
         let (_, reply) = try exchange(socket: socket, key: key, body: .login(Login(name: name, credential: credential)))
         switch reply.body {
-        case let .provision(p):
+        case .provision(let p):
             // The certificate we got must be for our key and chain to our CA.
             guard let cert = try? Certificate(der: p.certificate), cert.x25519PublicKey == key.publicKey,
-                  (try? CertificateVerifier(trustAnchor: caCertificate).verify(cert, role: .node, name: p.fqdn.value)) != nil
+                (try? CertificateVerifier(trustAnchor: caCertificate).verify(cert, role: .node, name: p.fqdn.value)) != nil
             else { throw LoginError.protocolError("provisioned certificate does not match our key and CA") }
             return p
-        case let .error(code, message):
+        case .error(let code, let message):
             throw LoginError.refused(code, message)
         default:
             throw LoginError.protocolError("unexpected reply kind \(reply.body.kind)")
@@ -63,7 +63,7 @@ public struct ASClient: Sendable {
         let verifier = try CertificateVerifier(trustAnchor: caCertificate)
         var handshake = try ServiceClientHandshake(localStatic: key, verifier: verifier, role: .as)
         var response = try request(socket, try handshake.initiation(), accept: Self.answers(to: handshake))
-        if let d = try? Datagram.decode(response), case let .cookieReply(cookie) = d.body {
+        if let d = try? Datagram.decode(response), case .cookieReply(let cookie) = d.body {
             // The AS wants proof that we receive at our address: repeat its cookie in a
             // fresh message 1 (one extra round trip, only while it is under load).
             handshake = try ServiceClientHandshake(localStatic: key, verifier: verifier, role: .as)
@@ -72,8 +72,10 @@ public struct ASClient: Sendable {
                 throw LoginError.protocolError("the AS refused our cookie")
             }
         }
-        let payload = try SignalingMessage(transactionID: UInt32(truncatingIfNeeded: handshake.transactionID),
-                                           body: body).encode()
+        let payload = try SignalingMessage(
+            transactionID: UInt32(truncatingIfNeeded: handshake.transactionID),
+            body: body
+        ).encode()
         let (completion, session): ([UInt8], SignalingSession)
         do {
             (completion, session) = try handshake.complete(response: response, payload: payload)
@@ -121,16 +123,22 @@ public struct ASClient: Sendable {
 
     /// Asks for one part of a revocation list and waits for it; each retry is sealed
     /// anew (a resent copy would be refused as a replay).
-    private func requestPart(_ socket: UDPSocket, session: SignalingSession, number: UInt64, offset: UInt32,
-                             transactionID: UInt32) throws -> SignalingMessage {
+    private func requestPart(
+        _ socket: UDPSocket, session: SignalingSession, number: UInt64, offset: UInt32,
+        transactionID: UInt32
+    ) throws -> SignalingMessage {
         let request = SignalingMessage(transactionID: transactionID, body: .revocationListPartRequest(number: number, offset: offset))
         var once = self
         once.attempts = 1
         for _ in 0..<attempts {
             let sealed = try session.seal(request)
-            guard let answer = try? once.request(socket, sealed, accept: { bytes in
-                (try? Datagram.decode(bytes)).map { $0.header.type == .signaling && $0.header.receiverIndex == session.localIndex } ?? false
-            }) else { continue }
+            guard
+                let answer = try? once.request(
+                    socket, sealed,
+                    accept: { bytes in
+                        (try? Datagram.decode(bytes)).map { $0.header.type == .signaling && $0.header.receiverIndex == session.localIndex } ?? false
+                    })
+            else { continue }
             do { return try session.open(answer) } catch { throw LoginError.protocolError("part did not open: \(error)") }
         }
         throw LoginError.timeout(server)
@@ -147,8 +155,9 @@ public struct ASClient: Sendable {
         // session, part by part (each answer below the path MTU).
         var der: [UInt8] = []
         var listNumber: UInt64? = nil
-        var restarts = 0, parts = 0
-        while case let .revocationListPart(number, offset, total, bytes) = reply.body {
+        var restarts = 0
+        var parts = 0
+        while case .revocationListPart(let number, let offset, let total, let bytes) = reply.body {
             // Bounded whatever the AS says: non-empty parts, at most 4 MiB, 4096 parts.
             parts += 1
             guard !bytes.isEmpty, total <= 4 << 20, parts <= 4096 else {
@@ -166,15 +175,16 @@ public struct ASClient: Sendable {
                 reply = SignalingMessage(transactionID: reply.transactionID, body: .revocationList(der: der))
                 break
             }
-            reply = try requestPart(socket, session: session, number: number, offset: UInt32(der.count),
-                                    transactionID: reply.transactionID &+ 1)
+            reply = try requestPart(
+                socket, session: session, number: number, offset: UInt32(der.count),
+                transactionID: reply.transactionID &+ 1)
         }
         switch reply.body {
-        case let .revocationList(der):
+        case .revocationList(let der):
             let crl = try RevocationList(der: der)
             try crl.verify(issuedBy: caCertificate)
             return crl
-        case let .error(code, message):
+        case .error(let code, let message):
             throw LoginError.refused(code, message)
         default:
             throw LoginError.protocolError("expected a revocation list")

@@ -134,7 +134,8 @@ public struct NodeConfig: Codable, Sendable {
         asEndpoint = try c.decodeIfPresent(String.self, forKey: .asEndpoint)
         crlRefreshSeconds = try c.decodeIfPresent(Double.self, forKey: .crlRefreshSeconds) ?? crlRefreshSeconds
         handshakeLoadThreshold = try c.decodeIfPresent(Int.self, forKey: .handshakeLoadThreshold) ?? handshakeLoadThreshold
-        handshakesPerSourcePerSecond = try c.decodeIfPresent(Double.self, forKey: .handshakesPerSourcePerSecond)
+        handshakesPerSourcePerSecond =
+            try c.decodeIfPresent(Double.self, forKey: .handshakesPerSourcePerSecond)
             ?? handshakesPerSourcePerSecond
         handshakesPerSecond = try c.decodeIfPresent(Double.self, forKey: .handshakesPerSecond) ?? handshakesPerSecond
     }
@@ -242,8 +243,8 @@ public enum ConfigFileError: Error, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .unreadable(p): return "cannot read config file \(p)"
-        case let .invalid(key, why): return "config key \(key): \(why)"
+        case .unreadable(let p): return "cannot read config file \(p)"
+        case .invalid(let key, let why): return "config key \(key): \(why)"
         }
     }
 }

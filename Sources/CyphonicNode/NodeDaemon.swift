@@ -77,17 +77,20 @@ public final class NodeDaemon: @unchecked Sendable {
         }
         let peers = PeerTable()
         let mode = self.mode
-        let manager = try TunnelManager(localKey: key, certificate: cert, verifier: verifier, peers: peers,
-                                        keySlots: mode.keySlots, config: config, logger: logger)
-        let pipeline = Pipeline(tun: tun, socket: socket, peers: peers, control: manager, mode: mode, mtu: config.tun.mtu,
-                                poolSize: config.poolSize, udpOffload: config.udpOffload)
+        let manager = try TunnelManager(
+            localKey: key, certificate: cert, verifier: verifier, peers: peers,
+            keySlots: mode.keySlots, config: config, logger: logger)
+        let pipeline = Pipeline(
+            tun: tun, socket: socket, peers: peers, control: manager, mode: mode, mtu: config.tun.mtu,
+            poolSize: config.poolSize, udpOffload: config.udpOffload)
         manager.pipeline = pipeline
         self.manager = manager
         self.pipeline = pipeline
         try pipeline.start()
         if let asEndpoint = revocationSource() {
-            let refresher = RevocationRefresher(client: ASClient(server: asEndpoint, caCertificate: ca), key: key, manager: manager,
-                                                intervalSeconds: config.crlRefreshSeconds, logger: logger)
+            let refresher = RevocationRefresher(
+                client: ASClient(server: asEndpoint, caCertificate: ca), key: key, manager: manager,
+                intervalSeconds: config.crlRefreshSeconds, logger: logger)
             refresher.start()
             self.refresher = refresher
             logger.info("node: revocation list from the AS at \(asEndpoint) every \(Int(config.crlRefreshSeconds)) s")
@@ -96,12 +99,17 @@ public final class NodeDaemon: @unchecked Sendable {
         }
         startMetrics()
         let udp = (try? socket.localEndpoint())?.description ?? config.listen
-        logger.info("node: \(cert.commonName ?? "?") up on \(tun.name) (\(addresses.map(\.description).joined(separator: ", "))), udp \(udp), pipeline \(mode), \(pipeline.threadCount) threads, UDP GSO \(config.udpOffload ? "on" : "off"), GRO \(pipeline.groEnabled ? "on" : "off")")
+        logger.info(
+            "node: \(cert.commonName ?? "?") up on \(tun.name) (\(addresses.map(\.description).joined(separator: ", "))), udp \(udp), pipeline \(mode), \(pipeline.threadCount) threads, UDP GSO \(config.udpOffload ? "on" : "off"), GRO \(pipeline.groEnabled ? "on" : "off")"
+        )
     }
 
     public func stop() {
         let first = stopping.withLock { () -> Bool in
-            defer { stopped = true; stopping.broadcast() }
+            defer {
+                stopped = true
+                stopping.broadcast()
+            }
             return !stopped
         }
         guard first else { return }
@@ -123,9 +131,10 @@ public final class NodeDaemon: @unchecked Sendable {
     /// The node's UDP socket; a port another process holds is an error naming it.
     private func bindExclusive(_ listen: Endpoint) throws -> UDPSocket {
         let result = Result { () throws(SystemError) in try UDPSocket(bind: listen, dualStack: true) }
-        if case let .failure(e) = result, e.errno == EADDRINUSE {
-            throw InUseError(what: "UDP port \(listen.port) (listen \(config.listen))", owner: PortOwner.udp(port: listen.port),
-                             hint: "another daemon is bound to it; stop it, or set another `listen` port")
+        if case .failure(let e) = result, e.errno == EADDRINUSE {
+            throw InUseError(
+                what: "UDP port \(listen.port) (listen \(config.listen))", owner: PortOwner.udp(port: listen.port),
+                hint: "another daemon is bound to it; stop it, or set another `listen` port")
         }
         return try result.get()
     }
@@ -140,7 +149,8 @@ public final class NodeDaemon: @unchecked Sendable {
     var nftTable: String { "cyphonic_" + config.tun.name.map { $0.isLetter || $0.isNumber ? String($0) : "_" }.joined() }
 
     private func configureInterface(_ name: String, v4: IPAddress, v6: IPAddress?) throws {
-        let len4 = IPPrefix(config.overlay4)!.length, len6 = IPPrefix(config.overlay6)!.length
+        let len4 = IPPrefix(config.overlay4)!.length
+        let len6 = IPPrefix(config.overlay6)!.length
         try ip(["link", "set", "dev", name, "mtu", String(config.tun.mtu), "txqueuelen", String(config.tun.effectiveTxQueueLength)])
         try ip(["addr", "add", "\(v4)/\(len4)", "dev", name])
         if let v6 {
@@ -184,8 +194,9 @@ public final class NodeDaemon: @unchecked Sendable {
         return p.terminationStatus
     }
 
-    static let emptyStatus = NodeStatus(fqdn: "", addresses: [], pipeline: "", threads: 0, osThreads: 0, peers: [], drops: [:],
-                                        reorderWaits: 0, handshakesCompleted: 0, handshakesRefused: 0, badControlDatagrams: 0)
+    static let emptyStatus = NodeStatus(
+        fqdn: "", addresses: [], pipeline: "", threads: 0, osThreads: 0, peers: [], drops: [:],
+        reorderWaits: 0, handshakesCompleted: 0, handshakesRefused: 0, badControlDatagrams: 0)
 
     /// The current figures.
     public func snapshot() -> NodeStatus {
@@ -193,34 +204,38 @@ public final class NodeDaemon: @unchecked Sendable {
         let now = monotonicSeconds()
         let peers: [NodeStatus.PeerStatus] = pipeline.peers.withLock {
             pipeline.peers.peersLocked.map { p in
-                NodeStatus.PeerStatus(fqdn: p.fqdn, addresses: p.addresses.map(\.description),
-                                      endpoint: p.endpoint?.endpoint?.description, route: p.route.rawValue,
-                                      handshakeAgeSeconds: p.current == nil ? nil : (now - p.lastHandshake),
-                                      txPackets: p.stats.txPackets.load, txBytes: p.stats.txBytes.load,
-                                      rxPackets: p.stats.rxPackets.load, rxBytes: p.stats.rxBytes.load,
-                                      reorderWaits: p.stats.reorderWaits.load, handshakes: p.stats.handshakes.load)
+                NodeStatus.PeerStatus(
+                    fqdn: p.fqdn, addresses: p.addresses.map(\.description),
+                    endpoint: p.endpoint?.endpoint?.description, route: p.route.rawValue,
+                    handshakeAgeSeconds: p.current == nil ? nil : (now - p.lastHandshake),
+                    txPackets: p.stats.txPackets.load, txBytes: p.stats.txBytes.load,
+                    rxPackets: p.stats.rxPackets.load, rxBytes: p.stats.rxBytes.load,
+                    reorderWaits: p.stats.reorderWaits.load, handshakes: p.stats.handshakes.load)
             }.sorted { $0.fqdn < $1.fqdn }
         }
         var drops: [String: UInt64] = [:]
         for r in DropReason.allCases { drops[r.label] = pipeline.stats.drops(r) }
         let s = pipeline.stats
-        let udp = NodeStatus.UDPStatus(gso: pipeline.udpOffload, gsoRefused: s.udpGSORefused.load, gro: pipeline.groEnabled,
-                                       sendCalls: s.udpSendCalls.load,
-                                       datagramsSent: s.udpDatagramsSent.load, messagesReceived: s.udpMessagesReceived.load,
-                                       datagramsReceived: s.udpDatagramsReceived.load)
-        return NodeStatus(fqdn: certificate?.commonName ?? "", addresses: certificate?.ipAddresses.map(\.description) ?? [],
-                          pipeline: pipeline.mode.description, threads: pipeline.threadCount, osThreads: osThreadCount(),
-                          peers: peers, drops: drops, reorderWaits: s.reorderWaits.load,
-                          handshakesCompleted: manager.stats.handshakesCompleted.load,
-                          handshakesRefused: manager.stats.handshakesRefused.load,
-                          badControlDatagrams: manager.stats.badControl.load, udp: udp,
-                          tun: NodeStatus.TunStatus(offload: pipeline.tun.vnetHeader, writes: s.tunWrites.load,
-                                                    packetsWritten: s.tunPacketsWritten.load),
-                          security: NodeStatus.SecurityStatus(
-                              cookiesSent: manager.stats.cookiesSent.load, handshakesThrottled: manager.stats.handshakesThrottled.load,
-                              underLoad: manager.handshakeGuard.isUnderLoad(), addressConflicts: manager.stats.addressConflicts.load,
-                              peersRevoked: manager.stats.peersRevoked.load, message3Retransmits: manager.stats.message3Retransmits.load,
-                              revocationList: manager.revocationListNumber, revocationListAgeSeconds: refresher?.secondsSinceSuccess))
+        let udp = NodeStatus.UDPStatus(
+            gso: pipeline.udpOffload, gsoRefused: s.udpGSORefused.load, gro: pipeline.groEnabled,
+            sendCalls: s.udpSendCalls.load,
+            datagramsSent: s.udpDatagramsSent.load, messagesReceived: s.udpMessagesReceived.load,
+            datagramsReceived: s.udpDatagramsReceived.load)
+        return NodeStatus(
+            fqdn: certificate?.commonName ?? "", addresses: certificate?.ipAddresses.map(\.description) ?? [],
+            pipeline: pipeline.mode.description, threads: pipeline.threadCount, osThreads: osThreadCount(),
+            peers: peers, drops: drops, reorderWaits: s.reorderWaits.load,
+            handshakesCompleted: manager.stats.handshakesCompleted.load,
+            handshakesRefused: manager.stats.handshakesRefused.load,
+            badControlDatagrams: manager.stats.badControl.load, udp: udp,
+            tun: NodeStatus.TunStatus(
+                offload: pipeline.tun.vnetHeader, writes: s.tunWrites.load,
+                packetsWritten: s.tunPacketsWritten.load),
+            security: NodeStatus.SecurityStatus(
+                cookiesSent: manager.stats.cookiesSent.load, handshakesThrottled: manager.stats.handshakesThrottled.load,
+                underLoad: manager.handshakeGuard.isUnderLoad(), addressConflicts: manager.stats.addressConflicts.load,
+                peersRevoked: manager.stats.peersRevoked.load, message3Retransmits: manager.stats.message3Retransmits.load,
+                revocationList: manager.revocationListNumber, revocationListAgeSeconds: refresher?.secondsSinceSuccess))
     }
 
     /// Mirrors the atomics into Prometheus once a second (counters advance by deltas).
@@ -229,9 +244,10 @@ public final class NodeDaemon: @unchecked Sendable {
         func name(_ n: String, _ help: String, unit: String = "total") -> MetricNameDescriptor {
             MetricNameDescriptor(namespace: "cyphonic_node", metricName: n, unitName: unit, helpText: help)
         }
-        let dropCounters = Dictionary(uniqueKeysWithValues: DropReason.allCases.map {
-            ($0.label, registry.makeCounter(descriptor: name("drops", "Packets dropped by reason"), labels: [("reason", $0.label)]))
-        })
+        let dropCounters = Dictionary(
+            uniqueKeysWithValues: DropReason.allCases.map {
+                ($0.label, registry.makeCounter(descriptor: name("drops", "Packets dropped by reason"), labels: [("reason", $0.label)]))
+            })
         let threads = registry.makeGauge(descriptor: name("os_threads", "OS threads of the daemon", unit: ""))
         let peersGauge = registry.makeGauge(descriptor: name("peers", "Peers with a session", unit: ""))
         // Counters that mirror one status figure each: metric name, help, the figure.

@@ -11,8 +11,8 @@ public enum StateError: Error, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .notEnrolled(p): return "\(p) holds no enrolment (node.json): run `cyphonic-node enroll` first"
-        case let .corrupt(p, why): return "\(p) is unreadable: \(why)"
+        case .notEnrolled(let p): return "\(p) holds no enrolment (node.json): run `cyphonic-node enroll` first"
+        case .corrupt(let p, let why): return "\(p) is unreadable: \(why)"
         }
     }
 }
@@ -44,23 +44,28 @@ public struct NodeStateDirectory: Sendable {
         if FileManager.default.fileExists(atPath: file("node.key")) {
             return try KeyFiles.x25519(pem: try String(contentsOfFile: file("node.key"), encoding: .utf8))
         }
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: path, withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700])
         let key = try X25519PrivateKey()
-        guard FileManager.default.createFile(atPath: file("node.key"), contents: Data(try KeyFiles.pem(key).utf8),
-                                             attributes: [.posixPermissions: 0o600])
+        guard
+            FileManager.default.createFile(
+                atPath: file("node.key"), contents: Data(try KeyFiles.pem(key).utf8),
+                attributes: [.posixPermissions: 0o600])
         else { throw CocoaError(.fileWriteNoPermission) }
         return key
     }
 
     /// Stores what a login returned.
     public func save(_ p: Provision, name: String, asEndpoint: Endpoint) throws {
-        let cert = try Certificate(der: p.certificate), ca = try Certificate(der: p.caCertificate)
+        let cert = try Certificate(der: p.certificate)
+        let ca = try Certificate(der: p.caCertificate)
         try cert.pemString.write(toFile: file("node.pem"), atomically: true, encoding: .utf8)
         try ca.pemString.write(toFile: file("ca.pem"), atomically: true, encoding: .utf8)
-        let a = Assignment(name: name, nodeID: p.nodeID, fqdn: p.fqdn.value, virtualIPv4: p.virtualIPv4.description,
-                           virtualIPv6: p.virtualIPv6.description, asEndpoint: asEndpoint.description,
-                           nmsEndpoints: p.nmsEndpoints.map(\.description), trsEndpoints: p.trsEndpoints.map(\.description))
+        let a = Assignment(
+            name: name, nodeID: p.nodeID, fqdn: p.fqdn.value, virtualIPv4: p.virtualIPv4.description,
+            virtualIPv6: p.virtualIPv6.description, asEndpoint: asEndpoint.description,
+            nmsEndpoints: p.nmsEndpoints.map(\.description), trsEndpoints: p.trsEndpoints.map(\.description))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(a).write(to: URL(fileURLWithPath: file("node.json")), options: .atomic)

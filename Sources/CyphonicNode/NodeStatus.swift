@@ -90,8 +90,9 @@ final class StatusServer: @unchecked Sendable {
         guard var addr = Self.unixAddress(path) else { throw SystemError("bind(\(path))", errno: ENAMETOOLONG) }
         if access(path, F_OK) == 0 {
             if Self.accepts(path: path) {
-                throw InUseError(what: "control socket \(path)", owner: PortOwner.unix(path: path),
-                                 hint: "another cyphonic-node is running; stop it, or give this one another `control` path")
+                throw InUseError(
+                    what: "control socket \(path)", owner: PortOwner.unix(path: path),
+                    hint: "another cyphonic-node is running; stop it, or give this one another `control` path")
             }
             unlink(path)
         }

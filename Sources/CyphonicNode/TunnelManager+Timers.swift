@@ -43,7 +43,8 @@ extension TunnelManager {
                 // A peer with no session left is forgotten after the idle timeout (its
                 // next handshake brings it back with whatever its certificate says then).
                 if peer.current == nil, peer.next == nil, peer.previous == nil,
-                   now - peer.lastHandshake > config.idleTimeoutSeconds {
+                    now - peer.lastHandshake > config.idleTimeoutSeconds
+                {
                     peers.removeLocked(peer)
                     notes.append("tunnel: forgot \(peer.fqdn) (no session)")
                     continue
@@ -85,10 +86,12 @@ extension TunnelManager {
     /// Applies a revocation list the refresher fetched: from now on handshakes with a
     /// listed certificate are refused, and peers that proved one lose their sessions.
     private func applyRevocations(_ notes: inout [String]) {
-        guard let crl = sync.withLock({ () -> RevocationList? in
-            defer { pendingRevocations = nil }
-            return pendingRevocations
-        }) else { return }
+        guard
+            let crl = sync.withLock({ () -> RevocationList? in
+                defer { pendingRevocations = nil }
+                return pendingRevocations
+            })
+        else { return }
         let current = verifier
         if let have = current.revocations?.number, have >= crl.number { return }
         guard let updated = try? CertificateVerifier(trustAnchor: current.trustAnchor, revocations: crl) else {
@@ -106,8 +109,9 @@ extension TunnelManager {
             }
         }
         stats.peersRevoked.add(UInt64(removed.count))
-        notes.append("tunnel: revocation list #\(crl.number) in force (\(crl.serials.count) serials)"
-            + (removed.isEmpty ? "" : "; sessions ended for revoked \(removed.joined(separator: ", "))"))
+        notes.append(
+            "tunnel: revocation list #\(crl.number) in force (\(crl.serials.count) serials)"
+                + (removed.isEmpty ? "" : "; sessions ended for revoked \(removed.joined(separator: ", "))"))
     }
 
     /// Initiator: resends message 3 of sessions the responder has not confirmed within

@@ -101,8 +101,10 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
     static let maxResponses = 1024
     static let maxResponsesPerSource = 8
 
-    public init(localKey: X25519PrivateKey, certificate: Certificate, verifier: CertificateVerifier, peers: PeerTable,
-                keySlots: Int, config: NodeConfig, logger: Logger) throws {
+    public init(
+        localKey: X25519PrivateKey, certificate: Certificate, verifier: CertificateVerifier, peers: PeerTable,
+        keySlots: Int, config: NodeConfig, logger: Logger
+    ) throws {
         self.localKey = localKey
         certificateDER = certificate.derBytes
         verifierValue = verifier
@@ -162,8 +164,9 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
     /// Starts a handshake with the node named `fqdn` at `endpoint`.
     func initiate(fqdn: String, endpoint: SocketAddress, cookie: [UInt8]? = nil, index reuse: UInt32? = nil) {
         do {
-            let hs = try NoiseHandshake(protocol: tunnelNoiseProtocol, role: .initiator, prologue: tunnelPrologue,
-                                        localStatic: localKey)
+            let hs = try NoiseHandshake(
+                protocol: tunnelNoiseProtocol, role: .initiator, prologue: tunnelPrologue,
+                localStatic: localKey)
             // Padded (so an idle responder may answer at once) and carrying the cookie if we have one.
             let message = try hs.writeMessage(payload: HandshakeGuard.initiationPayload(cookie: cookie, overhead: Header.size + 4 + 8 + 32))
             let now = monotonicSeconds()
@@ -174,7 +177,8 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
                 return i
             }
             send(try Datagram(.tunnelRequest(senderIndex: index, pathID: 0, noise: message)).encode(), to: endpoint)
-            logger.debug("tunnel: handshake initiation to \(fqdn) at \(endpoint.endpoint.map(\.description) ?? "?")\(cookie == nil ? "" : " with cookie")")
+            logger.debug(
+                "tunnel: handshake initiation to \(fqdn) at \(endpoint.endpoint.map(\.description) ?? "?")\(cookie == nil ? "" : " with cookie")")
         } catch {
             logger.warning("tunnel: cannot start handshake with \(fqdn): \(error)")
         }
@@ -186,20 +190,23 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
         // Initiations pass the guard before anything is decoded or allocated: a flood of
         // them costs one HMAC each (and a 32-byte cookie reply at most).
         if bytes.count >= Self.requestNoiseOffset + 32, bytes[1] == MessageType.tunnelRequest.rawValue,
-           !admit(bytes, from: from, verified: verified) { return }
+            !admit(bytes, from: from, verified: verified)
+        {
+            return
+        }
         let datagram: Datagram
         do { datagram = try Datagram.decode(bytes) } catch {
             stats.badControl.add()
             return
         }
         switch datagram.body {
-        case let .tunnelRequest(senderIndex, _, noise):
+        case .tunnelRequest(let senderIndex, _, let noise):
             respond(to: noise, remoteIndex: senderIndex, from: from)
-        case let .tunnelResponse(senderIndex, noise):
+        case .tunnelResponse(let senderIndex, let noise):
             complete(noise, localIndex: datagram.header.receiverIndex, remoteIndex: senderIndex, from: from)
-        case let .handshakeCompletion(noise):
+        case .handshakeCompletion(let noise):
             finish(noise, localIndex: datagram.header.receiverIndex, from: from)
-        case let .cookieReply(cookie):
+        case .cookieReply(let cookie):
             retry(localIndex: datagram.header.receiverIndex, cookie: cookie, from: from)
         default:
             stats.badControl.add()
@@ -212,7 +219,8 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
         // Compared as endpoints: a dual-stack socket may report the same IPv4 peer as a
         // v4-mapped IPv6 address.
         guard let pending = sync.withLock({ initiations[localIndex] }), !pending.cookieUsed,
-              pending.endpoint.endpoint == from.endpoint else {
+            pending.endpoint.endpoint == from.endpoint
+        else {
             stats.badControl.add()
             return
         }
@@ -231,14 +239,17 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
             return false
         }
         let o = Self.requestNoiseOffset + 32
-        let cookie = bytes.count >= o + HandshakeGuard.cookieSize
+        let cookie =
+            bytes.count >= o + HandshakeGuard.cookieSize
             ? Array(bytes[o..<(o + HandshakeGuard.cookieSize)]) : nil
         let senderIndex = UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: Header.size, as: UInt32.self))
         // `verified` (the source is a peer's endpoint) only chose the queue: a source
         // address can be forged, so it never replaces the cookie.
-        switch handshakeGuard.check(source: source, requestSize: bytes.count, replySize: responseSize,
-                                    cookie: cookie?.allSatisfy({ $0 == 0 }) == false ? cookie : nil) {
-        case let .cookie(c):
+        switch handshakeGuard.check(
+            source: source, requestSize: bytes.count, replySize: responseSize,
+            cookie: cookie?.allSatisfy({ $0 == 0 }) == false ? cookie : nil)
+        {
+        case .cookie(let c):
             if let reply = try? Datagram(.cookieReply(cookie: c), receiverIndex: senderIndex).encode() { send(reply, to: from) }
             stats.cookiesSent.add()
             return false
@@ -271,8 +282,9 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
             return
         }
         do {
-            let hs = try NoiseHandshake(protocol: tunnelNoiseProtocol, role: .responder, prologue: tunnelPrologue,
-                                        localStatic: localKey)
+            let hs = try NoiseHandshake(
+                protocol: tunnelNoiseProtocol, role: .responder, prologue: tunnelPrologue,
+                localStatic: localKey)
             _ = try hs.readMessage(message)
             let reply = try hs.writeMessage(payload: certificateDER)
             let index: UInt32 = sync.withLock {
@@ -302,16 +314,18 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
             guard sync.withLock({ initiations.removeValue(forKey: localIndex) }) != nil else { return }
             let m3 = try hs.writeMessage(payload: certificateDER)
             let (send, receive) = try hs.split()
-            let session = try DataSession(localIndex: localIndex, remoteIndex: remoteIndex, isInitiator: true,
-                                          send: send.key!.keyBytes, receive: receive.key!.keyBytes,
-                                          algorithm: tunnelNoiseProtocol.cipher, threads: keySlots, confirmed: false)
+            let session = try DataSession(
+                localIndex: localIndex, remoteIndex: remoteIndex, isInitiator: true,
+                send: send.key!.keyBytes, receive: receive.key!.keyBytes,
+                algorithm: tunnelNoiseProtocol.cipher, threads: keySlots, confirmed: false)
             let datagram = try Datagram(.handshakeCompletion(noise: m3), receiverIndex: remoteIndex).encode()
             // Installed first (so the responder's confirming keepalive finds the session),
             // and message 3 is sent only for a session we keep.
             guard install(session, certificate: cert, from: from) != nil else { return }
             sync.withLock {
-                confirmations[localIndex] = Confirmation(datagram: datagram, endpoint: from, session: session,
-                                                         fqdn: pending.fqdn, sentAt: monotonicSeconds(), tries: 1)
+                confirmations[localIndex] = Confirmation(
+                    datagram: datagram, endpoint: from, session: session,
+                    fqdn: pending.fqdn, sentAt: monotonicSeconds(), tries: 1)
             }
             self.send(datagram, to: from)
         } catch {
@@ -353,9 +367,10 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
             }
             guard sync.withLock({ responses.removeValue(forKey: localIndex) }) != nil else { return }
             let (send, receive) = try hs.split()
-            let session = try DataSession(localIndex: localIndex, remoteIndex: pending.remoteIndex, isInitiator: false,
-                                          send: send.key!.keyBytes, receive: receive.key!.keyBytes,
-                                          algorithm: tunnelNoiseProtocol.cipher, threads: keySlots)
+            let session = try DataSession(
+                localIndex: localIndex, remoteIndex: pending.remoteIndex, isInitiator: false,
+                send: send.key!.keyBytes, receive: receive.key!.keyBytes,
+                algorithm: tunnelNoiseProtocol.cipher, threads: keySlots)
             let now = monotonicSeconds()
             sync.withLock { finished[localIndex] = Finished(message: message, at: now, answered: now, session: session) }
             if let peer = install(session, certificate: cert, from: from) { pipeline?.sendKeepalive(to: peer, on: session) }
@@ -411,7 +426,9 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
         if let conflict {
             stats.addressConflicts.add()
             stats.handshakesRefused.add()
-            logger.warning("tunnel: refused \(fqdn) (serial \(certificate.serial.map(String.init) ?? "?")): its addresses \(addresses) belong to \(conflict.fqdn), which has a session")
+            logger.warning(
+                "tunnel: refused \(fqdn) (serial \(certificate.serial.map(String.init) ?? "?")): its addresses \(addresses) belong to \(conflict.fqdn), which has a session"
+            )
             return nil
         }
         if replaced { logger.notice("tunnel: \(fqdn) presents new identity (\(addresses)); its old sessions ended") }

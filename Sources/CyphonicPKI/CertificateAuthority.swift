@@ -20,16 +20,21 @@ public final class CertificateAuthority: Sendable {
     }
 
     /// Creates a new self-signed root: CN `name`, valid for `days` from `validFrom`.
-    public static func create(name: String, key: Ed25519PrivateKey, serial: UInt64, validFrom: Int64 = unixNow(),
-                              days: Int = 3650) throws(PKIError) -> CertificateAuthority {
-        var template = CertificateTemplate(role: .ca, commonName: name, serial: serial, notBefore: validFrom,
-                                           notAfter: validFrom + Int64(days) * 86_400)
+    public static func create(
+        name: String, key: Ed25519PrivateKey, serial: UInt64, validFrom: Int64 = unixNow(),
+        days: Int = 3650
+    ) throws(PKIError) -> CertificateAuthority {
+        var template = CertificateTemplate(
+            role: .ca, commonName: name, serial: serial, notBefore: validFrom,
+            notAfter: validFrom + Int64(days) * 86_400)
         template.dnsNames = []
-        let x509 = try build(template, publicKey: key.pkey, issuer: nil, signer: key, extensions: [
-            (NID_basic_constraints, "critical,CA:TRUE"),
-            (NID_key_usage, "critical,keyCertSign,cRLSign"),
-            (NID_subject_key_identifier, "hash"),
-        ])
+        let x509 = try build(
+            template, publicKey: key.pkey, issuer: nil, signer: key,
+            extensions: [
+                (NID_basic_constraints, "critical,CA:TRUE"),
+                (NID_key_usage, "critical,keyCertSign,cRLSign"),
+                (NID_subject_key_identifier, "hash"),
+            ])
         return try CertificateAuthority(certificate: Certificate(owning: x509), key: key)
     }
 
@@ -55,8 +60,10 @@ public final class CertificateAuthority: Sendable {
     /// A random positive 63-bit serial.
     public static func randomSerial() throws -> UInt64 { (try SecureRandom.u64() >> 1) | 1 }
 
-    private static func build(_ t: CertificateTemplate, publicKey: OpaquePointer, issuer: Certificate?,
-                              signer: Ed25519PrivateKey, extensions: [(Int32, String)]) throws(PKIError) -> OpaquePointer {
+    private static func build(
+        _ t: CertificateTemplate, publicKey: OpaquePointer, issuer: Certificate?,
+        signer: Ed25519PrivateKey, extensions: [(Int32, String)]
+    ) throws(PKIError) -> OpaquePointer {
         try t.validate()
         guard let x = X509_new() else { throw opensslError("X509_new") }
         do throws(PKIError) {
@@ -64,8 +71,12 @@ public final class CertificateAuthority: Sendable {
             let serial = try asn1Integer(t.serial)
             defer { ASN1_INTEGER_free(serial) }
             try pkiCheck(X509_set_serialNumber(x, serial), "X509_set_serialNumber")
-            let before = try asn1Time(t.notBefore), after = try asn1Time(t.notAfter)
-            defer { ASN1_TIME_free(before); ASN1_TIME_free(after) }
+            let before = try asn1Time(t.notBefore)
+            let after = try asn1Time(t.notAfter)
+            defer {
+                ASN1_TIME_free(before)
+                ASN1_TIME_free(after)
+            }
             try pkiCheck(X509_set1_notBefore(x, before), "X509_set1_notBefore")
             try pkiCheck(X509_set1_notAfter(x, after), "X509_set1_notAfter")
 
@@ -75,8 +86,9 @@ public final class CertificateAuthority: Sendable {
             if let group = t.group { entries.append(("description", group)) }
             entries.append(("CN", t.commonName))
             for (field, value) in entries {
-                try pkiCheck(X509_NAME_add_entry_by_txt(subject, field, ccy_mbstring_utf8(), value, -1, -1, 0),
-                             "X509_NAME_add_entry_by_txt(\(field))")
+                try pkiCheck(
+                    X509_NAME_add_entry_by_txt(subject, field, ccy_mbstring_utf8(), value, -1, -1, 0),
+                    "X509_NAME_add_entry_by_txt(\(field))")
             }
             try pkiCheck(X509_set_subject_name(x, subject), "X509_set_subject_name")
             let issuerName = issuer.map { X509_get_subject_name($0.x509) } ?? subject

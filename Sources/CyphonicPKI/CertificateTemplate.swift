@@ -16,8 +16,10 @@ public struct CertificateTemplate: Sendable {
     public var notBefore: Int64
     public var notAfter: Int64
 
-    public init(role: CertificateRole, commonName: String, dnsNames: [String] = [], ipAddresses: [IPAddress] = [],
-                group: String? = nil, serial: UInt64, notBefore: Int64, notAfter: Int64) {
+    public init(
+        role: CertificateRole, commonName: String, dnsNames: [String] = [], ipAddresses: [IPAddress] = [],
+        group: String? = nil, serial: UInt64, notBefore: Int64, notAfter: Int64
+    ) {
         self.role = role
         self.commonName = commonName
         self.dnsNames = dnsNames
@@ -29,17 +31,24 @@ public struct CertificateTemplate: Sendable {
     }
 
     /// A node certificate for `fqdn` with its virtual IPv4 and IPv6 addresses.
-    public static func node(fqdn: FQDN, addresses: [IPAddress], group: String? = nil, serial: UInt64,
-                            validFrom: Int64, days: Int) -> CertificateTemplate {
-        CertificateTemplate(role: .node, commonName: fqdn.value, dnsNames: [fqdn.value], ipAddresses: addresses,
-                            group: group, serial: serial, notBefore: validFrom, notAfter: validFrom + Int64(days) * 86_400)
+    public static func node(
+        fqdn: FQDN, addresses: [IPAddress], group: String? = nil, serial: UInt64,
+        validFrom: Int64, days: Int
+    ) -> CertificateTemplate {
+        CertificateTemplate(
+            role: .node, commonName: fqdn.value, dnsNames: [fqdn.value], ipAddresses: addresses,
+            group: group, serial: serial, notBefore: validFrom, notAfter: validFrom + Int64(days) * 86_400)
     }
 
     /// A service (AS, NMS, TRS) certificate for `name`.
-    public static func service(_ role: CertificateRole, name: FQDN, serial: UInt64, validFrom: Int64, days: Int)
-        -> CertificateTemplate {
-        CertificateTemplate(role: role, commonName: name.value, dnsNames: [name.value], serial: serial,
-                            notBefore: validFrom, notAfter: validFrom + Int64(days) * 86_400)
+    public static func service(
+        _ role: CertificateRole, name: FQDN, serial: UInt64, validFrom: Int64, days: Int
+    )
+        -> CertificateTemplate
+    {
+        CertificateTemplate(
+            role: role, commonName: name.value, dnsNames: [name.value], serial: serial,
+            notBefore: validFrom, notAfter: validFrom + Int64(days) * 86_400)
     }
 
     /// The subjectAltName value in OpenSSL's config syntax, or nil if there is none.
@@ -55,7 +64,7 @@ public struct CertificateTemplate: Sendable {
         // SAN values go through OpenSSL's config syntax: no separators or spaces.
         for name in dnsNames {
             guard !name.isEmpty, name.utf8.count <= 253,
-                  name.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f && $0 != UInt8(ascii: ",") && $0 != UInt8(ascii: ":") })
+                name.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f && $0 != UInt8(ascii: ",") && $0 != UInt8(ascii: ":") })
             else { throw .malformed("DNS name \"\(name)\" has characters not allowed in a certificate") }
         }
         // Subject attributes are set directly: printable, at most 64 bytes (X.520 upper bound).

@@ -18,8 +18,10 @@ public struct CertificateVerifier: Sendable {
     }
 
     /// Throws the first reason `certificate` is unacceptable at unix time `now`.
-    public func verify(_ certificate: Certificate, role: CertificateRole, name: String? = nil,
-                       addresses: [IPAddress] = [], at now: Int64 = unixNow()) throws(PKIError) {
+    public func verify(
+        _ certificate: Certificate, role: CertificateRole, name: String? = nil,
+        addresses: [IPAddress] = [], at now: Int64 = unixNow()
+    ) throws(PKIError) {
         guard let store = X509_STORE_new() else { throw opensslError("X509_STORE_new") }
         defer { X509_STORE_free(store) }
         try pkiCheck(X509_STORE_add_cert(store, trustAnchor.x509), "X509_STORE_add_cert")

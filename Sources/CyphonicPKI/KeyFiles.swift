@@ -5,14 +5,18 @@ import CyphonicCrypto
 public enum KeyFiles {
     /// Unencrypted PKCS#8 PEM of an Ed25519 key (the CA key).
     public static func pem(_ key: Ed25519PrivateKey) throws(PKIError) -> String {
-        String(decoding: try writeBIO({ PEM_write_bio_PrivateKey($0, key.pkey, nil, nil, 0, nil, nil) },
-                                      "PEM_write_bio_PrivateKey"), as: UTF8.self)
+        String(
+            decoding: try writeBIO(
+                { PEM_write_bio_PrivateKey($0, key.pkey, nil, nil, 0, nil, nil) },
+                "PEM_write_bio_PrivateKey"), as: UTF8.self)
     }
 
     /// Unencrypted PKCS#8 PEM of an X25519 key (a node's or service's static key).
     public static func pem(_ key: X25519PrivateKey) throws(PKIError) -> String {
-        String(decoding: try writeBIO({ PEM_write_bio_PrivateKey($0, key.pkey, nil, nil, 0, nil, nil) },
-                                      "PEM_write_bio_PrivateKey"), as: UTF8.self)
+        String(
+            decoding: try writeBIO(
+                { PEM_write_bio_PrivateKey($0, key.pkey, nil, nil, 0, nil, nil) },
+                "PEM_write_bio_PrivateKey"), as: UTF8.self)
     }
 
     private static func readRaw(_ pem: String, type: Int32, what: String) throws(PKIError) -> SecureBytes {

@@ -7,7 +7,7 @@ import Glibc
 
 /// Captures OpenSSL's error queue as a ``PKIError``.
 func opensslError(_ function: String) -> PKIError {
-    if case let .openssl(f, r) = CryptoError.fromQueue(function) { return .openssl(function: f, reason: r) }
+    if case .openssl(let f, let r) = CryptoError.fromQueue(function) { return .openssl(function: f, reason: r) }
     return .openssl(function: function, reason: "unknown")
 }
 

@@ -23,17 +23,17 @@ public enum PKIError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .malformed(s): return "malformed: \(s)"
-        case let .untrusted(s): return "not issued by the trusted CA: \(s)"
+        case .malformed(let s): return "malformed: \(s)"
+        case .untrusted(let s): return "not issued by the trusted CA: \(s)"
         case .expired: return "certificate has expired"
         case .notYetValid: return "certificate is not yet valid"
-        case let .revoked(serial): return "certificate \(serial) is revoked"
-        case let .wrongRole(e, a): return "certificate role is \(a.map { $0.rawValue } ?? "none"), expected \(e.rawValue)"
-        case let .nameMismatch(n): return "certificate does not name \(n)"
-        case let .addressMismatch(a): return "certificate does not name address \(a)"
-        case let .wrongKeyType(s): return "wrong key type: \(s)"
-        case let .badRevocationList(s): return "revocation list refused: \(s)"
-        case let .openssl(f, r): return "\(f) failed: \(r)"
+        case .revoked(let serial): return "certificate \(serial) is revoked"
+        case .wrongRole(let e, let a): return "certificate role is \(a.map { $0.rawValue } ?? "none"), expected \(e.rawValue)"
+        case .nameMismatch(let n): return "certificate does not name \(n)"
+        case .addressMismatch(let a): return "certificate does not name address \(a)"
+        case .wrongKeyType(let s): return "wrong key type: \(s)"
+        case .badRevocationList(let s): return "revocation list refused: \(s)"
+        case .openssl(let f, let r): return "\(f) failed: \(r)"
         }
     }
 }

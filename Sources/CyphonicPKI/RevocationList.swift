@@ -33,14 +33,20 @@ public final class RevocationList: @unchecked Sendable, CustomStringConvertible 
     }
 
     /// Signs a CRL for `serials` with the CA key.
-    public static func sign(by ca: CertificateAuthority, serials: [UInt64], number: UInt64, thisUpdate: Int64 = unixNow(),
-                            nextUpdate: Int64) throws(PKIError) -> RevocationList {
+    public static func sign(
+        by ca: CertificateAuthority, serials: [UInt64], number: UInt64, thisUpdate: Int64 = unixNow(),
+        nextUpdate: Int64
+    ) throws(PKIError) -> RevocationList {
         guard let crl = X509_CRL_new() else { throw opensslError("X509_CRL_new") }
         do throws(PKIError) {
             try pkiCheck(X509_CRL_set_version(crl, 1), "X509_CRL_set_version")
             try pkiCheck(X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca.certificate.x509)), "X509_CRL_set_issuer_name")
-            let last = try asn1Time(thisUpdate), next = try asn1Time(nextUpdate)
-            defer { ASN1_TIME_free(last); ASN1_TIME_free(next) }
+            let last = try asn1Time(thisUpdate)
+            let next = try asn1Time(nextUpdate)
+            defer {
+                ASN1_TIME_free(last)
+                ASN1_TIME_free(next)
+            }
             try pkiCheck(X509_CRL_set1_lastUpdate(crl, last), "X509_CRL_set1_lastUpdate")
             try pkiCheck(X509_CRL_set1_nextUpdate(crl, next), "X509_CRL_set1_nextUpdate")
             for serial in Set(serials).sorted() {
@@ -48,7 +54,7 @@ public final class RevocationList: @unchecked Sendable, CustomStringConvertible 
                 let s = try asn1Integer(serial)
                 defer { ASN1_INTEGER_free(s) }
                 guard X509_REVOKED_set_serialNumber(entry, s) == 1, X509_REVOKED_set_revocationDate(entry, last) == 1,
-                      X509_CRL_add0_revoked(crl, entry) == 1
+                    X509_CRL_add0_revoked(crl, entry) == 1
                 else {
                     X509_REVOKED_free(entry)
                     throw opensslError("X509_CRL_add0_revoked")
@@ -58,8 +64,9 @@ public final class RevocationList: @unchecked Sendable, CustomStringConvertible 
             let n = try asn1Integer(number)
             defer { ASN1_INTEGER_free(n) }
             try pkiCheck(X509_CRL_add1_ext_i2d(crl, NID_crl_number, n, 0, 0), "X509_CRL_add1_ext_i2d(crlNumber)")
-            try pkiCheck(ccy_crl_add_ext(crl, ca.certificate.x509, NID_authority_key_identifier, "keyid:always"),
-                         "X509V3_EXT_conf_nid(authorityKeyIdentifier)")
+            try pkiCheck(
+                ccy_crl_add_ext(crl, ca.certificate.x509, NID_authority_key_identifier, "keyid:always"),
+                "X509V3_EXT_conf_nid(authorityKeyIdentifier)")
             guard X509_CRL_sign(crl, ca.key.pkey, nil) > 0 else { throw opensslError("X509_CRL_sign") }
             return RevocationList(owning: crl)
         } catch {
@@ -97,7 +104,8 @@ public final class RevocationList: @unchecked Sendable, CustomStringConvertible 
         (0..<ccy_crl_revoked_count(crl)).compactMap { i in
             var v: UInt64 = 0
             guard let entry = ccy_crl_revoked_at(crl, i),
-                  ASN1_INTEGER_get_uint64(&v, X509_REVOKED_get0_serialNumber(entry)) == 1 else { return nil }
+                ASN1_INTEGER_get_uint64(&v, X509_REVOKED_get0_serialNumber(entry)) == 1
+            else { return nil }
             return v
         }
     }

@@ -39,7 +39,7 @@ public final class DatagramLanding {
         count = 0
         do {
             count = try socket.receive(into: vector, count: want, nonBlocking: true)
-        } catch where error.wouldBlock {
+        } catch  where error.wouldBlock {
             return 0
         }
         return count
@@ -48,21 +48,24 @@ public final class DatagramLanding {
     /// How many datagrams message `i` holds (1 unless GRO coalesced several).
     @inline(__always)
     public func segments(_ i: Int) -> Int {
-        let length = vector.length(i), size = segmentSize(i)
+        let length = vector.length(i)
+        let size = segmentSize(i)
         return size == 0 ? 1 : (length + size - 1) / size
     }
 
     /// The datagram size of message `i`'s segments (its whole length when not coalesced).
     @inline(__always)
     public func segmentSize(_ i: Int) -> Int {
-        let gso = Int(vector.entries[i].gso_size), length = vector.length(i)
+        let gso = Int(vector.entries[i].gso_size)
+        let length = vector.length(i)
         return gso == 0 || gso >= length ? length : gso
     }
 
     /// Segment `k` of message `i`: one datagram, writable in place.
     @inline(__always)
     public func segment(_ i: Int, _ k: Int) -> UnsafeMutableRawBufferPointer {
-        let size = segmentSize(i), length = vector.length(i)
+        let size = segmentSize(i)
+        let length = vector.length(i)
         let start = k * size
         return UnsafeMutableRawBufferPointer(start: memory + i * bufferSize + start, count: min(size, length - start))
     }

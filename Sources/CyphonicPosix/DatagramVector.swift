@@ -71,9 +71,10 @@ extension UDPSocket {
     /// `recvmmsg` into the first `count` entries of `vector`; returns how many arrived.
     public func receive(into vector: DatagramVector, count: Int, nonBlocking: Bool = false) throws(SystemError) -> Int {
         for i in 0..<count { vector.entries[i].address_length = socklen_t(MemoryLayout<sockaddr_storage>.size) }
-        return Int(try syscall("recvmmsg") {
-            ccy_recv_batch(fd, vector.entries, UInt32(count), nonBlocking ? Int32(MSG_DONTWAIT) : 0)
-        })
+        return Int(
+            try syscall("recvmmsg") {
+                ccy_recv_batch(fd, vector.entries, UInt32(count), nonBlocking ? Int32(MSG_DONTWAIT) : 0)
+            })
     }
 
     /// `nonBlocking`: fail with `EAGAIN` instead of waiting when the send buffer is full

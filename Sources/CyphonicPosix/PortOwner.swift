@@ -13,7 +13,8 @@ public enum PortOwner {
             for line in text.split(separator: "\n").dropFirst() {
                 let f = line.split(separator: " ", omittingEmptySubsequences: true)
                 guard f.count > 9, let colon = f[1].lastIndex(of: ":"),
-                      UInt16(f[1][f[1].index(after: colon)...], radix: 16) == port else { continue }
+                    UInt16(f[1][f[1].index(after: colon)...], radix: 16) == port
+                else { continue }
                 inodes.insert(String(f[9]))
             }
         }
@@ -37,8 +38,10 @@ public enum PortOwner {
             guard let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd") else { continue }
             for fd in fds {
                 guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)"),
-                      target.hasPrefix("socket:["), inodes.contains(String(target.dropFirst(8).dropLast())) else { continue }
-                let name = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?
+                    target.hasPrefix("socket:["), inodes.contains(String(target.dropFirst(8).dropLast()))
+                else { continue }
+                let name =
+                    (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?
                     .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
                 return "pid \(pid) (\(name))"
             }

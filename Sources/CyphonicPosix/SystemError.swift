@@ -1,4 +1,5 @@
 import CCyphonicLinux
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)

@@ -58,8 +58,9 @@ public final class UDPSegmentSender {
     @inline(__always)
     public func append(_ buffer: UnsafeRawPointer, length: Int, to destination: SocketAddress) throws(SystemError) {
         if count > 0 {
-            let joins = count < Self.maxSegments && destination == address &&
-                (!segmentation || (!closed && length <= segmentSize && bytes + length <= Self.maxBytes))
+            let joins =
+                count < Self.maxSegments && destination == address
+                && (!segmentation || (!closed && length <= segmentSize && bytes + length <= Self.maxBytes))
             if !joins { try flush() }
         }
         if count == 0 {

@@ -74,7 +74,8 @@ public final class UDPSocket: @unchecked Sendable {
 
     /// Sets SO_RCVBUF / SO_SNDBUF (the kernel may double or cap the value).
     public func setBufferSizes(receive: Int, send: Int) throws(SystemError) {
-        var r = Int32(receive), s = Int32(send)
+        var r = Int32(receive)
+        var s = Int32(send)
         try syscall("setsockopt(SO_RCVBUF)") { setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &r, 4) }
         try syscall("setsockopt(SO_SNDBUF)") { setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &s, 4) }
     }

@@ -58,7 +58,7 @@ final class MetricsHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case let .head(head):
+        case .head(let head):
             path = head.uri
             keepAlive = head.isKeepAlive
         case .body:

@@ -17,9 +17,11 @@ public final class ReceiveLoop: Sendable {
         let finished = DispatchSemaphore(value: 0)
     }
 
-    public init(socket: UDPSocket, name: String, bufferSize: Int = 65_536,
-                handle: @escaping @Sendable (UnsafeRawBufferPointer, Endpoint, UDPSocket) -> Void,
-                tick: @escaping @Sendable () -> Void = {}) throws {
+    public init(
+        socket: UDPSocket, name: String, bufferSize: Int = 65_536,
+        handle: @escaping @Sendable (UnsafeRawBufferPointer, Endpoint, UDPSocket) -> Void,
+        tick: @escaping @Sendable () -> Void = {}
+    ) throws {
         self.socket = socket
         try socket.setReceiveTimeout(milliseconds: 200)
         let thread = Thread { [state, socket] in

@@ -93,9 +93,11 @@ public final class HandshakeGuard: Sendable {
 
     public init(limits: Limits = Limits(), now: Double = monotonicSeconds()) throws {
         self.limits = limits
-        state = Mutex(State(secret: try SecureRandom.bytes(32), previousSecret: try SecureRandom.bytes(32), secretSince: now,
-                            total: Bucket(tokens: limits.totalPerSecond, last: now),
-                            cookieBudget: Bucket(tokens: limits.cookieRepliesPerSecond, last: now), windowStart: now))
+        state = Mutex(
+            State(
+                secret: try SecureRandom.bytes(32), previousSecret: try SecureRandom.bytes(32), secretSince: now,
+                total: Bucket(tokens: limits.totalPerSecond, last: now),
+                cookieBudget: Bucket(tokens: limits.cookieRepliesPerSecond, last: now), windowStart: now))
     }
 
     /// The cookie message 1 carries, if any (bytes 32..<48 of the Noise message: its
@@ -126,8 +128,10 @@ public final class HandshakeGuard: Sendable {
 
     /// Decides on an initiation of `requestSize` bytes from `source` whose answer would
     /// be `replySize` bytes. `known`: the source is the authenticated endpoint of a peer.
-    public func check(source: Endpoint, requestSize: Int, replySize: Int, cookie: [UInt8]?, known: Bool = false,
-                      now: Double = monotonicSeconds()) -> Decision {
+    public func check(
+        source: Endpoint, requestSize: Int, replySize: Int, cookie: [UInt8]?, known: Bool = false,
+        now: Double = monotonicSeconds()
+    ) -> Decision {
         state.withLock { s in
             rotate(&s, now)
             if now - s.windowStart >= 1 {
@@ -202,7 +206,8 @@ public final class HandshakeGuard: Sendable {
 
     private func rotate(_ s: inout State, _ now: Double) {
         guard now - s.secretSince >= limits.cookieSecondsValid,
-              let fresh = try? SecureRandom.bytes(32) else { return }
+            let fresh = try? SecureRandom.bytes(32)
+        else { return }
         s.previousSecret = s.secret
         s.secret = fresh
         s.secretSince = now

@@ -38,12 +38,15 @@ public final class ServiceClientHandshake {
     /// The service certificate, once message 2 was accepted.
     public private(set) var serviceCertificate: Certificate?
 
-    public init(localStatic: X25519PrivateKey, verifier: CertificateVerifier, role: CertificateRole,
-                serviceName: String? = nil) throws {
+    public init(
+        localStatic: X25519PrivateKey, verifier: CertificateVerifier, role: CertificateRole,
+        serviceName: String? = nil
+    ) throws {
         localIndex = try SecureRandom.u32() | 1
         transactionID = try SecureRandom.u64()
-        noise = try NoiseHandshake(protocol: serviceNoiseProtocol, role: .initiator, prologue: serviceNoisePrologue,
-                                   localStatic: localStatic)
+        noise = try NoiseHandshake(
+            protocol: serviceNoiseProtocol, role: .initiator, prologue: serviceNoisePrologue,
+            localStatic: localStatic)
         self.verifier = verifier
         self.role = role
         self.serviceName = serviceName
@@ -54,15 +57,20 @@ public final class ServiceClientHandshake {
     /// needs a fresh ``ServiceClientHandshake``, since message 1 is written once).
     public func initiation(cookie: [UInt8]? = nil) throws -> [UInt8] {
         let payload = HandshakeGuard.initiationPayload(cookie: cookie, overhead: Header.size + 4 + 32)
-        return try Datagram(.handshakeInitiation(senderIndex: localIndex, noise: try noise.writeMessage(payload: payload)),
-                            counter: transactionID).encode()
+        return try Datagram(
+            .handshakeInitiation(senderIndex: localIndex, noise: try noise.writeMessage(payload: payload)),
+            counter: transactionID
+        ).encode()
     }
 
-    public func complete(response: [UInt8], payload: [UInt8], now: Int64 = unixNowSeconds()) throws(SessionError)
-        -> (completion: [UInt8], session: SignalingSession) {
+    public func complete(
+        response: [UInt8], payload: [UInt8], now: Int64 = unixNowSeconds()
+    ) throws(SessionError)
+        -> (completion: [UInt8], session: SignalingSession)
+    {
         let d: Datagram
         do { d = try Datagram.decode(response) } catch { throw .malformed(error) }
-        guard case let .handshakeResponse(serviceIndex, message) = d.body else { throw .unexpectedType(d.header.type) }
+        guard case .handshakeResponse(let serviceIndex, let message) = d.body else { throw .unexpectedType(d.header.type) }
         guard d.header.receiverIndex == localIndex else { throw .wrongSession(d.header.receiverIndex) }
         let certDER: [UInt8]
         do { certDER = try noise.readMessage(message) } catch { throw .handshake(error) }
@@ -80,10 +88,13 @@ public final class ServiceClientHandshake {
         return try sessionStep {
             let m3 = try noise.writeMessage(payload: payload)
             let (send, receive) = try noise.split()
-            let completion = try Datagram(.handshakeCompletion(noise: m3), receiverIndex: serviceIndex,
-                                          counter: transactionID).encode()
-            let session = try SignalingSession(localIndex: localIndex, remoteIndex: serviceIndex, remoteStatic: proven,
-                                               send: send, receive: receive, now: now)
+            let completion = try Datagram(
+                .handshakeCompletion(noise: m3), receiverIndex: serviceIndex,
+                counter: transactionID
+            ).encode()
+            let session = try SignalingSession(
+                localIndex: localIndex, remoteIndex: serviceIndex, remoteStatic: proven,
+                send: send, receive: receive, now: now)
             return (completion, session)
         }
     }
@@ -102,14 +113,15 @@ public final class ServiceServerHandshake {
 
     public init(localStatic: X25519PrivateKey, certificate: Certificate) throws {
         localIndex = try SecureRandom.u32() | 1
-        noise = try NoiseHandshake(protocol: serviceNoiseProtocol, role: .responder, prologue: serviceNoisePrologue,
-                                   localStatic: localStatic)
+        noise = try NoiseHandshake(
+            protocol: serviceNoiseProtocol, role: .responder, prologue: serviceNoisePrologue,
+            localStatic: localStatic)
         certificateDER = certificate.derBytes
     }
 
     /// Answers a HandshakeInitiation datagram with a HandshakeResponse.
     public func respond(to initiation: Datagram) throws(SessionError) -> [UInt8] {
-        guard case let .handshakeInitiation(senderIndex, message) = initiation.body else {
+        guard case .handshakeInitiation(let senderIndex, let message) = initiation.body else {
             throw .unexpectedType(initiation.header.type)
         }
         remoteIndex = senderIndex
@@ -119,22 +131,28 @@ public final class ServiceServerHandshake {
             // the transcript and otherwise ignored here.
             _ = try noise.readMessage(message)
             let m2 = try noise.writeMessage(payload: certificateDER)
-            return try Datagram(.handshakeResponse(senderIndex: localIndex, noise: m2), receiverIndex: senderIndex,
-                                counter: transactionID).encode()
+            return try Datagram(
+                .handshakeResponse(senderIndex: localIndex, noise: m2), receiverIndex: senderIndex,
+                counter: transactionID
+            ).encode()
         }
     }
 
     /// Reads HandshakeCompletion: the client's static key (proven), payload, session.
-    public func finish(_ completion: Datagram, now: Int64 = unixNowSeconds()) throws(SessionError)
-        -> (clientStatic: X25519PublicKey, payload: [UInt8], session: SignalingSession) {
-        guard case let .handshakeCompletion(message) = completion.body else { throw .unexpectedType(completion.header.type) }
+    public func finish(
+        _ completion: Datagram, now: Int64 = unixNowSeconds()
+    ) throws(SessionError)
+        -> (clientStatic: X25519PublicKey, payload: [UInt8], session: SignalingSession)
+    {
+        guard case .handshakeCompletion(let message) = completion.body else { throw .unexpectedType(completion.header.type) }
         guard completion.header.receiverIndex == localIndex else { throw .wrongSession(completion.header.receiverIndex) }
         return try sessionStep {
             let payload = try noise.readMessage(message)
             guard let client = noise.remoteStatic else { throw SessionError.protocolViolation("no client static key") }
             let (send, receive) = try noise.split()
-            let session = try SignalingSession(localIndex: localIndex, remoteIndex: remoteIndex, remoteStatic: client,
-                                               send: send, receive: receive, now: now)
+            let session = try SignalingSession(
+                localIndex: localIndex, remoteIndex: remoteIndex, remoteStatic: client,
+                send: send, receive: receive, now: now)
             return (client, payload, session)
         }
     }

@@ -33,8 +33,10 @@ public final class SignalingSession {
     /// Unix time of the last authenticated datagram from the peer.
     public private(set) var lastReceived: Int64
 
-    init(localIndex: UInt32, remoteIndex: UInt32, remoteStatic: X25519PublicKey, send: NoiseCipherState,
-         receive: NoiseCipherState, now: Int64) throws(SessionError) {
+    init(
+        localIndex: UInt32, remoteIndex: UInt32, remoteStatic: X25519PublicKey, send: NoiseCipherState,
+        receive: NoiseCipherState, now: Int64
+    ) throws(SessionError) {
         guard let s = send.key, let r = receive.key else { throw .protocolViolation("handshake produced no keys") }
         self.localIndex = localIndex
         self.remoteIndex = remoteIndex
@@ -58,7 +60,7 @@ public final class SignalingSession {
     public func open(_ datagram: [UInt8], now: Int64 = unixNowSeconds()) throws(SessionError) -> SignalingMessage {
         let d: Datagram
         do { d = try Datagram.decode(datagram) } catch { throw .malformed(error) }
-        guard case let .signaling(ciphertext) = d.body else { throw .unexpectedType(d.header.type) }
+        guard case .signaling(let ciphertext) = d.body else { throw .unexpectedType(d.header.type) }
         guard d.header.receiverIndex == localIndex else { throw .wrongSession(d.header.receiverIndex) }
         guard replay.mightAccept(d.header.counter) else { throw .replayed(d.header.counter) }
         let plain: [UInt8]

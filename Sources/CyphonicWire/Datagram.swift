@@ -71,41 +71,45 @@ public struct Datagram: Equatable, Sendable {
         self.body = body
     }
 
-    public init(_ body: DatagramBody, status: StatusCode = .ok, flags: HeaderFlags = [], receiverIndex: UInt32 = 0,
-                counter: UInt64 = 0) {
-        self.init(header: Header(type: body.type, status: status, flags: flags, receiverIndex: receiverIndex,
-                                 counter: counter), body: body)
+    public init(
+        _ body: DatagramBody, status: StatusCode = .ok, flags: HeaderFlags = [], receiverIndex: UInt32 = 0,
+        counter: UInt64 = 0
+    ) {
+        self.init(
+            header: Header(
+                type: body.type, status: status, flags: flags, receiverIndex: receiverIndex,
+                counter: counter), body: body)
     }
 
     public func encode() throws(EncodeError) -> [UInt8] {
         var w = ByteWriter(capacity: Header.size + 64)
         header.encode(into: &w)
         switch body {
-        case let .handshakeInitiation(index, noise), let .handshakeResponse(index, noise):
+        case .handshakeInitiation(let index, let noise), .handshakeResponse(let index, let noise):
             w.u32(index)
             w.raw(noise)
-        case let .handshakeCompletion(noise):
+        case .handshakeCompletion(let noise):
             w.raw(noise)
-        case let .signaling(c), let .capsule(c):
+        case .signaling(let c), .capsule(let c):
             w.raw(c)
-        case let .tunnelRequest(index, path, noise):
+        case .tunnelRequest(let index, let path, let noise):
             w.u32(index)
             w.u64(path)
             w.raw(noise)
-        case let .tunnelResponse(index, noise):
+        case .tunnelResponse(let index, let noise):
             w.u32(index)
             w.raw(noise)
-        case let .holePunching(p), let .holePunchingForOptimization(p):
+        case .holePunching(let p), .holePunchingForOptimization(let p):
             guard p.authenticator.count == HolePunch.authenticatorSize else { throw .fieldTooLong(p.authenticator.count) }
             w.u64(p.pathID)
             w.u64(p.senderNodeID)
             w.raw(p.authenticator)
-        case let .natProbe(token):
+        case .natProbe(let token):
             guard token.count == Datagram.probeTokenSize else { throw .fieldTooLong(token.count) }
             w.raw(token)
-        case let .error(message):
+        case .error(let message):
             try w.string(message.truncatedToUTF8(WireLimits.maxMessageBytes))
-        case let .cookieReply(cookie):
+        case .cookieReply(let cookie):
             guard cookie.count == Datagram.cookieSize else { throw .fieldTooLong(cookie.count) }
             w.raw(cookie)
         }
@@ -145,8 +149,9 @@ public struct Datagram: Equatable, Sendable {
         case .capsule:
             body = .capsule(ciphertext: try sealed(&r, field: "capsule"))
         case .holePunching, .holePunchingForOptimization:
-            let p = HolePunch(pathID: try r.u64(), senderNodeID: try r.u64(),
-                              authenticator: try r.bytes(HolePunch.authenticatorSize))
+            let p = HolePunch(
+                pathID: try r.u64(), senderNodeID: try r.u64(),
+                authenticator: try r.bytes(HolePunch.authenticatorSize))
             body = header.type == .holePunching ? .holePunching(p) : .holePunchingForOptimization(p)
         case .natProbe:
             body = .natProbe(token: try r.bytes(probeTokenSize))

@@ -21,8 +21,10 @@ public struct Header: Equatable, Hashable, Sendable {
     /// AEAD nonce for sealed messages; transaction id for cleartext ones.
     public var counter: UInt64
 
-    public init(type: MessageType, status: StatusCode = .ok, flags: HeaderFlags = [], receiverIndex: UInt32 = 0,
-                counter: UInt64 = 0, version: UInt8 = CyphonicVersion.protocolVersion) {
+    public init(
+        type: MessageType, status: StatusCode = .ok, flags: HeaderFlags = [], receiverIndex: UInt32 = 0,
+        counter: UInt64 = 0, version: UInt8 = CyphonicVersion.protocolVersion
+    ) {
         self.version = version
         self.type = type
         self.status = status
@@ -48,8 +50,9 @@ public struct Header: Equatable, Hashable, Sendable {
         let flags = HeaderFlags(rawValue: try r.u8())
         guard HeaderFlags.known.isSuperset(of: flags) else { throw .invalidField("flags") }
         guard flags.isEmpty || type == .capsule else { throw .invalidField("flags") }
-        return Header(type: type, status: status, flags: flags, receiverIndex: try r.u32(), counter: try r.u64(),
-                      version: version)
+        return Header(
+            type: type, status: status, flags: flags, receiverIndex: try r.u32(), counter: try r.u64(),
+            version: version)
     }
 
     /// Writes the 16 bytes into `buffer[0..<16]` (the data plane's zero-copy path).

@@ -28,8 +28,10 @@ public struct Provision: Equatable, Sendable {
     public var nmsEndpoints: [Endpoint]
     public var trsEndpoints: [Endpoint]
 
-    public init(nodeID: UInt64, fqdn: FQDN, virtualIPv4: IPAddress, virtualIPv6: IPAddress, certificate: [UInt8],
-                caCertificate: [UInt8], nmsEndpoints: [Endpoint], trsEndpoints: [Endpoint]) {
+    public init(
+        nodeID: UInt64, fqdn: FQDN, virtualIPv4: IPAddress, virtualIPv6: IPAddress, certificate: [UInt8],
+        caCertificate: [UInt8], nmsEndpoints: [Endpoint], trsEndpoints: [Endpoint]
+    ) {
         self.nodeID = nodeID
         self.fqdn = fqdn
         self.virtualIPv4 = virtualIPv4
@@ -65,7 +67,10 @@ public enum ProcessCode: UInt8, Sendable, CaseIterable {
 
 /// NMS → node: build a tunnel to the named peer this way. Carries no data key.
 public struct RouteDirection: Equatable, Sendable {
-    public enum Role: UInt8, Sendable { case initiator = 1, responder = 2 }
+    public enum Role: UInt8, Sendable {
+        case initiator = 1
+        case responder = 2
+    }
     public var pathID: UInt64
     public var processCode: ProcessCode
     public var role: Role
@@ -83,9 +88,11 @@ public struct RouteDirection: Equatable, Sendable {
     /// NMS-signed authorization the peer and TRS can check.
     public var authorization: [UInt8]
 
-    public init(pathID: UInt64, processCode: ProcessCode, role: Role, peerNodeID: UInt64, peerFQDN: FQDN,
-                peerVirtualIPv4: IPAddress, peerVirtualIPv6: IPAddress, peerStaticKey: [UInt8], peerEndpoints: [Endpoint],
-                relay: Endpoint?, expires: UInt64, authorization: [UInt8]) {
+    public init(
+        pathID: UInt64, processCode: ProcessCode, role: Role, peerNodeID: UInt64, peerFQDN: FQDN,
+        peerVirtualIPv4: IPAddress, peerVirtualIPv6: IPAddress, peerStaticKey: [UInt8], peerEndpoints: [Endpoint],
+        relay: Endpoint?, expires: UInt64, authorization: [UInt8]
+    ) {
         self.pathID = pathID
         self.processCode = processCode
         self.role = role

@@ -62,17 +62,17 @@ public struct SignalingMessage: Equatable, Sendable {
         w.u8(body.kind)
         w.u32(transactionID)
         switch body {
-        case let .login(l):
+        case .login(let l):
             try w.string(l.name)
             switch l.credential {
-            case let .token(t):
+            case .token(let t):
                 w.u8(1)
                 try w.string(t)
-            case let .certificate(der):
+            case .certificate(let der):
                 w.u8(2)
                 try w.lengthPrefixed(der)
             }
-        case let .provision(p):
+        case .provision(let p):
             w.u64(p.nodeID)
             try w.fqdn(p.fqdn)
             w.raw(p.virtualIPv4.bytes)
@@ -81,9 +81,9 @@ public struct SignalingMessage: Equatable, Sendable {
             try w.lengthPrefixed(p.caCertificate)
             try w.endpoints(p.nmsEndpoints)
             try w.endpoints(p.trsEndpoints)
-        case let .registration(list):
+        case .registration(let list):
             try w.endpoints(list)
-        case let .registrationAck(a):
+        case .registrationAck(let a):
             w.endpoint(a.observed)
             w.u16(a.keepAliveSeconds)
             guard a.probeToken.count == Datagram.probeTokenSize else { throw .fieldTooLong(a.probeToken.count) }
@@ -91,11 +91,11 @@ public struct SignalingMessage: Equatable, Sendable {
             try w.endpoints(a.probeEndpoints)
         case .keepAlive:
             break
-        case let .keepAliveAck(observed):
+        case .keepAliveAck(let observed):
             w.endpoint(observed)
-        case let .directionRequest(target):
+        case .directionRequest(let target):
             try w.fqdn(target)
-        case let .routeDirection(d):
+        case .routeDirection(let d):
             w.u64(d.pathID)
             w.u8(d.processCode.rawValue)
             w.u8(d.role.rawValue)
@@ -109,28 +109,28 @@ public struct SignalingMessage: Equatable, Sendable {
             w.optionalEndpoint(d.relay)
             w.u64(d.expires)
             try w.lengthPrefixed(d.authorization)
-        case let .routeDirectionConfirmation(c):
+        case .routeDirectionConfirmation(let c):
             w.u64(c.pathID)
             w.u8(c.status.rawValue)
             try w.endpoints(c.localEndpoints)
-        case let .finalization(reason):
+        case .finalization(let reason):
             w.u8(reason.rawValue)
-        case let .error(code, message):
+        case .error(let code, let message):
             w.u8(code.rawValue)
             try w.string(message.truncatedToUTF8(WireLimits.maxMessageBytes))
-        case let .revocationListRequest(have):
+        case .revocationListRequest(let have):
             w.u64(have)
-        case let .revocationList(der):
+        case .revocationList(let der):
             try w.lengthPrefixed(der)
-        case let .revocationListPartRequest(number, offset):
+        case .revocationListPartRequest(let number, let offset):
             w.u64(number)
             w.u32(offset)
-        case let .revocationListPart(number, offset, total, bytes):
+        case .revocationListPart(let number, let offset, let total, let bytes):
             w.u64(number)
             w.u32(offset)
             w.u32(total)
             try w.lengthPrefixed(bytes)
-        case let .natProbeResult(n):
+        case .natProbeResult(let n):
             w.endpoint(n.primary)
             w.optionalEndpoint(n.probe)
             w.u8(n.mapping.rawValue)
@@ -155,22 +155,28 @@ public struct SignalingMessage: Equatable, Sendable {
             let name = try r.string(limit: WireLimits.maxNameBytes, field: "login.name")
             switch try r.u8() {
             case 1: body = .login(Login(name: name, credential: .token(try r.string(limit: WireLimits.maxTokenBytes, field: "login.token"))))
-            case 2: body = .login(Login(name: name, credential: .certificate(der: try r.lengthPrefixed(limit: WireLimits.maxCertificateBytes, field: "login.certificate"))))
+            case 2:
+                body = .login(
+                    Login(
+                        name: name,
+                        credential: .certificate(der: try r.lengthPrefixed(limit: WireLimits.maxCertificateBytes, field: "login.certificate"))))
             default: throw .invalidField("login.credential")
             }
         case 2:
-            body = .provision(Provision(
-                nodeID: try r.u64(), fqdn: try r.fqdn(field: "provision.fqdn"), virtualIPv4: try r.ipv4(),
-                virtualIPv6: try r.ipv6(),
-                certificate: try r.lengthPrefixed(limit: WireLimits.maxCertificateBytes, field: "provision.certificate"),
-                caCertificate: try r.lengthPrefixed(limit: WireLimits.maxCertificateBytes, field: "provision.caCertificate"),
-                nmsEndpoints: try r.endpoints(field: "provision.nms"), trsEndpoints: try r.endpoints(field: "provision.trs")))
+            body = .provision(
+                Provision(
+                    nodeID: try r.u64(), fqdn: try r.fqdn(field: "provision.fqdn"), virtualIPv4: try r.ipv4(),
+                    virtualIPv6: try r.ipv6(),
+                    certificate: try r.lengthPrefixed(limit: WireLimits.maxCertificateBytes, field: "provision.certificate"),
+                    caCertificate: try r.lengthPrefixed(limit: WireLimits.maxCertificateBytes, field: "provision.caCertificate"),
+                    nmsEndpoints: try r.endpoints(field: "provision.nms"), trsEndpoints: try r.endpoints(field: "provision.trs")))
         case 3:
             body = .registration(localEndpoints: try r.endpoints(field: "registration.local"))
         case 4:
-            body = .registrationAck(RegistrationAck(
-                observed: try r.endpoint(field: "registrationAck.observed"), keepAliveSeconds: try r.u16(),
-                probeToken: try r.bytes(Datagram.probeTokenSize), probeEndpoints: try r.endpoints(field: "registrationAck.probe")))
+            body = .registrationAck(
+                RegistrationAck(
+                    observed: try r.endpoint(field: "registrationAck.observed"), keepAliveSeconds: try r.u16(),
+                    probeToken: try r.bytes(Datagram.probeTokenSize), probeEndpoints: try r.endpoints(field: "registrationAck.probe")))
         case 5:
             body = .keepAlive
         case 6:
@@ -181,18 +187,20 @@ public struct SignalingMessage: Equatable, Sendable {
             let path = try r.u64()
             guard let code = ProcessCode(rawValue: try r.u8()) else { throw .invalidField("routeDirection.processCode") }
             guard let role = RouteDirection.Role(rawValue: try r.u8()) else { throw .invalidField("routeDirection.role") }
-            body = .routeDirection(RouteDirection(
-                pathID: path, processCode: code, role: role, peerNodeID: try r.u64(),
-                peerFQDN: try r.fqdn(field: "routeDirection.peerFQDN"), peerVirtualIPv4: try r.ipv4(),
-                peerVirtualIPv6: try r.ipv6(), peerStaticKey: try r.bytes(32),
-                peerEndpoints: try r.endpoints(field: "routeDirection.peerEndpoints"),
-                relay: try r.optionalEndpoint(field: "routeDirection.relay"), expires: try r.u64(),
-                authorization: try r.lengthPrefixed(limit: WireLimits.maxAuthorizationBytes, field: "routeDirection.authorization")))
+            body = .routeDirection(
+                RouteDirection(
+                    pathID: path, processCode: code, role: role, peerNodeID: try r.u64(),
+                    peerFQDN: try r.fqdn(field: "routeDirection.peerFQDN"), peerVirtualIPv4: try r.ipv4(),
+                    peerVirtualIPv6: try r.ipv6(), peerStaticKey: try r.bytes(32),
+                    peerEndpoints: try r.endpoints(field: "routeDirection.peerEndpoints"),
+                    relay: try r.optionalEndpoint(field: "routeDirection.relay"), expires: try r.u64(),
+                    authorization: try r.lengthPrefixed(limit: WireLimits.maxAuthorizationBytes, field: "routeDirection.authorization")))
         case 9:
             let path = try r.u64()
             guard let status = StatusCode(rawValue: try r.u8()) else { throw .invalidField("confirmation.status") }
-            body = .routeDirectionConfirmation(RouteDirectionConfirmation(
-                pathID: path, status: status, localEndpoints: try r.endpoints(field: "confirmation.local")))
+            body = .routeDirectionConfirmation(
+                RouteDirectionConfirmation(
+                    pathID: path, status: status, localEndpoints: try r.endpoints(field: "confirmation.local")))
         case 10:
             guard let reason = FinalizationReason(rawValue: try r.u8()) else { throw .invalidField("finalization.reason") }
             body = .finalization(reason)
@@ -206,7 +214,9 @@ public struct SignalingMessage: Equatable, Sendable {
         case 15:
             body = .revocationListPartRequest(number: try r.u64(), offset: try r.u32())
         case 16:
-            let number = try r.u64(), offset = try r.u32(), total = try r.u32()
+            let number = try r.u64()
+            let offset = try r.u32()
+            let total = try r.u32()
             let bytes = try r.lengthPrefixed(field: "revocationListPart.bytes")
             guard UInt64(offset) + UInt64(bytes.count) <= UInt64(total) else { throw .invalidField("revocationListPart.offset") }
             body = .revocationListPart(number: number, offset: offset, total: total, bytes: bytes)

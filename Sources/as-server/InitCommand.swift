@@ -21,8 +21,9 @@ struct InitCommand: ParsableCommand {
 
     func run() throws {
         let settings = try parseSettings()
-        let dir = try ASDirectory.initialise(at: dataDir.path, settings: settings,
-                                             serviceName: try serviceName.map { try FQDN($0) })
+        let dir = try ASDirectory.initialise(
+            at: dataDir.path, settings: settings,
+            serviceName: try serviceName.map { try FQDN($0) })
         print("initialised \(dataDir.path)")
         print("  domain      \(settings.domain)")
         print("  pools       \(settings.pool) (\(settings.pool.capacity) nodes)")
@@ -43,9 +44,10 @@ struct InitCommand: ParsableCommand {
             }
         }
         do {
-            return try ASSettings(domain: domain, pool: try AddressPool(ipv4: v4, ipv6: v6), certificateDays: certDays,
-                                  renewBeforeDays: renewBeforeDays, nmsEndpoints: try endpoints(nms, "nms"),
-                                  trsEndpoints: try endpoints(trs, "trs"))
+            return try ASSettings(
+                domain: domain, pool: try AddressPool(ipv4: v4, ipv6: v6), certificateDays: certDays,
+                renewBeforeDays: renewBeforeDays, nmsEndpoints: try endpoints(nms, "nms"),
+                trsEndpoints: try endpoints(trs, "trs"))
         } catch let e as ConfigError {
             throw ValidationError(e.description)
         }

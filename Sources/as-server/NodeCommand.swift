@@ -43,14 +43,16 @@ struct NodeCommand: ParsableCommand {
             let quarantined = try store.quarantinedAddresses(now: unixNow())
             print("NAME".padding(toLength: 16, withPad: " ", startingAt: 0) + "STATE    VIP4             VIP6                        FQDN")
             for n in nodes {
-                print(n.name.padding(toLength: 16, withPad: " ", startingAt: 0) + n.state.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)
-                      + n.vip4.padding(toLength: 17, withPad: " ", startingAt: 0) + n.vip6.padding(toLength: 28, withPad: " ", startingAt: 0)
-                      + n.fqdn)
+                print(
+                    n.name.padding(toLength: 16, withPad: " ", startingAt: 0) + n.state.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)
+                        + n.vip4.padding(toLength: 17, withPad: " ", startingAt: 0) + n.vip6.padding(toLength: 28, withPad: " ", startingAt: 0)
+                        + n.fqdn)
             }
             // Addresses of removed nodes that a still-valid certificate names: not reissued yet.
             for q in quarantined {
-                print("(removed \(q.node))".padding(toLength: 16, withPad: " ", startingAt: 0) + "quarantined until \(formatTime(q.until)): "
-                      + "\(q.vip4)  \(q.vip6)")
+                print(
+                    "(removed \(q.node))".padding(toLength: 16, withPad: " ", startingAt: 0) + "quarantined until \(formatTime(q.until)): "
+                        + "\(q.vip4)  \(q.vip6)")
             }
         }
     }
@@ -75,7 +77,8 @@ struct NodeCommand: ParsableCommand {
     }
 
     struct Revoke: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Revoke a node: its certificates go on the signed revocation list; it can no longer log in.")
+        static let configuration = CommandConfiguration(
+            abstract: "Revoke a node: its certificates go on the signed revocation list; it can no longer log in.")
         @OptionGroup var dataDir: DataDirOption
         @Argument(help: "Node name or FQDN.") var name: String
 
@@ -94,8 +97,9 @@ struct NodeCommand: ParsableCommand {
         func run() throws {
             let removed = try ASAuthority(directory: try ASDirectory.open(at: dataDir.path)).removeNode(name: name)
             if let until = removed.quarantinedUntil {
-                print("removed \(removed.name); \(removed.vip4) and \(removed.vip6) are quarantined until \(formatTime(until)) "
-                      + "(a certificate naming them is valid until then)")
+                print(
+                    "removed \(removed.name); \(removed.vip4) and \(removed.vip6) are quarantined until \(formatTime(until)) "
+                        + "(a certificate naming them is valid until then)")
             } else {
                 print("removed \(removed.name); \(removed.vip4) and \(removed.vip6) are free")
             }

@@ -14,17 +14,20 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "UDP endpoint to listen on (repeatable).") var listen: [String] = ["0.0.0.0:4501", "[::]:4501"]
     @Option(help: "HTTP endpoint for Prometheus metrics (/metrics).") var metrics = "127.0.0.1:9451"
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
-    @Option(name: .customLong("max-failures"),
-            help: "Failed logins per source (IPv4 address, IPv6 /64) or, for token logins, per node name before token logins from it are refused.")
+    @Option(
+        name: .customLong("max-failures"),
+        help: "Failed logins per source (IPv4 address, IPv6 /64) or, for token logins, per node name before token logins from it are refused.")
     var maxFailures = 5
     @Option(name: .customLong("failure-window"), help: "Seconds over which failed logins are counted (and blocked).")
     var failureWindow = 60
     @Option(name: .customLong("max-sessions"), help: "Handshakes and sessions kept in memory, at most.") var maxSessions = 10_000
-    @Option(name: .customLong("max-password-checks"),
-            help: "PBKDF2 token checks per second across all sources, at most; token logins beyond it are answered rateLimited.")
+    @Option(
+        name: .customLong("max-password-checks"),
+        help: "PBKDF2 token checks per second across all sources, at most; token logins beyond it are answered rateLimited.")
     var maxPasswordChecks = 20
-    @Option(name: .customLong("handshake-load-threshold"),
-            help: "Handshake initiations per second above which every source must first repeat a cookie (proving its address).")
+    @Option(
+        name: .customLong("handshake-load-threshold"),
+        help: "Handshake initiations per second above which every source must first repeat a cookie (proving its address).")
     var handshakeLoadThreshold = 40
     @Option(name: .customLong("handshakes-per-source"), help: "Handshakes one source (IPv4 address, IPv6 /64) may start per second (burst 4x).")
     var handshakesPerSource = 4.0
@@ -48,9 +51,10 @@ struct ServeCommand: AsyncParsableCommand {
         LogSetup.bootstrap(level: level)
         let logger = Logger(label: "as-server")
         let directory = try ASDirectory.open(at: dataDir.path)
-        let authority = try ASAuthority(directory: directory,
-                                        limiter: RateLimiter(maxFailures: maxFailures, windowSeconds: Int64(failureWindow)),
-                                        maxPasswordChecksPerSecond: maxPasswordChecks)
+        let authority = try ASAuthority(
+            directory: directory,
+            limiter: RateLimiter(maxFailures: maxFailures, windowSeconds: Int64(failureWindow)),
+            maxPasswordChecksPerSecond: maxPasswordChecks)
         let asMetrics = ASMetrics()
         var limits = ASServerLimits()
         limits.maxPendingHandshakes = maxSessions
@@ -61,8 +65,10 @@ struct ServeCommand: AsyncParsableCommand {
         limits.handshakeGuard.totalPerSecond = handshakesPerSecond
         let server = ASServer(authority: authority, listen: endpoints, metrics: asMetrics, limits: limits, logger: logger)
         let group = ServiceGroup(
-            services: [UDPServerService(start: server.start, stop: server.stop),
-                       MetricsHTTPService(registry: asMetrics.registry, endpoint: metricsEndpoint, logger: logger)],
+            services: [
+                UDPServerService(start: server.start, stop: server.stop),
+                MetricsHTTPService(registry: asMetrics.registry, endpoint: metricsEndpoint, logger: logger),
+            ],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         logger.info("as-server: serving \(directory.settings.domain) from \(dataDir.path)")
         try await group.run()

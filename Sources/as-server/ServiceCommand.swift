@@ -28,13 +28,17 @@ struct ServiceCommand: ParsableCommand {
             let (key, cert) = try authority.addService(role: r, name: fqdn, days: days)
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             let base = (out as NSString).appendingPathComponent(fqdn.value)
-            guard FileManager.default.createFile(atPath: base + ".key", contents: Data(try KeyFiles.pem(key).utf8),
-                                                 attributes: [.posixPermissions: 0o600]) else {
+            guard
+                FileManager.default.createFile(
+                    atPath: base + ".key", contents: Data(try KeyFiles.pem(key).utf8),
+                    attributes: [.posixPermissions: 0o600])
+            else {
                 throw ValidationError("--out: cannot write \(base).key")
             }
             try cert.pemString.write(toFile: base + ".pem", atomically: true, encoding: .utf8)
-            try authority.directory.ca.certificate.pemString.write(toFile: (out as NSString).appendingPathComponent("ca.pem"),
-                                                                     atomically: true, encoding: .utf8)
+            try authority.directory.ca.certificate.pemString.write(
+                toFile: (out as NSString).appendingPathComponent("ca.pem"),
+                atomically: true, encoding: .utf8)
             print("wrote \(base).key, \(base).pem and \((out as NSString).appendingPathComponent("ca.pem")) for \(r.rawValue) \(fqdn)")
         }
     }
@@ -47,7 +51,9 @@ struct ServiceCommand: ParsableCommand {
         func run() throws {
             let services = try ASStore(path: ASDirectory.file(dataDir.path, "as.db")).services()
             if output.json { return try printJSON(services) }
-            for s in services { print("\(s.role.padding(toLength: 5, withPad: " ", startingAt: 0)) \(s.name)  serial \(s.serial)  expires \(formatTime(s.notAfter))") }
+            for s in services {
+                print("\(s.role.padding(toLength: 5, withPad: " ", startingAt: 0)) \(s.name)  serial \(s.serial)  expires \(formatTime(s.notAfter))")
+            }
         }
     }
 }

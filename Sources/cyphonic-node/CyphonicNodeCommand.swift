@@ -28,8 +28,11 @@ struct GenerateKey: ParsableCommand {
         }
         let key = try X25519PrivateKey()
         let text = Hex.encode(key.rawRepresentation.bytes) + "\n"
-        guard FileManager.default.createFile(atPath: output, contents: Data(text.utf8),
-                                             attributes: [.posixPermissions: 0o600]) else {
+        guard
+            FileManager.default.createFile(
+                atPath: output, contents: Data(text.utf8),
+                attributes: [.posixPermissions: 0o600])
+        else {
             throw ValidationError("--output: cannot create \(output)")
         }
         print(Hex.encode(key.publicKey.bytes))

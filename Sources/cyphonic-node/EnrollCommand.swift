@@ -15,7 +15,8 @@ struct EnrollCommand: ParsableCommand {
 
     @Option(name: .customLong("as"), help: "AS endpoint, HOST:PORT or [V6]:PORT.") var asEndpoint: String
     @Option(help: "CA certificate (PEM) to pin, from `as-server init`.") var ca: String
-    @Option(help: "Enrolment token printed by `as-server node add` (NAME.SECRET); visible to other local users in the process list, prefer --token-file.")
+    @Option(
+        help: "Enrolment token printed by `as-server node add` (NAME.SECRET); visible to other local users in the process list, prefer --token-file.")
     var token: String?
     @Option(name: .customLong("token-file"), help: "Read the enrolment token from this file (`-` = standard input); a trailing newline is ignored.")
     var tokenFile: String?
@@ -92,8 +93,9 @@ struct LoginCommand: ParsableCommand {
         guard let server = Endpoint(asEndpoint ?? assignment.asEndpoint) else { throw ValidationError("--as: not HOST:PORT") }
         var client = ASClient(server: server, caCertificate: try state.caCertificate())
         client.timeoutMilliseconds = Int(timeout * 1000)
-        let provision = try client.login(name: assignment.name, credential: .certificate(der: try state.certificate().derBytes),
-                                         key: try state.loadOrCreateKey())
+        let provision = try client.login(
+            name: assignment.name, credential: .certificate(der: try state.certificate().derBytes),
+            key: try state.loadOrCreateKey())
         try state.save(provision, name: assignment.name, asEndpoint: server)
         print("logged in \(provision.fqdn)  \(provision.virtualIPv4)  \(provision.virtualIPv6)  (node id \(provision.nodeID))")
     }

@@ -64,10 +64,14 @@ struct StatusCommand: ParsableCommand {
         print("pipeline  \(s.pipeline), \(s.threads) pipeline threads, \(s.osThreads) OS threads")
         print("handshakes completed \(s.handshakesCompleted), refused \(s.handshakesRefused); reorder waits \(s.reorderWaits)")
         let u = s.udp
-        print("udp: GSO \(u.gso ? (u.gsoRefused > 0 ? "on, refused \(u.gsoRefused) times" : "on") : "off"), GRO \(u.gro ? "on" : "off"); sent \(u.datagramsSent) datagrams in \(u.sendCalls) calls, received \(u.datagramsReceived) in \(u.messagesReceived) messages")
+        print(
+            "udp: GSO \(u.gso ? (u.gsoRefused > 0 ? "on, refused \(u.gsoRefused) times" : "on") : "off"), GRO \(u.gro ? "on" : "off"); sent \(u.datagramsSent) datagrams in \(u.sendCalls) calls, received \(u.datagramsReceived) in \(u.messagesReceived) messages"
+        )
         print("tun: offload \(s.tun.offload ? "on" : "off"); wrote \(s.tun.packetsWritten) packets in \(s.tun.writes) writes")
         let sec = s.security
-        print("security: cookies sent \(sec.cookiesSent)\(sec.underLoad ? " (under load: every source needs a cookie)" : ""), throttled \(sec.handshakesThrottled), address conflicts \(sec.addressConflicts), peers revoked \(sec.peersRevoked), message 3 resent \(sec.message3Retransmits); revocation list \(sec.revocationList.map { "#\($0)" } ?? "none")\(sec.revocationListAgeSeconds.map { String(format: ", fetched %.0fs ago", $0) } ?? "")")
+        print(
+            "security: cookies sent \(sec.cookiesSent)\(sec.underLoad ? " (under load: every source needs a cookie)" : ""), throttled \(sec.handshakesThrottled), address conflicts \(sec.addressConflicts), peers revoked \(sec.peersRevoked), message 3 resent \(sec.message3Retransmits); revocation list \(sec.revocationList.map { "#\($0)" } ?? "none")\(sec.revocationListAgeSeconds.map { String(format: ", fetched %.0fs ago", $0) } ?? "")"
+        )
         print("drops     " + s.drops.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         for p in s.peers {
             let age = p.handshakeAgeSeconds.map { String(format: "%.0fs ago", $0) } ?? "no session"

@@ -14,8 +14,10 @@ import Testing
 @Suite struct CertificateLifecycleTests {
     let source = IPAddress("198.19.1.2")!
 
-    func login(_ t: TempAS, _ name: String, _ credential: Login.Credential, _ key: X25519PrivateKey, at now: Int64,
-               from: IPAddress? = nil) -> Result<LoginSuccess, LoginFailure> {
+    func login(
+        _ t: TempAS, _ name: String, _ credential: Login.Credential, _ key: X25519PrivateKey, at now: Int64,
+        from: IPAddress? = nil
+    ) -> Result<LoginSuccess, LoginFailure> {
         t.authority.login(Login(name: name, credential: credential), clientKey: key.publicKey, source: from ?? source, now: now)
     }
 
@@ -45,9 +47,11 @@ import Testing
                     // renewal point (1 day after issue with 30-day certificates, renew 29 days before).
                     for _ in 0..<200 {
                         let now = shared.clock.add(90_000, ordering: .relaxed).newValue
-                        switch t.authority.login(Login(name: name, credential: .certificate(der: cert)), clientKey: key.publicKey,
-                                                 source: IPAddress("198.19.2.\(round + 1)")!, now: now) {
-                        case let .success(s):
+                        switch t.authority.login(
+                            Login(name: name, credential: .certificate(der: cert)), clientKey: key.publicKey,
+                            source: IPAddress("198.19.2.\(round + 1)")!, now: now)
+                        {
+                        case .success(let s):
                             if s.issued { shared.issued.add(1, ordering: .relaxed) }
                             cert = s.value.certificate
                         case .failure:

@@ -37,8 +37,10 @@ import Testing
         let s = try server(t, loadThreshold: 1000)
         defer { s.stop() }
         // An old-style (unpadded) message 1: 52 bytes.
-        let message1 = try Datagram(.handshakeInitiation(senderIndex: 77, noise: Array(try X25519PrivateKey().publicKey.bytes)),
-                                    counter: 5).encode()
+        let message1 = try Datagram(
+            .handshakeInitiation(senderIndex: 77, noise: Array(try X25519PrivateKey().publicKey.bytes)),
+            counter: 5
+        ).encode()
         let socket = try UDPSocket(bind: Endpoint("127.0.0.1:0")!)
         defer { socket.close() }
         try socket.setReceiveTimeout(milliseconds: 2000)
@@ -80,8 +82,9 @@ import Testing
         defer { s.stop() }
         let ticket = try t.authority.addNode(name: "init01", group: nil)
         let key = try X25519PrivateKey()
-        let hs = try ServiceClientHandshake(localStatic: key, verifier: try CertificateVerifier(trustAnchor: t.directory.ca.certificate),
-                                            role: .as)
+        let hs = try ServiceClientHandshake(
+            localStatic: key, verifier: try CertificateVerifier(trustAnchor: t.directory.ca.certificate),
+            role: .as)
         let socket = try UDPSocket(bind: Endpoint("127.0.0.1:0")!)
         defer { socket.close() }
         try socket.setReceiveTimeout(milliseconds: 3000)
@@ -95,7 +98,7 @@ import Testing
         usleep(300_000)
         try socket.send(completion, to: s.boundEndpoints[0])
         let reply = try session.open(try receive(socket))
-        guard case let .provision(p) = reply.body else {
+        guard case .provision(let p) = reply.body else {
             Issue.record("expected a provision, got \(reply.body)")
             return
         }

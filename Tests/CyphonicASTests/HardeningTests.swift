@@ -46,22 +46,29 @@ import Testing
     @Test func passwordCheckBudgetIsConfigurableAndSparesCertificateLogins() throws {
         let t = try TempAS()
         defer { t.cleanup() }
-        let authority = try ASAuthority(directory: t.directory, limiter: RateLimiter(maxFailures: 5, windowSeconds: 60),
-                                        tokenIterations: 1000, maxPasswordChecksPerSecond: 3)
+        let authority = try ASAuthority(
+            directory: t.directory, limiter: RateLimiter(maxFailures: 5, windowSeconds: 60),
+            tokenIterations: 1000, maxPasswordChecksPerSecond: 3)
         let now = unixNow()
         let ticket = try authority.addNode(name: "ok", group: nil, now: now)
         let key = try X25519PrivateKey()
-        let cert = try authority.login(Login(name: "ok", credential: .token(ticket.token)), clientKey: key.publicKey,
-                                       source: IPAddress("198.51.100.1")!, now: now).get().value.certificate
+        let cert = try authority.login(
+            Login(name: "ok", credential: .token(ticket.token)), clientKey: key.publicKey,
+            source: IPAddress("198.51.100.1")!, now: now
+        ).get().value.certificate
         let results = (0..<6).map { i in
-            authority.login(Login(name: "x\(i)", credential: .token("x\(i).y")), clientKey: key.publicKey,
-                            source: IPAddress("203.0.113.\(i + 1)")!, now: now).failure
+            authority.login(
+                Login(name: "x\(i)", credential: .token("x\(i).y")), clientKey: key.publicKey,
+                source: IPAddress("203.0.113.\(i + 1)")!, now: now
+            ).failure
         }
         #expect(results == [.unknownNode, .unknownNode, .rateLimited, .rateLimited, .rateLimited, .rateLimited])
         #expect(authority.passwordChecksPerformed == 3)
         #expect(throws: Never.self) {
-            _ = try authority.login(Login(name: "ok", credential: .certificate(der: cert)), clientKey: key.publicKey,
-                                    source: IPAddress("203.0.113.1")!, now: now).get()
+            _ = try authority.login(
+                Login(name: "ok", credential: .certificate(der: cert)), clientKey: key.publicKey,
+                source: IPAddress("203.0.113.1")!, now: now
+            ).get()
         }
         #expect(authority.passwordChecksPerformed == 3)
         #expect(throws: ConfigError.invalid("max-password-checks", "must be at least 1 per second")) {
@@ -77,22 +84,29 @@ import Testing
         let now = unixNow()
         let ticket = try t.authority.addNode(name: "r", group: nil, now: now)
         let key = try X25519PrivateKey()
-        _ = try t.authority.login(Login(name: "r", credential: .token(ticket.token)), clientKey: key.publicKey,
-                                  source: IPAddress("198.51.100.1")!, now: now).get()
+        _ = try t.authority.login(
+            Login(name: "r", credential: .token(ticket.token)), clientKey: key.publicKey,
+            source: IPAddress("198.51.100.1")!, now: now
+        ).get()
         let node = try #require(try t.directory.store.node(named: "r"))
         let fresh = IssuedCertificate(serial: 77, subject: node.fqdn, role: "node", notBefore: now, notAfter: now + 30 * 86_400, der: [1])
         // The newest still expires after the threshold: the renewal is dropped, the newest returned.
-        let kept = try t.directory.store.recordCertificateLogin(nodeID: node.id, publicKey: key.publicKey.bytes, renewed: fresh,
-                                                                renewUnlessNewestExpiresAfter: now, now: now)
+        let kept = try t.directory.store.recordCertificateLogin(
+            nodeID: node.id, publicKey: key.publicKey.bytes, renewed: fresh,
+            renewUnlessNewestExpiresAfter: now, now: now)
         #expect(kept == .recorded(certificate: try #require(try t.directory.store.currentCertificate(nodeID: node.id)), issued: false))
         // Another key, or after the revocation: nothing written.
-        #expect(try t.directory.store.recordCertificateLogin(nodeID: node.id, publicKey: [UInt8](repeating: 9, count: 32),
-                                                             renewed: fresh, renewUnlessNewestExpiresAfter: now + 40 * 86_400,
-                                                             now: now) == .notActive)
+        #expect(
+            try t.directory.store.recordCertificateLogin(
+                nodeID: node.id, publicKey: [UInt8](repeating: 9, count: 32),
+                renewed: fresh, renewUnlessNewestExpiresAfter: now + 40 * 86_400,
+                now: now) == .notActive)
         try t.authority.revokeNode(name: "r", now: now)
-        #expect(try t.directory.store.recordCertificateLogin(nodeID: node.id, publicKey: key.publicKey.bytes, renewed: fresh,
-                                                             renewUnlessNewestExpiresAfter: now + 40 * 86_400,
-                                                             now: now) == .notActive)
+        #expect(
+            try t.directory.store.recordCertificateLogin(
+                nodeID: node.id, publicKey: key.publicKey.bytes, renewed: fresh,
+                renewUnlessNewestExpiresAfter: now + 40 * 86_400,
+                now: now) == .notActive)
         #expect(try t.directory.store.certificates(nodeID: node.id).allSatisfy { $0.revokedAt != nil && $0.serial != 77 })
     }
 
@@ -103,12 +117,15 @@ import Testing
         defer { t.cleanup() }
         let now = unixNow()
         let a = try t.authority.addNode(name: "a", group: nil, now: now)
-        let cert = try t.authority.login(Login(name: "a", credential: .token(a.token)), clientKey: try X25519PrivateKey().publicKey,
-                                         source: IPAddress("198.51.100.1")!, now: now).get().value.certificate
+        let cert = try t.authority.login(
+            Login(name: "a", credential: .token(a.token)), clientKey: try X25519PrivateKey().publicKey,
+            source: IPAddress("198.51.100.1")!, now: now
+        ).get().value.certificate
         let until = try #require(try Certificate(der: cert).notAfter)
         let removed = try t.authority.removeNode(name: "a", now: now + 10)
         #expect(removed.quarantinedUntil == until && removed.vip4 == a.node.vip4)
-        #expect(try t.directory.store.quarantinedAddresses(now: now + 10)
+        #expect(
+            try t.directory.store.quarantinedAddresses(now: now + 10)
                 == [QuarantinedAddress(index: 1, vip4: a.node.vip4, vip6: a.node.vip6, until: until, node: "a")])
         #expect(try t.directory.store.quarantinedAddresses(now: until).isEmpty)
         #expect(try t.directory.store.auditCount(action: "node.remove") == 1)
@@ -123,8 +140,10 @@ import Testing
         let t = try TempAS()
         defer { t.cleanup() }
         let ticket = try t.authority.addNode(name: "v", group: nil)
-        let cert = try t.authority.login(Login(name: "v", credential: .token(ticket.token)), clientKey: try X25519PrivateKey().publicKey,
-                                         source: IPAddress("198.51.100.1")!).get().value.certificate
+        let cert = try t.authority.login(
+            Login(name: "v", credential: .token(ticket.token)), clientKey: try X25519PrivateKey().publicKey,
+            source: IPAddress("198.51.100.1")!
+        ).get().value.certificate
         let serial = try #require(try Certificate(der: cert).serial)
         let start = unixNow()
         try t.authority.revokeNode(name: "v", now: start)

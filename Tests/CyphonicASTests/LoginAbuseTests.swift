@@ -11,13 +11,19 @@ import Testing
 @Suite struct LoginAbuseTests {
     let victimSource = IPAddress("198.19.1.2")!
 
-    func tokenLogin(_ t: TempAS, _ name: String, _ token: String, _ key: X25519PrivateKey, from: IPAddress, at now: Int64)
-        -> Result<LoginSuccess, LoginFailure> {
+    func tokenLogin(
+        _ t: TempAS, _ name: String, _ token: String, _ key: X25519PrivateKey, from: IPAddress, at now: Int64
+    )
+        -> Result<LoginSuccess, LoginFailure>
+    {
         t.authority.login(Login(name: name, credential: .token(token)), clientKey: key.publicKey, source: from, now: now)
     }
 
-    func certificateLogin(_ t: TempAS, _ name: String, _ der: [UInt8], _ key: X25519PrivateKey, from: IPAddress, at now: Int64)
-        -> Result<LoginSuccess, LoginFailure> {
+    func certificateLogin(
+        _ t: TempAS, _ name: String, _ der: [UInt8], _ key: X25519PrivateKey, from: IPAddress, at now: Int64
+    )
+        -> Result<LoginSuccess, LoginFailure>
+    {
         t.authority.login(Login(name: name, credential: .certificate(der: der)), clientKey: key.publicKey, source: from, now: now)
     }
 
@@ -28,7 +34,8 @@ import Testing
         defer { t.cleanup() }
         let base = unixNow()
         let ticket = try t.authority.addNode(name: "victim", group: nil, now: base - 2 * 86_400)
-        let key = try X25519PrivateKey(), attacker = try X25519PrivateKey()
+        let key = try X25519PrivateKey()
+        let attacker = try X25519PrivateKey()
         // Enrolled two days ago: its 30-day certificate is inside the 29-day renewal window now.
         let cert = try tokenLogin(t, "victim", ticket.token, key, from: victimSource, at: base - 2 * 86_400).get().value.certificate
         for i in 0..<10 {
@@ -54,12 +61,14 @@ import Testing
         let now = unixNow()
         let pending = try t.authority.addNode(name: "pend", group: nil, now: now)
         let live = try t.authority.addNode(name: "live", group: nil, now: now)
-        let key = try X25519PrivateKey(), liveKey = try X25519PrivateKey()
+        let key = try X25519PrivateKey()
+        let liveKey = try X25519PrivateKey()
         let liveCert = try tokenLogin(t, "live", live.token, liveKey, from: victimSource, at: now).get().value.certificate
         for name in ["pend", "live"] {
             // Five wrong tokens, each from a different source: no source limit is reached.
             for i in 0..<5 {
-                #expect(tokenLogin(t, name, "\(name).bad\(i)", key, from: IPAddress("203.0.113.\(i + 1)")!, at: now).failure
+                #expect(
+                    tokenLogin(t, name, "\(name).bad\(i)", key, from: IPAddress("203.0.113.\(i + 1)")!, at: now).failure
                         == .badCredential("token"))
             }
         }
@@ -119,7 +128,8 @@ import Testing
         let t = try TempAS()
         defer { t.cleanup() }
         let ticket = try t.authority.addNode(name: "gone", group: nil)
-        let key = try X25519PrivateKey(), prober = try X25519PrivateKey()
+        let key = try X25519PrivateKey()
+        let prober = try X25519PrivateKey()
         let cert = try tokenLogin(t, "gone", ticket.token, key, from: victimSource, at: unixNow()).get().value.certificate
         try t.authority.revokeNode(name: "gone")
         let withCert = certificateLogin(t, "gone", cert, prober, from: IPAddress("203.0.113.1")!, at: unixNow())

@@ -1,4 +1,3 @@
-@testable import CyphonicAS
 import CyphonicCore
 import CyphonicCrypto
 import CyphonicNode
@@ -6,6 +5,8 @@ import CyphonicWire
 import Foundation
 import Logging
 import Testing
+
+@testable import CyphonicAS
 
 /// A revocation list larger than one datagram travels in parts of at most
 /// `ASServer.revocationListPartSize` bytes (issue 8: "able to exceed one datagram"),
@@ -15,12 +16,15 @@ import Testing
         let t = try TempAS()
         defer { t.cleanup() }
         // Enrolled nodes (each with a certificate), then revoked: 80 serials on the list.
-        let authority = try ASAuthority(directory: t.directory, limiter: RateLimiter(maxFailures: 1_000_000), tokenIterations: 1000,
-                                        maxPasswordChecksPerSecond: 1_000_000)
+        let authority = try ASAuthority(
+            directory: t.directory, limiter: RateLimiter(maxFailures: 1_000_000), tokenIterations: 1000,
+            maxPasswordChecksPerSecond: 1_000_000)
         for i in 0..<80 {
             let ticket = try authority.addNode(name: "n\(i)", group: nil)
-            _ = try authority.login(Login(name: "n\(i)", credential: .token(ticket.token)), clientKey: try X25519PrivateKey().publicKey,
-                                    source: IPAddress("198.19.1.\(i + 1)")!).get()
+            _ = try authority.login(
+                Login(name: "n\(i)", credential: .token(ticket.token)), clientKey: try X25519PrivateKey().publicKey,
+                source: IPAddress("198.19.1.\(i + 1)")!
+            ).get()
             try authority.revokeNode(name: "n\(i)")
         }
         let latest = try #require(try t.authority.directory.store.latestCRL())
@@ -31,7 +35,10 @@ import Testing
         try server.start()
         defer { server.stop() }
         // Every answer is one part, small enough for any path (header + seal overhead aside).
-        guard case let .revocationListPart(number, offset, total, bytes) = try server.revocationListReply(to: .revocationListRequest(haveNumber: 0)) else {
+        guard
+            case .revocationListPart(let number, let offset, let total, let bytes) = try server.revocationListReply(
+                to: .revocationListRequest(haveNumber: 0))
+        else {
             Issue.record("expected the first part")
             return
         }

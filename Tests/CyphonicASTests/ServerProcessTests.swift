@@ -30,9 +30,11 @@ import Testing
         func start() throws {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: productPath("as-server"))
-            p.arguments = ["serve", "--data-dir", dataDir, "--listen", "127.0.0.1:\(port)", "--listen", "[::1]:\(port)",
-                           "--metrics", "127.0.0.1:\(metricsPort)",
-                           "--max-failures", "5", "--failure-window", "60"]
+            p.arguments = [
+                "serve", "--data-dir", dataDir, "--listen", "127.0.0.1:\(port)", "--listen", "[::1]:\(port)",
+                "--metrics", "127.0.0.1:\(metricsPort)",
+                "--max-failures", "5", "--failure-window", "60",
+            ]
             _ = FileManager.default.createFile(atPath: log, contents: nil)
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
             handle.seekToEndOfFile()
@@ -69,7 +71,12 @@ import Testing
             return 0
         }
 
-        deinit { if let p = process, p.isRunning { Glibc.kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+        deinit {
+            if let p = process, p.isRunning {
+                Glibc.kill(p.processIdentifier, SIGKILL)
+                p.waitUntilExit()
+            }
+        }
     }
 
     static let hasCurl = FileManager.default.isExecutableFile(atPath: "/usr/bin/curl")
@@ -78,9 +85,14 @@ import Testing
     func enrolKillRestartRevokeReuseReplayRateLimit() throws {
         let dir = NSTemporaryDirectory() + "cyphonic-as-proc-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let asServer = productPath("as-server"), node = productPath("cyphonic-node")
-        let initRun = try runTool(asServer, ["init", "--data-dir", dir, "--domain", "cyphonic.internal", "--vip4", "198.18.0.0/16",
-                                             "--vip6", "2001:db8:c0ff:ee::/64", "--nms", "127.0.0.1:4502", "--trs", "127.0.0.1:4503"])
+        let asServer = productPath("as-server")
+        let node = productPath("cyphonic-node")
+        let initRun = try runTool(
+            asServer,
+            [
+                "init", "--data-dir", dir, "--domain", "cyphonic.internal", "--vip4", "198.18.0.0/16",
+                "--vip6", "2001:db8:c0ff:ee::/64", "--nms", "127.0.0.1:4502", "--trs", "127.0.0.1:4503",
+            ])
         #expect(initRun.status == 0, "\(initRun.output)")
         let again = try runTool(asServer, ["init", "--data-dir", dir])
         #expect(again.status != 0 && again.output.contains("already initialised"))
@@ -105,8 +117,12 @@ import Testing
         }
         #expect(Set(first.values.map(\.virtualIPv4)).count == 3)
         let state = dir + "/node04"
-        let enroll = try runTool(node, ["enroll", "--as", "127.0.0.1:\(server.port)", "--ca", dir + "/ca.pem", "--token",
-                                        tokens["init04"]!, "--state-dir", state])
+        let enroll = try runTool(
+            node,
+            [
+                "enroll", "--as", "127.0.0.1:\(server.port)", "--ca", dir + "/ca.pem", "--token",
+                tokens["init04"]!, "--state-dir", state,
+            ])
         #expect(enroll.status == 0 && enroll.output.contains("init04.cyphonic.internal"), "\(enroll.output)")
         let keyMode = try FileManager.default.attributesOfItem(atPath: state + "/node.key")[.posixPermissions] as? Int
         #expect(keyMode == 0o600)
@@ -119,7 +135,8 @@ import Testing
         for name in ["init01", "init02", "init03"] {
             let cert = first[name]!.certificate
             let p = try client.login(name: name, credential: .certificate(der: cert), key: keys[name]!)
-            #expect(p.fqdn == first[name]!.fqdn && p.virtualIPv4 == first[name]!.virtualIPv4
+            #expect(
+                p.fqdn == first[name]!.fqdn && p.virtualIPv4 == first[name]!.virtualIPv4
                     && p.virtualIPv6 == first[name]!.virtualIPv6 && p.nodeID == first[name]!.nodeID)
             #expect(p.caCertificate == ca.derBytes)
         }
@@ -145,8 +162,9 @@ import Testing
         }
 
         // A replayed login datagram (message 3) is refused: no second answer.
-        let replayed = try Self.replayCompletion(server: server.endpoint, ca: ca, name: "init01",
-                                                 cert: first["init01"]!.certificate, key: keys["init01"]!)
+        let replayed = try Self.replayCompletion(
+            server: server.endpoint, ca: ca, name: "init01",
+            cert: first["init01"]!.certificate, key: keys["init01"]!)
         #expect(replayed == false)
         #expect(try server.metric("as_datagrams_dropped_total{reason=\"unknown_session\"}") >= 1)
 
@@ -201,8 +219,9 @@ import Testing
         let remove = try runTool(asServer, ["node", "remove", "init02", "--data-dir", dir])
         #expect(remove.status == 0 && remove.output.contains("quarantined until"), "\(remove.output)")
         let listed = try runTool(asServer, ["node", "list", "--data-dir", dir])
-        #expect(listed.output.contains("(removed init02)") && listed.output.contains("\(first["init02"]!.virtualIPv4)"),
-                "\(listed.output)")
+        #expect(
+            listed.output.contains("(removed init02)") && listed.output.contains("\(first["init02"]!.virtualIPv4)"),
+            "\(listed.output)")
         let next = try runTool(asServer, ["node", "add", "init06", "--data-dir", dir])
         #expect(next.status == 0 && !next.output.contains("\(first["init02"]!.virtualIPv4) "), "\(next.output)")
 
@@ -218,7 +237,8 @@ import Testing
     func enrollReadsTheTokenFromAFileOrStandardInput() throws {
         let dir = NSTemporaryDirectory() + "cyphonic-as-proc-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let asServer = productPath("as-server"), node = productPath("cyphonic-node")
+        let asServer = productPath("as-server")
+        let node = productPath("cyphonic-node")
         #expect(try runTool(asServer, ["init", "--data-dir", dir]).status == 0)
         var tokens: [String: String] = [:]
         for name in ["file01", "stdin01"] {
@@ -236,8 +256,10 @@ import Testing
         // Through a pipe, with a CRLF ending: sh -c 'printf "%s\r\n" "$(cat FILE)" | cyphonic-node enroll ... --token-file -'
         let stdinFile = dir + "/token-stdin"
         try tokens["stdin01"]!.write(toFile: stdinFile, atomically: true, encoding: .utf8)
-        let piped = try runTool("/bin/sh", ["-c", "printf '%s\\r\\n' \"$(cat \"$0\")\" | \"$@\"", stdinFile, node] + common
-                                + ["--token-file", "-", "--state-dir", dir + "/stdin01"])
+        let piped = try runTool(
+            "/bin/sh",
+            ["-c", "printf '%s\\r\\n' \"$(cat \"$0\")\" | \"$@\"", stdinFile, node] + common
+                + ["--token-file", "-", "--state-dir", dir + "/stdin01"])
         #expect(piped.status == 0 && piped.output.contains("stdin01.cyphonic.internal"), "\(piped.output)")
         // Wrong uses name the options.
         let neither = try runTool(node, common + ["--state-dir", dir + "/x"])
@@ -261,8 +283,9 @@ import Testing
         #expect(try runTool(productPath("as-server"), ["init", "--data-dir", dir]).status == 0)
         let server = try Server(dataDir: dir)
         try server.start()
-        let client = ASClient(server: server.endpoint,
-                              caCertificate: try Certificate(pem: try String(contentsOfFile: dir + "/ca.pem", encoding: .utf8)))
+        let client = ASClient(
+            server: server.endpoint,
+            caCertificate: try Certificate(pem: try String(contentsOfFile: dir + "/ca.pem", encoding: .utf8)))
         #expect(throws: LoginError.refused(.unauthorized, "login refused")) {
             try client.login(name: "evil\nas: login ok: admin", credential: .token("evil.x"), key: try X25519PrivateKey())
         }

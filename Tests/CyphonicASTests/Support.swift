@@ -11,13 +11,15 @@ struct TempAS {
 
     init(vip4: String = "198.18.0.0/16", vip6: String = "2001:db8:c0ff:ee::/64", renewBeforeDays: Int = 10) throws {
         path = NSTemporaryDirectory() + "cyphonic-as-test-\(UUID().uuidString)"
-        let settings = try ASSettings(domain: try FQDN("cyphonic.internal"),
-                                      pool: try AddressPool(ipv4: IPPrefix(vip4)!, ipv6: IPPrefix(vip6)!),
-                                      certificateDays: 30, renewBeforeDays: renewBeforeDays,
-                                      nmsEndpoints: [Endpoint("198.19.0.2:4502")!], trsEndpoints: [Endpoint("198.19.0.3:4503")!])
+        let settings = try ASSettings(
+            domain: try FQDN("cyphonic.internal"),
+            pool: try AddressPool(ipv4: IPPrefix(vip4)!, ipv6: IPPrefix(vip6)!),
+            certificateDays: 30, renewBeforeDays: renewBeforeDays,
+            nmsEndpoints: [Endpoint("198.19.0.2:4502")!], trsEndpoints: [Endpoint("198.19.0.3:4503")!])
         directory = try ASDirectory.initialise(at: path, settings: settings)
-        authority = try ASAuthority(directory: directory, limiter: RateLimiter(maxFailures: 5, windowSeconds: 60),
-                                    tokenIterations: 1000)
+        authority = try ASAuthority(
+            directory: directory, limiter: RateLimiter(maxFailures: 5, windowSeconds: 60),
+            tokenIterations: 1000)
     }
 
     func cleanup() { try? FileManager.default.removeItem(atPath: path) }

@@ -67,7 +67,9 @@ import Testing
             try r3.finish()
         }
         var w = ByteWriter()
-        w.u16(0x0102); w.u32(0x03040506); w.u64(0x0708090a0b0c0d0e)
+        w.u16(0x0102)
+        w.u32(0x0304_0506)
+        w.u64(0x0708_090a_0b0c_0d0e)
         #expect(w.bytes == Array(1...14))
         #expect(throws: EncodeError.fieldTooLong(70_000)) { try w.lengthPrefixed([UInt8](repeating: 0, count: 70_000)) }
     }

@@ -6,7 +6,8 @@ import Testing
     static let xx = NoiseProtocol(pattern: .xx, cipher: .aes256gcm)
 
     @Test func xxExchangesStaticKeysAndTransportWorksBothWays() throws {
-        let is_ = try X25519PrivateKey(), rs = try X25519PrivateKey()
+        let is_ = try X25519PrivateKey()
+        let rs = try X25519PrivateKey()
         let i = try NoiseHandshake(protocol: Self.xx, role: .initiator, prologue: [1, 2], localStatic: is_)
         let r = try NoiseHandshake(protocol: Self.xx, role: .responder, prologue: [1, 2], localStatic: rs)
         #expect(try r.readMessage(try i.writeMessage()) == [])
@@ -78,8 +79,9 @@ import Testing
 
     @Test func missingStaticKeyIsReported() throws {
         #expect(throws: NoiseError.missingKey("rs")) {
-            try NoiseHandshake(protocol: NoiseProtocol(pattern: .ik, cipher: .aes256gcm), role: .initiator,
-                               localStatic: try X25519PrivateKey())
+            try NoiseHandshake(
+                protocol: NoiseProtocol(pattern: .ik, cipher: .aes256gcm), role: .initiator,
+                localStatic: try X25519PrivateKey())
         }
     }
 

@@ -22,12 +22,17 @@ import Testing
         let handshake_hash: String
         let messages: [Message]
     }
-    struct Message: Decodable { let payload: String; let ciphertext: String }
+    struct Message: Decodable {
+        let payload: String
+        let ciphertext: String
+    }
     enum VectorError: Error { case badHex(String) }
 
     static func loadVectors() throws -> [Vector] {
-        let url = try #require(Bundle.module.url(forResource: "noise-25519-sha256", withExtension: "json",
-                                                 subdirectory: "Fixtures"))
+        let url = try #require(
+            Bundle.module.url(
+                forResource: "noise-25519-sha256", withExtension: "json",
+                subdirectory: "Fixtures"))
         return try JSONDecoder().decode(VectorFile.self, from: Data(contentsOf: url)).vectors
     }
 
@@ -42,15 +47,20 @@ import Testing
         let proto = try #require(NoiseProtocol(name: v.protocol_name), "unsupported \(v.protocol_name)")
         func key(_ s: String?) throws -> X25519PrivateKey? { try hex(s).map { try X25519PrivateKey(rawRepresentation: $0) } }
         func pub(_ s: String?) throws -> X25519PublicKey? { try hex(s).map { try X25519PublicKey(bytes: $0) } }
-        let initiator = try NoiseHandshake(protocol: proto, role: .initiator, prologue: try hex(v.init_prologue)!,
-                                           localStatic: try key(v.init_static), remoteStatic: try pub(v.init_remote_static),
-                                           ephemeral: try key(v.init_ephemeral))
-        let responder = try NoiseHandshake(protocol: proto, role: .responder, prologue: try hex(v.resp_prologue)!,
-                                           localStatic: try key(v.resp_static), remoteStatic: try pub(v.resp_remote_static),
-                                           ephemeral: try key(v.resp_ephemeral))
+        let initiator = try NoiseHandshake(
+            protocol: proto, role: .initiator, prologue: try hex(v.init_prologue)!,
+            localStatic: try key(v.init_static), remoteStatic: try pub(v.init_remote_static),
+            ephemeral: try key(v.init_ephemeral))
+        let responder = try NoiseHandshake(
+            protocol: proto, role: .responder, prologue: try hex(v.resp_prologue)!,
+            localStatic: try key(v.resp_static), remoteStatic: try pub(v.resp_remote_static),
+            ephemeral: try key(v.resp_ephemeral))
         let handshakeCount = proto.pattern.messages.count
-        var transport: (i: (send: NoiseCipherState, receive: NoiseCipherState),
-                        r: (send: NoiseCipherState, receive: NoiseCipherState))?
+        var transport:
+            (
+                i: (send: NoiseCipherState, receive: NoiseCipherState),
+                r: (send: NoiseCipherState, receive: NoiseCipherState)
+            )?
         for (index, message) in v.messages.enumerated() {
             let payload = try hex(message.payload)!
             let expected = try hex(message.ciphertext)!
@@ -62,7 +72,7 @@ import Testing
                 guard try reader.readMessage(wire) == payload else { return "handshake message \(index) payload differs" }
                 if index == handshakeCount - 1 {
                     guard initiator.handshakeHash == (try hex(v.handshake_hash)!),
-                          responder.handshakeHash == initiator.handshakeHash
+                        responder.handshakeHash == initiator.handshakeHash
                     else { return "handshake hash differs" }
                     transport = (try initiator.split(), try responder.split())
                 }

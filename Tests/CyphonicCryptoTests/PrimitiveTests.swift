@@ -53,7 +53,9 @@ import Testing
         let key = try Ed25519PrivateKey(seed: SecureBytes(h("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")))
         #expect(Hex.encode(key.publicKey.bytes) == "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
         let sig = try key.signature(for: [])
-        #expect(Hex.encode(sig) == "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b")
+        #expect(
+            Hex.encode(sig)
+                == "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b")
         #expect(key.publicKey.isValidSignature(sig, for: []))
         var bad = sig
         bad[0] ^= 1
@@ -87,13 +89,16 @@ import Testing
         let key = try AEADKey(.aes256gcm, key: try SecureRandom.bytes(32))
         var buf = [UInt8](repeating: 0, count: 20)
         #expect(throws: CryptoError.self) {
-            try buf.withUnsafeMutableBytes { b in try key.seal(nonce: 0, aad: UnsafeRawBufferPointer(start: nil, count: 0), buffer: b, plaintextCount: 5) }
+            try buf.withUnsafeMutableBytes { b in
+                try key.seal(nonce: 0, aad: UnsafeRawBufferPointer(start: nil, count: 0), buffer: b, plaintextCount: 5)
+            }
         }
     }
 
     @Test func separateKeyObjectsOfOneKeyInteroperate() throws {
         let raw = try SecureRandom.bytes(32)
-        let a = try AEADKey(.chacha20poly1305, key: raw), b = try AEADKey(.chacha20poly1305, key: raw)
+        let a = try AEADKey(.chacha20poly1305, key: raw)
+        let b = try AEADKey(.chacha20poly1305, key: raw)
         #expect(try b.open(nonce: 7, aad: [], ciphertext: try a.seal(nonce: 7, aad: [], plaintext: [5, 6])) == [5, 6])
     }
 

@@ -15,12 +15,15 @@ import Testing
 @Suite struct AllocationTests {
     @Test func hotPathMakesNoHeapAllocationPerPacket() throws {
         let raw = try SecureBytes.random(count: 32)
-        let sender = try DataSession(localIndex: 1, remoteIndex: 2, isInitiator: true, send: raw, receive: raw,
-                                     algorithm: .aes256gcm, threads: 2)
-        let receiver = try DataSession(localIndex: 2, remoteIndex: 1, isInitiator: false, send: raw, receive: raw,
-                                       algorithm: .aes256gcm, threads: 2)
-        let peer = Peer(staticKey: try X25519PrivateKey().publicKey, fqdn: "b.cyphonic.internal",
-                        addresses: [IPAddress("198.18.0.2")!, IPAddress("2001:db8:c0ff:ee::2")!], endpoint: Endpoint("198.19.0.2:30000"))
+        let sender = try DataSession(
+            localIndex: 1, remoteIndex: 2, isInitiator: true, send: raw, receive: raw,
+            algorithm: .aes256gcm, threads: 2)
+        let receiver = try DataSession(
+            localIndex: 2, remoteIndex: 1, isInitiator: false, send: raw, receive: raw,
+            algorithm: .aes256gcm, threads: 2)
+        let peer = Peer(
+            staticKey: try X25519PrivateKey().publicKey, fqdn: "b.cyphonic.internal",
+            addresses: [IPAddress("198.18.0.2")!, IPAddress("2001:db8:c0ff:ee::2")!], endpoint: Endpoint("198.19.0.2:30000"))
         let table = PeerTable()
         table.withLock {
             table.insertLocked(peer)
@@ -52,7 +55,8 @@ import Testing
                 _ = fifo.append(b)
                 queue.push(b)
                 guard let taken = queue.pop(), let opened = receiver.open(slot: taken.slot(0), length: sealed, counter: counter, keyIndex: 0),
-                      receiver.replay.accept(counter) else { return }
+                    receiver.replay.accept(counter)
+                else { return }
                 let inner = UnsafeRawBufferPointer(rebasing: taken.slot(0)[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + opened)])
                 ok = PeerTable.sourceBelongs(inner, to: peer) && fifo.removeFirst() === taken
                 pool.put(taken)
@@ -83,7 +87,8 @@ import Testing
         defer { close(null) }
         let coalescer = TunCoalescer { iov, count in _ = writev(null, iov, count) }
         let segments = TunOffloadTests().segment(TunOffloadTests().superPacket(v6: false, payload: 20 * 1000, gsoSize: 1000))
-        let stride = 2048, offset = 16
+        let stride = 2048
+        let offset = 16
         let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: segments.count * stride, alignment: 16)
         defer { memory.deallocate() }
         for (i, seg) in segments.enumerated() {
@@ -93,11 +98,13 @@ import Testing
         let pristine = UnsafeMutableRawBufferPointer.allocate(byteCount: memory.count, alignment: 16)
         defer { pristine.deallocate() }
         pristine.copyMemory(from: UnsafeRawBufferPointer(memory))
-        let lengths = segments.map(\.count), count = segments.count
+        let lengths = segments.map(\.count)
+        let count = segments.count
         func oneRun() throws -> Bool {
             for i in 0..<count { try sender.append(memory.baseAddress! + i * stride + offset, length: lengths[i], to: target) }
             try sender.flush()
-            var received = 0, idle = 0
+            var received = 0
+            var idle = 0
             while received < count, idle < 100 {
                 guard waitReadable(inbound.fd, timeoutMilliseconds: 20).0 else {
                     idle += 1
@@ -112,12 +119,15 @@ import Testing
             return received == count
         }
         #expect(try oneRun())  // warm-up
-        let writes = coalescer.writes, calls = sender.calls
+        let writes = coalescer.writes
+        let calls = sender.calls
         let before = ccy_thread_allocations()
         var good = 0
         for _ in 0..<1_000 where try oneRun() { good += 1 }
         let allocations = ccy_thread_allocations() - before
-        print("offloads: \(good) runs of \(segments.count) datagrams in \(sender.calls - calls) sends and \(coalescer.writes - writes) TUN writes, \(allocations) heap allocations")
+        print(
+            "offloads: \(good) runs of \(segments.count) datagrams in \(sender.calls - calls) sends and \(coalescer.writes - writes) TUN writes, \(allocations) heap allocations"
+        )
         #expect(good == 1_000)
         #expect(sender.calls - calls == 1_000 && coalescer.writes - writes == 1_000)
         #expect(allocations == 0)

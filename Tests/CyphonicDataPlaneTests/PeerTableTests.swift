@@ -9,19 +9,22 @@ import Testing
 /// a virtual IP; an owner without a session gives way.
 @Suite struct PeerTableTests {
     func peer(_ name: String, _ index: Int) throws -> Peer {
-        Peer(staticKey: try X25519PrivateKey().publicKey, fqdn: "\(name).cyphonic.internal",
-             addresses: [IPAddress("198.18.0.\(index)")!, IPAddress("2001:db8:c0ff:ee::\(index)")!], endpoint: nil)
+        Peer(
+            staticKey: try X25519PrivateKey().publicKey, fqdn: "\(name).cyphonic.internal",
+            addresses: [IPAddress("198.18.0.\(index)")!, IPAddress("2001:db8:c0ff:ee::\(index)")!], endpoint: nil)
     }
 
     func session(_ index: UInt32, confirmed: Bool = true) throws -> DataSession {
         let raw = try SecureBytes.random(count: 32)
-        return try DataSession(localIndex: index, remoteIndex: index + 100, isInitiator: true, send: raw, receive: raw,
-                               algorithm: .aes256gcm, threads: 2, confirmed: confirmed)
+        return try DataSession(
+            localIndex: index, remoteIndex: index + 100, isInitiator: true, send: raw, receive: raw,
+            algorithm: .aes256gcm, threads: 2, confirmed: confirmed)
     }
 
     @Test func aSecondPeerClaimingLiveAddressesIsRefused() throws {
         let table = PeerTable()
-        let a = try peer("a", 1), c = try peer("c", 1)
+        let a = try peer("a", 1)
+        let c = try peer("c", 1)
         try table.withLock {
             #expect(table.insertLocked(a) == nil)
             table.installLocked(try session(1), for: a, endpoint: nil)
@@ -40,7 +43,8 @@ import Testing
     @Test func anUnconfirmedRekeyIsReceivedOnButNotSentOnUntilPromoted() throws {
         let table = PeerTable()
         let a = try peer("a", 1)
-        let old = try session(1), fresh = try session(2, confirmed: false)
+        let old = try session(1)
+        let fresh = try session(2, confirmed: false)
         table.withLock {
             table.insertLocked(a)
             table.installLocked(old, for: a, endpoint: nil)

@@ -57,7 +57,8 @@ final class Box {
 
     @Test func ringWrapsAroundManyTimes() {
         let w = Box()
-        var rejectedFresh = 0, acceptedReplay = 0
+        var rejectedFresh = 0
+        var acceptedReplay = 0
         // Walk 40 windows forward with a small reordering; every fresh counter is
         // accepted once, and each immediate replay refused, across ring wrap-arounds.
         var c: UInt64 = 0

@@ -23,7 +23,8 @@ import Testing
             for i in 0..<Int(count) { bytes += UnsafeRawBufferPointer(start: iov[i].iov_base, count: iov[i].iov_len) }
             sink.writes.append(bytes)
         }
-        let stride = 2048, offset = 16
+        let stride = 2048
+        let offset = 16
         let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, packets.count) * stride, alignment: 16)
         defer { memory.deallocate() }
         for (i, p) in packets.enumerated() {
@@ -70,7 +71,9 @@ import Testing
         var b = offload.segment(offload.superPacket(v6: false, payload: 300, gsoSize: 100))
         for i in b.indices { b[i][21] = 0x99 }  // another source port: another flow (checksums are not checked here)
         var udp = [UInt8](repeating: 0, count: 60)
-        udp[0] = 0x45; udp[3] = 60; udp[9] = 17
+        udp[0] = 0x45
+        udp[3] = 60
+        udp[9] = 17
         // a0 b0 a1 b1 ... interleaved, then a datagram: nothing merges.
         let mixed = [a[0], b[0], a[1], b[1], udp]
         let writes = coalesce(mixed)

@@ -10,19 +10,36 @@ import Testing
         var p = [UInt8](repeating: 0, count: 10 + ip + 20 + payload)
         p[0] = 1  // NEEDS_CSUM (as the kernel sets it with TSO)
         p[1] = v6 ? 4 : 1
-        p[2] = UInt8(ip + 20); p[4] = UInt8(gsoSize & 0xff); p[5] = UInt8(gsoSize >> 8)
-        p[6] = UInt8(ip); p[8] = 16
+        p[2] = UInt8(ip + 20)
+        p[4] = UInt8(gsoSize & 0xff)
+        p[5] = UInt8(gsoSize >> 8)
+        p[6] = UInt8(ip)
+        p[8] = 16
         if v6 {
-            p[10] = 0x60; p[16] = 6; p[17] = 64
-            for i in 0..<16 { p[18 + i] = UInt8(i); p[34 + i] = UInt8(100 + i) }
+            p[10] = 0x60
+            p[16] = 6
+            p[17] = 64
+            for i in 0..<16 {
+                p[18 + i] = UInt8(i)
+                p[34 + i] = UInt8(100 + i)
+            }
         } else {
-            p[10] = 0x45; p[14] = 0x12; p[15] = 0x34; p[18] = 64; p[19] = 6
-            p.replaceSubrange(22..<26, with: [198, 18, 0, 1]); p.replaceSubrange(26..<30, with: [198, 18, 0, 2])
+            p[10] = 0x45
+            p[14] = 0x12
+            p[15] = 0x34
+            p[18] = 64
+            p[19] = 6
+            p.replaceSubrange(22..<26, with: [198, 18, 0, 1])
+            p.replaceSubrange(26..<30, with: [198, 18, 0, 2])
         }
         let t = 10 + ip
-        p[t] = 0x13; p[t + 1] = 0x88; p[t + 2] = 0xc3; p[t + 3] = 0x50
+        p[t] = 0x13
+        p[t + 1] = 0x88
+        p[t + 2] = 0xc3
+        p[t + 3] = 0x50
         p.replaceSubrange((t + 4)..<(t + 8), with: [0, 0, 0x10, 0])  // seq 4096
-        p[t + 12] = 0x50; p[t + 13] = flags
+        p[t + 12] = 0x50
+        p[t + 13] = flags
         for i in 0..<payload { p[t + 20 + i] = UInt8(truncatingIfNeeded: i * 7) }
         return p
     }

@@ -85,18 +85,22 @@ final class NamespaceLab {
 
     /// Issues a node certificate and writes key, certificate and CA into `dir/name/`.
     @discardableResult
-    func enrol(_ name: String, index: Int, ca issuer: CertificateAuthority? = nil, validFrom: Int64? = nil, days: Int = 30,
-               serial: UInt64? = nil, key given: X25519PrivateKey? = nil) throws -> Certificate {
+    func enrol(
+        _ name: String, index: Int, ca issuer: CertificateAuthority? = nil, validFrom: Int64? = nil, days: Int = 30,
+        serial: UInt64? = nil, key given: X25519PrivateKey? = nil
+    ) throws -> Certificate {
         let key = try given ?? X25519PrivateKey()
         let cert = try (issuer ?? ca).issue(
-            .node(fqdn: try FQDN("\(name).cyphonic.internal"),
-                  addresses: [IPAddress("198.18.0.\(index)")!, IPAddress("2001:db8:c0ff:ee::\(index)")!],
-                  serial: serial ?? CertificateAuthority.randomSerial(), validFrom: validFrom ?? now - 60, days: days),
+            .node(
+                fqdn: try FQDN("\(name).cyphonic.internal"),
+                addresses: [IPAddress("198.18.0.\(index)")!, IPAddress("2001:db8:c0ff:ee::\(index)")!],
+                serial: serial ?? CertificateAuthority.randomSerial(), validFrom: validFrom ?? now - 60, days: days),
             publicKey: key.publicKey)
         let d = dir + "/" + name
         try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-        _ = FileManager.default.createFile(atPath: d + "/node.key", contents: Data(try KeyFiles.pem(key).utf8),
-                                           attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(
+            atPath: d + "/node.key", contents: Data(try KeyFiles.pem(key).utf8),
+            attributes: [.posixPermissions: 0o600])
         try cert.pemString.write(toFile: d + "/node.pem", atomically: true, encoding: .utf8)
         try ca.certificate.pemString.write(toFile: d + "/ca.pem", atomically: true, encoding: .utf8)
         return cert
@@ -104,9 +108,11 @@ final class NamespaceLab {
 
     /// Writes `dir/name.json` for a node whose files `enrol` wrote.
     func configure(_ name: String, peers: [(String, String)] = [], extra: [String: Any] = [:]) throws {
-        var json: [String: Any] = ["stateDir": dir + "/" + name, "control": dir + "/\(name).sock", "metrics": "",
-                                   "logLevel": "debug",
-                                   "peers": peers.map { ["fqdn": "\($0.0).cyphonic.internal", "endpoint": $0.1] }]
+        var json: [String: Any] = [
+            "stateDir": dir + "/" + name, "control": dir + "/\(name).sock", "metrics": "",
+            "logLevel": "debug",
+            "peers": peers.map { ["fqdn": "\($0.0).cyphonic.internal", "endpoint": $0.1] },
+        ]
         for (k, v) in extra { json[k] = v }
         try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted]).write(to: URL(fileURLWithPath: dir + "/\(name).json"))
     }
@@ -128,8 +134,12 @@ final class NamespaceLab {
     /// Runs `cyphonic-node run` for `name` in namespace `n` to completion (for starts
     /// that must fail), bounded by `timeout`.
     func runToExit(_ name: String, in n: String) throws -> (status: Int32, output: String) {
-        try run("/sbin/ip", ["netns", "exec", ns(n), "timeout", "20", Self.product("cyphonic-node"), "run", "--config",
-                             dir + "/\(name).json"])
+        try run(
+            "/sbin/ip",
+            [
+                "netns", "exec", ns(n), "timeout", "20", Self.product("cyphonic-node"), "run", "--config",
+                dir + "/\(name).json",
+            ])
     }
 
     /// Sends SIGTERM and returns the exit status.

@@ -31,8 +31,9 @@ import Testing
         #expect(message(#"{"stateDir": "/x", "pipeline": "fast"}"#) == "config key pipeline: multi or single")
         #expect(message(#"{"stateDir": "/x", "listen": "nowhere"}"#).hasPrefix("config key listen:"))
         #expect(message(#"{"stateDir": "/x", "peers": [{"fqdn": "-bad-", "endpoint": "1.2.3.4:5"}]}"#).hasPrefix("config key peers[0].fqdn:"))
-        #expect(message(#"{"stateDir": "/x", "peers": [{"fqdn": "a.b"}]}"#).hasPrefix("config key peers.0.endpoint") ||
-                message(#"{"stateDir": "/x", "peers": [{"fqdn": "a.b"}]}"#).contains("endpoint"))
+        #expect(
+            message(#"{"stateDir": "/x", "peers": [{"fqdn": "a.b"}]}"#).hasPrefix("config key peers.0.endpoint")
+                || message(#"{"stateDir": "/x", "peers": [{"fqdn": "a.b"}]}"#).contains("endpoint"))
         #expect(message(#"{"stateDir": "/x", "tun": {"mtu": "big"}}"#).hasPrefix("config key tun.mtu:"))
         #expect(message(#"{"stateDir": "/x", "keepalive": 5}"#) == "config key keepalive: unknown key")
         #expect(message(#"{}"#) == "config key key: is required (or stateDir)")

@@ -12,7 +12,8 @@ extension NamespaceSuites {
         @Test func revokedNodeLosesItsTunnelWithinOneRefreshAndItsAddressesStayQuarantined() throws {
             let lab = try NamespaceLab()
             defer { lab.tearDown() }
-            let asServer = NamespaceLab.product("as-server"), node = NamespaceLab.product("cyphonic-node")
+            let asServer = NamespaceLab.product("as-server")
+            let node = NamespaceLab.product("cyphonic-node")
             let data = lab.dir + "/as"
             try lab.sh("\(asServer) init --data-dir \(data) --domain cyphonic.internal >/dev/null")
             func add(_ name: String) throws -> (token: String, line: String) {
@@ -30,8 +31,9 @@ extension NamespaceSuites {
                 #expect(r.status == 0, "enroll \(name): \(r.output)")
             }
             // A keeps its side of the tunnel until 6 s of silence (keepaliveSeconds + 5), then retries.
-            try lab.configure("a", peers: [("b", "\(lab.underlayB):30000")],
-                              extra: ["crlRefreshSeconds": 2, "keepaliveSeconds": 1, "idleTimeoutSeconds": 30])
+            try lab.configure(
+                "a", peers: [("b", "\(lab.underlayB):30000")],
+                extra: ["crlRefreshSeconds": 2, "keepaliveSeconds": 1, "idleTimeoutSeconds": 30])
             try lab.configure("b", extra: ["crlRefreshSeconds": 2])
             try lab.start("b", in: "b")
             try lab.start("a", in: "a")
@@ -68,4 +70,3 @@ extension NamespaceSuites {
         }
     }
 }
-

@@ -55,7 +55,8 @@ extension NamespaceSuites {
             try lab.sh("ip netns exec \(lab.ns("b")) sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.\(lab.tag)b1.rp_filter=0")
             try lab.sh("ip -n \(lab.ns("b")) route add \(spoofed).0/24 via \(lab.underlayD)")
             try lab.sh("ip -n \(lab.ns("d")) route add local \(spoofed).0/24 dev lo")
-            try lab.sh("""
+            try lab.sh(
+                """
                 ip netns exec \(lab.ns("b")) nft -f - <<'EOF'
                 table inet cytest {
                   chain in {
@@ -87,11 +88,14 @@ extension NamespaceSuites {
             let b = try lab.status("b")
             let sent = (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report)))) as? [String: Any] ?? [:]
             let rate = sent["rate"] as? Double ?? 0
-            let inbound = try counter(lab, "b", "in"), outbound = try counter(lab, "b", "out")
+            let inbound = try counter(lab, "b", "in")
+            let outbound = try counter(lab, "b", "out")
             let rekeys = int(after, "handshakesCompleted") - int(before, "handshakesCompleted")
             let security = b["security"] as? [String: Any] ?? [:]
             print("flood: B drops \(b["drops"] ?? "") udp \(b["udp"] ?? ""); A drops \(after["drops"] ?? "")")
-            print("flood: \(Int(rate)) spoofed initiations/s (\(sent["sent"] ?? 0) sent); B got \(inbound.packets) pkts / \(inbound.bytes) B from them, sent \(outbound.packets) pkts / \(outbound.bytes) B back; TCP \(Int(baseline / 1e6)) -> \(Int(flooded / 1e6)) Mbit/s; A completed \(rekeys) rekeys, refused \(int(after, "handshakesRefused") - int(before, "handshakesRefused")); B security \(security); ping \(ping.output.split(separator: "\n").last { $0.contains("loss") } ?? "")")
+            print(
+                "flood: \(Int(rate)) spoofed initiations/s (\(sent["sent"] ?? 0) sent); B got \(inbound.packets) pkts / \(inbound.bytes) B from them, sent \(outbound.packets) pkts / \(outbound.bytes) B back; TCP \(Int(baseline / 1e6)) -> \(Int(flooded / 1e6)) Mbit/s; A completed \(rekeys) rekeys, refused \(int(after, "handshakesRefused") - int(before, "handshakesRefused")); B security \(security); ping \(ping.output.split(separator: "\n").last { $0.contains("loss") } ?? "")"
+            )
             #expect(rate >= 0.83 * Double(target), "the sender must reach its rate: \(sent)")
             #expect(inbound.packets >= Int(0.9 * rate * 8))
             #expect(outbound.bytes <= inbound.bytes)
@@ -110,7 +114,8 @@ extension NamespaceSuites {
             defer { lab.tearDown() }
             try started(lab, aExtra: ["rekeyAfterSeconds": 3, "pipeline": pipeline], bExtra: ["pipeline": pipeline])
             let completion = MessageType.handshakeCompletion.rawValue
-            try lab.sh("""
+            try lab.sh(
+                """
                 ip netns exec \(lab.ns("b")) nft -f - <<'EOF'
                 table inet cytest {
                   chain in {
@@ -125,7 +130,9 @@ extension NamespaceSuites {
             let after = try lab.status("a")
             let dropped = try counter(lab, "b", "m3")
             let loss = ping.output.split(separator: "\n").first { $0.contains("packet loss") }.map(String.init) ?? ""
-            print("lost message 3 (\(pipeline)): dropped \(dropped.packets); \(loss); rekeys \(int(after, "handshakesCompleted") - int(before, "handshakesCompleted")); message 3 resent \(((after["security"] as? [String: Any])?["message3Retransmits"] as? Int) ?? -1)")
+            print(
+                "lost message 3 (\(pipeline)): dropped \(dropped.packets); \(loss); rekeys \(int(after, "handshakesCompleted") - int(before, "handshakesCompleted")); message 3 resent \(((after["security"] as? [String: Any])?["message3Retransmits"] as? Int) ?? -1)"
+            )
             #expect(dropped.packets == 1)
             #expect(loss.contains(" 0% packet loss") || loss.contains(" 1.25% packet loss"), "\(loss)")
             #expect(int(after, "handshakesCompleted") - int(before, "handshakesCompleted") >= 1)
@@ -230,37 +237,37 @@ extension NamespaceSuites {
 /// paced to a rate, half the initiations padded to 1200 bytes. Writes what it achieved.
 enum FloodSender {
     static let source = #"""
-import json, os, random, socket, struct, sys, time
-dst, port, prefix, rate, seconds, template, report = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), bytes.fromhex(sys.argv[6]), sys.argv[7]
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-packets = []
-for i in range(2000):
-    payload = bytearray(template)
-    payload[16:20] = os.urandom(4)
-    payload[28:60] = os.urandom(32)
-    if i % 2:
-        payload += bytes(1200 - len(payload))
-    src = "%s.%d" % (prefix, 10 + i % 240)
-    udp = struct.pack("!HHHH", random.randint(1024, 65535), port, 8 + len(payload), 0) + bytes(payload)
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, socket.inet_aton(src), socket.inet_aton(dst))
-    packets.append(ip + udp)
-sent, start = 0, time.monotonic()
-while True:
-    now = time.monotonic() - start
-    if now >= seconds:
-        break
-    due = int(now * rate) - sent
-    if due <= 0:
-        time.sleep(0.0005)
-        continue
-    for _ in range(min(due, 500)):
-        try:
-            s.sendto(packets[sent % len(packets)], (dst, 0))
-        except OSError:
-            pass
-        sent += 1
-elapsed = time.monotonic() - start
-json.dump({"sent": sent, "seconds": elapsed, "rate": sent / elapsed}, open(report, "w"))
-"""#
+        import json, os, random, socket, struct, sys, time
+        dst, port, prefix, rate, seconds, template, report = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), bytes.fromhex(sys.argv[6]), sys.argv[7]
+        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        packets = []
+        for i in range(2000):
+            payload = bytearray(template)
+            payload[16:20] = os.urandom(4)
+            payload[28:60] = os.urandom(32)
+            if i % 2:
+                payload += bytes(1200 - len(payload))
+            src = "%s.%d" % (prefix, 10 + i % 240)
+            udp = struct.pack("!HHHH", random.randint(1024, 65535), port, 8 + len(payload), 0) + bytes(payload)
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, socket.inet_aton(src), socket.inet_aton(dst))
+            packets.append(ip + udp)
+        sent, start = 0, time.monotonic()
+        while True:
+            now = time.monotonic() - start
+            if now >= seconds:
+                break
+            due = int(now * rate) - sent
+            if due <= 0:
+                time.sleep(0.0005)
+                continue
+            for _ in range(min(due, 500)):
+                try:
+                    s.sendto(packets[sent % len(packets)], (dst, 0))
+                except OSError:
+                    pass
+                sent += 1
+        elapsed = time.monotonic() - start
+        json.dump({"sent": sent, "seconds": elapsed, "rate": sent / elapsed}, open(report, "w"))
+        """#
 }

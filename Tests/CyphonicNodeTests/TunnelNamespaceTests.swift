@@ -10,8 +10,10 @@ extension NamespaceSuites {
     @Suite(.serialized, .enabled(if: NamespaceLab.isRoot, "skipped: namespace tests need root (CI runs them as root)"))
     struct TunnelNamespaceTests {
         /// Two nodes, A configured with B as its static peer; B accepts any node of the CA.
-        func twoNodes(pipeline: String = "multi", withC: Bool = false,
-                      configureB: (NamespaceLab) throws -> [String: Any] = { _ in [:] }) throws -> NamespaceLab {
+        func twoNodes(
+            pipeline: String = "multi", withC: Bool = false,
+            configureB: (NamespaceLab) throws -> [String: Any] = { _ in [:] }
+        ) throws -> NamespaceLab {
             let lab = try NamespaceLab(withC: withC)
             do {
                 try lab.enrol("a", index: 1)
@@ -57,7 +59,9 @@ extension NamespaceSuites {
             let got = try lab.status("b")["udp"] as? [String: Any] ?? [:]
             let perSend = Double(sent["datagramsSent"] as? Int ?? 0) / Double(max(1, sent["sendCalls"] as? Int ?? 0))
             let perReceive = Double(got["datagramsReceived"] as? Int ?? 0) / Double(max(1, got["messagesReceived"] as? Int ?? 0))
-            print("UDP offload through the \(pipeline) pipeline: \(sent) -> \(got); \(perSend) datagrams per send call, \(perReceive) per received message")
+            print(
+                "UDP offload through the \(pipeline) pipeline: \(sent) -> \(got); \(perSend) datagrams per send call, \(perReceive) per received message"
+            )
             #expect(sent["gso"] as? Bool == true && got["gro"] as? Bool == true)
             #expect(perSend > 4 && perReceive > 4)
             // Receive offload towards the TUN: b writes coalesced TCP runs.
@@ -161,7 +165,8 @@ extension NamespaceSuites {
             #expect(try lab.exec("c", "ping -c 3 -i 0.2 -W 2 198.18.0.2").status == 0)
             #expect(try lab.exec("a", "ping -c 3 -i 0.2 -W 2 198.18.0.2").status == 0)
             let two = try lab.status("b")
-            let peersOne = (one["peers"] as? [Any])?.count ?? 0, peersTwo = (two["peers"] as? [Any])?.count ?? 0
+            let peersOne = (one["peers"] as? [Any])?.count ?? 0
+            let peersTwo = (two["peers"] as? [Any])?.count ?? 0
             print("B: \(peersOne) peer(s) -> \(one["osThreads"] ?? "?") OS threads; \(peersTwo) peers -> \(two["osThreads"] ?? "?") OS threads")
             #expect(peersOne == 1 && peersTwo == 2)
             #expect((one["osThreads"] as? Int ?? -1) == (two["osThreads"] as? Int ?? -2))
@@ -227,10 +232,14 @@ extension NamespaceSuites {
             let pingOut = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             ping.waitUntilExit()
             #expect(pingLoss(pingOut)?.contains(" 0% packet loss") == true, "\(pingOut)")
-            let replay = try lab.drops("b", "replay"), auth = try lab.drops("b", "authentication_failed")
-            let header = try lab.drops("b", "bad_header"), unknown = try lab.drops("b", "unknown_session")
+            let replay = try lab.drops("b", "replay")
+            let auth = try lab.drops("b", "authentication_failed")
+            let header = try lab.drops("b", "bad_header")
+            let unknown = try lab.drops("b", "unknown_session")
             let control = try lab.status("b")["badControlDatagrams"] as? Int ?? 0
-            print("B dropped: replay \(replay), authentication_failed \(auth), bad_header \(header), unknown_session \(unknown), bad control \(control)")
+            print(
+                "B dropped: replay \(replay), authentication_failed \(auth), bad_header \(header), unknown_session \(unknown), bad control \(control)"
+            )
             #expect(replay == 5)
             #expect(auth == 5)
             // Random bytes that happen to start like a control message go to the control plane's counter.
@@ -277,36 +286,35 @@ extension NamespaceSuites {
         /// Captures one capsule A sends to B (AF_PACKET on A's veth), then replays it five
         /// times, sends five tampered copies, and 200 random datagrams, to B's port.
         static let hostileScript = #"""
-    import os, random, socket, struct, sys, time
-    ifname, target, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    sniff = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(0x0003))
-    sniff.bind((ifname, 0))
-    sniff.settimeout(5)
-    capsule = None
-    deadline = time.time() + 5
-    while capsule is None and time.time() < deadline:
-        frame = sniff.recv(65535)
-        if len(frame) < 42 or frame[12:14] != b"\x08\x00" or frame[23] != 17:
-            continue
-        ihl = (frame[14] & 0x0F) * 4
-        udp = 14 + ihl
-        dport = struct.unpack("!H", frame[udp + 2:udp + 4])[0]
-        payload = frame[udp + 8:]
-        if dport == port and len(payload) > 32 and payload[0] == 1 and payload[1] == 7:
-            capsule = payload
-    if capsule is None:
-        print("no capsule captured"); sys.exit(1)
-    out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    for _ in range(5):
-        out.sendto(capsule, (target, port))
-    for i in range(5):
-        bad = bytearray(capsule); bad[-1 - i] ^= 0x5A
-        out.sendto(bytes(bad), (target, port))
-    for _ in range(200):
-        out.sendto(os.urandom(random.randint(0, 1400)), (target, port))
-        time.sleep(0.001)
-    print("captured a %d-byte capsule; sent 5 replays, 5 tampered, 200 random" % len(capsule))
-    """#
+            import os, random, socket, struct, sys, time
+            ifname, target, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+            sniff = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(0x0003))
+            sniff.bind((ifname, 0))
+            sniff.settimeout(5)
+            capsule = None
+            deadline = time.time() + 5
+            while capsule is None and time.time() < deadline:
+                frame = sniff.recv(65535)
+                if len(frame) < 42 or frame[12:14] != b"\x08\x00" or frame[23] != 17:
+                    continue
+                ihl = (frame[14] & 0x0F) * 4
+                udp = 14 + ihl
+                dport = struct.unpack("!H", frame[udp + 2:udp + 4])[0]
+                payload = frame[udp + 8:]
+                if dport == port and len(payload) > 32 and payload[0] == 1 and payload[1] == 7:
+                    capsule = payload
+            if capsule is None:
+                print("no capsule captured"); sys.exit(1)
+            out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            for _ in range(5):
+                out.sendto(capsule, (target, port))
+            for i in range(5):
+                bad = bytearray(capsule); bad[-1 - i] ^= 0x5A
+                out.sendto(bytes(bad), (target, port))
+            for _ in range(200):
+                out.sendto(os.urandom(random.randint(0, 1400)), (target, port))
+                time.sleep(0.001)
+            print("captured a %d-byte capsule; sent 5 replays, 5 tampered, 200 random" % len(capsule))
+            """#
     }
 }
-

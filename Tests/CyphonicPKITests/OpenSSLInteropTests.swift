@@ -12,7 +12,8 @@ struct OpenSSLInteropTests {
         let pki = try TestPKI()
         let foreign = try TestPKI()
         try withTemporaryDirectory { dir in
-            let ca = dir.appendingPathComponent("ca.pem"), node = dir.appendingPathComponent("node.pem")
+            let ca = dir.appendingPathComponent("ca.pem")
+            let node = dir.appendingPathComponent("node.pem")
             let other = dir.appendingPathComponent("foreign-node.pem")
             try pki.ca.certificate.pemString.write(to: ca, atomically: true, encoding: .utf8)
             try pki.node.pemString.write(to: node, atomically: true, encoding: .utf8)
@@ -41,7 +42,8 @@ struct OpenSSLInteropTests {
     @Test func opensslHonoursOurRevocationList() throws {
         let pki = try TestPKI()
         try withTemporaryDirectory { dir in
-            let ca = dir.appendingPathComponent("ca.pem"), node = dir.appendingPathComponent("node.pem")
+            let ca = dir.appendingPathComponent("ca.pem")
+            let node = dir.appendingPathComponent("node.pem")
             let crl = dir.appendingPathComponent("crl.pem")
             try pki.ca.certificate.pemString.write(to: ca, atomically: true, encoding: .utf8)
             try pki.node.pemString.write(to: node, atomically: true, encoding: .utf8)

@@ -17,8 +17,9 @@ struct TestPKI {
     init(caName: String = "CYPHONIC Root CA") throws {
         ca = try CertificateAuthority.create(name: caName, key: try Ed25519PrivateKey(), serial: 1, validFrom: now - 60)
         nodeKey = try X25519PrivateKey()
-        node = try ca.issue(.node(fqdn: fqdn, addresses: [v4, v6], group: "lab", serial: 1001, validFrom: now - 60, days: 30),
-                            publicKey: nodeKey.publicKey)
+        node = try ca.issue(
+            .node(fqdn: fqdn, addresses: [v4, v6], group: "lab", serial: 1001, validFrom: now - 60, days: 30),
+            publicKey: nodeKey.publicKey)
     }
 }
 

@@ -43,8 +43,9 @@ import Testing
         }
         // A service certificate carries its role.
         let nmsKey = try X25519PrivateKey()
-        let nms = try pki.ca.issue(.service(.nms, name: try FQDN("nms.cyphonic.internal"), serial: 7, validFrom: pki.now - 1, days: 1),
-                                   publicKey: nmsKey.publicKey)
+        let nms = try pki.ca.issue(
+            .service(.nms, name: try FQDN("nms.cyphonic.internal"), serial: 7, validFrom: pki.now - 1, days: 1),
+            publicKey: nmsKey.publicKey)
         try v.verify(nms, role: .nms, name: "nms.cyphonic.internal")
         #expect(throws: PKIError.wrongRole(expected: .node, actual: .nms)) { try v.verify(nms, role: .node) }
     }

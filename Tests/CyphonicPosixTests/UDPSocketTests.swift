@@ -51,7 +51,8 @@ import Testing
         let plain = try UDPSocket(bind: Endpoint("127.0.0.1:0")!)
         try plain.setReceiveTimeout(milliseconds: 2000)
         let out = DatagramBatch(capacity: 1, bufferSize: 16_000)
-        let segments = 8, size = 1000
+        let segments = 8
+        let size = 1000
         for i in 0..<(segments * size) { out.buffer(0)[i] = UInt8(i / size) }
         out.setLength(0, segments * size)
         out.setSegmentSize(0, size)

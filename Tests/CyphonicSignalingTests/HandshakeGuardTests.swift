@@ -18,7 +18,7 @@ import Testing
 
     @Test func smallUnverifiedInitiationGetsASmallerCookieReplyAndTheCookieVerifies() throws {
         let g = try guardWith()
-        guard case let .cookie(c) = g.check(source: a, requestSize: 60, replySize: 650, cookie: nil, now: t0) else {
+        guard case .cookie(let c) = g.check(source: a, requestSize: 60, replySize: 650, cookie: nil, now: t0) else {
             Issue.record("expected a cookie")
             return
         }
@@ -38,7 +38,8 @@ import Testing
         // Past the load threshold every unverified source needs a cookie, padded or not.
         for i in 0..<10 { _ = g.check(source: Endpoint("198.19.6.\(i):1")!, requestSize: 1200, replySize: 650, cookie: nil, now: t0 + 0.1) }
         #expect(g.isUnderLoad(now: t0 + 0.2))
-        if case .cookie = g.check(source: a, requestSize: 1200, replySize: 650, cookie: nil, now: t0 + 0.2) {} else {
+        if case .cookie = g.check(source: a, requestSize: 1200, replySize: 650, cookie: nil, now: t0 + 0.2) {
+        } else {
             Issue.record("expected a cookie under load")
         }
         // Known endpoints (a peer's authenticated address) pass without one.
@@ -62,7 +63,9 @@ import Testing
         #expect(results.suffix(2).allSatisfy { $0 == .drop("source_limit") })
         // Another /64 is another source; time refills the bucket.
         #expect(g.check(source: Endpoint("[2001:db8:1:3::1]:30000")!, requestSize: 60, replySize: 50, cookie: nil, known: true, now: t0) == .proceed)
-        #expect(g.check(source: Endpoint("[2001:db8:1:2::9]:30000")!, requestSize: 60, replySize: 50, cookie: nil, known: true, now: t0 + 1.1) == .proceed)
+        #expect(
+            g.check(source: Endpoint("[2001:db8:1:2::9]:30000")!, requestSize: 60, replySize: 50, cookie: nil, known: true, now: t0 + 1.1) == .proceed
+        )
         #expect(HandshakeGuard.sourceKey(IPAddress("2001:db8:1:2::1")!) == HandshakeGuard.sourceKey(IPAddress("2001:db8:1:2:ffff::1")!))
         #expect(HandshakeGuard.sourceKey(IPAddress("198.19.1.1")!) != HandshakeGuard.sourceKey(IPAddress("198.19.1.2")!))
     }
@@ -77,7 +80,7 @@ import Testing
         for _ in 0..<20 {
             #expect(g.check(source: a, requestSize: 1200, replySize: 650, cookie: nil, now: t0) == .proceed)
         }
-        guard case let .cookie(c) = g.check(source: a, requestSize: 60, replySize: 650, cookie: nil, now: t0) else {
+        guard case .cookie(let c) = g.check(source: a, requestSize: 60, replySize: 650, cookie: nil, now: t0) else {
             Issue.record("expected a cookie")
             return
         }
@@ -110,12 +113,13 @@ import Testing
 
     @Test func cookiesExpireAfterTwoSecretRotations() throws {
         let g = try guardWith { $0.cookieSecondsValid = 10 }
-        guard case let .cookie(c) = g.check(source: a, requestSize: 60, replySize: 650, cookie: nil, now: t0) else {
+        guard case .cookie(let c) = g.check(source: a, requestSize: 60, replySize: 650, cookie: nil, now: t0) else {
             Issue.record("expected a cookie")
             return
         }
         #expect(g.check(source: a, requestSize: 60, replySize: 650, cookie: c, now: t0 + 11) == .proceed)  // previous secret
-        if case .cookie = g.check(source: a, requestSize: 60, replySize: 650, cookie: c, now: t0 + 22) {} else {
+        if case .cookie = g.check(source: a, requestSize: 60, replySize: 650, cookie: c, now: t0 + 22) {
+        } else {
             Issue.record("a cookie two rotations old must not verify")
         }
     }
@@ -125,7 +129,9 @@ import Testing
         let payload = HandshakeGuard.initiationPayload(cookie: cookie, overhead: 60)
         #expect(payload.count + 60 == HandshakeGuard.paddedInitiationSize)
         #expect(HandshakeGuard.cookie(inNoiseMessage1: [UInt8](repeating: 9, count: 32) + payload) == cookie)
-        #expect(HandshakeGuard.cookie(inNoiseMessage1: [UInt8](repeating: 9, count: 32) + HandshakeGuard.initiationPayload(cookie: nil, overhead: 60)) == nil)
+        #expect(
+            HandshakeGuard.cookie(inNoiseMessage1: [UInt8](repeating: 9, count: 32) + HandshakeGuard.initiationPayload(cookie: nil, overhead: 60))
+                == nil)
         #expect(HandshakeGuard.cookie(inNoiseMessage1: [UInt8](repeating: 9, count: 32)) == nil)
     }
 }

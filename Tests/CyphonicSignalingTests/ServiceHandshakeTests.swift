@@ -16,16 +16,18 @@ struct Fixture {
 
     init(role: CertificateRole = .as) throws {
         ca = try CertificateAuthority.create(name: "Test CA", key: try Ed25519PrivateKey(), serial: 1, validFrom: unixNow() - 60)
-        service = try ca.issue(.service(role, name: try FQDN("as.cyphonic.internal"), serial: 2, validFrom: unixNow() - 60, days: 1),
-                               publicKey: serviceKey.publicKey)
+        service = try ca.issue(
+            .service(role, name: try FQDN("as.cyphonic.internal"), serial: 2, validFrom: unixNow() - 60, days: 1),
+            publicKey: serviceKey.publicKey)
     }
 }
 
 @Suite struct ServiceHandshakeTests {
     @Test func handshakeCarriesPayloadAndSessionsTalkBothWays() throws {
         let f = try Fixture()
-        let client = try ServiceClientHandshake(localStatic: f.clientKey, verifier: f.verifier, role: .as,
-                                                serviceName: "as.cyphonic.internal")
+        let client = try ServiceClientHandshake(
+            localStatic: f.clientKey, verifier: f.verifier, role: .as,
+            serviceName: "as.cyphonic.internal")
         let server = try ServiceServerHandshake(localStatic: f.serviceKey, certificate: f.service)
         let response = try server.respond(to: try Datagram.decode(try client.initiation()))
         let (completion, clientSession) = try client.complete(response: response, payload: [1, 2, 3])
@@ -54,7 +56,8 @@ struct Fixture {
     }
 
     @Test func serviceFromAnotherCAIsRefused() throws {
-        let f = try Fixture(), other = try Fixture()
+        let f = try Fixture()
+        let other = try Fixture()
         let client = try ServiceClientHandshake(localStatic: f.clientKey, verifier: other.verifier, role: .as)
         let server = try ServiceServerHandshake(localStatic: f.serviceKey, certificate: f.service)
         let response = try server.respond(to: try Datagram.decode(try client.initiation()))

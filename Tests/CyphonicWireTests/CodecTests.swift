@@ -33,8 +33,11 @@ import Testing
                 // A shorter capsule/signaling body is still well-formed when ≥ 16 bytes remain.
                 let prefix = Array(bytes.prefix(n))
                 if let shorter = try? Datagram.decode(prefix) {
-                    #expect([.capsule, .signaling, .handshakeCompletion, .handshakeInitiation, .handshakeResponse,
-                              .tunnelRequest, .tunnelResponse].contains(shorter.header.type))
+                    #expect(
+                        [
+                            .capsule, .signaling, .handshakeCompletion, .handshakeInitiation, .handshakeResponse,
+                            .tunnelRequest, .tunnelResponse,
+                        ].contains(shorter.header.type))
                 }
             }
             #expect(throws: DecodeError.self) { try Datagram.decode(Array(bytes.prefix(Header.size - 1))) }
@@ -80,27 +83,37 @@ import Testing
     @Test func invalidFieldsAreNamed() throws {
         // A bad FQDN in a direction request.
         var w = ByteWriter()
-        w.u8(7); w.u32(1)
+        w.u8(7)
+        w.u32(1)
         try w.string("-bad-.example")
         #expect(throws: DecodeError.invalidField("directionRequest.target")) { try SignalingMessage.decode(w.bytes) }
         // A name that is valid but not canonical (upper case, trailing dot): one encoding per name.
         for name in ["Init01.cyphonic.internal", "init01.cyphonic.internal."] {
             var c = ByteWriter()
-            c.u8(7); c.u32(1)
+            c.u8(7)
+            c.u32(1)
             try c.string(name)
             #expect(throws: DecodeError.invalidField("directionRequest.target")) { try SignalingMessage.decode(c.bytes) }
         }
         // An address family that is neither 4 nor 6.
         var e = ByteWriter()
-        e.u8(6); e.u32(1); e.u8(5); e.raw([1, 2, 3, 4]); e.u16(1)
+        e.u8(6)
+        e.u32(1)
+        e.u8(5)
+        e.raw([1, 2, 3, 4])
+        e.u16(1)
         #expect(throws: DecodeError.invalidField("keepAliveAck.observed")) { try SignalingMessage.decode(e.bytes) }
         // Too many endpoints.
         var l = ByteWriter()
-        l.u8(3); l.u32(1); l.u8(200)
+        l.u8(3)
+        l.u32(1)
+        l.u8(200)
         #expect(throws: DecodeError.invalidField("registration.local")) { try SignalingMessage.decode(l.bytes) }
         // Invalid UTF-8 in a string.
         var u = ByteWriter()
-        u.u8(11); u.u32(1); u.u8(1)
+        u.u8(11)
+        u.u32(1)
+        u.u8(1)
         try u.lengthPrefixed([0xff, 0xfe])
         #expect(throws: DecodeError.invalidField("error.message")) { try SignalingMessage.decode(u.bytes) }
     }
@@ -111,7 +124,7 @@ import Testing
         #expect(throws: EncodeError.self) { try Datagram(.natProbe(token: [1])).encode() }
         let long = String(repeating: "é", count: 300)
         let encoded = try? SignalingMessage(transactionID: 0, body: .error(code: .internalError, message: long)).encode()
-        if let encoded, case let .error(_, message) = try? SignalingMessage.decode(encoded).body {
+        if let encoded, case .error(_, let message) = try? SignalingMessage.decode(encoded).body {
             #expect(message.utf8.count <= WireLimits.maxMessageBytes && message.hasPrefix("éé"))
         } else {
             Issue.record("long error message did not round-trip truncated")
@@ -124,7 +137,10 @@ import Testing
         for _ in 0..<100_000 {
             let n = Int.random(in: 0..<120, using: &rng)
             var bytes = (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }
-            if n > 2, Bool.random(using: &rng) { bytes[0] = 1; bytes[1] = UInt8.random(in: 1...11, using: &rng) }
+            if n > 2, Bool.random(using: &rng) {
+                bytes[0] = 1
+                bytes[1] = UInt8.random(in: 1...11, using: &rng)
+            }
             // Whatever decodes must re-encode to exactly the same bytes (canonical codec).
             if let d = try? Datagram.decode(bytes) {
                 decoded += 1

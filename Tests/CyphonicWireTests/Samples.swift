@@ -26,32 +26,46 @@ enum Samples {
     static let signaling: [SignalingMessage] = [
         .init(transactionID: 1, body: .login(Login(name: "init01", credential: .token("tok-123")))),
         .init(transactionID: 2, body: .login(Login(name: "init01", credential: .certificate(der: [0x30, 1, 2])))),
-        .init(transactionID: 3, body: .provision(Provision(
-            nodeID: 42, fqdn: fqdn, virtualIPv4: IPAddress("198.18.0.11")!, virtualIPv6: IPAddress("2001:db8:c0ff:ee::11")!,
-            certificate: Array(repeating: 0x30, count: 600), caCertificate: Array(repeating: 0x31, count: 500),
-            nmsEndpoints: [v4, v6], trsEndpoints: [v6]))),
+        .init(
+            transactionID: 3,
+            body: .provision(
+                Provision(
+                    nodeID: 42, fqdn: fqdn, virtualIPv4: IPAddress("198.18.0.11")!, virtualIPv6: IPAddress("2001:db8:c0ff:ee::11")!,
+                    certificate: Array(repeating: 0x30, count: 600), caCertificate: Array(repeating: 0x31, count: 500),
+                    nmsEndpoints: [v4, v6], trsEndpoints: [v6]))),
         .init(transactionID: 4, body: .registration(localEndpoints: [v4, v6])),
         .init(transactionID: 5, body: .registration(localEndpoints: [])),
-        .init(transactionID: 6, body: .registrationAck(RegistrationAck(observed: v4, keepAliveSeconds: 5,
-                                                                        probeToken: Array(repeating: 1, count: 16), probeEndpoints: [v4]))),
+        .init(
+            transactionID: 6,
+            body: .registrationAck(
+                RegistrationAck(
+                    observed: v4, keepAliveSeconds: 5,
+                    probeToken: Array(repeating: 1, count: 16), probeEndpoints: [v4]))),
         .init(transactionID: 7, body: .keepAlive),
         .init(transactionID: 8, body: .keepAliveAck(observed: v6)),
         .init(transactionID: 9, body: .directionRequest(target: fqdn)),
-        .init(transactionID: 10, body: .routeDirection(RouteDirection(
-            pathID: 77, processCode: .natTraversal, role: .initiator, peerNodeID: 12, peerFQDN: fqdn,
-            peerVirtualIPv4: IPAddress("198.18.0.12")!, peerVirtualIPv6: IPAddress("2001:db8:c0ff:ee::12")!,
-            peerStaticKey: Array(repeating: 0xab, count: 32), peerEndpoints: [v4, v6], relay: v6, expires: 1_800_000_000,
-            authorization: Array(repeating: 0xcd, count: 80)))),
-        .init(transactionID: 11, body: .routeDirection(RouteDirection(
-            pathID: 78, processCode: .direct, role: .responder, peerNodeID: 13, peerFQDN: fqdn,
-            peerVirtualIPv4: IPAddress("198.18.0.13")!, peerVirtualIPv6: IPAddress("2001:db8:c0ff:ee::13")!,
-            peerStaticKey: Array(repeating: 0xab, count: 32), peerEndpoints: [], relay: nil, expires: 0, authorization: []))),
+        .init(
+            transactionID: 10,
+            body: .routeDirection(
+                RouteDirection(
+                    pathID: 77, processCode: .natTraversal, role: .initiator, peerNodeID: 12, peerFQDN: fqdn,
+                    peerVirtualIPv4: IPAddress("198.18.0.12")!, peerVirtualIPv6: IPAddress("2001:db8:c0ff:ee::12")!,
+                    peerStaticKey: Array(repeating: 0xab, count: 32), peerEndpoints: [v4, v6], relay: v6, expires: 1_800_000_000,
+                    authorization: Array(repeating: 0xcd, count: 80)))),
+        .init(
+            transactionID: 11,
+            body: .routeDirection(
+                RouteDirection(
+                    pathID: 78, processCode: .direct, role: .responder, peerNodeID: 13, peerFQDN: fqdn,
+                    peerVirtualIPv4: IPAddress("198.18.0.13")!, peerVirtualIPv6: IPAddress("2001:db8:c0ff:ee::13")!,
+                    peerStaticKey: Array(repeating: 0xab, count: 32), peerEndpoints: [], relay: nil, expires: 0, authorization: []))),
         .init(transactionID: 12, body: .routeDirectionConfirmation(RouteDirectionConfirmation(pathID: 77, status: .ok, localEndpoints: [v4]))),
         .init(transactionID: 13, body: .finalization(.shutdown)),
         .init(transactionID: 14, body: .error(code: .revoked, message: "certificate revoked")),
         .init(transactionID: 15, body: .revocationListRequest(haveNumber: 3)),
         .init(transactionID: 16, body: .revocationList(der: Array(repeating: 0x30, count: 300))),
-        .init(transactionID: 17, body: .natProbeResult(NATProbeResult(primary: v4, probe: Endpoint("198.19.1.2:40001")!, mapping: .endpointDependent))),
+        .init(
+            transactionID: 17, body: .natProbeResult(NATProbeResult(primary: v4, probe: Endpoint("198.19.1.2:40001")!, mapping: .endpointDependent))),
         .init(transactionID: 18, body: .natProbeResult(NATProbeResult(primary: v6, probe: nil, mapping: .none))),
         .init(transactionID: 19, body: .revocationListPartRequest(number: 7, offset: 1024)),
         .init(transactionID: 20, body: .revocationListPart(number: 7, offset: 1024, total: 3000, bytes: Array(repeating: 0x30, count: 1024))),

@@ -36,9 +36,11 @@ public final class NoiseHandshake {
     /// Sets up a handshake. `localStatic` and `remoteStatic` are needed where the
     /// pattern's pre-messages or tokens name them; a missing one is reported by the
     /// first step that needs it. `ephemeral` fixes the ephemeral key (test vectors).
-    public init(protocol noiseProtocol: NoiseProtocol, role: NoiseRole, prologue: [UInt8] = [],
-                localStatic: X25519PrivateKey? = nil, remoteStatic: X25519PublicKey? = nil,
-                ephemeral: X25519PrivateKey? = nil) throws(NoiseError) {
+    public init(
+        protocol noiseProtocol: NoiseProtocol, role: NoiseRole, prologue: [UInt8] = [],
+        localStatic: X25519PrivateKey? = nil, remoteStatic: X25519PublicKey? = nil,
+        ephemeral: X25519PrivateKey? = nil
+    ) throws(NoiseError) {
         self.noiseProtocol = noiseProtocol
         self.role = role
         self.s = localStatic
@@ -47,8 +49,10 @@ public final class NoiseHandshake {
         symmetric = NoiseSymmetricState(protocolName: noiseProtocol.name, algorithm: noiseProtocol.cipher)
         symmetric.mixHash(prologue)
         // Pre-messages: the initiator's first, then the responder's (spec §7.1).
-        for (owner, tokens) in [(NoiseRole.initiator, noiseProtocol.pattern.initiatorPreMessage),
-                                (NoiseRole.responder, noiseProtocol.pattern.responderPreMessage)] {
+        for (owner, tokens) in [
+            (NoiseRole.initiator, noiseProtocol.pattern.initiatorPreMessage),
+            (NoiseRole.responder, noiseProtocol.pattern.responderPreMessage),
+        ] {
             for token in tokens {
                 guard token == .s else { throw .missingKey("pre-message ephemeral is not supported") }
                 let key = owner == role ? localStatic?.publicKey : remoteStatic

@@ -29,7 +29,8 @@ public struct NoisePattern: Sendable, Equatable {
         func tokens(_ s: Substring) -> [NoiseToken] {
             s.split(separator: ",").map { NoiseToken(rawValue: String(trim($0)))! }
         }
-        var ipre: [NoiseToken] = [], rpre: [NoiseToken] = []
+        var ipre: [NoiseToken] = []
+        var rpre: [NoiseToken] = []
         for m in pre.split(separator: ";") {
             let t = trim(m)
             if t.hasPrefix("->") { ipre = tokens(t.dropFirst(2)) } else if t.hasPrefix("<-") { rpre = tokens(t.dropFirst(2)) }
@@ -104,7 +105,7 @@ public struct NoiseProtocol: Sendable, Equatable, CustomStringConvertible {
     public init?(name: String) {
         let parts = name.split(separator: "_").map(String.init)
         guard parts.count == 5, parts[0] == "Noise", parts[2] == "25519", parts[4] == "SHA256",
-              let pattern = NoisePattern.all[parts[1]], let cipher = AEADAlgorithm(rawValue: parts[3])
+            let pattern = NoisePattern.all[parts[1]], let cipher = AEADAlgorithm(rawValue: parts[3])
         else { return nil }
         self.init(pattern: pattern, cipher: cipher)
     }

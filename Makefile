@@ -38,9 +38,16 @@ bench-tunnel:
 	$(SWIFT) build -c release
 	bash bench/tunnel.sh
 
-lab-up lab-down:
-	@echo "make $@: not yet — the lab arrives with the node daemon and services (see README)."
-	@exit 1
+# The lab (DESIGN §6): 1 responder + 10 initiators enrolled with an as-server, in network
+# namespaces (root). Static peers until nms-server and the resolver exist.
+LAB_PACKAGES = $(BUILD_PACKAGES) iproute2 iperf3 iputils-ping python3
+lab-up:
+	@scripts/ensure-packages.sh $(LAB_PACKAGES)
+	$(SWIFT) build -c release
+	@scripts/lab.sh up
+
+lab-down:
+	@scripts/lab.sh down
 
 # One formatter for the tree (swift-format from the toolchain, config in .swift-format).
 format:

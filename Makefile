@@ -8,7 +8,7 @@ FUZZ_RUNS ?= 1000000
 BUILD_PACKAGES = libssl-dev libsqlite3-dev pkg-config
 TEST_PACKAGES = $(BUILD_PACKAGES) openssl iproute2 nftables iperf3 iputils-ping dnsutils procps curl python3
 
-.PHONY: build release test fuzz bench bench-tunnel lab-up lab-down clean format format-check
+.PHONY: build release test fuzz bench bench-tunnel bench-hub lab-up lab-down clean format format-check
 
 build:
 	@scripts/ensure-packages.sh $(BUILD_PACKAGES)
@@ -37,6 +37,14 @@ bench:
 bench-tunnel:
 	$(SWIFT) build -c release
 	bash bench/tunnel.sh
+
+# The hub (the paper's evaluation model): 1 responder, N = 1, 2, 5, 10 initiators sending
+# TCP at once, ping during the load; cyphonic single/multi, wireguard-go, nebula in one run
+# (root; the lab's namespace names, so no lab may be up). Writes bench-out/hub-results.csv.
+bench-hub:
+	@scripts/ensure-packages.sh $(BUILD_PACKAGES) iproute2 iperf3 iputils-ping python3 bc wireguard-go wireguard-tools nebula
+	$(SWIFT) build -c release
+	bash bench/hub.sh
 
 # The lab (DESIGN §6): 1 responder + 10 initiators enrolled with an as-server, in network
 # namespaces (root). Static peers until nms-server and the resolver exist.

@@ -20,7 +20,7 @@ WORK=$(mktemp -d /tmp/cyphonic-bench-XXXXXX)
 mkdir -p "$OUT"
 RESULTS="$OUT/tunnel-results.csv"
 
-progress() { echo "bench: $*" >&2; }
+. bench/lib.sh
 
 cleanup() {
   set +e
@@ -33,14 +33,7 @@ cleanup() {
 trap cleanup EXIT
 [ "$(id -u)" -eq 0 ] || { echo "bench-tunnel needs root"; exit 1; }
 # Install what a fresh machine lacks (Debian packages).
-missing=()
-for pair in iperf3:iperf3 ping:iputils-ping wireguard-go:wireguard-go wg:wireguard-tools nebula:nebula bc:bc; do
-  command -v "${pair%%:*}" >/dev/null || missing+=("${pair##*:}")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  progress "installing ${missing[*]}"
-  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
-fi
+need iperf3:iperf3 ping:iputils-ping wireguard-go:wireguard-go wg:wireguard-tools nebula:nebula bc:bc
 
 ip netns add $A; ip netns add $B
 ip link add cyba0 netns $A type veth peer name cybb0 netns $B
@@ -50,20 +43,6 @@ ip -n $A link set cyba0 up; ip -n $B link set cybb0 up
 
 # BENCH_VARIANTS="wireguard-go cyphonic-multi" limits the run (default: all).
 want() { [[ -z "${BENCH_VARIANTS:-}" || " $BENCH_VARIANTS " == *" $1 "* ]]; }
-
-# CPU seconds (user+system) of the given pids.
-cpu_of() {
-  local total=0 hz; hz=$(getconf CLK_TCK)
-  for p in "$@"; do
-    [ -r /proc/$p/stat ] || continue
-    local t; t=$(awk '{print $14 + $15}' /proc/$p/stat)
-    total=$((total + t))
-  done
-  echo "scale=3; $total / $hz" | bc
-}
-
-# Host CPU jiffies as "busy total" (all cores; idle and iowait are not busy).
-host_jiffies() { awk '/^cpu / {t=0; for (i=2; i<=NF; i++) t+=$i; print t-$5-$6, t}' /proc/stat; }
 
 # measure NAME SERVER_IP "DAEMON_PIDS_A" "DAEMON_PIDS_B"
 measure() {

@@ -2,7 +2,8 @@ import Synchronization
 
 /// Why the data plane dropped a packet (DESIGN §7: drops by reason).
 public enum DropReason: Int, CaseIterable, Sendable {
-    case badHeader, unknownSession, authenticationFailed, replay, badInnerSource, queueFull, noRoute, tooLarge, controlQueueFull
+    case badHeader, unknownSession, authenticationFailed, replay, badInnerSource, queueFull, noRoute, tooLarge, controlQueueFull,
+        peerQueueFull, queueDelay
 
     public var label: String {
         switch self {
@@ -15,6 +16,8 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .noRoute: return "no_route"
         case .tooLarge: return "too_large"
         case .controlQueueFull: return "control_queue_full"
+        case .peerQueueFull: return "peer_queue_full"
+        case .queueDelay: return "queue_delay"
         }
     }
 }
@@ -42,6 +45,10 @@ public final class DataPlaneStats: Sendable {
     /// TUN writes and the packets they carried (coalesced TCP runs make the ratio large).
     public let tunWrites = AtomicCounter()
     public let tunPacketsWritten = AtomicCounter()
+    /// Packets that took the priority lane (ACKs, pings): sent ahead of their peer's
+    /// queued batches, and delivered to the TUN ahead of them (see ``PriorityLane``).
+    public let prioritySent = AtomicCounter()
+    public let priorityDelivered = AtomicCounter()
 
     public init() {}
 

@@ -16,9 +16,10 @@ public func monotonicSeconds() -> Double {
 /// The keys of one peer-to-peer session after its Noise handshake. Each crypto worker
 /// has its own `AEADKey` instance per direction (a libcrypto context is single-threaded),
 /// plus one extra for the control thread (keepalives) and the single-threaded pipeline.
-/// The replay window belongs to whichever thread holds the peer's inbound release claim. Keys are wiped when the
-/// session is released. `@unchecked Sendable`: keys are indexed by thread role so no
-/// two threads share one; counters are atomic; `replay` is confined to the inbound claim.
+/// The replay window is behind its own lock: the thread holding the peer's inbound
+/// release claim and the staging thread's priority lane both check it. Keys are wiped
+/// when the session is released. `@unchecked Sendable`: keys are indexed by thread role
+/// so no two threads share one; counters are atomic; `replay` is a mutex.
 public final class DataSession: @unchecked Sendable {
     public let localIndex: UInt32
     public let remoteIndex: UInt32
@@ -29,8 +30,9 @@ public final class DataSession: @unchecked Sendable {
     private let sendCounter = Atomic<UInt64>(0)
     let lastReceivedBits = Atomic<UInt64>(0)
     let lastSentBits = Atomic<UInt64>(0)
-    /// Owned by the holder of the peer's inbound claim (or the single-threaded loop).
-    var replay = ReplayWindow()
+    /// Taken once per released batch (and per priority-lane packet); uncontended in the
+    /// single-threaded loop.
+    let replay = Mutex(ReplayWindow())
 
     /// Spec constants (as WireGuard): rekey after this many seconds or messages.
     public static let rekeyAfterSeconds = 120.0

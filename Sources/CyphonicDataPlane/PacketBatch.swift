@@ -25,15 +25,22 @@ public final class PacketBatch: @unchecked Sendable {
     public let counters = UnsafeMutablePointer<UInt64>.allocate(capacity: PacketBatch.capacity)
     /// Whether each slot authenticated (inbound) or sealed (outbound).
     public let ok = UnsafeMutablePointer<Bool>.allocate(capacity: PacketBatch.capacity)
+    /// Inbound slots the staging thread already opened (small capsules it looked into
+    /// for the priority lane that were not for it): the worker leaves them as they are.
+    public let opened = UnsafeMutablePointer<Bool>.allocate(capacity: PacketBatch.capacity)
     public var count = 0
     public var direction = Direction.outbound
     /// The peer and session the batch belongs to.
     public var peer: Peer?
     public var session: DataSession?
+    /// When the batch was staged (monotonic seconds): its sojourn at release feeds CoDel.
+    public var staged = 0.0
     /// Set by the worker under the pipeline's release lock.
     public var done = false
     /// Where an outbound batch goes (captured at staging).
     public var endpoint = SocketAddress()
+    /// The peer whose fair share of inbound batches this batch counts against (until recycled).
+    var shareHolder: Peer?
     /// Where each inbound datagram came from.
     public let sources = UnsafeMutablePointer<SocketAddress>.allocate(capacity: PacketBatch.capacity)
 
@@ -44,6 +51,7 @@ public final class PacketBatch: @unchecked Sendable {
         lengths.initialize(repeating: 0, count: PacketBatch.capacity)
         counters.initialize(repeating: 0, count: PacketBatch.capacity)
         ok.initialize(repeating: false, count: PacketBatch.capacity)
+        opened.initialize(repeating: false, count: PacketBatch.capacity)
     }
 
     @inline(__always)
@@ -57,6 +65,8 @@ public final class PacketBatch: @unchecked Sendable {
         done = false
         peer = nil
         session = nil
+        shareHolder = nil
+        staged = 0
     }
 
     deinit {
@@ -65,6 +75,7 @@ public final class PacketBatch: @unchecked Sendable {
         lengths.deallocate()
         counters.deallocate()
         ok.deallocate()
+        opened.deallocate()
     }
 }
 
@@ -92,16 +103,18 @@ public final class BatchPool: @unchecked Sendable {
     }
 
     /// Like ``get()``, but gives up after `milliseconds` (so a stopping pipeline never
-    /// waits for batches that will not come back).
-    public func get(timeoutMilliseconds milliseconds: Int) -> PacketBatch? {
+    /// waits for batches that will not come back), and takes a batch only while more
+    /// than `leaving` stay free (a share kept for the other direction).
+    public func get(timeoutMilliseconds milliseconds: Int, leaving: Int = 0) -> PacketBatch? {
         sync.lock()
         defer { sync.unlock() }
-        if free.isEmpty { sync.wait(milliseconds: milliseconds) }
-        return free.popLast()
+        if free.count <= leaving { sync.wait(milliseconds: milliseconds) }
+        return free.count > leaving ? free.popLast() : nil
     }
 
-    public func tryGet() -> PacketBatch? {
-        sync.withLock { free.popLast() }
+    /// A free batch if more than `leaving` are free, else nil (never waits).
+    public func tryGet(leaving: Int = 0) -> PacketBatch? {
+        sync.withLock { free.count > leaving ? free.popLast() : nil }
     }
 
     public func put(_ batch: PacketBatch) {

@@ -56,9 +56,14 @@ public final class Peer: @unchecked Sendable {
     /// A thread (worker or fast path) holds the claim to send / deliver this peer's batches.
     var sending = false
     var delivering = false
+    /// Queue-delay control per direction; owned by whoever holds that direction's claim.
+    var outboundDelay = CoDel()
+    var inboundDelay = CoDel()
     /// Source of the last authenticated inbound packet; owned by whoever is delivering.
     var lastSource = SocketAddress()
     private let finalizedFlag = Atomic<Bool>(false)
+    /// Inbound batches of this peer in flight (staged, queued or being released).
+    let inboundBatches = Atomic<Int>(0)
 
     /// The peer announced (in an authenticated control capsule) that it shuts down.
     public var finalized: Bool { finalizedFlag.load(ordering: .relaxed) }

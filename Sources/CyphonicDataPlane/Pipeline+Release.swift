@@ -14,7 +14,7 @@ extension Pipeline {
         while let b = cryptoQueue.pop() {
             crypt(b, keyIndex: keyIndex)
             guard let peer = b.peer else {
-                pool.put(b)
+                recycle(b)
                 continue
             }
             let outbound = b.direction == .outbound
@@ -44,6 +44,8 @@ extension Pipeline {
                 } else {
                     b.ok[i] = false
                 }
+            } else if b.opened[i] {
+                b.ok[i] = true
             } else {
                 if let n = session.open(slot: slot, length: b.lengths[i], counter: b.counters[i], keyIndex: keyIndex) {
                     b.lengths[i] = n
@@ -83,7 +85,7 @@ extension Pipeline {
         while true {
             for b in out.released {
                 if outbound { send(b, out: out) } else { deliver(b, out: out) }
-                pool.put(b)
+                recycle(b)
             }
             out.released.removeAll(keepingCapacity: true)
             board.lock()
@@ -97,6 +99,7 @@ extension Pipeline {
     /// Sends a sealed batch: runs of equal-sized datagrams as UDP GSO sends.
     @inline(__always)
     func send(_ b: PacketBatch, out: ThreadOutput) {
+        if let peer = b.peer { controlDelay(b, &peer.outboundDelay) }
         let sender = out.sender
         var n = 0
         var bytes = 0
@@ -117,6 +120,19 @@ extension Pipeline {
         b.peer?.stats.txPackets.add(UInt64(n))
         b.peer?.stats.txBytes.add(UInt64(bytes))
         b.session?.lastSent = monotonicSeconds()
+    }
+
+    /// CoDel on the peer's queue in this direction: when the batch waited too long for
+    /// too long, drops one of its bulk packets (never a priority-lane-sized one).
+    @inline(__always)
+    func controlDelay(_ b: PacketBatch, _ codel: inout CoDel) {
+        let now = monotonicSeconds()
+        guard b.staged > 0, codel.shouldDrop(sojourn: now - b.staged, now: now) else { return }
+        for i in 0..<b.count where b.ok[i] && b.lengths[i] > PriorityLane.maxCapsule {
+            b.ok[i] = false
+            stats.drop(.queueDelay)
+            return
+        }
     }
 
     @inline(__always)
@@ -141,16 +157,24 @@ extension Pipeline {
     @inline(__always)
     func deliver(_ b: PacketBatch, out: ThreadOutput) {
         guard let session = b.session, let peer = b.peer else { return }
+        // The replay check for the whole batch under one hold of the window's lock.
+        var failed: UInt64 = 0
+        var replayed: UInt64 = 0
+        session.replay.withLock { window in
+            for i in 0..<b.count {
+                if !b.ok[i] {
+                    failed += 1
+                } else if !window.accept(b.counters[i]) {
+                    b.ok[i] = false
+                    replayed += 1
+                }
+            }
+        }
+        if failed > 0 { stats.drop(.authenticationFailed, failed) }
+        if replayed > 0 { stats.drop(.replay, replayed) }
+        controlDelay(b, &peer.inboundDelay)
         var lastSource: SocketAddress? = nil
-        for i in 0..<b.count {
-            guard b.ok[i] else {
-                stats.drop(.authenticationFailed)
-                continue
-            }
-            guard session.replay.accept(b.counters[i]) else {
-                stats.drop(.replay)
-                continue
-            }
+        for i in 0..<b.count where b.ok[i] {
             lastSource = b.sources[i]
             let length = b.lengths[i]
             peer.stats.rxPackets.add()

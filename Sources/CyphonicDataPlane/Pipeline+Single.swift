@@ -12,50 +12,13 @@ extension Pipeline {
     func singleLoop() {
         let work = PacketBatch()
         let out = ThreadOutput(socket: socket, segmentation: udpOffload, tun: tun)
-        let sender = out.sender
         let landing = makeLanding()
         let buffers = TunBurst(slots: landingSlots)
         var received = [Received](repeating: .bad, count: PacketBatch.capacity)
         var owners = [(Peer, DataSession)?](repeating: nil, count: PacketBatch.capacity)
         while isRunning {
             let (tunReady, udpReady) = waitReadable(tun.fd, socket.fd, timeoutMilliseconds: 100)
-            if tunReady {
-                // Read a burst, then seal and send it in groups of up to 64.
-                let burst = readTunBurst(buffers)
-                let now = monotonicSeconds()
-                var k = 0
-                while k < burst {
-                    var n = 0
-                    let calls = sender.calls
-                    peers.lock()
-                    while k < burst, n < PacketBatch.capacity {
-                        let packet = buffers.packet(k)
-                        let len = packet.count
-                        k += 1
-                        guard len <= maxPayload else {
-                            stats.drop(.tooLarge)
-                            continue
-                        }
-                        guard let peer = peers.routeLocked(packet: packet), let session = peer.current, let endpoint = peer.endpoint else {
-                            stats.drop(.noRoute)
-                            continue
-                        }
-                        let slot = work.slot(n)
-                        UnsafeMutableRawBufferPointer(rebasing: slot[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + len)])
-                            .copyMemory(from: packet)
-                        guard let sealed = session.seal(slot: slot, length: len, counter: session.nextCounter(), keyIndex: 0) else { continue }
-                        do { try sender.append(slot.baseAddress!, length: sealed, to: endpoint) } catch { stats.drop(.queueFull) }
-                        peer.stats.txPackets.add()
-                        peer.stats.txBytes.add(UInt64(sealed))
-                        session.lastSent = now
-                        n += 1
-                    }
-                    peers.unlock()
-                    // The work slots are reused by the next group: send before refilling them.
-                    do { try sender.flush() } catch { stats.drop(.queueFull) }
-                    countSends(out, callsBefore: calls, datagrams: n)
-                }
-            }
+            if tunReady { singleTunTurn(buffers, work: work, out: out) }
             if udpReady {
                 guard let n = try? landing.receive(from: socket) else { continue }
                 countReceived(landing, messages: n)
@@ -94,7 +57,7 @@ extension Pipeline {
                                 continue
                             }
                             owners[k] = nil
-                            guard session.replay.mightAccept(counter) else {
+                            guard session.replay.withLock({ $0.mightAccept(counter) }) else {
                                 stats.drop(.replay)
                                 continue
                             }
@@ -102,7 +65,7 @@ extension Pipeline {
                                 stats.drop(.authenticationFailed)
                                 continue
                             }
-                            guard session.replay.accept(counter) else {
+                            guard session.replay.withLock({ $0.accept(counter) }) else {
                                 stats.drop(.replay)
                                 continue
                             }
@@ -124,11 +87,55 @@ extension Pipeline {
                             out.writeTun(datagram, plain)
                         }
                         first += chunk
+                        // Between chunks, whatever the TUN holds goes out (ACKs, echo replies):
+                        // a long run of received datagrams must not let the TUN queue overflow.
+                        singleTunTurn(buffers, work: work, out: out)
                     }
                 }
                 // The landing area is reused by the next receive: write what is held.
                 out.flushTun(counting: stats)
             }
+        }
+    }
+
+    /// One TUN turn of the single-threaded loop: reads what the TUN holds (non-blocking),
+    /// seals it and sends it in groups of up to 64.
+    func singleTunTurn(_ buffers: TunBurst, work: PacketBatch, out: ThreadOutput) {
+        let sender = out.sender
+        // Read a burst, then seal and send it in groups of up to 64.
+        let burst = readTunBurst(buffers)
+        let now = monotonicSeconds()
+        var k = 0
+        while k < burst {
+            var n = 0
+            let calls = sender.calls
+            peers.lock()
+            while k < burst, n < PacketBatch.capacity {
+                let packet = buffers.packet(k)
+                let len = packet.count
+                k += 1
+                guard len <= maxPayload else {
+                    stats.drop(.tooLarge)
+                    continue
+                }
+                guard let peer = peers.routeLocked(packet: packet), let session = peer.current, let endpoint = peer.endpoint else {
+                    stats.drop(.noRoute)
+                    continue
+                }
+                let slot = work.slot(n)
+                UnsafeMutableRawBufferPointer(rebasing: slot[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + len)])
+                    .copyMemory(from: packet)
+                guard let sealed = session.seal(slot: slot, length: len, counter: session.nextCounter(), keyIndex: 0) else { continue }
+                do { try sender.append(slot.baseAddress!, length: sealed, to: endpoint) } catch { stats.drop(.queueFull) }
+                peer.stats.txPackets.add()
+                peer.stats.txBytes.add(UInt64(sealed))
+                session.lastSent = now
+                n += 1
+            }
+            peers.unlock()
+            // The work slots are reused by the next group: send before refilling them.
+            do { try sender.flush() } catch { stats.drop(.queueFull) }
+            countSends(out, callsBefore: calls, datagrams: n)
         }
     }
 

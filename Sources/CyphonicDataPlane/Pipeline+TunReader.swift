@@ -103,20 +103,28 @@ extension Pipeline {
         spares.reserveCapacity(8)
         let out = ThreadOutput(socket: socket, segmentation: udpOffload, tun: tun)
         let fastKey = workerCount
+        // Slots for the burst's priority-lane packets, sealed under the table lock and sent
+        // (to the endpoint kept in `sources`) right after it, before the burst's batches.
+        let priority = PacketBatch()
         while isRunning {
-            // Hold spare batches before taking the table lock (blocking here is backpressure).
-            while spares.count < buffers.slots / PacketBatch.capacity + 1, isRunning,
-                let b = pool.get(timeoutMilliseconds: 100)
-            { spares.append(b) }
+            // Hold one spare batch before reading (blocking here is backpressure), and after
+            // reading as many as the burst fills (no lock held while waiting). Holding no
+            // more between bursts leaves the batches to the inbound direction meanwhile.
+            while spares.isEmpty, isRunning, let b = pool.get(timeoutMilliseconds: 100, leaving: directionReserve) { spares.append(b) }
             guard !spares.isEmpty else { continue }
             guard waitReadable(tun.fd, timeoutMilliseconds: 100).0 else { continue }
             let burst = readTunBurst(buffers)
             guard burst > 0 else { continue }
+            while spares.count < (burst + PacketBatch.capacity - 1) / PacketBatch.capacity, isRunning,
+                let b = pool.get(timeoutMilliseconds: 100, leaving: directionReserve)
+            { spares.append(b) }
             // The batch and session of the previous packet: the segments of one offload
             // read share a destination, so most packets skip the route lookup (and the
             // reference counting on objects other threads touch too).
             var last: PacketBatch? = nil
             var lastSession: DataSession? = nil
+            var prioritized = 0
+            let calls = out.sender.calls
             peers.lock()
             for k in 0..<burst {
                 let packet = buffers.packet(k)
@@ -124,6 +132,25 @@ extension Pipeline {
                 guard n <= maxPayload else {
                     stats.drop(.tooLarge)
                     last = nil
+                    continue
+                }
+                // Priority lane: ACKs and pings are sealed now and sent before this burst's batches.
+                if n <= PriorityLane.maxBytes, prioritized < PacketBatch.capacity, PriorityLane.takes(packet),
+                    let peer = peers.routeLocked(packet: packet), let current = peer.current, let endpoint = peer.endpoint
+                {
+                    last = nil
+                    let slot = priority.slot(prioritized)
+                    UnsafeMutableRawBufferPointer(rebasing: slot[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + n)])
+                        .copyMemory(from: packet)
+                    guard let sealed = current.seal(slot: slot, length: n, counter: current.nextCounter(), keyIndex: fastKey) else {
+                        continue
+                    }
+                    priority.lengths[prioritized] = sealed
+                    priority.sources[prioritized] = endpoint
+                    peer.stats.txPackets.add()
+                    peer.stats.txBytes.add(UInt64(sealed))
+                    current.lastSent = monotonicSeconds()
+                    prioritized += 1
                     continue
                 }
                 let b: PacketBatch
@@ -141,7 +168,7 @@ extension Pipeline {
                     guard
                         let fresh = stagedBatch(
                             for: current, of: peer, .outbound, in: &staged,
-                            from: { spares.popLast() ?? pool.tryGet() })
+                            from: { spares.popLast() ?? pool.tryGet(leaving: directionReserve) })
                     else {
                         stats.drop(.queueFull)
                         last = nil
@@ -164,6 +191,16 @@ extension Pipeline {
                 }
             }
             peers.unlock()
+            if prioritized > 0 {
+                do {
+                    for i in 0..<prioritized {
+                        try out.sender.append(priority.slot(i).baseAddress!, length: priority.lengths[i], to: priority.sources[i])
+                    }
+                    try out.sender.flush()
+                } catch { stats.drop(.queueFull) }
+                countSends(out, callsBefore: calls, datagrams: prioritized)
+                stats.prioritySent.add(UInt64(prioritized))
+            }
             for b in full { submit(b, fastKeyIndex: fastKey, out: out) }
             for b in staged { submit(b, fastKeyIndex: fastKey, out: out) }
             full.removeAll(keepingCapacity: true)

@@ -9,23 +9,30 @@ import Synchronization
 extension Pipeline {
     // MARK: stage 2 — UDP receiver
 
-    /// Landing memory for one receiving thread: 64 KiB per message with GRO (a
-    /// coalesced run of datagrams), one slot's worth without.
+    /// Landing memory for one receiving thread: with GRO 16 messages of 64 KiB (each a
+    /// coalesced run of up to 64 datagrams: up to 1024 datagrams per call, 1 MiB
+    /// resident), without 64 messages of one slot each.
     func makeLanding() -> DatagramLanding {
-        DatagramLanding(messages: PacketBatch.capacity, bufferSize: groEnabled ? DatagramLanding.gro : PacketBatch.slotSize)
+        groEnabled
+            ? DatagramLanding(messages: 16, bufferSize: DatagramLanding.gro)
+            : DatagramLanding(messages: PacketBatch.capacity, bufferSize: PacketBatch.slotSize)
     }
 
     func udpReceiverLoop() {
         let landing = makeLanding()
         var staged: [PacketBatch] = []
         staged.reserveCapacity(64)
+        var early: [EarlyPacket] = []
+        early.reserveCapacity(256)
         let out = ThreadOutput(socket: socket, segmentation: udpOffload, tun: tun)
         let fastKey = workerCount + 1
         while isRunning {
             guard waitReadable(socket.fd, timeoutMilliseconds: 100).0 else { continue }
             let n: Int
             // With GRO a message can hold 64 datagrams (a batch): take no more than the free batches.
-            do { n = try landing.receive(from: socket, limit: groEnabled ? pool.available : .max) } catch { continue }
+            do { n = try landing.receive(from: socket, limit: groEnabled ? max(1, pool.available - directionReserve) : .max) } catch {
+                continue
+            }
             countReceived(landing, messages: n)
             // The batch of the previous capsule: a GRO message is a run of one sender's
             // datagrams, so most capsules skip the session lookup.
@@ -36,7 +43,7 @@ extension Pipeline {
                 let from = landing.source(i)
                 for k in 0..<landing.segments(i) {
                     let datagram = landing.segment(i, k)
-                    let length = datagram.count
+                    var length = datagram.count
                     let index: UInt32
                     let counter: UInt64
                     switch classify(datagram, length: length) {
@@ -53,25 +60,54 @@ extension Pipeline {
                         stats.drop(.tooLarge)
                         continue
                     }
+                    let peer: Peer
+                    let session: DataSession
+                    if let l = last, index == lastIndex, let p = l.peer, let s = l.session {
+                        (peer, session) = (p, s)
+                    } else {
+                        guard let (p, s) = peers.sessionLocked(index: index) else {
+                            stats.drop(.unknownSession)
+                            continue
+                        }
+                        (peer, session) = (p, s)
+                    }
+                    // Priority lane: a capsule small enough to hold an ACK or a ping is opened
+                    // now; if it is one, it is delivered right after this burst, ahead of
+                    // the peer's queued batches; if not, it keeps its place (already opened).
+                    var opened = false
+                    if length <= PriorityLane.maxCapsule {
+                        guard let plain = session.open(slot: datagram, length: length, counter: counter, keyIndex: fastKey) else {
+                            stats.drop(.authenticationFailed)
+                            continue
+                        }
+                        let inner = UnsafeRawBufferPointer(
+                            rebasing: datagram[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + plain)])
+                        if datagram[3] & HeaderFlags.control.rawValue == 0, PriorityLane.takes(inner) {
+                            early.append(
+                                EarlyPacket(
+                                    slot: datagram.baseAddress!, length: plain, counter: counter, peer: peer, session: session,
+                                    source: from))
+                            continue
+                        }
+                        (length, opened) = (plain, true)
+                    }
                     let b: PacketBatch
                     if let l = last, index == lastIndex {
                         b = l
                     } else {
-                        guard let (peer, session) = peers.sessionLocked(index: index) else {
-                            stats.drop(.unknownSession)
-                            continue
-                        }
-                        guard let fresh = stagedBatch(for: session, of: peer, .inbound, in: &staged, from: { pool.tryGet() }) else {
-                            stats.drop(.queueFull)
-                            continue
-                        }
+                        // Counted as peer_queue_full or queue_full when nil.
+                        guard let fresh = stagedBatch(for: session, of: peer, .inbound, in: &staged, from: { inboundBatch(for: peer) })
+                        else { continue }
                         (b, last, lastIndex) = (fresh, fresh, index)
                     }
                     let j = b.count
-                    UnsafeMutableRawBufferPointer(rebasing: b.slot(j)[0..<length]).copyMemory(from: UnsafeRawBufferPointer(datagram))
+                    let bytes = opened ? PacketBatch.payloadOffset + length : length
+                    UnsafeMutableRawBufferPointer(rebasing: b.slot(j)[0..<bytes])
+                        .copyMemory(from: UnsafeRawBufferPointer(rebasing: datagram[0..<bytes]))
                     b.lengths[j] = length
                     b.counters[j] = counter
                     b.sources[j] = from
+                    b.opened[j] = opened
                     b.count = j + 1
                     if b.count == PacketBatch.capacity {
                         submit(b, fastKeyIndex: fastKey, out: out)
@@ -81,9 +117,81 @@ extension Pipeline {
                 }
             }
             peers.unlock()
+            if !early.isEmpty { deliverEarly(&early, out: out) }
             for b in staged { submit(b, fastKeyIndex: fastKey, out: out) }
             staged.removeAll(keepingCapacity: true)
         }
+    }
+
+    /// A priority-lane packet opened in place in the landing area, delivered after the burst.
+    struct EarlyPacket {
+        let slot: UnsafeMutableRawPointer
+        let length: Int
+        let counter: UInt64
+        let peer: Peer
+        let session: DataSession
+        let source: SocketAddress
+    }
+
+    /// Delivers the burst's priority-lane packets to the TUN (replay and inner-source
+    /// checks as in ``deliver(_:out:)``), before the burst's batches are handed on.
+    func deliverEarly(_ early: inout [EarlyPacket], out: ThreadOutput) {
+        let now = monotonicSeconds()
+        var roamChecked: (Peer, SocketAddress)? = nil
+        for e in early {
+            guard e.session.replay.withLock({ $0.accept(e.counter) }) else {
+                stats.drop(.replay)
+                continue
+            }
+            let slot = UnsafeMutableRawBufferPointer(start: e.slot, count: PacketBatch.payloadOffset + e.length)
+            e.peer.stats.rxPackets.add()
+            e.peer.stats.rxBytes.add(UInt64(e.length))
+            guard PeerTable.sourceBelongs(UnsafeRawBufferPointer(rebasing: slot[PacketBatch.payloadOffset...]), to: e.peer) else {
+                stats.drop(.badInnerSource)
+                continue
+            }
+            out.writeTun(slot, e.length)
+            stats.priorityDelivered.add()
+            e.session.lastReceived = now
+            if e.session.confirm() { promote(e.session, of: e.peer) }
+            if roamChecked.map({ $0.0 !== e.peer || $0.1 != e.source }) ?? true {
+                roam(e.peer, to: e.source)
+                roamChecked = (e.peer, e.source)
+            }
+        }
+        out.flushTun(counting: stats)
+        early.removeAll(keepingCapacity: true)
+    }
+
+    /// A batch for `peer`'s inbound packets, if the peer is within its fair share — the
+    /// inbound batches divided among the peers that have some in flight — and one is
+    /// free beyond the outbound direction's reserve. So one peer's burst cannot take
+    /// the batches every other peer needs: under overload each peer loses only its
+    /// excess (DESIGN §2). Counts the drop when it returns nil.
+    @inline(__always)
+    func inboundBatch(for peer: Peer) -> PacketBatch? {
+        let held = peer.inboundBatches.load(ordering: .relaxed)
+        let active = activeInbound.load(ordering: .relaxed) + (held == 0 ? 1 : 0)
+        guard held < max(1, (pool.size - directionReserve) / max(1, active)) else {
+            stats.drop(.peerQueueFull)
+            return nil
+        }
+        guard let b = pool.tryGet(leaving: directionReserve) else {
+            stats.drop(.queueFull)
+            return nil
+        }
+        if peer.inboundBatches.wrappingAdd(1, ordering: .relaxed).oldValue == 0 { activeInbound.wrappingAdd(1, ordering: .relaxed) }
+        b.shareHolder = peer
+        return b
+    }
+
+    /// Returns a batch to the pool, giving back its peer's share.
+    @inline(__always)
+    func recycle(_ b: PacketBatch) {
+        if let holder = b.shareHolder, holder.inboundBatches.wrappingSubtract(1, ordering: .relaxed).oldValue == 1 {
+            activeInbound.wrappingSubtract(1, ordering: .relaxed)
+        }
+        pool.put(b)
     }
 
     /// Whether two IP packets have the same destination address (hence the same route).
@@ -111,6 +219,7 @@ extension Pipeline {
     ) -> PacketBatch? {
         for b in staged where b.session === session { return b }
         guard let b = source() else { return nil }
+        b.staged = monotonicSeconds()
         b.direction = direction
         b.peer = peer
         b.session = session
@@ -128,7 +237,7 @@ extension Pipeline {
     /// `out` is the calling thread's own sender, TUN writer and scratch list.
     func submit(_ b: PacketBatch, fastKeyIndex: Int, out: ThreadOutput) {
         guard let peer = b.peer else {
-            pool.put(b)
+            recycle(b)
             return
         }
         let outbound = b.direction == .outbound
@@ -143,7 +252,7 @@ extension Pipeline {
         if inline {
             crypt(b, keyIndex: fastKeyIndex)
             if outbound { send(b, out: out) } else { deliver(b, out: out) }
-            pool.put(b)
+            recycle(b)
             // Give the direction back, releasing any batch that finished meanwhile.
             board.lock()
             if outbound { peer.sending = false } else { peer.delivering = false }
@@ -157,7 +266,7 @@ extension Pipeline {
         }
         guard queued else {
             stats.drop(.queueFull, UInt64(b.count))
-            pool.put(b)
+            recycle(b)
             return
         }
         cryptoQueue.push(b)

@@ -94,6 +94,8 @@ public final class Pipeline: @unchecked Sendable {
     let cryptoQueue: WorkQueue<PacketBatch>
     let board = MutexCondition()
     let running = Atomic<Bool>(false)
+    /// Peers holding inbound batches (their fair share is the inbound batches divided by this).
+    let activeInbound = Atomic<Int>(0)
     let threads = DispatchGroup()
     /// The TUN's MTU.
     public let mtu: Int
@@ -122,6 +124,10 @@ public final class Pipeline: @unchecked Sendable {
         inbox = ControlInbox(capacity: 1024)
         verifiedInbox = ControlInbox(capacity: 256)
     }
+
+    /// Batches each direction leaves free for the other: a bulk transfer one way cannot
+    /// take every batch and so starve the other way (its ACKs, echo replies).
+    var directionReserve: Int { max(2, pool.size / 4) }
 
     /// Crypto workers (0 for the single-threaded design).
     var workerCount: Int {

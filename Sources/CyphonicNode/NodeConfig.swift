@@ -12,15 +12,18 @@ public struct NodeConfig: Codable, Sendable {
         public var mtu: Int = 1420
         /// Clamp TCP MSS on the interface with nftables (for forwarded traffic).
         public var mssClamp: Bool = true
-        /// Kernel queue of packets waiting for the daemon to read them. Short, so that
-        /// latency under load stays low (this kernel has no fq_codel): excess is dropped
-        /// early and TCP backs off instead of queueing. 0 = automatic: 8 with offload
-        /// (entries are super-packets of up to 64 KiB), 128 without (entries are single
-        /// packets: 8 or 32 of those starve TCP, measured 0.13 / 0.52 Gbit/s vs 1.8).
+        /// Kernel queue of packets waiting for the daemon to read them. 0 = automatic:
+        /// 64 with offload, 128 without. A hub's responder sends mostly short packets (ACKs
+        /// and echo replies to many peers) and its reading thread shares the CPUs with
+        /// everything else: 8 entries dropped ~30 k of 70 k such packets at 10 peers (60 %
+        /// ping loss), 64 drop none (`make bench-hub`). Bulk is still bounded: TCP Small
+        /// Queues caps what one flow keeps queued, and the daemon's priority lane sends
+        /// ACKs and pings ahead of bulk once read. Without offload, 8 or 32 single packets
+        /// starve TCP (measured 0.13 / 0.52 Gbit/s vs 1.8 with 128).
         public var txQueueLength: Int = 0
 
         /// The queue length in effect (resolves 0).
-        public var effectiveTxQueueLength: Int { txQueueLength > 0 ? txQueueLength : (offload ? 8 : 128) }
+        public var effectiveTxQueueLength: Int { txQueueLength > 0 ? txQueueLength : (offload ? 64 : 128) }
         /// TUN offload (virtio-net header + TSO): one read returns up to 64 KiB of TCP,
         /// which the daemon segments itself. Far fewer system calls per byte.
         public var offload: Bool = true
@@ -64,8 +67,10 @@ public struct NodeConfig: Codable, Sendable {
     public var pipeline: String = "multi"
     /// Crypto workers for "multi"; 0 means one per logical CPU.
     public var workers: Int = 0
-    /// Batches in flight, at most (bounds memory and queueing delay).
-    public var poolSize: Int = 32
+    /// Batches in flight, at most (bounds memory and queueing delay): 24 × 64 packets.
+    /// At a hub of 10 initiators 16 cut RTT under load a little but lost fairness, 32
+    /// added ~0.6 ms of queueing (`make bench-hub`).
+    public var poolSize: Int = 24
     /// UDP offload: GSO on send (runs of datagrams to one peer leave in one system call)
     /// and GRO on receive. Falls back to plain datagrams where the kernel refuses.
     public var udpOffload: Bool = true

@@ -231,6 +231,7 @@ public final class NodeDaemon: @unchecked Sendable {
             tun: NodeStatus.TunStatus(
                 offload: pipeline.tun.vnetHeader, writes: s.tunWrites.load,
                 packetsWritten: s.tunPacketsWritten.load),
+            priorityLane: NodeStatus.PriorityLaneStatus(sent: s.prioritySent.load, delivered: s.priorityDelivered.load),
             security: NodeStatus.SecurityStatus(
                 cookiesSent: manager.stats.cookiesSent.load, handshakesThrottled: manager.stats.handshakesThrottled.load,
                 underLoad: manager.handshakeGuard.isUnderLoad(), addressConflicts: manager.stats.addressConflicts.load,
@@ -266,6 +267,8 @@ public final class NodeDaemon: @unchecked Sendable {
             ("udp_datagrams_received", "Datagrams in those messages", { $0.udp.datagramsReceived }),
             ("tun_writes", "TUN writes (coalesced TCP runs count once)", { $0.tun.writes }),
             ("tun_packets_written", "Packets those TUN writes carried", { $0.tun.packetsWritten }),
+            ("priority_sent", "Packets (ACKs, pings) sent ahead of their peer's queued bulk", { $0.priorityLane.sent }),
+            ("priority_delivered", "Packets (ACKs, pings) delivered ahead of their peer's queued bulk", { $0.priorityLane.delivered }),
             ("cookies_sent", "Cookie replies sent to unverified handshake sources", { $0.security.cookiesSent }),
             ("handshakes_throttled", "Handshake initiations dropped by per-source or total limits", { $0.security.handshakesThrottled }),
             ("address_conflicts", "Handshakes refused: another peer with a session owns the virtual IPs", { $0.security.addressConflicts }),

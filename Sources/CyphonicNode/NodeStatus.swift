@@ -34,6 +34,8 @@ public struct NodeStatus: Codable, Sendable {
     public var udp: UDPStatus = UDPStatus()
     /// TUN writes of the data plane and the packets they carried (coalesced TCP runs).
     public var tun: TunStatus = TunStatus()
+    /// Packets that overtook their peer's queued bulk (multi pipeline's priority lane).
+    public var priorityLane: PriorityLaneStatus = PriorityLaneStatus()
     /// The defences at work (docs/operations.md, "Security figures").
     public var security: SecurityStatus = SecurityStatus()
 
@@ -53,6 +55,11 @@ public struct NodeStatus: Codable, Sendable {
         /// The revocation list in force (its number), and seconds since the last fetch.
         public var revocationList: UInt64?
         public var revocationListAgeSeconds: Double?
+    }
+
+    public struct PriorityLaneStatus: Codable, Sendable {
+        public var sent: UInt64 = 0
+        public var delivered: UInt64 = 0
     }
 
     public struct TunStatus: Codable, Sendable {

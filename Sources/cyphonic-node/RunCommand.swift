@@ -68,6 +68,7 @@ struct StatusCommand: ParsableCommand {
             "udp: GSO \(u.gso ? (u.gsoRefused > 0 ? "on, refused \(u.gsoRefused) times" : "on") : "off"), GRO \(u.gro ? "on" : "off"); sent \(u.datagramsSent) datagrams in \(u.sendCalls) calls, received \(u.datagramsReceived) in \(u.messagesReceived) messages"
         )
         print("tun: offload \(s.tun.offload ? "on" : "off"); wrote \(s.tun.packetsWritten) packets in \(s.tun.writes) writes")
+        print("priority lane (ACKs, pings ahead of bulk): sent \(s.priorityLane.sent), delivered \(s.priorityLane.delivered)")
         let sec = s.security
         print(
             "security: cookies sent \(sec.cookiesSent)\(sec.underLoad ? " (under load: every source needs a cookie)" : ""), throttled \(sec.handshakesThrottled), address conflicts \(sec.addressConflicts), peers revoked \(sec.peersRevoked), message 3 resent \(sec.message3Retransmits); revocation list \(sec.revocationList.map { "#\($0)" } ?? "none")\(sec.revocationListAgeSeconds.map { String(format: ", fetched %.0fs ago", $0) } ?? "")"

@@ -55,7 +55,7 @@ import Testing
                 _ = fifo.append(b)
                 queue.push(b)
                 guard let taken = queue.pop(), let opened = receiver.open(slot: taken.slot(0), length: sealed, counter: counter, keyIndex: 0),
-                    receiver.replay.accept(counter)
+                    receiver.replay.withLock({ $0.accept(counter) })
                 else { return }
                 let inner = UnsafeRawBufferPointer(rebasing: taken.slot(0)[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + opened)])
                 ok = PeerTable.sourceBelongs(inner, to: peer) && fifo.removeFirst() === taken

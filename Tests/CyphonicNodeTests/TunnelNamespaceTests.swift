@@ -117,8 +117,8 @@ extension NamespaceSuites {
             #expect((udpB["datagramsReceived"] as? Int ?? 0) > 1000)
             #expect((tunB["writes"] as? Int ?? -1) == (tunB["packetsWritten"] as? Int ?? -2))
             #expect((tunB["packetsWritten"] as? Int ?? 0) > 1000)
-            // The automatic TUN queue: 8 super-packets with offload, 128 packets without.
-            #expect(try lab.exec("a", "ip link show cyph0").output.contains("qlen 8"))
+            // The automatic TUN queue: 64 super-packets with offload, 128 packets without.
+            #expect(try lab.exec("a", "ip link show cyph0").output.contains("qlen 64"))
             #expect(try lab.exec("b", "ip link show cyph0").output.contains("qlen 128"))
             // The same figures as Prometheus metrics (mirrored once a second).
             usleep(1_500_000)

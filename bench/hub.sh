@@ -1,0 +1,308 @@
+#!/usr/bin/env bash
+# make bench-hub: the paper's evaluation model — one responder, N initiators sending to
+# it at once (N = 1, 2, 5, 10) — for cyphonic-node --pipeline single, the multi-threaded
+# pipeline, wireguard-go and nebula, in one run and one topology. Per N: one iperf3 TCP
+# stream from every initiator to the responder at once, and ping from initiator 1 to the
+# responder during the load. Reports aggregate and per-initiator throughput (min, max,
+# Jain's fairness index, seconds in which a flow stalled), ping loss and RTT under load,
+# TCP retransmissions, and the responder daemon's CPU seconds per GB, threads and RSS.
+#
+#                         ns cy-net: bridge br0
+#        ┌──────────────────────┬─────┴───────────────┬──── … ────┐
+#   ns cy-resp             ns cy-init01          ns cy-init02      ns cy-init10
+#   198.19.0.10/24         198.19.0.11/24        198.19.0.12/24    198.19.0.20/24   underlay
+#   responder VIP          initiator VIPs (per variant; cyphonic's from the as-server)
+#
+# The names and addresses are the lab's (DESIGN §6), so a lab must not be up. Peers are
+# static (the responder accepts the initiators it does not know). Needs root; installs
+# iperf3, ping, wireguard-go, wg, nebula and bc when missing. Everything it creates is
+# removed on exit (trap), also on failure.
+#
+# Environment: BENCH_SECONDS (load per N, default 8), BENCH_ROUNDS (default 3),
+# HUB_COUNTS (default "1 2 5 10"), BENCH_VARIANTS (default all four), CYPHONIC_CONFIG
+# (extra config keys for every node, e.g. '"poolSize": 16,'), BIN, BENCH_OUT.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+BIN=${BIN:-.build/release}
+SECS=${BENCH_SECONDS:-8}
+ROUNDS=${BENCH_ROUNDS:-3}
+COUNTS=${HUB_COUNTS:-1 2 5 10}
+VARIANTS=${BENCH_VARIANTS:-cyphonic-single cyphonic-multi wireguard-go nebula}
+OUT=${BENCH_OUT:-bench-out}
+RESULTS="$OUT/hub-results.csv"
+MAXN=$(printf '%s\n' $COUNTS | sort -n | tail -1)
+NET=cy-net RESP=cy-resp RESP_ADDR=198.19.0.10
+inits() { for i in $(seq 1 "$MAXN"); do printf 'cy-init%02d\n' "$i"; done; }
+init_ns() { printf 'cy-init%02d' "$1"; }
+
+[ "$(id -u)" -eq 0 ] || { echo "bench-hub needs root (namespaces, TUN)"; exit 1; }
+if ip netns list 2>/dev/null | grep -q '^cy-'; then
+  echo "bench-hub: cy-* namespaces exist (a lab is up?): run 'make lab-down' first"
+  exit 1
+fi
+for b in as-server cyphonic-node; do [ -x "$BIN/$b" ] || { echo "bench-hub: $BIN/$b missing: make release"; exit 1; }; done
+need iperf3:iperf3 ping:iputils-ping wireguard-go:wireguard-go wg:wireguard-tools nebula:nebula bc:bc
+
+WORK=$(mktemp -d /tmp/cyphonic-hub-XXXXXX)
+DAEMONS=()
+cleanup() {
+  set +e
+  for ns in $RESP $(inits) $NET; do
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
+    ip netns del "$ns" 2>/dev/null
+  done
+  rm -f /var/run/wireguard/wgr0.sock /var/run/wireguard/wgi[0-9][0-9].sock
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+mkdir -p "$OUT"
+
+progress "topology: $NET (bridge), $RESP, $(init_ns 1) … $(init_ns "$MAXN")"
+ip netns add $NET
+ip -n $NET link add br0 type bridge
+ip -n $NET link set br0 up
+attach() {  # namespace address veth-tag
+  ip netns add "$1"
+  ip -n "$1" link set lo up
+  ip link add "v$3" netns "$1" type veth peer name "b$3" netns $NET
+  ip -n $NET link set "b$3" master br0 up
+  ip -n "$1" addr add "$2/24" dev "v$3"
+  ip -n "$1" link set "v$3" up
+}
+attach $RESP $RESP_ADDR resp
+for i in $(seq 1 "$MAXN"); do attach "$(init_ns "$i")" "198.19.0.$((10 + i))" "i$(printf %02d "$i")"; done
+
+want() { [[ " $VARIANTS " == *" $1 "* ]]; }
+
+# Waits until every initiator pings $1 through its tunnel.
+wait_tunnels() {
+  local vip=$1 i ok
+  for i in $(seq 1 "$MAXN"); do
+    ok=0
+    for _ in $(seq 1 50); do
+      ip netns exec "$(init_ns "$i")" ping -c 1 -W 1 "$vip" >/dev/null 2>&1 && { ok=1; break; }
+      sleep 0.2
+    done
+    [ $ok -eq 1 ] || { progress "initiator $i: no tunnel to $vip"; return 1; }
+  done
+}
+
+stop_daemons() {
+  [ ${#DAEMONS[@]} -gt 0 ] || return 0
+  kill -TERM "${DAEMONS[@]}" 2>/dev/null || true
+  wait "${DAEMONS[@]}" 2>/dev/null || true
+  DAEMONS=()
+  sleep 0.5
+}
+
+# Packets the kernel dropped in namespace $1: "TUN-queue UDP-receive-buffer" — the tunnel
+# device's transmit drops (its queue towards the daemon was full) and UDP RcvbufErrors.
+kernel_drops() {
+  local tun udp
+  tun=$(ip -n "$1" -s -j link show | python3 -c '
+import json, sys
+print(sum(l.get("stats64", {}).get("tx", {}).get("dropped", 0) for l in json.load(sys.stdin)
+          if l["ifname"] != "lo" and not l["ifname"].startswith("v")))')
+  udp=$(ip netns exec "$1" awk '/^Udp: [0-9]/ {print $6}' /proc/net/snmp)
+  echo "$tun ${udp:-0}"
+}
+
+# load VARIANT ROUND N VIP RESPONDER_PID — one measurement: N TCP streams at once, ping during them.
+load() {
+  local variant=$1 round=$2 n=$3 vip=$4 pid=$5 i
+  progress "$variant: $n initiator(s), round $round of $ROUNDS"
+  local servers=() clients=()
+  for i in $(seq 1 "$n"); do
+    ip netns exec $RESP iperf3 -s -1 -p $((5200 + i)) -B "$vip" >/dev/null 2>&1 &
+    servers+=($!)
+  done
+  sleep 0.5
+  local c0 c1 rt0 ru0 rt1 ru1 it0=0 it1=0 t u
+  c0=$(cpu_of "$pid")
+  read -r rt0 ru0 < <(kernel_drops $RESP)
+  for i in $(seq 1 "$n"); do read -r t u < <(kernel_drops "$(init_ns "$i")"); it0=$((it0 + t)); done
+  for i in $(seq 1 "$n"); do
+    ip netns exec "$(init_ns "$i")" timeout $((SECS + 30)) iperf3 -c "$vip" -p $((5200 + i)) -t "$SECS" -J \
+      >"$WORK/iperf-$i.json" 2>/dev/null &
+    clients+=($!)
+  done
+  sleep 1
+  ip netns exec "$(init_ns 1)" ping -q -c $(((SECS - 2) * 10)) -i 0.1 -W 1 "$vip" >"$WORK/ping.txt" 2>&1 || true
+  local threads rss
+  threads=$(proc_status "$pid" Threads)
+  rss=$(proc_status "$pid" VmRSS)
+  wait "${clients[@]}" 2>/dev/null || true
+  wait "${servers[@]}" 2>/dev/null || true
+  # HUB_DIAG=1: the daemons' own drop counters (cumulative since start) after each load.
+  if [ -n "${HUB_DIAG:-}" ] && [[ $variant == cyphonic-* ]]; then
+    for s in responder init01; do
+      progress "  $s drops: $("$BIN/cyphonic-node" status --control "$WORK/$s.sock" --json \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["drops"])')"
+    done
+  fi
+  c1=$(cpu_of "$pid")
+  read -r rt1 ru1 < <(kernel_drops $RESP)
+  for i in $(seq 1 "$n"); do read -r t u < <(kernel_drops "$(init_ns "$i")"); it1=$((it1 + t)); done
+  python3 - "$WORK" "$n" "$variant" "$round" "$(echo "$c1 - $c0" | bc)" "$threads" "$rss" \
+    "$((rt1 - rt0)) $((ru1 - ru0)) $((it1 - it0))" >>"$RESULTS" <<'PY'
+import json, re, sys
+work, n, variant, rnd, cpu, threads, rss = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], float(sys.argv[5]), sys.argv[6], int(sys.argv[7] or 0)
+drops = sys.argv[8].split()
+rates, total_bytes, retrans, stalled = [], 0, 0, 0
+for i in range(1, n + 1):
+    try:
+        j = json.load(open("%s/iperf-%d.json" % (work, i)))
+        e = j["end"]
+        rates.append(e["sum_received"]["bits_per_second"] / 1e9)
+        total_bytes += e["sum_received"]["bytes"]
+        retrans += e["sum_sent"].get("retransmits", 0)
+        # A stalled second: an interval in which the flow moved (almost) nothing.
+        stalled += sum(1 for iv in j["intervals"] if iv["sum"]["bits_per_second"] < 1e6)
+    except Exception:
+        rates.append(0.0)  # a client that failed counts as a flow that got nothing
+        stalled += 1
+agg = sum(rates)
+jain = agg * agg / (len(rates) * sum(r * r for r in rates)) if agg > 0 else 0
+text = open(work + "/ping.txt").read()
+m = re.search(r"(\d+) packets transmitted, (\d+) received", text)
+loss = 100.0 * (1 - int(m.group(2)) / int(m.group(1))) if m else 100.0
+r = re.search(r"= [\d.]+/([\d.]+)/", text)
+rtt = r.group(1) if r else "nan"
+cpu_gb = cpu / (total_bytes / 1e9) if total_bytes else float("nan")
+print("%s,%s,%d,%.3f,%.3f,%.3f,%.3f,%d,%.1f,%s,%d,%.3f,%s,%.1f,%s,%s,%s" % (
+    variant, rnd, n, agg, min(rates), max(rates), jain, stalled, loss, rtt, retrans, cpu_gb, threads, rss / 1024,
+    drops[0], drops[1], drops[2]))
+PY
+}
+
+# run_counts VARIANT ROUND VIP RESPONDER_PID
+run_counts() {
+  local n
+  for n in $COUNTS; do load "$1" "$2" "$n" "$3" "$4"; done
+}
+
+echo "variant,round,n,aggregate_gbps,min_gbps,max_gbps,jain,stalled_s,ping_loss_pct,rtt_ms,retransmits,cpu_s_per_gb,threads,rss_mib,resp_tun_drops,resp_udp_rcvbuf_errors,init_tun_drops" >"$RESULTS"
+
+# cyphonic: certificates from a real as-server (run once, in the responder's namespace).
+if want cyphonic-single || want cyphonic-multi; then
+  progress "cyphonic: enrolling the responder and $MAXN initiators with as-server"
+  "$BIN/as-server" init --data-dir "$WORK/as" --domain cyphonic.internal >/dev/null
+  ip netns exec $RESP "$BIN/as-server" serve --data-dir "$WORK/as" --listen $RESP_ADDR:4501 --metrics 127.0.0.1:0 \
+    >"$WORK/as.log" 2>&1 &
+  AS_PID=$!
+  for _ in $(seq 1 50); do grep -q listening "$WORK/as.log" 2>/dev/null && break; sleep 0.1; done
+  enrol() {  # name namespace
+    "$BIN/as-server" node add "$1" --data-dir "$WORK/as" --json \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' >"$WORK/$1.token"
+    ip netns exec "$2" "$BIN/cyphonic-node" enroll --as $RESP_ADDR:4501 --ca "$WORK/as/ca.pem" \
+      --token-file "$WORK/$1.token" --state-dir "$WORK/$1" >/dev/null
+  }
+  enrol responder $RESP
+  echo "{ ${CYPHONIC_CONFIG:-} \"stateDir\": \"$WORK/responder\", \"control\": \"$WORK/responder.sock\" }" >"$WORK/responder.json"
+  for i in $(seq 1 "$MAXN"); do
+    name=$(printf 'init%02d' "$i")
+    enrol "$name" "$(init_ns "$i")"
+    echo "{ ${CYPHONIC_CONFIG:-} \"stateDir\": \"$WORK/$name\", \"control\": \"$WORK/$name.sock\"," \
+      "\"peers\": [{ \"fqdn\": \"responder.cyphonic.internal\", \"endpoint\": \"$RESP_ADDR:30000\" }] }" >"$WORK/$name.json"
+  done
+  kill $AS_PID
+  wait $AS_PID 2>/dev/null || true
+  CY_VIP=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["virtualIPv4"])' "$WORK/responder/node.json")
+fi
+
+start_cyphonic() {  # pipeline
+  ip netns exec $RESP "$BIN/cyphonic-node" run --config "$WORK/responder.json" --pipeline "$1" --log-level warning \
+    >"$WORK/responder.log" 2>&1 &
+  RESP_PID=$!
+  DAEMONS+=($!)
+  for i in $(seq 1 "$MAXN"); do
+    ip netns exec "$(init_ns "$i")" "$BIN/cyphonic-node" run --config "$WORK/$(printf 'init%02d' "$i").json" \
+      --pipeline "$1" --log-level warning >/dev/null 2>&1 &
+    DAEMONS+=($!)
+  done
+  wait_tunnels "$CY_VIP"
+}
+
+start_wireguard() {
+  umask 077
+  local i
+  wg genkey >"$WORK/wgr.key"
+  wg pubkey <"$WORK/wgr.key" >"$WORK/wgr.pub"
+  # Distinct interface names: wireguard-go's control sockets share /var/run/wireguard.
+  ip netns exec $RESP env WG_PROCESS_FOREGROUND=1 WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 wireguard-go wgr0 \
+    >/dev/null 2>&1 &
+  RESP_PID=$!
+  DAEMONS+=($!)
+  for _ in $(seq 50); do ip -n $RESP link show wgr0 >/dev/null 2>&1 && break; sleep 0.1; done
+  ip netns exec $RESP wg set wgr0 listen-port 51820 private-key "$WORK/wgr.key"
+  ip -n $RESP addr add 198.18.1.1/24 dev wgr0
+  ip -n $RESP link set wgr0 up
+  for i in $(seq 1 "$MAXN"); do
+    local ns dev
+    ns=$(init_ns "$i")
+    dev=$(printf 'wgi%02d' "$i")
+    wg genkey >"$WORK/$dev.key"
+    wg pubkey <"$WORK/$dev.key" >"$WORK/$dev.pub"
+    ip netns exec "$ns" env WG_PROCESS_FOREGROUND=1 WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 wireguard-go "$dev" \
+      >/dev/null 2>&1 &
+    DAEMONS+=($!)
+    for _ in $(seq 50); do ip -n "$ns" link show "$dev" >/dev/null 2>&1 && break; sleep 0.1; done
+    ip netns exec "$ns" wg set "$dev" listen-port 51820 private-key "$WORK/$dev.key" \
+      peer "$(cat "$WORK/wgr.pub")" allowed-ips 198.18.1.1/32 endpoint $RESP_ADDR:51820
+    ip netns exec $RESP wg set wgr0 peer "$(cat "$WORK/$dev.pub")" allowed-ips "198.18.1.$((10 + i))/32"
+    ip -n "$ns" addr add "198.18.1.$((10 + i))/24" dev "$dev"
+    ip -n "$ns" link set "$dev" up
+  done
+  wait_tunnels 198.18.1.1
+}
+
+start_nebula() {
+  local i
+  (cd "$WORK" && nebula-cert ca -name hub >/dev/null && nebula-cert sign -name resp -ip 198.18.2.1/24 >/dev/null)
+  nebula_config() {  # name static-host-map
+    cat >"$WORK/nebula-$1.yml" <<YML
+pki: {ca: $WORK/ca.crt, cert: $WORK/$1.crt, key: $WORK/$1.key}
+static_host_map: $2
+lighthouse: {am_lighthouse: false, hosts: []}
+listen: {host: 0.0.0.0, port: 4242}
+punchy: {punch: false}
+tun: {dev: nebula1, mtu: 1300}
+logging: {level: warning}
+firewall:
+  outbound: [{port: any, proto: any, host: any}]
+  inbound: [{port: any, proto: any, host: any}]
+YML
+  }
+  nebula_config resp '{}'
+  ip netns exec $RESP nebula -config "$WORK/nebula-resp.yml" >/dev/null 2>&1 &
+  RESP_PID=$!
+  DAEMONS+=($!)
+  for i in $(seq 1 "$MAXN"); do
+    local name
+    name=$(printf 'i%02d' "$i")
+    (cd "$WORK" && nebula-cert sign -name "$name" -ip "198.18.2.$((10 + i))/24" >/dev/null)
+    nebula_config "$name" "{\"198.18.2.1\": [\"$RESP_ADDR:4242\"]}"
+    ip netns exec "$(init_ns "$i")" nebula -config "$WORK/nebula-$name.yml" >/dev/null 2>&1 &
+    DAEMONS+=($!)
+  done
+  wait_tunnels 198.18.2.1
+}
+
+# Rounds alternate the variants, so that drift of this noisy machine hits all alike.
+for round in $(seq 1 "$ROUNDS"); do
+  for variant in $VARIANTS; do
+    progress "$variant: starting the responder and $MAXN initiators (round $round of $ROUNDS)"
+    case $variant in
+      cyphonic-single) start_cyphonic single && run_counts "$variant" "$round" "$CY_VIP" "$RESP_PID" ;;
+      cyphonic-multi) start_cyphonic multi && run_counts "$variant" "$round" "$CY_VIP" "$RESP_PID" ;;
+      wireguard-go) start_wireguard && run_counts "$variant" "$round" 198.18.1.1 "$RESP_PID" ;;
+      nebula) start_nebula && run_counts "$variant" "$round" 198.18.2.1 "$RESP_PID" ;;
+      *) progress "unknown variant $variant" ;;
+    esac
+    stop_daemons
+    rm -f "$WORK"/*.crt "$WORK"/*.key "$WORK"/nebula-*.yml
+  done
+done
+
+python3 bench/hub-report.py "$RESULTS"

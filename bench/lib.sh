@@ -1,0 +1,34 @@
+# Helpers shared by the benchmark scripts (sourced, not run): progress lines, the
+# Debian packages a fresh machine lacks, CPU accounting from /proc.
+
+progress() { echo "bench: $*" >&2; }
+
+# need CMD:PACKAGE ... — installs the packages whose command is missing.
+need() {
+  local missing=() pair
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null || missing+=("${pair##*:}")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    progress "installing ${missing[*]}"
+    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+  fi
+}
+
+# CPU seconds (user+system, all threads) of the given pids.
+cpu_of() {
+  local total=0 hz p t
+  hz=$(getconf CLK_TCK)
+  for p in "$@"; do
+    [ -r /proc/$p/stat ] || continue
+    t=$(awk '{print $14 + $15}' /proc/$p/stat)
+    total=$((total + t))
+  done
+  echo "scale=3; $total / $hz" | bc
+}
+
+# Host CPU jiffies as "busy total" (all cores; idle and iowait are not busy).
+host_jiffies() { awk '/^cpu / {t=0; for (i=2; i<=NF; i++) t+=$i; print t-$5-$6, t}' /proc/stat; }
+
+# Field of /proc/PID/status (e.g. Threads, VmRSS in kB).
+proc_status() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }

@@ -16,9 +16,13 @@ extension Pipeline {
         let buffers = TunBurst(slots: landingSlots)
         var received = [Received](repeating: .bad, count: PacketBatch.capacity)
         var owners = [(Peer, DataSession)?](repeating: nil, count: PacketBatch.capacity)
+        var receivedSinceTun = 0
         while isRunning {
             let (tunReady, udpReady) = waitReadable(tun.fd, socket.fd, timeoutMilliseconds: 100)
-            if tunReady { singleTunTurn(buffers, work: work, out: out) }
+            if tunReady {
+                receivedSinceTun = 0
+                singleTunTurn(buffers, work: work, out: out)
+            }
             if udpReady {
                 guard let n = try? landing.receive(from: socket) else { continue }
                 countReceived(landing, messages: n)
@@ -87,9 +91,15 @@ extension Pipeline {
                             out.writeTun(datagram, plain)
                         }
                         first += chunk
-                        // Between chunks, whatever the TUN holds goes out (ACKs, echo replies):
-                        // a long run of received datagrams must not let the TUN queue overflow.
-                        singleTunTurn(buffers, work: work, out: out)
+                        // After every 64 KiB received, whatever the TUN holds goes out (ACKs,
+                        // echo replies): a long run of received bulk must not let the TUN
+                        // queue overflow. (A run of small datagrams — ACKs at a bulk sender —
+                        // is not held up by sending bulk in between.)
+                        for k in 0..<chunk { receivedSinceTun += landing.segment(i, first - chunk + k).count }
+                        if receivedSinceTun >= 65_536 {
+                            receivedSinceTun = 0
+                            singleTunTurn(buffers, work: work, out: out)
+                        }
                     }
                 }
                 // The landing area is reused by the next receive: write what is held.

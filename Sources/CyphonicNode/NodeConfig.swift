@@ -12,18 +12,11 @@ public struct NodeConfig: Codable, Sendable {
         public var mtu: Int = 1420
         /// Clamp TCP MSS on the interface with nftables (for forwarded traffic).
         public var mssClamp: Bool = true
-        /// Kernel queue of packets waiting for the daemon to read them. 0 = automatic:
-        /// 64 with offload, 128 without. A hub's responder sends mostly short packets (ACKs
-        /// and echo replies to many peers) and its reading thread shares the CPUs with
-        /// everything else: 8 entries dropped ~30 k of 70 k such packets at 10 peers (60 %
-        /// ping loss), 64 drop none (`make bench-hub`). Bulk is still bounded: TCP Small
-        /// Queues caps what one flow keeps queued, and the daemon's priority lane sends
-        /// ACKs and pings ahead of bulk once read. Without offload, 8 or 32 single packets
-        /// starve TCP (measured 0.13 / 0.52 Gbit/s vs 1.8 with 128).
+        /// Kernel queue of packets waiting for the daemon to read them. 0 = automatic
+        /// (``NodeConfig/effectiveTxQueueLength``): with offload 64 for the multi-threaded
+        /// pipeline, 8 for the single thread; 128 without offload.
         public var txQueueLength: Int = 0
 
-        /// The queue length in effect (resolves 0).
-        public var effectiveTxQueueLength: Int { txQueueLength > 0 ? txQueueLength : (offload ? 64 : 128) }
         /// TUN offload (virtio-net header + TSO): one read returns up to 64 KiB of TCP,
         /// which the daemon segments itself. Far fewer system calls per byte.
         public var offload: Bool = true
@@ -65,6 +58,22 @@ public struct NodeConfig: Codable, Sendable {
     public var overlay6: String = "2001:db8:c0ff:ee::/64"
     /// "multi" (the paper's pipeline) or "single" (the conventional design).
     public var pipeline: String = "multi"
+
+    /// The TUN queue length in effect (resolves `tun.txQueueLength` 0). With offload the
+    /// entries are super-packets of up to 64 KiB; a short queue keeps a bulk sender's
+    /// pings from waiting behind them. But a hub's responder queues ACKs and echo
+    /// replies to many peers there, and the multi-threaded pipeline's TUN reader is a
+    /// thread of its own that must wait for a core: at 10 peers 8 entries dropped
+    /// 6 206 packets per load (4 % ping loss), 16 dropped 1 367, 32 dropped 165, 64 none
+    /// (`make bench-hub`). The single thread reads the TUN between every 64 received
+    /// datagrams, so 8 drop nothing there and keep its two-node RTT under load low
+    /// (64 raised it from 1.3 to 2.1 ms in `make bench-tunnel`). Without offload,
+    /// 8 or 32 single packets starve TCP (0.13 / 0.52 Gbit/s against 1.8 with 128).
+    public var effectiveTxQueueLength: Int {
+        if tun.txQueueLength > 0 { return tun.txQueueLength }
+        if !tun.offload { return 128 }
+        return pipeline == "single" ? 8 : 64
+    }
     /// Crypto workers for "multi"; 0 means one per logical CPU.
     public var workers: Int = 0
     /// Batches in flight, at most (bounds memory and queueing delay): 24 × 64 packets.

@@ -151,7 +151,7 @@ public final class NodeDaemon: @unchecked Sendable {
     private func configureInterface(_ name: String, v4: IPAddress, v6: IPAddress?) throws {
         let len4 = IPPrefix(config.overlay4)!.length
         let len6 = IPPrefix(config.overlay6)!.length
-        try ip(["link", "set", "dev", name, "mtu", String(config.tun.mtu), "txqueuelen", String(config.tun.effectiveTxQueueLength)])
+        try ip(["link", "set", "dev", name, "mtu", String(config.tun.mtu), "txqueuelen", String(config.effectiveTxQueueLength)])
         try ip(["addr", "add", "\(v4)/\(len4)", "dev", name])
         if let v6 {
             _ = run("/sbin/sysctl", ["-qw", "net.ipv6.conf.\(name).disable_ipv6=0"])

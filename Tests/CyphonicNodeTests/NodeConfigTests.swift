@@ -43,9 +43,11 @@ import Testing
     }
 
     @Test func theTunQueueLengthFollowsOffloadUnlessSet() throws {
-        #expect(try load(#"{"stateDir": "/x"}"#).tun.effectiveTxQueueLength == 64)
-        #expect(try load(#"{"stateDir": "/x", "tun": {"offload": false}}"#).tun.effectiveTxQueueLength == 128)
-        #expect(try load(#"{"stateDir": "/x", "tun": {"offload": false, "txQueueLength": 50}}"#).tun.effectiveTxQueueLength == 50)
+        #expect(try load(#"{"stateDir": "/x"}"#).effectiveTxQueueLength == 64)
+        #expect(try load(#"{"stateDir": "/x", "pipeline": "single"}"#).effectiveTxQueueLength == 8)
+        #expect(try load(#"{"stateDir": "/x", "tun": {"offload": false}}"#).effectiveTxQueueLength == 128)
+        #expect(try load(#"{"stateDir": "/x", "pipeline": "single", "tun": {"offload": false}}"#).effectiveTxQueueLength == 128)
+        #expect(try load(#"{"stateDir": "/x", "tun": {"offload": false, "txQueueLength": 50}}"#).effectiveTxQueueLength == 50)
         #expect(message(#"{"stateDir": "/x", "tun": {"txQueueLength": -1}}"#) == "config key tun.txQueueLength: must be 0 (automatic) ... 10000")
     }
 

@@ -31,8 +31,10 @@ public final class DataSession: @unchecked Sendable {
     let lastReceivedBits = Atomic<UInt64>(0)
     let lastSentBits = Atomic<UInt64>(0)
     /// Taken once per released batch (and per priority-lane packet); uncontended in the
-    /// single-threaded loop.
-    let replay = Mutex(ReplayWindow())
+    /// single-threaded loop. 512 words reach 32 704 counters: a priority-lane packet can
+    /// be accepted ahead of every batch in flight on both ends — at most 2 × 128 × 64 =
+    /// 16 384 packets (``Pipeline/maxPoolSize``) — and those still fit behind it.
+    let replay = Mutex(ReplayWindow(words: 512))
 
     /// Spec constants (as WireGuard): rekey after this many seconds or messages.
     public static let rekeyAfterSeconds = 120.0

@@ -59,8 +59,13 @@ public final class Peer: @unchecked Sendable {
     /// Queue-delay control per direction; owned by whoever holds that direction's claim.
     var outboundDelay = CoDel()
     var inboundDelay = CoDel()
-    /// Source of the last authenticated inbound packet; owned by whoever is delivering.
+    /// Source of the last authenticated inbound packet, and the roaming generation it
+    /// was checked against; owned by whoever is delivering.
     var lastSource = SocketAddress()
+    var lastSourceGeneration: UInt64 = 0
+    /// Bumped by every roam that moves the endpoint (the priority lane roams too), so
+    /// the batch release notices a move it did not make and checks its source again.
+    let roamGeneration = Atomic<UInt64>(0)
     private let finalizedFlag = Atomic<Bool>(false)
     /// Inbound batches of this peer in flight (staged, queued or being released).
     let inboundBatches = Atomic<Int>(0)

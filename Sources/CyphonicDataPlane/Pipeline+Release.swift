@@ -196,10 +196,13 @@ extension Pipeline {
         if let source = lastSource {
             session.lastReceived = monotonicSeconds()
             if session.confirm() { promote(session, of: peer) }
-            // Only the thread holding this peer's inbound claim touches lastSource.
-            if source != peer.lastSource {
+            // Only the thread holding this peer's inbound claim touches lastSource. A roam
+            // made elsewhere (the priority lane) changes the generation: check again.
+            let generation = peer.roamGeneration.load(ordering: .acquiring)
+            if source != peer.lastSource || generation != peer.lastSourceGeneration {
                 peer.lastSource = source
                 roam(peer, to: source)
+                peer.lastSourceGeneration = peer.roamGeneration.load(ordering: .acquiring)
             }
         }
     }
@@ -227,7 +230,10 @@ extension Pipeline {
     @inline(__always)
     func roam(_ peer: Peer, to source: SocketAddress) {
         peers.lock()
-        if peer.endpoint != source { peers.setEndpointLocked(peer, source) }
+        if peer.endpoint != source {
+            peers.setEndpointLocked(peer, source)
+            peer.roamGeneration.wrappingAdd(1, ordering: .releasing)
+        }
         peers.unlock()
     }
 }

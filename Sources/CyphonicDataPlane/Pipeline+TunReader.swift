@@ -110,7 +110,9 @@ extension Pipeline {
             // Hold one spare batch before reading (blocking here is backpressure), and after
             // reading as many as the burst fills (no lock held while waiting). Holding no
             // more between bursts leaves the batches to the inbound direction meanwhile.
-            while spares.isEmpty, isRunning, let b = pool.get(timeoutMilliseconds: 100, leaving: directionReserve) { spares.append(b) }
+            // The first spare may come from the reserve the inbound direction leaves (so
+            // inbound bulk never blocks the TUN); further ones leave that reserve to inbound.
+            while spares.isEmpty, isRunning, let b = pool.get(timeoutMilliseconds: 100) { spares.append(b) }
             guard !spares.isEmpty else { continue }
             guard waitReadable(tun.fd, timeoutMilliseconds: 100).0 else { continue }
             let burst = readTunBurst(buffers)

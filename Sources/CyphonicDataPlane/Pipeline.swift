@@ -37,6 +37,12 @@ import Synchronization
 // Batches (up to 64 packets) cross threads, never single packets; all buffers come
 // from a fixed pool of batches, so there is no allocation per packet, and the OS
 // thread count is 3 + N whatever the number of peers.
+// At a hub (one node, many busy peers): pure ACKs and pings take the priority lane
+// (sealed or opened by the staging thread and sent or delivered ahead of the peer's
+// queued batches; PriorityLane.swift); each direction leaves a quarter of the pool to
+// the other; a peer holds at most its fair share of the inbound batches
+// (`inboundBatch(for:)`); and CoDel per peer and direction drops a bulk packet now and
+// then when its batches keep waiting (`controlDelay`).
 //
 // `--pipeline single` runs stages 1–4 on one thread (the conventional design).
 
@@ -119,14 +125,20 @@ public final class Pipeline: @unchecked Sendable {
         self.mtu = mtu
         self.udpOffload = udpOffload
         self.stats = stats
-        pool = BatchPool(size: min(poolSize, 512))
+        pool = BatchPool(size: min(poolSize, Self.maxPoolSize))
         cryptoQueue = WorkQueue(capacity: 512)
         inbox = ControlInbox(capacity: 1024)
         verifiedInbox = ControlInbox(capacity: 256)
     }
 
+    /// The most batches in flight: everything in flight on both ends must fit in a
+    /// session's replay window (see `DataSession.replay`).
+    public static let maxPoolSize = 128
+
     /// Batches each direction leaves free for the other: a bulk transfer one way cannot
-    /// take every batch and so starve the other way (its ACKs, echo replies).
+    /// take every batch and so starve the other way (its ACKs, echo replies). The TUN
+    /// reader's first spare batch may come from this reserve, so inbound bulk can delay
+    /// outbound by at most the time until a batch comes back.
     var directionReserve: Int { max(2, pool.size / 4) }
 
     /// Crypto workers (0 for the single-threaded design).

@@ -8,25 +8,35 @@
 public struct ReplayWindow: Sendable {
     /// Words in the ring; a power of two.
     static let words = 64
-    /// Counters below `highest - size` are refused: (words - 1) × 64 = 4032 packets.
+    /// Counters below `highest - size` are refused: (words - 1) × 64 = 4032 packets
+    /// with the default 64 words.
     public static let size: UInt64 = UInt64((words - 1) * 64)
+    /// This window's words (a power of two) and reach.
+    let words: Int
+    public let size: UInt64
     /// Counters from here on are refused: the sender must have rekeyed (as WireGuard's
     /// REJECT_AFTER_MESSAGES, 2^64 - 2^13 - 1).
     public static let rejectAfter: UInt64 = UInt64.max - (1 << 13)
 
-    private var bitmap = [UInt64](repeating: 0, count: words)
+    private var bitmap: [UInt64]
     /// The highest counter accepted so far (0 before any).
     public private(set) var highest: UInt64 = 0
 
-    public init() {}
+    /// `words` (a power of two ≥ 2) sets the reach: (words − 1) × 64 counters.
+    public init(words: Int = 64) {
+        precondition(words >= 2 && words & (words - 1) == 0, "replay window words must be a power of two")
+        self.words = words
+        size = UInt64((words - 1) * 64)
+        bitmap = [UInt64](repeating: 0, count: words)
+    }
 
     /// Whether `counter` would be accepted now; changes nothing. Lets a receiver skip
     /// decrypting an obvious replay.
     public func mightAccept(_ counter: UInt64) -> Bool {
         guard counter < Self.rejectAfter else { return false }
         if counter > highest { return true }
-        if highest - counter > Self.size { return false }
-        let block = Int(truncatingIfNeeded: (counter >> 6) & UInt64(Self.words - 1))
+        if highest - counter > size { return false }
+        let block = Int(truncatingIfNeeded: (counter >> 6) & UInt64(words - 1))
         return bitmap[block] & (1 << (counter & 63)) == 0
     }
 
@@ -37,17 +47,17 @@ public struct ReplayWindow: Sendable {
         let block = counter >> 6
         if counter > highest {
             let current = highest >> 6
-            let advance = min(block - current, UInt64(Self.words))
+            let advance = min(block - current, UInt64(words))
             var i: UInt64 = 1
             while i <= advance {
-                bitmap[Int(truncatingIfNeeded: (current + i) & UInt64(Self.words - 1))] = 0
+                bitmap[Int(truncatingIfNeeded: (current + i) & UInt64(words - 1))] = 0
                 i += 1
             }
             highest = counter
-        } else if highest - counter > Self.size {
+        } else if highest - counter > size {
             return false
         }
-        let index = Int(truncatingIfNeeded: block & UInt64(Self.words - 1))
+        let index = Int(truncatingIfNeeded: block & UInt64(words - 1))
         let bit: UInt64 = 1 << (counter & 63)
         if bitmap[index] & bit != 0 { return false }
         bitmap[index] |= bit

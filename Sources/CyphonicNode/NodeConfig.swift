@@ -1,4 +1,5 @@
 import CyphonicCore
+import CyphonicDataPlane
 import Foundation
 
 /// The node daemon's configuration file (JSON). Every key is documented in
@@ -199,7 +200,9 @@ public struct NodeConfig: Codable, Sendable {
         guard IPPrefix(overlay6).map({ !$0.address.isIPv4 }) == true else { throw ConfigFileError.invalid("overlay6", "not an IPv6 prefix") }
         guard pipeline == "multi" || pipeline == "single" else { throw ConfigFileError.invalid("pipeline", "multi or single") }
         guard (0...64).contains(workers) else { throw ConfigFileError.invalid("workers", "0...64") }
-        guard (8...512).contains(poolSize) else { throw ConfigFileError.invalid("poolSize", "8...512") }
+        guard (8...Pipeline.maxPoolSize).contains(poolSize) else {
+            throw ConfigFileError.invalid("poolSize", "8...\(Pipeline.maxPoolSize)")
+        }
         guard (0...(64 << 20)).contains(udpReceiveBuffer) else { throw ConfigFileError.invalid("udpReceiveBuffer", "0...67108864 bytes") }
         guard metrics.isEmpty || Endpoint(metrics) != nil else { throw ConfigFileError.invalid("metrics", "not HOST:PORT") }
         guard keepaliveSeconds > 0, idleTimeoutSeconds > keepaliveSeconds else {

@@ -16,6 +16,21 @@ final class Box {
         #expect(ReplayWindow.size >= 2048)
     }
 
+    /// A data session's window covers every packet a priority-lane packet can overtake:
+    /// all batches in flight on both ends at the largest pool.
+    @Test func aDataSessionsWindowCoversEverythingInFlight() {
+        var w = ReplayWindow(words: 512)
+        let inFlight = UInt64(2 * Pipeline.maxPoolSize * PacketBatch.capacity)
+        #expect(w.size == 32_704 && w.size >= inFlight)
+        let top: UInt64 = 100_000
+        let newest = w.accept(top)
+        let oldestInFlight = w.accept(top - inFlight)
+        let again = w.accept(top - inFlight)
+        let edge = w.accept(top - w.size)
+        let beyond = w.accept(top - w.size - 1)
+        #expect(newest && oldestInFlight && !again && edge && !beyond)
+    }
+
     @Test func eachCounterOnce() {
         let w = Box()
         #expect(w.accept(0))

@@ -29,6 +29,7 @@ import Testing
     @Test func badValuesNameTheirKey() {
         #expect(message(#"{"stateDir": "/x", "tun": {"mtu": 100}}"#) == "config key tun.mtu: must be 576...9000")
         #expect(message(#"{"stateDir": "/x", "pipeline": "fast"}"#) == "config key pipeline: multi or single")
+        #expect(message(#"{"stateDir": "/x", "poolSize": 512}"#) == "config key poolSize: 8...128")
         #expect(message(#"{"stateDir": "/x", "listen": "nowhere"}"#).hasPrefix("config key listen:"))
         #expect(message(#"{"stateDir": "/x", "peers": [{"fqdn": "-bad-", "endpoint": "1.2.3.4:5"}]}"#).hasPrefix("config key peers[0].fqdn:"))
         #expect(

@@ -24,6 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
+. scripts/topology.sh
 BIN=${BIN:-.build/release}
 SECS=${BENCH_SECONDS:-8}
 ROUNDS=${BENCH_ROUNDS:-3}
@@ -32,7 +33,7 @@ VARIANTS=${BENCH_VARIANTS:-cyphonic-single cyphonic-multi wireguard-go nebula}
 OUT=${BENCH_OUT:-bench-out}
 RESULTS="$OUT/hub-results.csv"
 MAXN=$(printf '%s\n' $COUNTS | sort -n | tail -1)
-NET=cy-net RESP=cy-resp RESP_ADDR=198.19.0.10
+RESP=cy-resp RESP_ADDR=198.19.0.10
 inits() { for i in $(seq 1 "$MAXN"); do printf 'cy-init%02d\n' "$i"; done; }
 init_ns() { printf 'cy-init%02d' "$1"; }
 
@@ -48,7 +49,7 @@ WORK=$(mktemp -d /tmp/cyphonic-hub-XXXXXX)
 DAEMONS=()
 cleanup() {
   set +e
-  for ns in $RESP $(inits) $NET; do
+  for ns in $RESP $(inits) $TOPO_NET; do
     ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
     ip netns del "$ns" 2>/dev/null
   done
@@ -58,20 +59,11 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$OUT"
 
-progress "topology: $NET (bridge), $RESP, $(init_ns 1) … $(init_ns "$MAXN")"
-ip netns add $NET
-ip -n $NET link add br0 type bridge
-ip -n $NET link set br0 up
-attach() {  # namespace address veth-tag
-  ip netns add "$1"
-  ip -n "$1" link set lo up
-  ip link add "v$3" netns "$1" type veth peer name "b$3" netns $NET
-  ip -n $NET link set "b$3" master br0 up
-  ip -n "$1" addr add "$2/24" dev "v$3"
-  ip -n "$1" link set "v$3" up
-}
-attach $RESP $RESP_ADDR resp
-for i in $(seq 1 "$MAXN"); do attach "$(init_ns "$i")" "198.19.0.$((10 + i))" "i$(printf %02d "$i")"; done
+progress "topology: $TOPO_NET (bridge), $RESP, $(init_ns 1) … $(init_ns "$MAXN")"
+topology_bridge
+topology_attach $RESP $RESP_ADDR resp
+# shellcheck disable=SC2046
+for i in $(seq 1 "$MAXN"); do topology_attach $(topology_initiator "$i"); done
 
 want() { [[ " $VARIANTS " == *" $1 "* ]]; }
 

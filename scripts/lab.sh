@@ -12,12 +12,13 @@
 # BIN (default .build/release), LAB_PIPELINE (multi or single).
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
+. scripts/topology.sh
 
 N=${LAB_INITIATORS:-10}
 DIR=${LAB_DIR:-/run/cyphonic-lab}
 BIN=${BIN:-.build/release}
 PIPELINE=${LAB_PIPELINE:-multi}
-NET=cy-net
+
 CLOUD=cy-cloud
 RESP=cy-resp
 AS_ADDR=198.19.0.2
@@ -40,17 +41,6 @@ down() {
   say "down: every cy-* namespace, process and $DIR removed"
 }
 
-# Joins namespace $1 to the bridge with address $2 (veth names ≤ 15 bytes).
-attach() {
-  local ns=$1 addr=$2 tag=$3
-  ip netns add "$ns"
-  ip -n "$ns" link set lo up
-  ip link add "v$tag" netns "$ns" type veth peer name "b$tag" netns $NET
-  ip -n $NET link set "b$tag" master br0 up
-  ip -n "$ns" addr add "$addr/24" dev "v$tag"
-  ip -n "$ns" link set "v$tag" up
-}
-
 node_config() {
   local name=$1 peers=$2
   cat >"$DIR/$name.json" <<EOF
@@ -66,16 +56,13 @@ up() {
   trap 'say "failed; tearing down"; down' ERR
   mkdir -p "$DIR"
   chmod 700 "$DIR"
-  say "namespaces: $NET (bridge), $CLOUD, $RESP, cy-init01 … $(inits | tail -1)"
-  ip netns add $NET
-  ip -n $NET link add br0 type bridge
-  ip -n $NET link set br0 up
-  attach $CLOUD $AS_ADDR cloud
-  attach $RESP $RESP_ADDR resp
-  local i=0
-  for ns in $(inits); do
-    i=$((i + 1))
-    attach "$ns" "198.19.0.$((10 + i))" "i$(printf %02d $i)"
+  say "namespaces: $TOPO_NET (bridge), $CLOUD, $RESP, cy-init01 … $(inits | tail -1)"
+  topology_bridge
+  topology_attach $CLOUD $AS_ADDR cloud
+  topology_attach $RESP $RESP_ADDR resp
+  for i in $(seq 1 "$N"); do
+    # shellcheck disable=SC2046
+    topology_attach $(topology_initiator "$i")
   done
 
   say "as-server in $CLOUD at $AS_ADDR:4501"

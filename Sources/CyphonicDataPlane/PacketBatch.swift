@@ -39,8 +39,6 @@ public final class PacketBatch: @unchecked Sendable {
     public var done = false
     /// Where an outbound batch goes (captured at staging).
     public var endpoint = SocketAddress()
-    /// The peer whose fair share of inbound batches this batch counts against (until recycled).
-    var shareHolder: Peer?
     /// Where each inbound datagram came from.
     public let sources = UnsafeMutablePointer<SocketAddress>.allocate(capacity: PacketBatch.capacity)
 
@@ -65,7 +63,6 @@ public final class PacketBatch: @unchecked Sendable {
         done = false
         peer = nil
         session = nil
-        shareHolder = nil
         staged = 0
     }
 

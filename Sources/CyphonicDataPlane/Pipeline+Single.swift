@@ -45,6 +45,7 @@ extension Pipeline {
                         for k in 0..<chunk {
                             let datagram = landing.segment(i, first + k)
                             let length = datagram.count
+                            receivedSinceTun += length
                             let counter: UInt64
                             switch received[k] {
                             case .bad:
@@ -95,7 +96,6 @@ extension Pipeline {
                         // echo replies): a long run of received bulk must not let the TUN
                         // queue overflow. (A run of small datagrams — ACKs at a bulk sender —
                         // is not held up by sending bulk in between.)
-                        for k in 0..<chunk { receivedSinceTun += landing.segment(i, first - chunk + k).count }
                         if receivedSinceTun >= 65_536 {
                             receivedSinceTun = 0
                             singleTunTurn(buffers, work: work, out: out)

@@ -127,6 +127,7 @@ extension Pipeline {
             var lastSession: DataSession? = nil
             var prioritized = 0
             let calls = out.sender.calls
+            let now = monotonicSeconds()
             peers.lock()
             for k in 0..<burst {
                 let packet = buffers.packet(k)
@@ -151,7 +152,7 @@ extension Pipeline {
                     priority.sources[prioritized] = endpoint
                     peer.stats.txPackets.add()
                     peer.stats.txBytes.add(UInt64(sealed))
-                    current.lastSent = monotonicSeconds()
+                    current.lastSent = now
                     prioritized += 1
                     continue
                 }

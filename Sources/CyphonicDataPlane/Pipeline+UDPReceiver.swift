@@ -181,14 +181,14 @@ extension Pipeline {
             return nil
         }
         if peer.inboundBatches.wrappingAdd(1, ordering: .relaxed).oldValue == 0 { activeInbound.wrappingAdd(1, ordering: .relaxed) }
-        b.shareHolder = peer
         return b
     }
 
-    /// Returns a batch to the pool, giving back its peer's share.
+    /// Returns a batch to the pool, giving back its peer's share (every staged inbound
+    /// batch came from ``inboundBatch(for:)`` for the peer it names).
     @inline(__always)
     func recycle(_ b: PacketBatch) {
-        if let holder = b.shareHolder, holder.inboundBatches.wrappingSubtract(1, ordering: .relaxed).oldValue == 1 {
+        if b.direction == .inbound, let holder = b.peer, holder.inboundBatches.wrappingSubtract(1, ordering: .relaxed).oldValue == 1 {
             activeInbound.wrappingSubtract(1, ordering: .relaxed)
         }
         pool.put(b)

@@ -6,9 +6,9 @@ FUZZ_RUNS ?= 1000000
 # Debian packages: the build (libcrypto, SQLite), and the tests' real tools (namespaces,
 # nftables, iperf3, ping, dig, curl, the python3 flood sender).
 BUILD_PACKAGES = libssl-dev libsqlite3-dev pkg-config
-TEST_PACKAGES = $(BUILD_PACKAGES) openssl iproute2 nftables iperf3 iputils-ping dnsutils procps curl python3
+TEST_PACKAGES = $(BUILD_PACKAGES) openssl iproute2 nftables iperf3 iputils-ping dnsutils procps curl python3 libc-bin
 
-.PHONY: build release test fuzz bench bench-tunnel bench-hub lab-up lab-down clean format format-check
+.PHONY: build release test fuzz bench bench-tunnel bench-hub bench-setup bench-nms lab-up lab-down lab-status lab-smoke clean format format-check
 
 build:
 	@scripts/ensure-packages.sh $(BUILD_PACKAGES)
@@ -18,11 +18,13 @@ release:
 	@scripts/ensure-packages.sh $(BUILD_PACKAGES)
 	$(SWIFT) build -c release
 
+# Then the lab end to end (lab/smoke.sh) with the debug binaries just built, when root.
 test:
 	@scripts/ensure-packages.sh $(TEST_PACKAGES)
 	@scripts/format-check.sh
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	@if [ "$$(id -u)" -eq 0 ]; then BIN=.build/debug lab/smoke.sh; else echo "lab-smoke skipped: needs root (network namespaces, TUN)"; fi
 
 fuzz:
 	FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_SECONDS=$(FUZZ_SECONDS) ./FuzzTesting/run.sh
@@ -46,16 +48,25 @@ bench-hub:
 	$(SWIFT) build -c release
 	bash bench/hub.sh
 
-# The lab (DESIGN §6): 1 responder + 10 initiators enrolled with an as-server, in network
-# namespaces (root). Static peers until nms-server and the resolver exist.
-LAB_PACKAGES = $(BUILD_PACKAGES) iproute2 iperf3 iputils-ping python3
+# The lab (DESIGN §6, lab/README.md): as-server and nms-server in cy-cloud, 1 responder and
+# 10 initiators that reach each other by name through the NMS and their resolvers (root).
+LAB_PACKAGES = $(BUILD_PACKAGES) iproute2 iperf3 iputils-ping dnsutils procps python3 libc-bin
 lab-up:
 	@scripts/ensure-packages.sh $(LAB_PACKAGES)
 	$(SWIFT) build -c release
-	@scripts/lab.sh up
+	@lab/lab.sh up
 
 lab-down:
-	@scripts/lab.sh down
+	@lab/lab.sh down
+
+lab-status:
+	@lab/lab.sh status
+
+# The lab end to end: names, IPv4/IPv6, getent/dig, iperf3, NXDOMAIN, NMS and node restarts.
+lab-smoke:
+	@scripts/ensure-packages.sh $(LAB_PACKAGES)
+	$(SWIFT) build -c release
+	@lab/smoke.sh
 
 # One formatter for the tree (swift-format from the toolchain, config in .swift-format).
 format:

@@ -42,8 +42,10 @@ let package = Package(
         .target(
             name: "CyphonicSignaling",
             dependencies: [
-                "CyphonicCore", "CyphonicWire", "CyphonicCrypto", "CyphonicPKI", "CyphonicDataPlane",
+                "CyphonicCore", "CyphonicWire", "CyphonicCrypto", "CyphonicPKI", "CyphonicDataPlane", "CyphonicPosix",
             ]),
+        // The CYPHONIC resolver's DNS message codec (pure, fuzzed).
+        .target(name: "CyphonicDNS"),
         // What every program runs on: metrics over HTTP, logging, receive threads.
         .target(
             name: "CyphonicService",
@@ -67,10 +69,20 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
         .target(
+            name: "CyphonicNMS",
+            dependencies: [
+                "CyphonicCore", "CyphonicWire", "CyphonicCrypto", "CyphonicPKI", "CyphonicPosix", "CyphonicSignaling",
+                "CyphonicService",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]),
+        .target(
             name: "CyphonicNode",
             dependencies: [
                 "CyphonicCore", "CyphonicWire", "CyphonicCrypto", "CyphonicPKI", "CyphonicPosix", "CyphonicSignaling",
-                "CyphonicDataPlane", "CyphonicService",
+                "CyphonicDataPlane", "CyphonicService", "CyphonicDNS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
@@ -87,8 +99,10 @@ let package = Package(
         .executableTarget(
             name: "nms-server",
             dependencies: [
-                "CyphonicCore",
+                "CyphonicCore", "CyphonicCrypto", "CyphonicPKI", "CyphonicNMS", "CyphonicService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         .executableTarget(
             name: "trs-relay",
@@ -99,7 +113,7 @@ let package = Package(
         .executableTarget(
             name: "cyphonic-node",
             dependencies: [
-                "CyphonicCore", "CyphonicCrypto", "CyphonicPKI", "CyphonicNode", "CyphonicService",
+                "CyphonicCore", "CyphonicCrypto", "CyphonicPKI", "CyphonicNode", "CyphonicService", "CyphonicSignaling",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -107,7 +121,8 @@ let package = Package(
         .executableTarget(
             name: "cyphonic-bench",
             dependencies: [
-                "CyphonicCrypto", "CyphonicAS", "CyphonicNode", "CyphonicCore", "CyphonicService",
+                "CyphonicCrypto", "CyphonicAS", "CyphonicNode", "CyphonicCore", "CyphonicService", "CyphonicNMS",
+                "CyphonicSignaling", "CyphonicPKI", "CyphonicWire",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ], path: "Benchmarks/cyphonic-bench"),
@@ -134,6 +149,14 @@ let package = Package(
             dependencies: [
                 "CyphonicNode", "CyphonicDataPlane", "CyphonicPKI", "CyphonicCrypto", "CyphonicCore", "CyphonicWire",
                 "CyphonicTestSupport",
+            ]),
+        .testTarget(name: "CyphonicDNSTests", dependencies: ["CyphonicDNS"]),
+        .testTarget(
+            name: "CyphonicNMSTests",
+            dependencies: [
+                "CyphonicNMS", "CyphonicSignaling", "CyphonicPKI", "CyphonicCrypto", "CyphonicWire", "CyphonicCore",
+                "CyphonicTestSupport",
+                .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(
             name: "CyphonicASTests",

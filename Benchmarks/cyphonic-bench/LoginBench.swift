@@ -3,6 +3,7 @@ import CyphonicAS
 import CyphonicCore
 import CyphonicCrypto
 import CyphonicNode
+import CyphonicSignaling
 import CyphonicWire
 import Foundation
 import Logging

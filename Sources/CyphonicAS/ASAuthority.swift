@@ -123,7 +123,7 @@ public final class ASAuthority: Sendable {
     public func addService(
         role: CertificateRole, name: FQDN, days: Int = 365, now: Int64 = unixNow()
     )
-        throws -> (key: X25519PrivateKey, certificate: Certificate)
+        throws -> ServiceBundle
     {
         guard role == .nms || role == .trs else { throw ConfigError.invalid("role", "must be nms or trs") }
         let key = try X25519PrivateKey()
@@ -137,7 +137,17 @@ public final class ASAuthority: Sendable {
                 serial: cert.serial ?? 0, subject: name.value, role: role.rawValue,
                 notBefore: cert.notBefore ?? now, notAfter: cert.notAfter ?? now,
                 der: cert.derBytes), now: now)
-        return (key, cert)
+        // The NMS also signs route authorizations that nodes and relays check offline:
+        // an Ed25519 key of its own with a certificate of the same name and role.
+        var signing: (key: Ed25519PrivateKey, certificate: Certificate)?
+        if role == .nms {
+            let signingKey = try Ed25519PrivateKey()
+            let signingCert = try directory.ca.issue(
+                .service(role, name: name, serial: try CertificateAuthority.randomSerial(), validFrom: now - 300, days: days),
+                signingKey: signingKey.publicKey)
+            signing = (signingKey, signingCert)
+        }
+        return ServiceBundle(key: key, certificate: cert, signing: signing)
     }
 
     /// The current signed CRL.
@@ -287,4 +297,13 @@ public final class ASAuthority: Sendable {
             caCertificate: directory.ca.certificate.derBytes, nmsEndpoints: settings.nmsEndpoints,
             trsEndpoints: settings.trsEndpoints)
     }
+}
+
+/// What `as-server service add` writes for a service host: its X25519 static key and
+/// certificate (Noise), and for an NMS the Ed25519 key and certificate it signs route
+/// authorizations with.
+public struct ServiceBundle {
+    public let key: X25519PrivateKey
+    public let certificate: Certificate
+    public let signing: (key: Ed25519PrivateKey, certificate: Certificate)?
 }

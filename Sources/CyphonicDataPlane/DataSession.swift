@@ -1,3 +1,4 @@
+import CyphonicCore
 import CyphonicCrypto
 import CyphonicWire
 import Synchronization
@@ -5,13 +6,6 @@ import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// Monotonic seconds (for timers; immune to clock changes).
-public func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
 
 /// The keys of one peer-to-peer session after its Noise handshake. Each crypto worker
 /// has its own `AEADKey` instance per direction (a libcrypto context is single-threaded),

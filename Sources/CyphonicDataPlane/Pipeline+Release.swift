@@ -224,6 +224,7 @@ extension Pipeline {
         peers.lock()
         peers.promoteLocked(session, of: peer)
         peers.unlock()
+        control.sessionConfirmed(session, of: peer)
     }
 
     /// Follows a peer to the address its authenticated packets come from (roaming).

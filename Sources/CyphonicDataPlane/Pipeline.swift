@@ -55,6 +55,13 @@ public protocol ControlPlane: AnyObject, Sendable {
     func handleControl(_ datagram: UnsafeRawBufferPointer, from: SocketAddress, verified: Bool)
     /// Housekeeping, every ~250 ms, on the control thread (between control datagrams).
     func tick()
+    /// The first authenticated packet on an initiator's new session arrived (the peer
+    /// holds it): called once per session, on the data thread that saw it; keep it short.
+    func sessionConfirmed(_ session: DataSession, of peer: Peer)
+}
+
+extension ControlPlane {
+    public func sessionConfirmed(_ session: DataSession, of peer: Peer) {}
 }
 
 /// Which pipeline design runs.

@@ -36,6 +36,49 @@ public struct NodeConfig: Codable, Sendable {
         }
     }
 
+    /// The CYPHONIC resolver: a DNS server for the node's own applications (DESIGN §2).
+    public struct Resolver: Codable, Sendable {
+        /// Off: no DNS server (names resolve only through the system's resolver).
+        public var enabled = true
+        /// UDP and TCP endpoints it serves on.
+        public var listen: [String] = ["127.0.0.53:53"]
+        /// Resolvers for names outside the overlay domain (HOST:PORT); none: REFUSED.
+        public var upstream: [String] = []
+        /// The overlay domain; default: our FQDN without its first label.
+        public var domain: String?
+        /// Seconds a query for an overlay name waits for its tunnel (then SERVFAIL).
+        public var timeoutSeconds: Double = 3
+        /// TTL of overlay answers, seconds.
+        public var ttlSeconds: Int = 30
+        /// TCP connections served at once, at most.
+        public var maxTCPConnections: Int = 64
+
+        public init() {}
+
+        public init(from decoder: Decoder) throws {
+            try rejectUnknownKeys(decoder, CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? enabled
+            listen = try c.decodeIfPresent([String].self, forKey: .listen) ?? listen
+            upstream = try c.decodeIfPresent([String].self, forKey: .upstream) ?? upstream
+            domain = try c.decodeIfPresent(String.self, forKey: .domain)
+            timeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .timeoutSeconds) ?? timeoutSeconds
+            ttlSeconds = try c.decodeIfPresent(Int.self, forKey: .ttlSeconds) ?? ttlSeconds
+            maxTCPConnections = try c.decodeIfPresent(Int.self, forKey: .maxTCPConnections) ?? maxTCPConnections
+        }
+    }
+
+    /// First enrolment by the daemon itself (instead of `cyphonic-node enroll`): used when
+    /// `stateDir` holds no enrolment yet.
+    public struct Enrol: Codable, Sendable {
+        /// The AS, HOST:PORT.
+        public var asEndpoint: String
+        /// The CA certificate (PEM) to pin.
+        public var ca: String
+        /// File with the one-time token `as-server node add` printed.
+        public var tokenFile: String
+    }
+
     public struct PeerEntry: Codable, Sendable {
         /// The peer's FQDN; its certificate must name it.
         public var fqdn: String
@@ -118,6 +161,15 @@ public struct NodeConfig: Codable, Sendable {
     /// Handshakes per second in total, at most.
     public var handshakesPerSecond: Double = 500
 
+    /// NMS endpoints (HOST:PORT); unset: those the AS provisioned (stateDir/node.json).
+    public var nms: [String]?
+    /// Log in to the AS at start with the stored certificate (a renewed one is saved and
+    /// used); an unreachable AS only delays the start by about a second.
+    public var login = true
+    /// Enrol at start when stateDir holds no enrolment yet.
+    public var enroll: Enrol?
+    public var resolver = Resolver()
+
     public init() {}
 
     /// Missing keys keep their defaults; unknown keys are refused (a typo is an error).
@@ -153,6 +205,10 @@ public struct NodeConfig: Codable, Sendable {
             try c.decodeIfPresent(Double.self, forKey: .handshakesPerSourcePerSecond)
             ?? handshakesPerSourcePerSecond
         handshakesPerSecond = try c.decodeIfPresent(Double.self, forKey: .handshakesPerSecond) ?? handshakesPerSecond
+        nms = try c.decodeIfPresent([String].self, forKey: .nms)
+        login = try c.decodeIfPresent(Bool.self, forKey: .login) ?? login
+        enroll = try c.decodeIfPresent(Enrol.self, forKey: .enroll)
+        resolver = try c.decodeIfPresent(Resolver.self, forKey: .resolver) ?? resolver
     }
 
     /// Reads and validates a config file.
@@ -186,6 +242,11 @@ public struct NodeConfig: Codable, Sendable {
         certificate = abs(certificate ?? stateDir.map { $0 + "/node.pem" })
         ca = abs(ca ?? stateDir.map { $0 + "/ca.pem" })
         crl = abs(crl)
+        if var e = enroll {
+            e.ca = abs(e.ca) ?? e.ca
+            e.tokenFile = abs(e.tokenFile) ?? e.tokenFile
+            enroll = e
+        }
     }
 
     public func validate() throws {
@@ -223,6 +284,27 @@ public struct NodeConfig: Codable, Sendable {
         }
         guard handshakesPerSecond >= 1, handshakesPerSecond <= 1_000_000 else {
             throw ConfigFileError.invalid("handshakesPerSecond", "must be 1...1000000")
+        }
+        for (i, e) in (nms ?? []).enumerated() where Endpoint(e) == nil {
+            throw ConfigFileError.invalid("nms[\(i)]", "\(e) is not HOST:PORT or [V6]:PORT")
+        }
+        if let e = enroll {
+            guard Endpoint(e.asEndpoint) != nil else { throw ConfigFileError.invalid("enroll.asEndpoint", "\(e.asEndpoint) is not HOST:PORT") }
+            guard stateDir != nil else { throw ConfigFileError.invalid("enroll", "needs stateDir (where the enrolment is stored)") }
+        }
+        for (i, l) in resolver.listen.enumerated() where Endpoint(l) == nil {
+            throw ConfigFileError.invalid("resolver.listen[\(i)]", "\(l) is not HOST:PORT or [V6]:PORT")
+        }
+        for (i, u) in resolver.upstream.enumerated() where Endpoint(u) == nil {
+            throw ConfigFileError.invalid("resolver.upstream[\(i)]", "\(u) is not HOST:PORT or [V6]:PORT")
+        }
+        if let d = resolver.domain, (try? FQDN(d)) == nil { throw ConfigFileError.invalid("resolver.domain", "\(d) is not a domain name") }
+        guard resolver.timeoutSeconds > 0, resolver.timeoutSeconds <= 30 else {
+            throw ConfigFileError.invalid("resolver.timeoutSeconds", "must be > 0 and <= 30")
+        }
+        guard (0...86_400).contains(resolver.ttlSeconds) else { throw ConfigFileError.invalid("resolver.ttlSeconds", "must be 0...86400") }
+        guard (1...10_000).contains(resolver.maxTCPConnections) else {
+            throw ConfigFileError.invalid("resolver.maxTCPConnections", "must be 1...10000")
         }
         for (i, p) in peers.enumerated() {
             guard (try? FQDN(p.fqdn)) != nil else { throw ConfigFileError.invalid("peers[\(i)].fqdn", "\(p.fqdn) is not a valid FQDN") }

@@ -4,6 +4,7 @@ import CyphonicDataPlane
 import CyphonicPKI
 import CyphonicPosix
 import CyphonicService
+import CyphonicSignaling
 import Foundation
 import Logging
 import Prometheus
@@ -19,8 +20,10 @@ public final class NodeDaemon: @unchecked Sendable {
     let logger: Logger
     public private(set) var pipeline: Pipeline?
     public private(set) var manager: TunnelManager?
-    private var status: StatusServer?
-    private var refresher: RevocationRefresher?
+    private var status: ControlSocketServer?
+    private var refresher: PeriodicRefresher<RevocationList>?
+    public internal(set) var signaling: NodeSignaling?
+    public internal(set) var resolver: NodeResolver?
     private let stopping = MutexCondition()
     private var stopped = false
     public private(set) var certificate: Certificate?
@@ -39,6 +42,7 @@ public final class NodeDaemon: @unchecked Sendable {
     public func start() throws {
         // A peer or client that hangs up mid-write is an error to handle, never a reason to die.
         signal(SIGPIPE, SIG_IGN)
+        try refreshIdentity()
         let key = try KeyFiles.x25519(pem: try String(contentsOfFile: config.key!, encoding: .utf8))
         let cert = try Certificate(pem: try String(contentsOfFile: config.certificate!, encoding: .utf8))
         let ca = try Certificate(pem: try String(contentsOfFile: config.ca!, encoding: .utf8))
@@ -59,7 +63,9 @@ public final class NodeDaemon: @unchecked Sendable {
         let listen = Endpoint(config.listen)!
         let socket = try bindExclusive(listen)
         do {
-            status = try StatusServer(path: config.control) { [weak self] in self?.snapshot() ?? Self.emptyStatus }
+            status = try ControlSocketServer(path: config.control, what: "cyphonic-node") { [weak self] line in
+                self?.control(line) ?? Array("stopping\n".utf8)
+            }
         } catch {
             socket.close()
             throw error
@@ -86,11 +92,24 @@ public final class NodeDaemon: @unchecked Sendable {
         manager.pipeline = pipeline
         self.manager = manager
         self.pipeline = pipeline
+        let nms = nmsEndpoints()
+        if !nms.isEmpty {
+            let overlay = [IPPrefix(config.overlay4)!, IPPrefix(config.overlay6)!]
+            let signaling = NodeSignaling(
+                nms: nms, key: key, certificate: cert, listenPort: (try? socket.localEndpoint())?.port ?? listen.port, overlay: overlay,
+                manager: manager, logger: logger)
+            manager.signaling = signaling
+            self.signaling = signaling
+        } else {
+            logger.notice("node: no NMS endpoint (config `nms` or an enrolment in stateDir): static peers only, no name lookups")
+        }
         try pipeline.start()
+        startResolver(certificate: cert)
         if let asEndpoint = revocationSource() {
-            let refresher = RevocationRefresher(
-                client: ASClient(server: asEndpoint, caCertificate: ca), key: key, manager: manager,
-                intervalSeconds: config.crlRefreshSeconds, logger: logger)
+            let client = ASClient(server: asEndpoint, caCertificate: ca)
+            let refresher = PeriodicRefresher<RevocationList>(
+                what: "the revocation list from the AS at \(asEndpoint)", intervalSeconds: config.crlRefreshSeconds, logger: logger,
+                fetch: { try client.revocationList(key: key) }, apply: { [manager] in manager.offerRevocations($0) })
             refresher.start()
             self.refresher = refresher
             logger.info("node: revocation list from the AS at \(asEndpoint) every \(Int(config.crlRefreshSeconds)) s")
@@ -114,6 +133,8 @@ public final class NodeDaemon: @unchecked Sendable {
         }
         guard first else { return }
         refresher?.stop()
+        resolver?.stop()
+        signaling?.finalize()
         pipeline?.stop()
         // Tell every peer we are gone (authenticated), so its session ends now.
         if let pipeline {
@@ -206,7 +227,9 @@ public final class NodeDaemon: @unchecked Sendable {
             pipeline.peers.peersLocked.map { p in
                 NodeStatus.PeerStatus(
                     fqdn: p.fqdn, addresses: p.addresses.map(\.description),
-                    endpoint: p.endpoint?.endpoint?.description, route: p.route.rawValue,
+                    endpoint: p.endpoint?.endpoint?.description,
+                    route: config.peers.contains { $0.fqdn == p.fqdn } ? "static" : signaling?.path(of: p.fqdn)?.kind ?? "accepted",
+                    pathID: signaling?.path(of: p.fqdn)?.pathID,
                     handshakeAgeSeconds: p.current == nil ? nil : (now - p.lastHandshake),
                     txPackets: p.stats.txPackets.load, txBytes: p.stats.txBytes.load,
                     rxPackets: p.stats.rxPackets.load, rxBytes: p.stats.rxBytes.load,
@@ -236,7 +259,8 @@ public final class NodeDaemon: @unchecked Sendable {
                 cookiesSent: manager.stats.cookiesSent.load, handshakesThrottled: manager.stats.handshakesThrottled.load,
                 underLoad: manager.handshakeGuard.isUnderLoad(), addressConflicts: manager.stats.addressConflicts.load,
                 peersRevoked: manager.stats.peersRevoked.load, message3Retransmits: manager.stats.message3Retransmits.load,
-                revocationList: manager.revocationListNumber, revocationListAgeSeconds: refresher?.secondsSinceSuccess))
+                revocationList: manager.revocationListNumber, revocationListAgeSeconds: refresher?.secondsSinceSuccess),
+            signaling: signaling?.status(), resolver: resolver?.status())
     }
 
     /// Mirrors the atomics into Prometheus once a second (counters advance by deltas).
@@ -297,14 +321,12 @@ public final class NodeDaemon: @unchecked Sendable {
     }
 }
 
-/// A port or socket another process holds; names it and, where visible, the process.
-public struct InUseError: Error, CustomStringConvertible {
-    public let what: String
-    public let owner: String?
-    public let hint: String
-
-    public var description: String { "\(what) is in use\(owner.map { " by \($0)" } ?? ""): \(hint)" }
+/// Reads a running daemon's status from its control socket (`cyphonic-node status`).
+public func queryNodeStatus(path: String) throws -> NodeStatus {
+    try JSONDecoder().decode(NodeStatus.self, from: Data(try ControlSocketServer.request(path: path, "status")))
 }
 
-/// Reads a running daemon's status from its control socket (`cyphonic-node status`).
-public func queryNodeStatus(path: String) throws -> NodeStatus { try StatusServer.query(path: path) }
+/// Sends a command line (e.g. `forget NAME`) to a running daemon; returns its answer.
+public func nodeControl(path: String, _ command: String) throws -> String {
+    String(decoding: try ControlSocketServer.request(path: path, command), as: UTF8.self)
+}

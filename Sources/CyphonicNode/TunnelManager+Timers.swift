@@ -19,6 +19,7 @@ extension TunnelManager {
         confirmPending(now, &notes)
         var toInitiate: [(fqdn: String, endpoint: SocketAddress)] = []
         var keepalive: [Peer] = []
+        var silent: [String] = []
         let wallClock = unixNow()
         peers.withLock {
             for peer in peers.peersLocked {
@@ -51,6 +52,15 @@ extension TunnelManager {
                 }
                 guard let s = peer.current else { continue }
                 let configured = config.peers.first { $0.fqdn == peer.fqdn }
+                // A peer that is not configured (directed by the NMS, or that connected to
+                // us) and fell silent for two keepalives is gone: end its tunnel, so the
+                // next name lookup sets up a new one.
+                if configured == nil, now - s.lastReceived > 2 * config.keepaliveSeconds + 5 {
+                    peers.removeLocked(peer)
+                    silent.append(peer.fqdn)
+                    notes.append("tunnel: \(peer.fqdn) silent for \(Int(now - s.lastReceived)) s; tunnel closed (a new lookup sets it up again)")
+                    continue
+                }
                 // Message-count limit: whichever side sends that much starts the rekey.
                 let countDue = s.messagesSent > DataSession.rekeyAfterMessages && peer.next == nil
                 let timeDue = configured != nil && s.isInitiator && now - s.created > config.rekeyAfterSeconds && peer.next == nil
@@ -81,6 +91,8 @@ extension TunnelManager {
             }
         }
         for peer in keepalive { pipeline?.sendKeepalive(to: peer) }
+        for fqdn in silent { signaling?.forget(fqdn) }
+        signaling?.tick()
     }
 
     /// Applies a revocation list the refresher fetched: from now on handshakes with a

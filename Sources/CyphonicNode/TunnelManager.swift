@@ -54,6 +54,8 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
     var logger: Logger
     /// Set once the pipeline exists (sending needs its socket and keepalive path).
     public var pipeline: Pipeline?
+    /// The signaling module (NMS registration, directed tunnels), when an NMS is known.
+    public var signaling: NodeSignaling?
 
     let sync = MutexCondition()
     /// The verifier with the newest revocation list (guarded by `sync`).
@@ -184,6 +186,34 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
         }
     }
 
+    public func sessionConfirmed(_ session: DataSession, of peer: Peer) {
+        signaling?.peerUp(peer.fqdn, addresses: peer.addresses)
+    }
+
+    /// The virtual IPs of `fqdn` when a tunnel with it is up (a current session).
+    public func liveAddresses(of fqdn: String) -> [IPAddress]? {
+        peers.withLock { peers.peersLocked.first { $0.fqdn == fqdn && $0.current?.isConfirmed == true && !$0.finalized }?.addresses }
+    }
+
+    /// Whether a handshake with `fqdn` started less than `within` seconds ago is pending.
+    func isInitiating(_ fqdn: String, within: Double = 0.4) -> Bool {
+        let now = monotonicSeconds()
+        return sync.withLock { initiations.values.contains { $0.fqdn == fqdn && now - $0.sentAt < within } }
+    }
+
+    /// Ends the tunnel with `fqdn` (both sides: the peer gets a Finalization); false
+    /// when there is none.
+    public func forget(_ fqdn: String) -> Bool {
+        let found = peers.withLock { peers.peersLocked.filter { $0.fqdn == fqdn } }
+        for peer in found {
+            if peer.current != nil { pipeline?.sendFinalization(to: peer) }
+            peers.withLock { peers.removeLocked(peer) }
+        }
+        signaling?.forget(fqdn)
+        if !found.isEmpty { logger.info("tunnel: \(fqdn) forgotten on request; a new lookup sets it up again") }
+        return !found.isEmpty
+    }
+
     // MARK: ControlPlane
 
     public func handleControl(_ bytes: UnsafeRawBufferPointer, from: SocketAddress, verified: Bool) {
@@ -197,6 +227,10 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
         let datagram: Datagram
         do { datagram = try Datagram.decode(bytes) } catch {
             stats.badControl.add()
+            return
+        }
+        if let signaling, signaling.owns(type: datagram.header.type, receiverIndex: datagram.header.receiverIndex) {
+            signaling.handle(datagram, raw: Array(bytes), from: from)
             return
         }
         switch datagram.body {
@@ -362,7 +396,8 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
             let certDER = try hs.readMessage(message)
             let cert = try accept(certDER, proven: hs.remoteStatic, expectedName: nil)
             let known = peers.withLock { peers.peerLocked(staticKey: cert.x25519PublicKey?.bytes ?? []) != nil }
-            guard config.acceptUnknownPeers || known || config.peers.contains(where: { $0.fqdn == cert.commonName }) else {
+            let directed = cert.commonName.flatMap { signaling?.path(of: $0) } != nil
+            guard config.acceptUnknownPeers || known || directed || config.peers.contains(where: { $0.fqdn == cert.commonName }) else {
                 throw PKIError.untrusted("peer \(cert.commonName ?? "?") is not configured and acceptUnknownPeers is off")
             }
             guard sync.withLock({ responses.removeValue(forKey: localIndex) }) != nil else { return }
@@ -434,6 +469,10 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
         if replaced { logger.notice("tunnel: \(fqdn) presents new identity (\(addresses)); its old sessions ended") }
         stats.handshakesCompleted.add()
         logger.info("tunnel: session with \(fqdn) (\(addresses)) at \(from.endpoint.map(\.description) ?? "?")")
+        // A name lookup is answered once the peer holds the session: at once for a
+        // responder's, at the peer's first packet for ours (sessionConfirmed), so the
+        // application's first packet never overtakes our handshake message 3.
+        if session.isConfirmed { signaling?.peerUp(fqdn, addresses: certificate.ipAddresses) }
         return installed
     }
 }

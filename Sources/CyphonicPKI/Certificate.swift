@@ -81,6 +81,8 @@ public final class Certificate: @unchecked Sendable, Equatable, CustomStringConv
 
     /// Subject common name: the FQDN for nodes and services, the CA's name for the CA.
     public var commonName: String? { nameEntry(X509_get_subject_name(x509), NID_commonName) }
+    /// The policy group of a node (subject `description`), nil for none.
+    public var group: String? { nameEntry(X509_get_subject_name(x509), NID_description) }
     public var issuerCommonName: String? { nameEntry(X509_get_issuer_name(x509), NID_commonName) }
 
     /// The role in the subject's OU, nil if absent or unknown.

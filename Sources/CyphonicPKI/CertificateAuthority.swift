@@ -40,15 +40,26 @@ public final class CertificateAuthority: Sendable {
 
     /// Issues a certificate binding `publicKey` to what `template` says.
     public func issue(_ template: CertificateTemplate, publicKey: X25519PublicKey) throws(PKIError) -> Certificate {
+        try issue(template, rawKey: publicKey.bytes, type: EVP_PKEY_X25519, usage: "critical,keyAgreement")
+    }
+
+    /// Issues a certificate for a service's Ed25519 signing key (the NMS signs route
+    /// authorizations with it; key usage digitalSignature only).
+    public func issue(_ template: CertificateTemplate, signingKey: Ed25519PublicKey) throws(PKIError) -> Certificate {
+        guard template.role == .nms || template.role == .trs else { throw .wrongRole(expected: .nms, actual: template.role) }
+        return try issue(template, rawKey: signingKey.bytes, type: EVP_PKEY_ED25519, usage: "critical,digitalSignature")
+    }
+
+    private func issue(_ template: CertificateTemplate, rawKey: [UInt8], type: Int32, usage: String) throws(PKIError) -> Certificate {
         guard template.role != .ca else { throw .wrongRole(expected: .node, actual: .ca) }
-        let pkey: OpaquePointer? = publicKey.bytes.withUnsafeBytes {
-            EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nil, $0.baseAddress?.assumingMemoryBound(to: UInt8.self), 32)
+        let pkey: OpaquePointer? = rawKey.withUnsafeBytes {
+            EVP_PKEY_new_raw_public_key(type, nil, $0.baseAddress?.assumingMemoryBound(to: UInt8.self), 32)
         }
-        guard let pkey else { throw opensslError("EVP_PKEY_new_raw_public_key(X25519)") }
+        guard let pkey else { throw opensslError("EVP_PKEY_new_raw_public_key") }
         defer { EVP_PKEY_free(pkey) }
         var extensions: [(Int32, String)] = [
             (NID_basic_constraints, "critical,CA:FALSE"),
-            (NID_key_usage, "critical,keyAgreement"),
+            (NID_key_usage, usage),
             (NID_subject_key_identifier, "hash"),
             (NID_authority_key_identifier, "keyid:always"),
         ]

@@ -56,6 +56,14 @@ public final class SignalingSession {
         return header.bytes + sealed
     }
 
+    /// The same session in compact form (raw keys, a 64-counter replay window) for a
+    /// service that keeps one per registered node; this object must not be used after.
+    public func compact() -> CompactSignalingSession {
+        CompactSignalingSession(
+            localIndex: localIndex, remoteIndex: remoteIndex, sendKey: Array(sendKey.keyBytes.bytes),
+            receiveKey: Array(receiveKey.keyBytes.bytes), sendCounter: sendCounter, lastReceived: lastReceived)
+    }
+
     /// Opens a `signaling` datagram addressed to this session.
     public func open(_ datagram: [UInt8], now: Int64 = unixNowSeconds()) throws(SessionError) -> SignalingMessage {
         let d: Datagram

@@ -43,18 +43,37 @@ public struct Provision: Equatable, Sendable {
     }
 }
 
-/// NMS → node: the address NMS saw, the keepalive period, and how to probe NAT behaviour.
+/// Node → NMS, in handshake message 3 (from the node's tunnel socket): the node's
+/// certificate (its static key must be the one the handshake proved) and the addresses
+/// its socket has on its own interfaces (for peers at the same site).
+public struct Registration: Equatable, Sendable {
+    public var certificate: [UInt8]
+    public var localEndpoints: [Endpoint]
+
+    public init(certificate: [UInt8], localEndpoints: [Endpoint]) {
+        self.certificate = certificate
+        self.localEndpoints = localEndpoints
+    }
+}
+
+/// NMS → node: the address NMS saw, the keepalive period, how to probe NAT behaviour,
+/// and the certificate of the NMS signing key (Ed25519, role nms, issued by the CA) that
+/// signs route authorizations, so the node can check them offline.
 public struct RegistrationAck: Equatable, Sendable {
     public var observed: Endpoint
     public var keepAliveSeconds: UInt16
     public var probeToken: [UInt8]
     public var probeEndpoints: [Endpoint]
+    public var signingCertificate: [UInt8]
 
-    public init(observed: Endpoint, keepAliveSeconds: UInt16, probeToken: [UInt8], probeEndpoints: [Endpoint]) {
+    public init(
+        observed: Endpoint, keepAliveSeconds: UInt16, probeToken: [UInt8], probeEndpoints: [Endpoint], signingCertificate: [UInt8] = []
+    ) {
         self.observed = observed
         self.keepAliveSeconds = keepAliveSeconds
         self.probeToken = probeToken
         self.probeEndpoints = probeEndpoints
+        self.signingCertificate = signingCertificate
     }
 }
 

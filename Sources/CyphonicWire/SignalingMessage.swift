@@ -4,7 +4,7 @@ import CyphonicCore
 public enum SignalingBody: Equatable, Sendable {
     case login(Login)
     case provision(Provision)
-    case registration(localEndpoints: [Endpoint])
+    case registration(Registration)
     case registrationAck(RegistrationAck)
     case keepAlive
     case keepAliveAck(observed: Endpoint)
@@ -81,14 +81,16 @@ public struct SignalingMessage: Equatable, Sendable {
             try w.lengthPrefixed(p.caCertificate)
             try w.endpoints(p.nmsEndpoints)
             try w.endpoints(p.trsEndpoints)
-        case .registration(let list):
-            try w.endpoints(list)
+        case .registration(let r):
+            try w.lengthPrefixed(r.certificate)
+            try w.endpoints(r.localEndpoints)
         case .registrationAck(let a):
             w.endpoint(a.observed)
             w.u16(a.keepAliveSeconds)
             guard a.probeToken.count == Datagram.probeTokenSize else { throw .fieldTooLong(a.probeToken.count) }
             w.raw(a.probeToken)
             try w.endpoints(a.probeEndpoints)
+            try w.lengthPrefixed(a.signingCertificate)
         case .keepAlive:
             break
         case .keepAliveAck(let observed):
@@ -171,12 +173,16 @@ public struct SignalingMessage: Equatable, Sendable {
                     caCertificate: try r.lengthPrefixed(limit: WireLimits.maxCertificateBytes, field: "provision.caCertificate"),
                     nmsEndpoints: try r.endpoints(field: "provision.nms"), trsEndpoints: try r.endpoints(field: "provision.trs")))
         case 3:
-            body = .registration(localEndpoints: try r.endpoints(field: "registration.local"))
+            body = .registration(
+                Registration(
+                    certificate: try r.lengthPrefixed(limit: WireLimits.maxCertificateBytes, field: "registration.certificate"),
+                    localEndpoints: try r.endpoints(field: "registration.local")))
         case 4:
             body = .registrationAck(
                 RegistrationAck(
                     observed: try r.endpoint(field: "registrationAck.observed"), keepAliveSeconds: try r.u16(),
-                    probeToken: try r.bytes(Datagram.probeTokenSize), probeEndpoints: try r.endpoints(field: "registrationAck.probe")))
+                    probeToken: try r.bytes(Datagram.probeTokenSize), probeEndpoints: try r.endpoints(field: "registrationAck.probe"),
+                    signingCertificate: try r.lengthPrefixed(limit: WireLimits.maxCertificateBytes, field: "registrationAck.signingCertificate")))
         case 5:
             body = .keepAlive
         case 6:

@@ -25,7 +25,8 @@ struct ServiceCommand: ParsableCommand {
             let fqdn: FQDN
             do { fqdn = try FQDN(name) } catch { throw ValidationError("name: \(error)") }
             let authority = try ASAuthority(directory: try ASDirectory.open(at: dataDir.path))
-            let (key, cert) = try authority.addService(role: r, name: fqdn, days: days)
+            let bundle = try authority.addService(role: r, name: fqdn, days: days)
+            let (key, cert) = (bundle.key, bundle.certificate)
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             let base = (out as NSString).appendingPathComponent(fqdn.value)
             guard
@@ -36,10 +37,21 @@ struct ServiceCommand: ParsableCommand {
                 throw ValidationError("--out: cannot write \(base).key")
             }
             try cert.pemString.write(toFile: base + ".pem", atomically: true, encoding: .utf8)
+            var written = ["\(base).key", "\(base).pem"]
+            if let signing = bundle.signing {
+                guard
+                    FileManager.default.createFile(
+                        atPath: base + ".sign.key", contents: Data(try KeyFiles.pem(signing.key).utf8),
+                        attributes: [.posixPermissions: 0o600])
+                else { throw ValidationError("--out: cannot write \(base).sign.key") }
+                try signing.certificate.pemString.write(toFile: base + ".sign.pem", atomically: true, encoding: .utf8)
+                written += ["\(base).sign.key", "\(base).sign.pem"]
+            }
             try authority.directory.ca.certificate.pemString.write(
                 toFile: (out as NSString).appendingPathComponent("ca.pem"),
                 atomically: true, encoding: .utf8)
-            print("wrote \(base).key, \(base).pem and \((out as NSString).appendingPathComponent("ca.pem")) for \(r.rawValue) \(fqdn)")
+            written.append((out as NSString).appendingPathComponent("ca.pem"))
+            print("wrote \(written.joined(separator: ", ")) for \(r.rawValue) \(fqdn)")
         }
     }
 

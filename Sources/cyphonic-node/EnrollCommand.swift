@@ -2,6 +2,7 @@ import ArgumentParser
 import CyphonicCore
 import CyphonicNode
 import CyphonicPKI
+import CyphonicSignaling
 import CyphonicWire
 import Foundation
 
@@ -59,21 +60,8 @@ extension EnrollCommand {
     static func readToken(token: String?, file: String?) throws -> (token: String, field: String) {
         if let token { return (token, "--token") }
         guard let file else { throw ValidationError("give the enrolment token with --token-file PATH or --token NAME.SECRET") }
-        let data: Data
-        if file == "-" {
-            data = FileHandle.standardInput.readDataToEndOfFile()
-        } else {
-            do { data = try Data(contentsOf: URL(fileURLWithPath: file)) } catch {
-                throw ValidationError("--token-file: cannot read \(file): \(error.localizedDescription)")
-            }
-        }
-        let source = file == "-" ? "standard input" : file
-        var bytes = [UInt8](data)
-        while let last = bytes.last, last == 0x0a || last == 0x0d { bytes.removeLast() }
-        guard bytes.count <= 1024, let text = String(validating: bytes, as: UTF8.self) else {
-            throw ValidationError("--token-file: \(source) does not hold a token (UTF-8 text, at most 1 KiB)")
-        }
-        guard !text.isEmpty else { throw ValidationError("--token-file: \(source) is empty") }
+        let text: String
+        do { text = try readEnrolmentToken(path: file) } catch { throw ValidationError("--token-file: \(error)") }
         return (text, "--token-file")
     }
 }

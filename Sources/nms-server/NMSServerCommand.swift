@@ -3,10 +3,11 @@ import CyphonicCore
 
 /// `nms-server`: the Node Management Service (registration, route selection, signaling).
 @main
-struct NMSServerCommand: ParsableCommand {
+struct NMSServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nms-server",
-        abstract: "CYPHONIC Node Management Service.",
-        discussion: "This build provides the shared foundation only; the service is not implemented yet.",
-        version: "nms-server \(CyphonicVersion.software), protocol \(CyphonicVersion.protocolVersion)")
+        abstract: "CYPHONIC Node Management Service: node registration, NAT discovery, route selection and tunnel signaling.",
+        discussion: "Deploy with the bundle `as-server service add nms NAME --out DIR` writes; see docs/operations.md.",
+        version: "nms-server \(CyphonicVersion.software), protocol \(CyphonicVersion.protocolVersion)",
+        subcommands: [ServeCommand.self, StatusCommand.self])
 }

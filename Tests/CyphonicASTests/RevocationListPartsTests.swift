@@ -1,6 +1,7 @@
 import CyphonicCore
 import CyphonicCrypto
 import CyphonicNode
+import CyphonicSignaling
 import CyphonicWire
 import Foundation
 import Logging

@@ -107,6 +107,7 @@ import Testing
         var l = ByteWriter()
         l.u8(3)
         l.u32(1)
+        try l.lengthPrefixed([UInt8]())
         l.u8(200)
         #expect(throws: DecodeError.invalidField("registration.local")) { try SignalingMessage.decode(l.bytes) }
         // Invalid UTF-8 in a string.
@@ -120,7 +121,9 @@ import Testing
 
     @Test func encoderRefusesWhatItCannotSay() {
         let tooMany = [Endpoint](repeating: Samples.v4, count: 17)
-        #expect(throws: EncodeError.self) { try SignalingMessage(transactionID: 0, body: .registration(localEndpoints: tooMany)).encode() }
+        #expect(throws: EncodeError.self) {
+            try SignalingMessage(transactionID: 0, body: .registration(Registration(certificate: [], localEndpoints: tooMany))).encode()
+        }
         #expect(throws: EncodeError.self) { try Datagram(.natProbe(token: [1])).encode() }
         let long = String(repeating: "é", count: 300)
         let encoded = try? SignalingMessage(transactionID: 0, body: .error(code: .internalError, message: long)).encode()

@@ -33,14 +33,14 @@ enum Samples {
                     nodeID: 42, fqdn: fqdn, virtualIPv4: IPAddress("198.18.0.11")!, virtualIPv6: IPAddress("2001:db8:c0ff:ee::11")!,
                     certificate: Array(repeating: 0x30, count: 600), caCertificate: Array(repeating: 0x31, count: 500),
                     nmsEndpoints: [v4, v6], trsEndpoints: [v6]))),
-        .init(transactionID: 4, body: .registration(localEndpoints: [v4, v6])),
-        .init(transactionID: 5, body: .registration(localEndpoints: [])),
+        .init(transactionID: 4, body: .registration(Registration(certificate: [0x30, 3, 1, 2, 3], localEndpoints: [v4, v6]))),
+        .init(transactionID: 5, body: .registration(Registration(certificate: [], localEndpoints: []))),
         .init(
             transactionID: 6,
             body: .registrationAck(
                 RegistrationAck(
                     observed: v4, keepAliveSeconds: 5,
-                    probeToken: Array(repeating: 1, count: 16), probeEndpoints: [v4]))),
+                    probeToken: Array(repeating: 1, count: 16), probeEndpoints: [v4], signingCertificate: [0x30, 0]))),
         .init(transactionID: 7, body: .keepAlive),
         .init(transactionID: 8, body: .keepAliveAck(observed: v6)),
         .init(transactionID: 9, body: .directionRequest(target: fqdn)),

@@ -2,7 +2,6 @@ import CyphonicCore
 import CyphonicCrypto
 import CyphonicPKI
 import CyphonicPosix
-import CyphonicSignaling
 import CyphonicWire
 
 /// Why a login did not produce a Provision.

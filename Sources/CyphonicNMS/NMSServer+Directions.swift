@@ -1,0 +1,144 @@
+import CyphonicCore
+import CyphonicCrypto
+import CyphonicSignaling
+import CyphonicWire
+
+// DirectionRequest → route selection → RouteDirection to the responder →
+// RouteDirectionConfirmation → RouteDirection to the initiator (DESIGN §4 step 3).
+extension NMSServer {
+    /// Answers `initiator`'s request for a tunnel to `target`: a refusal (error answer
+    /// naming why), or a direction to the responder, remembered until it confirms. On a
+    /// worker (the authorization's signature is the costly part).
+    func direction(to target: String, from initiator: String, transaction: UInt32, now: Int64) {
+        func refuse(_ reason: String, _ code: StatusCode, _ text: String, route: Route.Kind? = nil) {
+            metrics.refusal(reason)
+            if let route { metrics.direction(route, "refused") }
+            if refusalLog.admit(now: now) { logger.notice("nms: direction \(initiator) → \(target) refused: \(text)") }
+            send(SignalingMessage(transactionID: transaction, body: .error(code: code, message: text)), to: initiator, status: code)
+        }
+        guard target != initiator else { return refuse("self", .badRequest, "a node cannot direct a tunnel to itself") }
+        guard let i = registry.node(named: initiator) else { return }
+        guard let r = registry.node(named: target) else { return refuse("not_found", .notFound, "\(target) is not registered") }
+        guard settings.policy.allows(from: i.group, to: r.group) else {
+            return refuse("forbidden", .forbidden, "policy does not allow group \(i.group ?? "(none)") to reach group \(r.group ?? "(none)")")
+        }
+        let route = selectRoute(initiator: i.network, responder: r.network)
+        let relay = settings.relays.first
+        if route.kind == .relay, relay == nil {
+            return refuse("no_relay", .unavailable, "the route needs a relay (\(route.reason)) and none is configured", route: .relay)
+        }
+        guard directions.withLock({ $0.count < settings.maxPendingDirections }) else {
+            metrics.drop("table_full")
+            return refuse("bad_request", .unavailable, "too many directions in progress")
+        }
+        let pathID: UInt64
+        let authorization: PathAuthorization
+        let expires = UInt64(now) + UInt64(settings.authorizationSeconds)
+        do {
+            pathID = try SecureRandom.u64() | 1
+            authorization = try PathAuthorization.sign(
+                processCode: route.processCode, pathID: pathID, expires: expires, initiatorKey: i.staticKey, responderKey: r.staticKey,
+                with: identity.signingKey)
+        } catch {
+            logger.error("nms: cannot sign a route authorization: \(error)")
+            return refuse("bad_request", .internalError, "internal error")
+        }
+        let toResponder = RouteDirection(
+            pathID: pathID, processCode: route.processCode, role: .responder, peerNodeID: i.nodeID,
+            peerFQDN: (try? FQDN(i.fqdn)) ?? FQDN.placeholder, peerVirtualIPv4: i.virtualIPv4, peerVirtualIPv6: i.virtualIPv6,
+            peerStaticKey: i.staticKey, peerEndpoints: Array(route.toResponder.prefix(WireLimits.maxEndpoints)),
+            relay: route.kind == .relay ? relay : nil, expires: expires, authorization: authorization.bytes)
+        let message = SignalingMessage(transactionID: UInt32(truncatingIfNeeded: pathID), body: .routeDirection(toResponder))
+        directions.withLock {
+            $0[pathID] = PendingDirection(
+                initiator: initiator, initiatorTransaction: transaction, responder: target, route: route,
+                authorization: authorization.bytes, expires: expires, created: monotonicMilliseconds(), resent: false,
+                responderMessage: message)
+        }
+        metrics.pendingDirections.set(Int64(directions.withLock { $0.count }))
+        logger.debug("nms: direction \(initiator) → \(target): \(route.kind.rawValue) (\(route.reason)), path \(pathID)")
+        send(message, to: target)
+    }
+
+    /// The responder's answer: on ok the initiator gets its direction (with the
+    /// responder's current local addresses for a same-site route); otherwise an error.
+    func confirmation(_ c: RouteDirectionConfirmation, from responder: String, now: Int64) {
+        guard
+            let p = directions.withLock({ d -> PendingDirection? in
+                guard d[c.pathID]?.responder == responder else { return nil }
+                return d.removeValue(forKey: c.pathID)
+            })
+        else {
+            metrics.drop("stale_confirmation")
+            return
+        }
+        metrics.pendingDirections.set(Int64(directions.withLock { $0.count }))
+        guard c.status == .ok else {
+            metrics.direction(p.route.kind, "refused")
+            metrics.refusal("responder_refused")
+            send(
+                SignalingMessage(
+                    transactionID: p.initiatorTransaction, body: .error(code: c.status, message: "\(responder) refused the tunnel")),
+                to: p.initiator, status: c.status)
+            return
+        }
+        guard let r = registry.node(named: responder) else { return }
+        var endpoints = p.route.toInitiator
+        if p.route.kind == .local {
+            let family = endpoints.first?.address.isIPv4 ?? true
+            let fresh = c.localEndpoints.filter { $0.address.isIPv4 == family }
+            if !fresh.isEmpty { endpoints = fresh }
+        }
+        let toInitiator = RouteDirection(
+            pathID: c.pathID, processCode: p.route.processCode, role: .initiator, peerNodeID: r.nodeID,
+            peerFQDN: (try? FQDN(r.fqdn)) ?? FQDN.placeholder, peerVirtualIPv4: r.virtualIPv4, peerVirtualIPv6: r.virtualIPv6,
+            peerStaticKey: r.staticKey, peerEndpoints: Array(endpoints.prefix(WireLimits.maxEndpoints)),
+            relay: p.route.kind == .relay ? settings.relays.first : nil, expires: p.expires, authorization: p.authorization)
+        if send(SignalingMessage(transactionID: p.initiatorTransaction, body: .routeDirection(toInitiator)), to: p.initiator) {
+            metrics.direction(p.route.kind, "ok")
+        }
+    }
+
+    /// Directions whose responder has not answered: resent once at half the timeout,
+    /// refused to the initiator at the timeout. At most every 100 ms.
+    func sweepDirections() {
+        let now = monotonicMilliseconds()
+        guard now - lastDirectionSweep.load(ordering: .relaxed) >= 100 else { return }
+        lastDirectionSweep.store(now, ordering: .relaxed)
+        let timeout = Int64(settings.directionTimeoutMilliseconds)
+        var resend: [PendingDirection] = []
+        let late = directions.withLock { d -> [PendingDirection] in
+            var late: [PendingDirection] = []
+            for (id, p) in d {
+                if now - p.created >= timeout {
+                    late.append(p)
+                    d.removeValue(forKey: id)
+                } else if !p.resent, now - p.created >= timeout / 2 {
+                    d[id]?.resent = true
+                    resend.append(p)
+                }
+            }
+            return late
+        }
+        for p in resend { send(p.responderMessage, to: p.responder) }
+        for p in late {
+            metrics.direction(p.route.kind, "timeout")
+            metrics.refusal("responder_timeout")
+            send(
+                SignalingMessage(
+                    transactionID: p.initiatorTransaction,
+                    body: .error(code: .unavailable, message: "\(p.responder) did not answer the direction")),
+                to: p.initiator, status: .unavailable)
+        }
+        if !late.isEmpty || !resend.isEmpty { metrics.pendingDirections.set(Int64(directions.withLock { $0.count })) }
+    }
+}
+
+/// Milliseconds on the monotonic clock.
+func monotonicMilliseconds() -> Int64 { Int64(monotonicSeconds() * 1000) }
+
+extension FQDN {
+    /// Never used on the wire in practice: registered names come from certificates the
+    /// AS issued, which are valid FQDNs.
+    static let placeholder = try! FQDN("invalid.invalid")
+}

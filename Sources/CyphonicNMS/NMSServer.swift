@@ -1,0 +1,302 @@
+import CyphonicCore
+import CyphonicCrypto
+import CyphonicPKI
+import CyphonicPosix
+import CyphonicService
+import CyphonicSignaling
+import CyphonicWire
+import Dispatch
+import Glibc
+import Logging
+import Synchronization
+
+/// The Node Management Service (DESIGN §1, §4, §5): nodes register from their tunnel
+/// socket inside a Noise XX session (the NMS proves its certificate in message 2; the
+/// node's certificate and local addresses ride encrypted in message 3), keep alive,
+/// probe a second port so the NMS learns their NAT mapping behaviour, and ask for
+/// tunnels by name; the NMS selects the route (``selectRoute(initiator:responder:)``),
+/// signs an authorization, directs the responder, and on its confirmation directs the
+/// initiator.
+///
+/// Threads: one receive thread per socket decodes and answers cheap messages
+/// (keepalives, probes, confirmations); handshake completions and direction requests
+/// (certificate checks, signatures) run on the worker pool, at most `workers` at once.
+/// Registrations live in a ``NodeRegistry``. A datagram that does not decode,
+/// authenticate or belong to a session is counted by reason and dropped; it never
+/// disturbs another node's state. `Sendable`.
+public final class NMSServer: Sendable {
+    public let identity: NMSIdentity
+    public let settings: NMSSettings
+    public let metrics: NMSMetrics
+    public let registry: any NodeRegistry
+    public let handshakeGuard: HandshakeGuard
+    let logger: Logger
+    let verifierState: Mutex<CertificateVerifier>
+    let loops = Locked<[(loop: ReceiveLoop, probe: Bool)]>([])
+    let pending = Mutex<[UInt32: PendingHandshake]>([:])
+    let directions = Mutex<[UInt64: PendingDirection]>([:])
+    let workSlots: DispatchSemaphore
+    let lastHousekeeping = Atomic<Int64>(0)
+    let lastDirectionSweep = Atomic<Int64>(0)
+    let responseSize: Int
+    let signingCertificateDER: [UInt8]
+    let refusalLog: LogLimiter
+
+    struct PendingHandshake: Sendable {
+        let handshake: UncheckedBox<ServiceServerHandshake>
+        let created: Int64
+        let from: Endpoint
+        let socketIndex: Int
+    }
+
+    /// A direction sent to the responder, waiting for its confirmation.
+    struct PendingDirection: Sendable {
+        let initiator: String
+        let initiatorTransaction: UInt32
+        let responder: String
+        let route: Route
+        let authorization: [UInt8]
+        let expires: UInt64
+        let created: Int64
+        var resent: Bool
+        /// The direction for the responder, kept to resend it once.
+        let responderMessage: SignalingMessage
+    }
+
+    public init(
+        identity: NMSIdentity, settings: NMSSettings, registry: (any NodeRegistry)? = nil, revocations: RevocationList? = nil,
+        metrics: NMSMetrics = NMSMetrics(), logger: Logger
+    ) throws {
+        self.identity = identity
+        self.settings = settings
+        self.metrics = metrics
+        self.registry = registry ?? InMemoryNodeRegistry(capacity: settings.maxNodes)
+        self.logger = logger
+        verifierState = Mutex(try CertificateVerifier(trustAnchor: identity.ca, revocations: revocations))
+        handshakeGuard = try HandshakeGuard(limits: settings.handshakeGuard)
+        let workers = settings.workers > 0 ? settings.workers : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        workSlots = DispatchSemaphore(value: 4 * workers)
+        responseSize = HandshakeGuard.responseSize(certificateBytes: identity.certificate.derBytes.count)
+        signingCertificateDER = identity.signingCertificate.derBytes
+        refusalLog = LogLimiter(perSecond: 10)
+    }
+
+    /// The verifier with the revocation list in force.
+    var verifier: CertificateVerifier { verifierState.withLock { $0 } }
+
+    /// Binds every socket and starts the receive threads.
+    public func start() throws {
+        var started: [(loop: ReceiveLoop, probe: Bool)] = []
+        do {
+            for (probe, list) in [(false, settings.listen), (true, settings.probeListen)] {
+                for endpoint in list {
+                    let socket = try UDPSocket(bind: endpoint)
+                    let index = started.count
+                    let loop = try ReceiveLoop(
+                        socket: socket, name: probe ? "nms-probe" : "nms-udp",
+                        handle: { [self] bytes, from, socket in
+                            self.handle(bytes, from: from, socket: socket, index: index, probePort: probe)
+                        }, tick: { [self] in self.housekeeping() })
+                    started.append((loop, probe))
+                    let bound = try socket.localEndpoint()
+                    logger.info("nms: listening on udp \(bound)\(probe ? " (NAT probes)" : "")")
+                }
+            }
+        } catch {
+            started.forEach { $0.loop.stop() }
+            throw error
+        }
+        loops.withLock { $0 = started }
+    }
+
+    /// The bound endpoints: signaling first, then probe sockets.
+    public var boundEndpoints: [Endpoint] { loops.withLock { $0.compactMap { try? $0.loop.socket.localEndpoint() } } }
+
+    /// Stops the receive threads and closes the sockets.
+    public func stop() {
+        let all = loops.withLock { l -> [(loop: ReceiveLoop, probe: Bool)] in
+            defer { l = [] }
+            return l
+        }
+        for entry in all {
+            entry.loop.stop()
+            entry.loop.socket.close()
+        }
+        logger.info("nms: stopped")
+    }
+
+    /// Puts a newer revocation list in force: registrations of listed nodes end now.
+    public func applyRevocations(_ crl: RevocationList) throws {
+        let updated = try CertificateVerifier(trustAnchor: identity.ca, revocations: crl)
+        let newer = verifierState.withLock { v -> Bool in
+            guard (v.revocations?.number ?? 0) < crl.number || v.revocations == nil else { return false }
+            v = updated
+            return true
+        }
+        guard newer else { return }
+        let gone = registry.expire(lastSeenBefore: Int64.min) { crl.contains($0.serial) }
+        metrics.expired.increment(by: Int64(gone.count))
+        metrics.registeredNodes.set(Int64(registry.count))
+        logger.info(
+            "nms: revocation list #\(crl.number) in force\(gone.isEmpty ? "" : "; registrations ended for \(gone.map(\.fqdn).joined(separator: ", "))")"
+        )
+    }
+
+    func socket(_ index: Int) -> UDPSocket? { loops.withLock { index < $0.count ? $0[index].loop.socket : nil } }
+
+    // MARK: datagrams (on a receive thread)
+
+    func handle(_ bytes: UnsafeRawBufferPointer, from: Endpoint, socket: UDPSocket, index: Int, probePort: Bool) {
+        metrics.datagramsReceived.increment()
+        let header: Header
+        do { header = try Header.decode(bytes) } catch {
+            metrics.drop("malformed")
+            return
+        }
+        let now = unixNowSeconds()
+        switch header.type {
+        case .natProbe:
+            probe(bytes, from: from, probePort: probePort, now: now)
+        case _ where probePort:
+            metrics.drop("unexpected_type")
+        case .handshakeInitiation:
+            initiation(bytes, from: from, socket: socket, index: index, now: now)
+        case .handshakeCompletion:
+            guard pending.withLock({ $0[header.receiverIndex]?.from == from }) else {
+                metrics.drop("unknown_session")
+                return
+            }
+            let copy = Array(bytes)
+            offload { self.completion(copy, header: header, from: from, socket: socket, index: index, now: now) }
+        case .signaling:
+            signaling(Array(bytes), header: header, from: from, index: index, now: now)
+        default:
+            metrics.drop("unexpected_type")
+        }
+    }
+
+    /// Runs `work` on the worker pool, or drops it when every slot is taken.
+    func offload(_ work: @escaping @Sendable () -> Void) {
+        guard workSlots.wait(timeout: .now()) == .success else {
+            metrics.drop("table_full")
+            return
+        }
+        DispatchQueue.global().async { [workSlots] in
+            defer { workSlots.signal() }
+            work()
+        }
+    }
+
+    private func initiation(_ bytes: UnsafeRawBufferPointer, from: Endpoint, socket: UDPSocket, index: Int, now: Int64) {
+        let d: Datagram
+        do { d = try Datagram.decode(bytes) } catch {
+            metrics.drop("malformed")
+            return
+        }
+        guard case .handshakeInitiation(let senderIndex, let noise) = d.body else { return }
+        switch handshakeGuard.check(
+            source: from, requestSize: bytes.count, replySize: responseSize, cookie: HandshakeGuard.cookie(inNoiseMessage1: noise))
+        {
+        case .cookie(let c):
+            metrics.drop("cookie_sent")
+            if let reply = try? Datagram(.cookieReply(cookie: c), receiverIndex: senderIndex).encode() { try? socket.send(reply, to: from) }
+            return
+        case .drop(let reason):
+            metrics.drop(reason == "source_limit" ? "handshake_source_limit" : "handshake_busy")
+            return
+        case .proceed:
+            break
+        }
+        guard pending.withLock({ $0.count < settings.maxPendingHandshakes }) else {
+            metrics.drop("table_full")
+            return
+        }
+        do {
+            let hs = try ServiceServerHandshake(localStatic: identity.key, certificate: identity.certificate)
+            let reply = try hs.respond(to: d)
+            pending.withLock { $0[hs.localIndex] = PendingHandshake(handshake: UncheckedBox(hs), created: now, from: from, socketIndex: index) }
+            try socket.send(reply, to: from)
+        } catch {
+            metrics.drop("handshake_failed")
+            logger.debug("nms: handshake from \(from) failed: \(error)")
+        }
+    }
+
+    /// Seals `message` in the session of `fqdn` and sends it to where its signaling
+    /// comes from; false when the node is gone or the send failed.
+    @discardableResult
+    func send(_ message: SignalingMessage, to fqdn: String, status: StatusCode = .ok) -> Bool {
+        guard
+            let (session, counter, endpoint, index) = registry.withNode(
+                named: fqdn,
+                { r -> (CompactSignalingSession, UInt64, Endpoint, Int)? in
+                    guard let c = try? r.session.nextCounter() else { return nil }
+                    return (r.session, c, r.signalingEndpoint, r.socketIndex)
+                }) ?? nil
+        else { return false }
+        do {
+            let bytes = try session.seal(message, counter: counter, status: status)
+            try socket(index)?.send(bytes, to: endpoint)
+            return true
+        } catch {
+            logger.debug("nms: send to \(fqdn) at \(endpoint) failed: \(error)")
+            return false
+        }
+    }
+
+    // MARK: housekeeping
+
+    /// Expires handshakes, silent nodes and unanswered directions; at most once a second
+    /// (directions every 100 ms).
+    func housekeeping() {
+        let now = unixNowSeconds()
+        sweepDirections()
+        guard lastHousekeeping.exchange(now, ordering: .relaxed) != now else { return }
+        pending.withLock { p in p = p.filter { now - $0.value.created <= settings.handshakeTimeout } }
+        let cutoff = now - Int64(settings.keepAliveSeconds * settings.expireAfterIntervals)
+        let gone = registry.expire(lastSeenBefore: cutoff) { $0.notAfter < now }
+        if !gone.isEmpty {
+            metrics.expired.increment(by: Int64(gone.count))
+            let names = gone.prefix(10).map(\.fqdn).joined(separator: ", ")
+            logger.info("nms: \(gone.count) registration(s) expired (silent or certificate expired): \(names)\(gone.count > 10 ? ", …" : "")")
+        }
+        metrics.registeredNodes.set(Int64(registry.count))
+        if let n = refusalLog.takeSuppressed(now: now) { logger.notice("nms: \(n) refusals not logged (rate limit)") }
+    }
+}
+
+/// Holds a non-`Sendable` handshake state machine that only one thread uses at a time:
+/// it moves from the receive thread into the pending table and out to one worker (the
+/// table's lock hands it over; message 3 is taken out exactly once).
+struct UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// Logs at most `perSecond` lines a second; counts the rest for a summary line.
+final class LogLimiter: Sendable {
+    private let state = Mutex((second: Int64(0), lines: 0, suppressed: 0))
+    let perSecond: Int
+
+    init(perSecond: Int) { self.perSecond = perSecond }
+
+    func admit(now: Int64 = unixNowSeconds()) -> Bool {
+        state.withLock { s in
+            if s.second != now {
+                s.second = now
+                s.lines = 0
+            }
+            s.lines += 1
+            if s.lines > perSecond { s.suppressed += 1 }
+            return s.lines <= perSecond
+        }
+    }
+
+    func takeSuppressed(now: Int64) -> Int? {
+        state.withLock { s in
+            guard s.suppressed > 0 else { return nil }
+            defer { s.suppressed = 0 }
+            return s.suppressed
+        }
+    }
+}

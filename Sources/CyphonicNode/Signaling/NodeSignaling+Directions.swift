@@ -1,0 +1,273 @@
+import CyphonicCore
+import CyphonicCrypto
+import CyphonicDataPlane
+import CyphonicPosix
+import CyphonicSignaling
+import CyphonicWire
+
+/// How a name lookup through the NMS ended.
+public enum TunnelLookupResult: Sendable, Equatable {
+    /// The tunnel is up; the peer's virtual IPs.
+    case up([IPAddress])
+    /// No node of that name is registered (NXDOMAIN).
+    case notFound(String)
+    /// Refused by policy, the NMS unreachable, or the set-up failed (SERVFAIL); the
+    /// message, and a snake_case reason for counters (not_registered, forbidden,
+    /// refused, timeout, relay_unavailable, bad_direction).
+    case failed(String, reason: String)
+}
+
+/// A tunnel the NMS directed, as status shows it.
+struct PathInfo {
+    var pathID: UInt64
+    var kind: String
+    var role: RouteDirection.Role
+    var peerNodeID: UInt64
+    var authorization: PathAuthorization
+    var endpoints: [Endpoint]
+    var punchesLeft: Int
+    var lastPunchAnswer: Double
+}
+
+/// A name being set up for the resolver; later queries for it join.
+struct Lookup {
+    var transactionID: UInt32
+    var waiters: [@Sendable (TunnelLookupResult) -> Void]
+    var deadline: Double
+    var started: Double
+    var direction: RouteDirection?
+    var endpointIndex = 0
+    var lastTry = 0.0
+}
+
+extension NodeSignaling {
+    /// Seconds a name the NMS does not know is answered NXDOMAIN without asking again.
+    static let negativeSeconds = 5.0
+    /// Seconds between handshake attempts to the next endpoint of a direction.
+    static let retrySeconds = 0.4
+
+    /// Sets up (or finds) the tunnel to `fqdn` and calls `done` once, when it is up, was
+    /// refused, or `deadline` (monotonic seconds) passed. A lookup already in flight for
+    /// the name is joined, not repeated. Any thread.
+    public func requestTunnel(to fqdn: String, deadline: Double, _ done: @escaping @Sendable (TunnelLookupResult) -> Void) {
+        if let addresses = manager.liveAddresses(of: fqdn) { return done(.up(addresses)) }
+        guard let name = try? FQDN(fqdn), name.value == fqdn else { return done(.notFound("\(fqdn) is not a valid name")) }
+        let now = monotonicSeconds()
+        enum Next {
+            case ask(UInt32)
+            case wait
+            case answer(TunnelLookupResult)
+        }
+        let next = state.withLock { s -> Next in
+            if let until = s.negative[fqdn], until > now { return .answer(.notFound("\(fqdn) is not registered")) }
+            if s.lookups[fqdn] != nil {
+                s.lookups[fqdn]!.waiters.append(done)
+                s.lookups[fqdn]!.deadline = max(s.lookups[fqdn]!.deadline, deadline)
+                return .wait
+            }
+            guard s.registration != nil else { return .answer(.failed("not registered with the NMS (\(s.reason))", reason: "not_registered")) }
+            let tid = UInt32.random(in: 1...UInt32.max)
+            s.lookups[fqdn] = Lookup(transactionID: tid, waiters: [done], deadline: deadline, started: now)
+            s.counters.directionsRequested += 1
+            return .ask(tid)
+        }
+        switch next {
+        case .answer(let r): done(r)
+        case .wait: break
+        case .ask(let tid):
+            if !sendToNMS(.directionRequest(target: name), transactionID: tid) {
+                finish(fqdn, .failed("not registered with the NMS", reason: "not_registered"))
+            }
+        }
+    }
+
+    /// Completes the lookup of `fqdn` for every waiter (outside the lock).
+    func finish(_ fqdn: String, _ result: TunnelLookupResult) {
+        let waiters = state.withLock { s -> [@Sendable (TunnelLookupResult) -> Void] in
+            if case .notFound = result { s.negative[fqdn] = monotonicSeconds() + Self.negativeSeconds }
+            if case .failed = result { s.counters.directionsRefused += 1 }
+            return s.lookups.removeValue(forKey: fqdn)?.waiters ?? []
+        }
+        for w in waiters { w(result) }
+    }
+
+    /// The tunnel manager installed a session with `fqdn`: answer whoever waits for it.
+    func peerUp(_ fqdn: String, addresses: [IPAddress]) {
+        guard state.withLock({ $0.lookups[fqdn] != nil }) else { return }
+        finish(fqdn, .up(addresses))
+    }
+
+    /// An error answer from the NMS for one of our requests.
+    func refused(transactionID: UInt32, code: StatusCode, message: String) {
+        guard let fqdn = state.withLock({ s in s.lookups.first { $0.value.transactionID == transactionID }?.key }) else { return }
+        logger.notice("signaling: tunnel to \(fqdn) refused by the NMS: \(message)")
+        finish(fqdn, code == .notFound ? .notFound(message) : .failed(message, reason: code == .forbidden ? "forbidden" : "refused"))
+    }
+
+    /// Checks a route direction's authorization: signed by the NMS, for this path,
+    /// naming us and the peer, not expired.
+    func authorize(_ d: RouteDirection) -> PathAuthorization? {
+        let signer = state.withLock { $0.registration?.signer }
+        guard let signer, let auth = try? PathAuthorization(bytes: d.authorization), auth.processCode == d.processCode,
+            (try? auth.verify(signer: signer, pathID: d.pathID, between: localKey, and: d.peerStaticKey)) != nil
+        else {
+            state.withLock { $0.counters.authorizationsRefused += 1 }
+            logger.warning("signaling: route direction for \(d.peerFQDN) (path \(d.pathID)) has no valid NMS authorization; refused")
+            return nil
+        }
+        return auth
+    }
+
+    /// A route direction from the NMS, as initiator (our lookup) or responder.
+    func direction(_ d: RouteDirection, transactionID: UInt32, now: Double) {
+        let fqdn = d.peerFQDN.value
+        guard let auth = authorize(d) else {
+            if d.role == .responder {
+                sendToNMS(
+                    .routeDirectionConfirmation(RouteDirectionConfirmation(pathID: d.pathID, status: .unauthorized, localEndpoints: [])),
+                    transactionID: transactionID)
+            } else {
+                finish(fqdn, .failed("the NMS direction for \(fqdn) carried no valid authorization", reason: "bad_direction"))
+            }
+            return
+        }
+        let kind = routeKind(d)
+        let punch = d.processCode == .natTraversal || d.role == .responder
+        state.withLock { s in
+            s.paths[fqdn] = PathInfo(
+                pathID: d.pathID, kind: kind, role: d.role, peerNodeID: d.peerNodeID, authorization: auth, endpoints: d.peerEndpoints,
+                punchesLeft: punch ? 4 : 0, lastPunchAnswer: 0)
+        }
+        if d.processCode == .relay {
+            // Relayed routes are signaled here and carried once trs-relay exists.
+            logger.notice(
+                "signaling: the NMS routes \(fqdn) through a relay (\(d.relay.map(\.description) ?? "none")); relaying is not available yet")
+            if d.role == .initiator { finish(fqdn, .failed("route to \(fqdn) needs a relay, not available yet", reason: "relay_unavailable")) }
+            return
+        }
+        if punch { self.punch(fqdn) }
+        switch d.role {
+        case .responder:
+            // Accept the initiator's handshake, open our NAT towards it, confirm.
+            let locals = state.withLock { s -> [Endpoint] in
+                s.counters.directionsAsResponder += 1
+                return s.localEndpoints
+            }
+            sendToNMS(
+                .routeDirectionConfirmation(RouteDirectionConfirmation(pathID: d.pathID, status: .ok, localEndpoints: locals)),
+                transactionID: transactionID)
+            logger.debug("signaling: \(fqdn) will connect to us (\(kind), path \(d.pathID))")
+        case .initiator:
+            let ours = state.withLock { s -> Bool in
+                guard s.lookups[fqdn]?.transactionID == transactionID else { return false }
+                s.lookups[fqdn]!.direction = d
+                s.lookups[fqdn]!.lastTry = now
+                s.counters.directionsAnswered += 1
+                return true
+            }
+            guard ours, let first = d.peerEndpoints.first else {
+                if ours { finish(fqdn, .failed("the NMS gave no address for \(fqdn)", reason: "bad_direction")) }
+                return
+            }
+            logger.debug("signaling: tunnel to \(fqdn): \(kind) via \(first), path \(d.pathID)")
+            manager.initiate(fqdn: fqdn, endpoint: SocketAddress(first))
+        }
+    }
+
+    /// How status names a directed tunnel: "local" when a NATed node was sent to a LAN
+    /// address, else by process code.
+    func routeKind(_ d: RouteDirection) -> String {
+        switch d.processCode {
+        case .natTraversal: return "punched"
+        case .relay: return "relay"
+        case .direct:
+            let (natted, locals) = state.withLock { s in
+                (s.mapping4.map { $0 != .none } ?? false || s.mapping6.map { $0 != .none } ?? false, s.localEndpoints)
+            }
+            let lan = d.peerEndpoints.first.map { e in locals.contains { sameSubnet($0.address, e.address) } } ?? false
+            return natted && lan ? "local" : "direct"
+        }
+    }
+
+    /// Sends one authenticated hole-punching probe to each endpoint of the path to `fqdn`.
+    func punch(_ fqdn: String) {
+        guard
+            let (path, left) = state.withLock({ s -> (PathInfo, Int)? in
+                guard let p = s.paths[fqdn], p.punchesLeft > 0 else { return nil }
+                s.paths[fqdn]!.punchesLeft -= 1
+                s.counters.punchesSent += UInt64(p.endpoints.count)
+                return (p, p.punchesLeft)
+            })
+        else { return }
+        _ = left
+        let probe = HolePunch(pathID: path.pathID, senderNodeID: nodeID, authenticator: path.authorization.punchAuthenticator(senderNodeID: nodeID))
+        guard let bytes = try? Datagram(.holePunching(probe)).encode() else { return }
+        for e in path.endpoints { send(bytes, to: e) }
+    }
+
+    /// A peer's punch: authenticated by the path's authorization; answered once a second
+    /// (so both NATs open), and an initiator still waiting retries its handshake to
+    /// where the punch came from (the peer's real mapping).
+    func punched(_ p: HolePunch, from: SocketAddress, now: Double) {
+        let found = state.withLock { s -> (String, PathInfo, Bool)? in
+            guard let (fqdn, path) = s.paths.first(where: { $0.value.pathID == p.pathID }), p.senderNodeID == path.peerNodeID,
+                p.authenticator == path.authorization.punchAuthenticator(senderNodeID: p.senderNodeID)
+            else { return nil }
+            s.counters.punchesReceived += 1
+            let answer = now - path.lastPunchAnswer >= 1
+            if answer { s.paths[fqdn]!.lastPunchAnswer = now }
+            return (fqdn, path, answer)
+        }
+        guard let (fqdn, path, answer) = found else { return countBad() }
+        if answer {
+            let probe = HolePunch(
+                pathID: path.pathID, senderNodeID: nodeID, authenticator: path.authorization.punchAuthenticator(senderNodeID: nodeID))
+            if let bytes = try? Datagram(.holePunching(probe)).encode() { manager.send(bytes, to: from) }
+        }
+        let waiting = state.withLock { $0.lookups[fqdn]?.direction != nil }
+        if waiting, path.role == .initiator, manager.liveAddresses(of: fqdn) == nil, !manager.isInitiating(fqdn) {
+            manager.initiate(fqdn: fqdn, endpoint: from)
+        }
+    }
+
+    /// Lookups past their deadline fail; directed ones without a session yet try the
+    /// next endpoint; pending punches go out.
+    func tickLookups(now: Double) {
+        var expired: [String] = []
+        var retry: [(String, Endpoint)] = []
+        var punches: [String] = []
+        state.withLock { s in
+            for (fqdn, l) in s.lookups {
+                if now > l.deadline {
+                    expired.append(fqdn)
+                } else if let d = l.direction, now - l.lastTry >= Self.retrySeconds, !d.peerEndpoints.isEmpty {
+                    let next = (l.endpointIndex + 1) % d.peerEndpoints.count
+                    s.lookups[fqdn]!.endpointIndex = next
+                    s.lookups[fqdn]!.lastTry = now
+                    retry.append((fqdn, d.peerEndpoints[next]))
+                }
+            }
+            for (fqdn, p) in s.paths where p.punchesLeft > 0 { punches.append(fqdn) }
+            s.negative = s.negative.filter { $0.value > now }
+        }
+        for fqdn in expired { finish(fqdn, .failed("tunnel set-up to \(fqdn) timed out", reason: "timeout")) }
+        for (fqdn, e) in retry where manager.liveAddresses(of: fqdn) == nil && !manager.isInitiating(fqdn) {
+            manager.initiate(fqdn: fqdn, endpoint: SocketAddress(e))
+        }
+        for fqdn in punches { punch(fqdn) }
+    }
+
+    /// How the tunnel to `fqdn` was made, for status: its route kind and path id.
+    func path(of fqdn: String) -> (kind: String, pathID: UInt64)? {
+        state.withLock { s in s.paths[fqdn].map { ($0.kind, $0.pathID) } }
+    }
+
+    /// Forgets the path to `fqdn` (its tunnel was torn down).
+    func forget(_ fqdn: String) { state.withLock { _ = $0.paths.removeValue(forKey: fqdn) } }
+}
+
+/// Same /24 (IPv4) or /64 (IPv6).
+func sameSubnet(_ a: IPAddress, _ b: IPAddress) -> Bool {
+    guard a.isIPv4 == b.isIPv4 else { return false }
+    return a.isIPv4 ? a.bytes.prefix(3) == b.bytes.prefix(3) : a.bytes.prefix(8) == b.bytes.prefix(8)
+}

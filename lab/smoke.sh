@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# make lab-smoke: the lab end to end, as a new user would try it (issue 10). Brings the
+# lab up, then checks, failing loudly on the first miss:
+#   1. every initiator pings responder.cyphonic.internal by name, IPv4 and IPv6, 0 % loss
+#   2. getent and dig (UDP, TCP, A, AAAA) answer with the responder's virtual IPs
+#   3. a 3-second iperf3 through a tunnel, by name
+#   4. a name that does not exist gets NXDOMAIN; malformed DNS gets FORMERR or a counted drop
+#   5. nms-server kill -9 and restart: every node registered again within 15 s, the
+#      tunnels already up carry pings throughout
+#   6. the responder daemon kill -9 and restart: its peers notice, a new lookup rebuilds
+#   7. lab down leaves no namespace, process or file
+# The lab is torn down on any exit (trap). Environment: BIN (default .build/release).
+set -Eeuo pipefail
+cd "$(dirname "$0")/.."
+export BIN=${BIN:-.build/release}
+DIR=${LAB_DIR:-/run/cyphonic-lab}
+N=${LAB_INITIATORS:-10}
+NAME=responder.cyphonic.internal
+
+say() { echo "lab-smoke: $*" >&2; }
+fail() { say "FAIL: $*"; exit 1; }
+trap 'lab/lab.sh down >/dev/null 2>&1 || true' EXIT
+[ "$(id -u)" -eq 0 ] || { say "skipped: needs root (network namespaces, TUN)"; exit 0; }
+
+lab/lab.sh up >/dev/null
+vip4=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["virtualIPv4"])' "$DIR/responder/node.json")
+vip6=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["virtualIPv6"])' "$DIR/responder/node.json")
+say "lab up; $NAME is $vip4 / $vip6"
+
+say "1. ping by name from $N initiators (IPv4 and IPv6, 5 packets each)"
+for i in $(seq -f %02g 1 "$N"); do
+  for v in 4 6; do
+    out=$(ip netns exec "cy-init$i" ping -$v -c 5 -i 0.2 -W 2 $NAME 2>&1) || true
+    echo "$out" | grep -q " 0% packet loss" || fail "cy-init$i ping -$v $NAME: $(echo "$out" | tail -2 | head -1)"
+  done
+done
+
+say "2. getent and dig answer with the virtual IPs"
+ahosts=$(ip netns exec cy-init01 getent ahosts $NAME)
+echo "$ahosts" | grep -q "^$vip4 " || fail "getent ahosts $NAME lacks $vip4: $ahosts"
+echo "$ahosts" | grep -q "^$vip6 " || fail "getent ahosts $NAME lacks $vip6: $ahosts"
+ip netns exec cy-init02 getent hosts $NAME | grep -q "$NAME" || fail "getent hosts $NAME"
+[ "$(ip netns exec cy-init03 dig +short $NAME A)" = "$vip4" ] || fail "dig $NAME A"
+[ "$(ip netns exec cy-init03 dig +short $NAME AAAA)" = "$vip6" ] || fail "dig $NAME AAAA"
+[ "$(ip netns exec cy-init04 dig +tcp +short $NAME A)" = "$vip4" ] || fail "dig +tcp $NAME A"
+[ "$(ip netns exec cy-init04 dig +tcp +short $NAME AAAA)" = "$vip6" ] || fail "dig +tcp $NAME AAAA"
+
+say "3. iperf3 for 3 s through the tunnel, by name"
+bps=$(ip netns exec cy-init05 iperf3 -c $NAME -t 3 -J | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]))')
+[ "$bps" -gt 0 ] || fail "iperf3 moved nothing"
+say "   iperf3: $((bps / 1000000)) Mbit/s"
+
+say "4. NXDOMAIN for an unknown name; malformed queries"
+ip netns exec cy-init06 dig nosuch.cyphonic.internal A | grep -q "status: NXDOMAIN" || fail "nosuch.cyphonic.internal is not NXDOMAIN"
+ip netns exec cy-init06 python3 - <<'PY' || fail "malformed DNS queries were not answered as expected"
+import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
+def ask(b):
+    s.sendto(b, ("127.0.0.53", 53))
+    try: return s.recv(4096)
+    except socket.timeout: return None
+assert ask(b"\x12\x34\x01") is None                                       # shorter than a header: dropped
+r = ask(struct.pack(">HHHHHH", 0x4242, 0x0100, 2, 0, 0, 0) + b"\x00\x00\x01\x00\x01" * 2)
+assert r and r[:2] == b"\x42\x42" and r[3] & 0x0f == 1, r                 # two questions: FORMERR
+r = ask(struct.pack(">HHHHHH", 0x4343, 0x0100, 1, 0, 0, 0) + b"\xc0\x0c\x00\x01\x00\x01")
+assert r and r[3] & 0x0f == 1, r                                           # pointer loop: FORMERR
+PY
+[ "$(ip netns exec cy-init06 dig +short $NAME A)" = "$vip4" ] || fail "the resolver stopped answering after malformed queries"
+
+say "5. nms-server kill -9 and restart while a tunnel carries pings"
+ip netns exec cy-init01 ping -c 120 -i 0.1 -W 1 "$vip4" >"$DIR/ping-during-nms-restart.txt" 2>&1 &
+ping_pid=$!
+pid_of() { ip netns pids "$1" | xargs -r ps -o pid=,comm= -p | awk -v c="$2" '$2 == c { print $1 }'; }
+nms_pid=$(pid_of cy-cloud nms-server)
+kill -9 "$nms_pid"
+sleep 1
+lab/lab.sh start-nms
+start=$SECONDS
+until [ "$("$BIN/nms-server" status --control "$DIR/nms.sock" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["registered"])' 2>/dev/null || echo 0)" -ge $((N + 1)) ]; do
+  [ $((SECONDS - start)) -le 15 ] || fail "not every node registered again within 15 s of the NMS restart"
+  sleep 0.2
+done
+say "   all $((N + 1)) nodes registered again $((SECONDS - start)) s after the restart"
+wait $ping_pid || true
+grep -q " 0% packet loss" "$DIR/ping-during-nms-restart.txt" || fail "pings lost during the NMS restart: $(grep loss "$DIR/ping-during-nms-restart.txt")"
+
+say "6. responder daemon kill -9 and restart: a new lookup rebuilds the tunnel"
+resp_pid=$(pid_of cy-resp cyphonic-node)
+kill -9 "$resp_pid"
+sleep 0.5
+lab/lab.sh start-node cy-resp
+start=$SECONDS
+until ip netns exec cy-init07 ping -c 1 -W 1 $NAME >/dev/null 2>&1; do
+  [ $((SECONDS - start)) -le 45 ] || fail "cy-init07 did not reach $NAME within 45 s of the responder's restart"
+  sleep 0.5
+done
+say "   cy-init07 reached the restarted responder by name after $((SECONDS - start)) s"
+
+say "7. lab down leaves nothing"
+lab/lab.sh down >/dev/null
+ip netns list | grep -q '^cy-' && fail "namespaces left: $(ip netns list | grep '^cy-')"
+ls /etc/netns/cy-* >/dev/null 2>&1 && fail "/etc/netns/cy-* left"
+[ -e "$DIR" ] && fail "$DIR left"
+pgrep -f "$BIN/(cyphonic-node|nms-server|as-server)" >/dev/null && fail "daemons left: $(pgrep -af "$BIN/")"
+say "PASS"

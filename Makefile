@@ -48,6 +48,19 @@ bench-hub:
 	$(SWIFT) build -c release
 	bash bench/hub.sh
 
+# Tunnel set-up time in the lab: DNS query for a peer's name -> answer with the tunnel up,
+# 100 set-ups over the 10 initiators (root; brings the lab up and down). bench-out/.
+bench-setup:
+	@scripts/ensure-packages.sh $(LAB_PACKAGES) bc
+	$(SWIFT) build -c release
+	bash bench/setup.sh
+
+# NMS capacity: 100 000 simulated nodes registered over real UDP and Noise sessions,
+# then direction requests per second and registration memory per node.
+bench-nms:
+	$(SWIFT) build -c release
+	./.build/release/cyphonic-bench nms
+
 # The lab (DESIGN §6, lab/README.md): as-server and nms-server in cy-cloud, 1 responder and
 # 10 initiators that reach each other by name through the NMS and their resolvers (root).
 LAB_PACKAGES = $(BUILD_PACKAGES) iproute2 iperf3 iputils-ping dnsutils procps python3 libc-bin

@@ -70,6 +70,21 @@ node_config() {
 EOF
 }
 
+# enrol_by_daemon NAME NAMESPACE — a node that enrols itself at its first start.
+enrol_by_daemon() {
+  "$BIN/as-server" node add "$1" --data-dir "$DIR/as" --json \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' >"$DIR/$1.token"
+  chmod 600 "$DIR/$1.token"
+  cat >"$DIR/$1.json" <<EOF
+{ "stateDir": "$DIR/$1", "control": "$DIR/$1.sock", "metrics": "127.0.0.1:9452",
+  "pipeline": "$PIPELINE", "keepaliveSeconds": 5,
+  "enroll": { "asEndpoint": "$CLOUD4:4501", "ca": "$DIR/as/ca.pem", "tokenFile": "$DIR/$1.token" },
+  "resolver": { "listen": ["127.0.0.53:53"] } }
+EOF
+  mkdir -p "/etc/netns/$2"
+  printf 'nameserver 127.0.0.53\nsearch %s\noptions timeout:4 attempts:1\n' $DOMAIN >"/etc/netns/$2/resolv.conf"
+}
+
 # wait_for WHAT SECONDS COMMAND... — polls COMMAND every 0.2 s; fails naming WHAT.
 wait_for() {
   local what=$1 seconds=$2
@@ -134,7 +149,11 @@ up() {
     printf 'nameserver 127.0.0.53\nsearch %s\noptions timeout:4 attempts:1\n' $DOMAIN >"/etc/netns/$2/resolv.conf"
   }
   enrol responder $RESP
-  for ns in $(inits); do enrol "$(node_name "$ns")" "$ns"; done
+  for ns in $(inits | head -n -1); do enrol "$(node_name "$ns")" "$ns"; done
+  # The last initiator enrols itself: its daemon's `enroll` config (token file, CA, AS).
+  local last
+  last=$(inits | tail -1)
+  enrol_by_daemon "$(node_name "$last")" "$last"
 
   say "[5/6] starting cyphonic-node ($PIPELINE pipeline) in every node namespace"
   start_node $RESP
@@ -160,6 +179,7 @@ up() {
     sleep 0.3
   done
   trap - ERR
+  rm -f "$DIR"/*.token
   local rvip4 rvip6
   rvip4=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["virtualIPv4"])' "$DIR/responder/node.json")
   rvip6=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["virtualIPv6"])' "$DIR/responder/node.json")

@@ -8,7 +8,8 @@
 #   5. nms-server kill -9 and restart: every node registered again within 15 s, the
 #      tunnels already up carry pings throughout
 #   6. the responder daemon kill -9 and restart: its peers notice, a new lookup rebuilds
-#   7. lab down leaves no namespace, process or file
+#   7. a node of another group: lookups across groups get SERVFAIL, counted as forbidden
+#   8. lab down leaves no namespace, process or file
 # The lab is torn down on any exit (trap). Environment: BIN (default .build/release).
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
@@ -96,7 +97,30 @@ until ip netns exec cy-init07 ping -c 1 -W 1 $NAME >/dev/null 2>&1; do
 done
 say "   cy-init07 reached the restarted responder by name after $((SECONDS - start)) s"
 
-say "7. lab down leaves nothing"
+say "7. a node of another group is refused by policy (SERVFAIL, counted)"
+. lab/topology.sh
+topology_attach cy-other 198.19.0.30 other 2001:db8:1::30
+"$BIN/as-server" node add outsider --group other --data-dir "$DIR/as" --json \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' >"$DIR/outsider.token"
+ip netns exec cy-other "$BIN/cyphonic-node" enroll --as 198.19.0.2:4501 --ca "$DIR/as/ca.pem" \
+  --token-file "$DIR/outsider.token" --state-dir "$DIR/outsider" >/dev/null
+cat >"$DIR/outsider.json" <<EOF
+{ "stateDir": "$DIR/outsider", "control": "$DIR/outsider.sock", "metrics": "", "resolver": { "listen": ["127.0.0.53:53"] } }
+EOF
+ip netns exec cy-other "$BIN/cyphonic-node" run --config "$DIR/outsider.json" >"$DIR/outsider.log" 2>&1 &
+start=$SECONDS
+until "$BIN/cyphonic-node" status --control "$DIR/outsider.sock" --json 2>/dev/null \
+  | python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)["signaling"]["state"] != "registered")' 2>/dev/null; do
+  [ $((SECONDS - start)) -le 15 ] || fail "outsider did not register"
+  sleep 0.2
+done
+ip netns exec cy-init08 dig outsider.cyphonic.internal A | grep -q "status: SERVFAIL" || fail "a lookup across groups was not SERVFAIL"
+"$BIN/cyphonic-node" status --control "$DIR/init08.sock" --json | python3 -c '
+import json, sys
+f = json.load(sys.stdin)["resolver"]["counters"]["failures"]
+sys.exit(0 if f.get("forbidden", 0) >= 1 else "no forbidden failure counted: %s" % f)' || fail "SERVFAIL not counted as forbidden"
+
+say "8. lab down leaves nothing"
 lab/lab.sh down >/dev/null
 ip netns list | grep -q '^cy-' && fail "namespaces left: $(ip netns list | grep '^cy-')"
 ls /etc/netns/cy-* >/dev/null 2>&1 && fail "/etc/netns/cy-* left"

@@ -11,7 +11,12 @@ public final class SecureBytes: @unchecked Sendable {
     public init<C: Collection>(_ bytes: C) where C.Element == UInt8 {
         storage = .allocate(byteCount: max(bytes.count, 1), alignment: 16)
         count = bytes.count
-        _ = storage.initializeMemory(as: UInt8.self, from: bytes)
+        // Contiguous sources (arrays, buffers) are copied at once; others element by element.
+        let copied: Bool? = bytes.withContiguousStorageIfAvailable { source in
+            if let base = source.baseAddress { storage.baseAddress!.copyMemory(from: base, byteCount: source.count) }
+            return true
+        }
+        if copied == nil { _ = storage.initializeMemory(as: UInt8.self, from: bytes) }
     }
 
     /// `count` fresh bytes from the CSPRNG.

@@ -11,6 +11,8 @@ public final class NMSMetrics: Sendable {
     public let keepalives: Counter
     public let probes: Counter
     public let expired: Counter
+    public let signatures: Counter
+    public let authorizationsSigned: Counter
     private let registrations: [String: Counter]
     private let directions: [String: Counter]
     private let refusals: [String: Counter]
@@ -33,6 +35,9 @@ public final class NMSMetrics: Sendable {
         keepalives = registry.makeCounter(descriptor: Self.name("keepalives", "Keepalives answered"))
         probes = registry.makeCounter(descriptor: Self.name("nat_probes", "NAT probes received"))
         expired = registry.makeCounter(descriptor: Self.name("expired_nodes", "Registrations expired (silent) or revoked"))
+        signatures = registry.makeCounter(descriptor: Self.name("signatures", "Ed25519 signatures made (each covers a batch)"))
+        authorizationsSigned = registry.makeCounter(
+            descriptor: Self.name("authorizations_signed", "Route authorizations signed (over signatures: the batching)"))
         func labelled(_ metric: String, _ help: String, _ label: String, _ values: [String]) -> [String: Counter] {
             Dictionary(uniqueKeysWithValues: values.map { ($0, registry.makeCounter(descriptor: Self.name(metric, help), labels: [(label, $0)])) })
         }

@@ -7,10 +7,10 @@ import CyphonicWire
 // RouteDirectionConfirmation → RouteDirection to the initiator (DESIGN §4 step 3).
 extension NMSServer {
     /// Answers `initiator`'s request for a tunnel to `target`: a refusal (error answer
-    /// naming why), or a direction to the responder, remembered until it confirms. On a
-    /// worker (the authorization's signature is the costly part).
+    /// naming why), or a direction to the responder (once the batch signer signed its
+    /// authorization), remembered until it confirms.
     func direction(to target: String, from initiator: String, transaction: UInt32, now: Int64) {
-        func refuse(_ reason: String, _ code: StatusCode, _ text: String, route: Route.Kind? = nil) {
+        @Sendable func refuse(_ reason: String, _ code: StatusCode, _ text: String, route: Route.Kind? = nil) {
             metrics.refusal(reason)
             if let route { metrics.direction(route, "refused") }
             if refusalLog.admit(now: now) { logger.notice("nms: direction \(initiator) → \(target) refused: \(text)") }
@@ -31,33 +31,32 @@ extension NMSServer {
             metrics.drop("table_full")
             return refuse("bad_request", .unavailable, "too many directions in progress")
         }
-        let pathID: UInt64
-        let authorization: PathAuthorization
         let expires = UInt64(now) + UInt64(settings.authorizationSeconds)
-        do {
-            pathID = try SecureRandom.u64() | 1
-            authorization = try PathAuthorization.sign(
-                processCode: route.processCode, pathID: pathID, expires: expires, initiatorKey: i.staticKey, responderKey: r.staticKey,
-                with: identity.signingKey)
-        } catch {
-            logger.error("nms: cannot sign a route authorization: \(error)")
-            return refuse("bad_request", .internalError, "internal error")
+        guard let pathID = try? SecureRandom.u64() | 1 else { return refuse("bad_request", .internalError, "internal error") }
+        let unsigned = PathAuthorization(
+            processCode: route.processCode, pathID: pathID, expires: expires, initiatorKey: i.staticKey, responderKey: r.staticKey)
+        signer.submit(unsigned) { [self] result in
+            guard case .success(let authorization) = result else {
+                logger.error("nms: cannot sign a route authorization: \(result)")
+                return refuse("bad_request", .internalError, "internal error")
+            }
+            let toResponder = RouteDirection(
+                pathID: pathID, processCode: route.processCode, role: .responder, peerNodeID: i.nodeID,
+                peerFQDN: i.name, peerVirtualIPv4: i.virtualIPv4, peerVirtualIPv6: i.virtualIPv6,
+                peerStaticKey: i.staticKey, peerEndpoints: Array(route.toResponder.prefix(WireLimits.maxEndpoints)),
+                relay: route.kind == .relay ? relay : nil, expires: expires, authorization: authorization.bytes)
+            let message = SignalingMessage(transactionID: UInt32(truncatingIfNeeded: pathID), body: .routeDirection(toResponder))
+            let pendingCount = directions.withLock {
+                $0[pathID] = PendingDirection(
+                    initiator: initiator, initiatorTransaction: transaction, responder: target, route: route,
+                    authorization: authorization.bytes, expires: expires, created: monotonicMilliseconds(), resent: false,
+                    responderMessage: message)
+                return $0.count
+            }
+            metrics.pendingDirections.set(Int64(pendingCount))
+            logger.debug("nms: direction \(initiator) → \(target): \(route.kind.rawValue) (\(route.reason)), path \(pathID)")
+            send(message, to: target)
         }
-        let toResponder = RouteDirection(
-            pathID: pathID, processCode: route.processCode, role: .responder, peerNodeID: i.nodeID,
-            peerFQDN: (try? FQDN(i.fqdn)) ?? FQDN.placeholder, peerVirtualIPv4: i.virtualIPv4, peerVirtualIPv6: i.virtualIPv6,
-            peerStaticKey: i.staticKey, peerEndpoints: Array(route.toResponder.prefix(WireLimits.maxEndpoints)),
-            relay: route.kind == .relay ? relay : nil, expires: expires, authorization: authorization.bytes)
-        let message = SignalingMessage(transactionID: UInt32(truncatingIfNeeded: pathID), body: .routeDirection(toResponder))
-        directions.withLock {
-            $0[pathID] = PendingDirection(
-                initiator: initiator, initiatorTransaction: transaction, responder: target, route: route,
-                authorization: authorization.bytes, expires: expires, created: monotonicMilliseconds(), resent: false,
-                responderMessage: message)
-        }
-        metrics.pendingDirections.set(Int64(directions.withLock { $0.count }))
-        logger.debug("nms: direction \(initiator) → \(target): \(route.kind.rawValue) (\(route.reason)), path \(pathID)")
-        send(message, to: target)
     }
 
     /// The responder's answer: on ok the initiator gets its direction (with the
@@ -91,7 +90,7 @@ extension NMSServer {
         }
         let toInitiator = RouteDirection(
             pathID: c.pathID, processCode: p.route.processCode, role: .initiator, peerNodeID: r.nodeID,
-            peerFQDN: (try? FQDN(r.fqdn)) ?? FQDN.placeholder, peerVirtualIPv4: r.virtualIPv4, peerVirtualIPv6: r.virtualIPv6,
+            peerFQDN: r.name, peerVirtualIPv4: r.virtualIPv4, peerVirtualIPv6: r.virtualIPv6,
             peerStaticKey: r.staticKey, peerEndpoints: Array(endpoints.prefix(WireLimits.maxEndpoints)),
             relay: p.route.kind == .relay ? settings.relays.first : nil, expires: p.expires, authorization: p.authorization)
         if send(SignalingMessage(transactionID: p.initiatorTransaction, body: .routeDirection(toInitiator)), to: p.initiator) {
@@ -136,9 +135,3 @@ extension NMSServer {
 
 /// Milliseconds on the monotonic clock.
 func monotonicMilliseconds() -> Int64 { Int64(monotonicSeconds() * 1000) }
-
-extension FQDN {
-    /// Never used on the wire in practice: registered names come from certificates the
-    /// AS issued, which are valid FQDNs.
-    static let placeholder = try! FQDN("invalid.invalid")
-}

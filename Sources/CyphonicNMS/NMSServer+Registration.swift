@@ -63,7 +63,7 @@ extension NMSServer {
         } catch {
             return refuse("untrusted", .unauthorized, "certificate not accepted")
         }
-        guard cert.x25519PublicKey == clientKey, let fqdn = cert.commonName,
+        guard cert.x25519PublicKey == clientKey, let fqdn = cert.commonName, let name = try? FQDN(fqdn), name.value == fqdn,
             let v4 = cert.ipAddresses.first(where: { $0.isIPv4 }), let v6 = cert.ipAddresses.first(where: { !$0.isIPv4 })
         else { return refuse("key_mismatch", .unauthorized, "certificate does not match the handshake or names no virtual IPs") }
         var network = NodeNetwork(local: registration.localEndpoints)
@@ -80,7 +80,7 @@ extension NMSServer {
             return
         }
         let record = NodeRecord(
-            nodeID: cert.serial ?? 0, fqdn: fqdn, group: cert.group, staticKey: clientKey.bytes, virtualIPv4: v4, virtualIPv6: v6,
+            nodeID: cert.serial ?? 0, name: name, group: cert.group, staticKey: clientKey.bytes, virtualIPv4: v4, virtualIPv6: v6,
             serial: cert.serial ?? 0, notAfter: cert.notAfter ?? now, network: network, signalingEndpoint: from, socketIndex: index,
             session: session.compact(), probeToken: token, now: now)
         let (replaced, full) = registry.register(record)
@@ -134,7 +134,7 @@ extension NMSServer {
             metrics.keepalives.increment()
             send(SignalingMessage(transactionID: message.transactionID, body: .keepAliveAck(observed: from)), to: fqdn)
         case .directionRequest(let target):
-            offload { self.direction(to: target.value, from: fqdn, transaction: message.transactionID, now: now) }
+            direction(to: target.value, from: fqdn, transaction: message.transactionID, now: now)
         case .routeDirectionConfirmation(let c):
             confirmation(c, from: fqdn, now: now)
         case .finalization:

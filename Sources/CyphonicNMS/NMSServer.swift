@@ -18,9 +18,10 @@ import Synchronization
 /// signs an authorization, directs the responder, and on its confirmation directs the
 /// initiator.
 ///
-/// Threads: one receive thread per socket decodes and answers cheap messages
-/// (keepalives, probes, confirmations); handshake completions and direction requests
-/// (certificate checks, signatures) run on the worker pool, at most `workers` at once.
+/// Threads: one receive thread per socket decodes and answers messages (keepalives,
+/// probes, direction requests, confirmations); handshake completions (certificate
+/// checks) run on the worker pool, at most 4 × `workers` at once; route authorizations
+/// are signed in batches on the signer thread (``BatchSigner``).
 /// Registrations live in a ``NodeRegistry``. A datagram that does not decode,
 /// authenticate or belong to a session is counted by reason and dropped; it never
 /// disturbs another node's state. `Sendable`.
@@ -32,7 +33,8 @@ public final class NMSServer: Sendable {
     public let handshakeGuard: HandshakeGuard
     let logger: Logger
     let verifierState: Mutex<CertificateVerifier>
-    let loops = Locked<[(loop: ReceiveLoop, probe: Bool)]>([])
+    /// One entry per socket (signaling first, then probes): the socket's receive threads.
+    let loops = Locked<[(loops: [ReceiveLoop], probe: Bool)]>([])
     let pending = Mutex<[UInt32: PendingHandshake]>([:])
     let directions = Mutex<[UInt64: PendingDirection]>([:])
     let workSlots: DispatchSemaphore
@@ -41,6 +43,7 @@ public final class NMSServer: Sendable {
     let responseSize: Int
     let signingCertificateDER: [UInt8]
     let refusalLog: LogLimiter
+    let signer: BatchSigner
 
     struct PendingHandshake: Sendable {
         let handshake: UncheckedBox<ServiceServerHandshake>
@@ -74,11 +77,12 @@ public final class NMSServer: Sendable {
         self.logger = logger
         verifierState = Mutex(try CertificateVerifier(trustAnchor: identity.ca, revocations: revocations))
         handshakeGuard = try HandshakeGuard(limits: settings.handshakeGuard)
-        let workers = settings.workers > 0 ? settings.workers : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        let workers = settings.workers > 0 ? settings.workers : Self.cores
         workSlots = DispatchSemaphore(value: 4 * workers)
         responseSize = HandshakeGuard.responseSize(certificateBytes: identity.certificate.derBytes.count)
         signingCertificateDER = identity.signingCertificate.derBytes
         refusalLog = LogLimiter(perSecond: 10)
+        signer = BatchSigner(key: identity.signingKey, metrics: metrics)
     }
 
     /// The verifier with the revocation list in force.
@@ -86,42 +90,57 @@ public final class NMSServer: Sendable {
 
     /// Binds every socket and starts the receive threads.
     public func start() throws {
-        var started: [(loop: ReceiveLoop, probe: Bool)] = []
+        signer.start()
+        var started: [(loops: [ReceiveLoop], probe: Bool)] = []
+        let threads = settings.receiveThreads > 0 ? settings.receiveThreads : max(1, Self.cores - 1)
         do {
             for (probe, list) in [(false, settings.listen), (true, settings.probeListen)] {
                 for endpoint in list {
                     let socket = try UDPSocket(bind: endpoint)
+                    if settings.receiveBufferBytes > 0 { try socket.setReceiveBufferSize(settings.receiveBufferBytes) }
                     let index = started.count
-                    let loop = try ReceiveLoop(
-                        socket: socket, name: probe ? "nms-probe" : "nms-udp",
-                        handle: { [self] bytes, from, socket in
-                            self.handle(bytes, from: from, socket: socket, index: index, probePort: probe)
-                        }, tick: { [self] in self.housekeeping() })
-                    started.append((loop, probe))
+                    // Several threads receive from one signaling socket (the kernel hands each
+                    // datagram to one of them); probes are rare, one thread does.
+                    var socketLoops: [ReceiveLoop] = []
+                    for _ in 0..<(probe ? 1 : threads) {
+                        socketLoops.append(
+                            try ReceiveLoop(
+                                socket: socket, name: probe ? "nms-probe" : "nms-udp",
+                                handle: { [self] bytes, from, socket in
+                                    self.handle(bytes, from: from, socket: socket, index: index, probePort: probe)
+                                }, tick: { [self] in self.housekeeping() }))
+                    }
+                    started.append((socketLoops, probe))
                     let bound = try socket.localEndpoint()
-                    logger.info("nms: listening on udp \(bound)\(probe ? " (NAT probes)" : "")")
+                    logger.info("nms: listening on udp \(bound)\(probe ? " (NAT probes)" : ", \(threads) receive threads")")
                 }
             }
         } catch {
-            started.forEach { $0.loop.stop() }
+            for entry in started {
+                entry.loops.forEach { $0.stop() }
+                entry.loops.first?.socket.close()
+            }
             throw error
         }
         loops.withLock { $0 = started }
     }
 
+    static var cores: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+
     /// The bound endpoints: signaling first, then probe sockets.
-    public var boundEndpoints: [Endpoint] { loops.withLock { $0.compactMap { try? $0.loop.socket.localEndpoint() } } }
+    public var boundEndpoints: [Endpoint] { loops.withLock { $0.compactMap { try? $0.loops.first?.socket.localEndpoint() } } }
 
     /// Stops the receive threads and closes the sockets.
     public func stop() {
-        let all = loops.withLock { l -> [(loop: ReceiveLoop, probe: Bool)] in
+        let all = loops.withLock { l -> [(loops: [ReceiveLoop], probe: Bool)] in
             defer { l = [] }
             return l
         }
         for entry in all {
-            entry.loop.stop()
-            entry.loop.socket.close()
+            entry.loops.forEach { $0.stop() }
+            entry.loops.first?.socket.close()
         }
+        signer.stop()
         logger.info("nms: stopped")
     }
 
@@ -142,7 +161,7 @@ public final class NMSServer: Sendable {
         )
     }
 
-    func socket(_ index: Int) -> UDPSocket? { loops.withLock { index < $0.count ? $0[index].loop.socket : nil } }
+    func socket(_ index: Int) -> UDPSocket? { loops.withLock { index < $0.count ? $0[index].loops.first?.socket : nil } }
 
     // MARK: datagrams (on a receive thread)
 

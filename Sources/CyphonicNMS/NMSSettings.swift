@@ -32,8 +32,14 @@ public struct NMSSettings: Sendable {
     public var relays: [Endpoint] = []
     /// The guard in front of every handshake initiation.
     public var handshakeGuard = HandshakeGuard.Limits()
-    /// Threads that open, route and answer signaling (0: one per CPU).
+    /// Threads receiving on each signaling socket (0: one per CPU but one, which the
+    /// batch signer takes).
+    public var receiveThreads = 0
+    /// Threads for registrations at once, times four (0: one per CPU).
     public var workers = 0
+    /// Receive buffer of each UDP socket in bytes (bursts of registrations after an NMS
+    /// restart arrive at once); 0 keeps the kernel's default.
+    public var receiveBufferBytes = 4 << 20
 
     public init() {}
 }

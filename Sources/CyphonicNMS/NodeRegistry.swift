@@ -7,10 +7,17 @@ import CyphonicWire
 /// signaling session, and when it was last heard from.
 public struct NodeRecord: Sendable {
     public var nodeID: UInt64
-    public var fqdn: String
+    /// The node's name (its certificate's CN, checked when it registered).
+    public var name: FQDN
+    public var fqdn: String { name.value }
     public var group: String?
-    /// The X25519 static key its certificate binds (and the handshake proved).
-    public var staticKey: [UInt8]
+    /// The X25519 static key its certificate binds (and the handshake proved); held
+    /// inline (no allocation per node).
+    public var staticKey: [UInt8] {
+        get { FixedBytes.array(staticKeyStorage) }
+        set { staticKeyStorage = FixedBytes.simd32(newValue) }
+    }
+    var staticKeyStorage: SIMD32<UInt8>
     public var virtualIPv4: IPAddress
     public var virtualIPv6: IPAddress
     public var serial: UInt64
@@ -22,7 +29,11 @@ public struct NodeRecord: Sendable {
     public var socketIndex: Int
     public var session: CompactSignalingSession
     /// The token its NAT probes carry.
-    public var probeToken: [UInt8]
+    public var probeToken: [UInt8] {
+        get { FixedBytes.array(probeTokenStorage) }
+        set { probeTokenStorage = FixedBytes.simd16(newValue) }
+    }
+    var probeTokenStorage: SIMD16<UInt8>
     /// What the probe port saw, per family (the signaling port's view is in `network`).
     public var probeSeen4: Endpoint?
     public var probeSeen6: Endpoint?
@@ -33,14 +44,14 @@ public struct NodeRecord: Sendable {
     public var lastSeen: Int64
 
     public init(
-        nodeID: UInt64, fqdn: String, group: String?, staticKey: [UInt8], virtualIPv4: IPAddress, virtualIPv6: IPAddress,
+        nodeID: UInt64, name: FQDN, group: String?, staticKey: [UInt8], virtualIPv4: IPAddress, virtualIPv6: IPAddress,
         serial: UInt64, notAfter: Int64, network: NodeNetwork, signalingEndpoint: Endpoint, socketIndex: Int,
         session: CompactSignalingSession, probeToken: [UInt8], now: Int64
     ) {
         self.nodeID = nodeID
-        self.fqdn = fqdn
+        self.name = name
         self.group = group
-        self.staticKey = staticKey
+        staticKeyStorage = FixedBytes.simd32(staticKey)
         self.virtualIPv4 = virtualIPv4
         self.virtualIPv6 = virtualIPv6
         self.serial = serial
@@ -49,7 +60,7 @@ public struct NodeRecord: Sendable {
         self.signalingEndpoint = signalingEndpoint
         self.socketIndex = socketIndex
         self.session = session
-        self.probeToken = probeToken
+        probeTokenStorage = FixedBytes.simd16(probeToken)
         registeredAt = now
         lastSeen = now
     }
@@ -79,4 +90,22 @@ public protocol NodeRegistry: Sendable {
     var count: Int { get }
     /// Every registration (for status; a copy).
     func all() -> [NodeRecord]
+}
+
+/// Fixed-size byte strings held inline (keys, tokens), so a registration costs no
+/// allocation for each of them.
+enum FixedBytes {
+    static func simd32(_ b: [UInt8]) -> SIMD32<UInt8> {
+        var v = SIMD32<UInt8>()
+        for i in 0..<min(32, b.count) { v[i] = b[i] }
+        return v
+    }
+
+    static func simd16(_ b: [UInt8]) -> SIMD16<UInt8> {
+        var v = SIMD16<UInt8>()
+        for i in 0..<min(16, b.count) { v[i] = b[i] }
+        return v
+    }
+
+    static func array<V: SIMD>(_ v: V) -> [UInt8] where V.Scalar == UInt8 { (0..<V.scalarCount).map { v[$0] } }
 }

@@ -275,6 +275,7 @@ public final class NodeDaemon: @unchecked Sendable {
             })
         let threads = registry.makeGauge(descriptor: name("os_threads", "OS threads of the daemon", unit: ""))
         let peersGauge = registry.makeGauge(descriptor: name("peers", "Peers with a session", unit: ""))
+        let registered = registry.makeGauge(descriptor: name("nms_registered", "1 while registered with the NMS", unit: ""))
         // Counters that mirror one status figure each: metric name, help, the figure.
         let figures: [(String, String, @Sendable (NodeStatus) -> UInt64)] = [
             ("reorder_waits", "Finished batches that waited for an earlier one", { $0.reorderWaits }),
@@ -298,6 +299,31 @@ public final class NodeDaemon: @unchecked Sendable {
             ("address_conflicts", "Handshakes refused: another peer with a session owns the virtual IPs", { $0.security.addressConflicts }),
             ("peers_revoked", "Peers whose sessions ended on revocation or expiry", { $0.security.peersRevoked }),
             ("message3_retransmits", "Handshake message 3 resent while unconfirmed", { $0.security.message3Retransmits }),
+            ("nms_registrations", "Registrations with the NMS (first and again)", { $0.signaling?.counters.registrations ?? 0 }),
+            (
+                "nms_keepalives_missed", "NMS keepalives without an ack (each makes the node register again)",
+                { $0.signaling?.counters.keepAlivesMissed ?? 0 }
+            ),
+            ("directions_requested", "Tunnels asked of the NMS by name", { $0.signaling?.counters.directionsRequested ?? 0 }),
+            (
+                "directions_refused", "Name lookups that ended without a tunnel (refused, timed out)",
+                { $0.signaling?.counters.directionsRefused ?? 0 }
+            ),
+            ("directions_as_responder", "Tunnels the NMS directed to us", { $0.signaling?.counters.directionsAsResponder ?? 0 }),
+            (
+                "authorizations_refused", "Route directions refused: authorization did not check",
+                { $0.signaling?.counters.authorizationsRefused ?? 0 }
+            ),
+            ("punches_sent", "Hole-punching probes sent", { $0.signaling?.counters.punchesSent ?? 0 }),
+            ("signaling_bad_datagrams", "Signaling or punch datagrams that did not check", { $0.signaling?.counters.badDatagrams ?? 0 }),
+            ("dns_queries", "DNS queries to the resolver", { $0.resolver?.counters.queries ?? 0 }),
+            ("dns_answered", "DNS answers NOERROR", { $0.resolver?.counters.answered ?? 0 }),
+            ("dns_nxdomain", "DNS answers NXDOMAIN", { $0.resolver?.counters.nxdomain ?? 0 }),
+            ("dns_servfail", "DNS answers SERVFAIL (status: by reason)", { $0.resolver?.counters.servfail ?? 0 }),
+            ("dns_refused", "DNS answers REFUSED (no upstream)", { $0.resolver?.counters.refused ?? 0 }),
+            ("dns_formerr", "Malformed DNS queries answered FORMERR", { $0.resolver?.counters.formerr ?? 0 }),
+            ("dns_dropped", "DNS messages dropped (no header, oversized, bad TCP frame)", { $0.resolver?.counters.dropped ?? 0 }),
+            ("dns_forwarded", "DNS queries forwarded upstream", { $0.resolver?.counters.forwarded ?? 0 }),
         ]
         let mirrored = figures.map { (key: $0.0, value: $0.2, counter: registry.makeCounter(descriptor: name($0.0, $0.1))) }
         let thread = Thread { [weak self] in
@@ -312,6 +338,7 @@ public final class NodeDaemon: @unchecked Sendable {
                 for (k, v) in s.drops { if let c = dropCounters[k] { advance("drop." + k, v, c) } }
                 threads.set(Int64(s.osThreads))
                 peersGauge.set(Int64(s.peers.count))
+                registered.set(Int64(s.signaling?.state == "registered" ? 1 : 0))
                 for m in mirrored { advance(m.key, m.value(s), m.counter) }
                 self.stopping.withLock { if !self.stopped { self.stopping.wait(milliseconds: 1000) } }
             }

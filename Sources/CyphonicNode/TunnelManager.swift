@@ -195,6 +195,9 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
         peers.withLock { peers.peersLocked.first { $0.fqdn == fqdn && $0.current?.isConfirmed == true && !$0.finalized }?.addresses }
     }
 
+    /// Whether a session with `fqdn` exists (confirmed or not).
+    func hasSession(_ fqdn: String) -> Bool { peers.withLock { peers.peersLocked.contains { $0.fqdn == fqdn && $0.current != nil } } }
+
     /// Whether a handshake with `fqdn` started less than `within` seconds ago is pending.
     func isInitiating(_ fqdn: String, within: Double = 0.4) -> Bool {
         let now = monotonicSeconds()
@@ -204,6 +207,11 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
     /// Ends the tunnel with `fqdn` (both sides: the peer gets a Finalization); false
     /// when there is none.
     public func forget(_ fqdn: String) -> Bool {
+        // Handshakes still in flight with it would bring it back: drop them too.
+        sync.withLock {
+            initiations = initiations.filter { $0.value.fqdn != fqdn }
+            confirmations = confirmations.filter { $0.value.fqdn != fqdn }
+        }
         let found = peers.withLock { peers.peersLocked.filter { $0.fqdn == fqdn } }
         for peer in found {
             if peer.current != nil { pipeline?.sendFinalization(to: peer) }

@@ -11,7 +11,7 @@ public enum WireLimits {
     public static let maxCertificateBytes = 8 * 1024
     public static let maxTokenBytes = 256
     public static let maxMessageBytes = 255
-    public static let maxAuthorizationBytes = 256
+    public static let maxAuthorizationBytes = 512
     /// Largest datagram any decoder accepts (the UDP payload limit).
     public static let maxDatagramBytes = 65_507
 }

@@ -8,9 +8,9 @@ import Foundation
 struct CyphonicNodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cyphonic-node",
-        abstract: "CYPHONIC node: the tunnel daemon (run, status) and enrolment with the AS (enroll, login).",
+        abstract: "CYPHONIC node: the tunnel daemon (run, status, forget) and enrolment with the AS (enroll, login).",
         version: "cyphonic-node \(CyphonicVersion.software), protocol \(CyphonicVersion.protocolVersion)",
-        subcommands: [RunCommand.self, StatusCommand.self, EnrollCommand.self, LoginCommand.self, GenerateKey.self])
+        subcommands: [RunCommand.self, StatusCommand.self, ForgetCommand.self, EnrollCommand.self, LoginCommand.self, GenerateKey.self])
 }
 
 /// Generates the node's X25519 static key locally; the private key never leaves the node.

@@ -44,6 +44,19 @@ struct RunCommand: AsyncParsableCommand {
     }
 }
 
+/// `cyphonic-node forget NAME`: ends the tunnel with NAME (its next lookup sets it up again).
+struct ForgetCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "forget", abstract: "End the tunnel with a peer on both sides; the next lookup of its name sets it up again.")
+
+    @Option(help: "The daemon's control socket (config key `control`).") var control = "/run/cyphonic-node.sock"
+    @Argument(help: "The peer's FQDN.") var name: String
+
+    func run() throws {
+        print(try nodeControl(path: control, "forget \(name)"), terminator: "")
+    }
+}
+
 /// `cyphonic-node status`: asks a running daemon over its control socket.
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -61,6 +74,20 @@ struct StatusCommand: ParsableCommand {
             return
         }
         print("node      \(s.fqdn) \(s.addresses.joined(separator: " "))")
+        if let g = s.signaling {
+            let since = g.registeredSecondsAgo.map { String(format: " for %.0fs", $0) } ?? ""
+            print("nms       \(g.state)\(since) at \(g.nms ?? "-")\(g.state == "registered" ? "" : ": \(g.reason)"); seen as \(g.observed ?? "-")")
+            print("nat       IPv4 \(g.natIPv4 ?? "not probed"), IPv6 \(g.natIPv6 ?? "not probed")")
+        } else {
+            print("nms       none (static peers only)")
+        }
+        if let r = s.resolver {
+            let c = r.counters
+            let failures = c.failures.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            print(
+                "resolver  \(r.serving ? "serving \(r.listen.joined(separator: " ")) for *.\(r.domain)" : "not serving: \(r.problem ?? "?")"); queries \(c.queries), answered \(c.answered), nxdomain \(c.nxdomain), servfail \(c.servfail)\(failures.isEmpty ? "" : " (\(failures))"), refused \(c.refused), formerr \(c.formerr), forwarded \(c.forwarded)"
+            )
+        }
         print("pipeline  \(s.pipeline), \(s.threads) pipeline threads, \(s.osThreads) OS threads")
         print("handshakes completed \(s.handshakesCompleted), refused \(s.handshakesRefused); reorder waits \(s.reorderWaits)")
         let u = s.udp
@@ -76,7 +103,8 @@ struct StatusCommand: ParsableCommand {
         print("drops     " + s.drops.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         for p in s.peers {
             let age = p.handshakeAgeSeconds.map { String(format: "%.0fs ago", $0) } ?? "no session"
-            print("peer      \(p.fqdn) [\(p.addresses.joined(separator: " "))] at \(p.endpoint ?? "?") \(p.route), handshake \(age)")
+            let path = p.pathID.map { " path \($0)" } ?? ""
+            print("peer      \(p.fqdn) [\(p.addresses.joined(separator: " "))] at \(p.endpoint ?? "?") \(p.route)\(path), handshake \(age)")
             print("          tx \(p.txPackets) pkts / \(p.txBytes) B, rx \(p.rxPackets) pkts / \(p.rxBytes) B, reorder waits \(p.reorderWaits)")
         }
     }

@@ -46,7 +46,11 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("handshakes-per-source"), help: "Handshakes one source (IPv4 address, IPv6 /64) may start per second (burst 4x).")
     var handshakesPerSource = 4.0
     @Option(name: .customLong("handshakes-per-second"), help: "Handshakes per second in total, at most.") var handshakesPerSecond = 500.0
-    @Option(help: "Threads for registrations and directions at once (0: one per CPU).") var workers = 0
+    @Option(help: "Registrations checked at once: 4 x this (0: one per CPU).") var workers = 0
+    @Option(name: .customLong("receive-threads"), help: "Threads receiving on each signaling socket (0: one per CPU but one, left to the signer).")
+    var receiveThreads = 0
+    @Option(name: .customLong("udp-receive-buffer"), help: "Receive buffer of each UDP socket in bytes (0: the kernel's default).")
+    var udpReceiveBuffer = 4 << 20
 
     func endpoints(_ list: [String], _ flag: String) throws -> [Endpoint] {
         try list.map {
@@ -86,6 +90,10 @@ struct ServeCommand: AsyncParsableCommand {
         s.handshakeGuard.perSourceBurst = 4 * handshakesPerSource
         s.handshakeGuard.totalPerSecond = handshakesPerSecond
         s.workers = workers
+        guard (0...64).contains(receiveThreads) else { throw ValidationError("--receive-threads: must be 0...64") }
+        s.receiveThreads = receiveThreads
+        guard (0...(256 << 20)).contains(udpReceiveBuffer) else { throw ValidationError("--udp-receive-buffer: must be 0...268435456") }
+        s.receiveBufferBytes = udpReceiveBuffer
         var rules = try allow.map {
             guard let r = AccessPolicy.Rule($0) else { throw ValidationError("--allow: \($0) is not GROUP_A:GROUP_B") }
             return r

@@ -52,6 +52,23 @@ import Testing
         #expect(message(#"{"stateDir": "/x", "tun": {"txQueueLength": -1}}"#) == "config key tun.txQueueLength: must be 0 (automatic) ... 10000")
     }
 
+    /// Signaling, enrolment and resolver keys: defaults, and bad values name the key.
+    @Test func signalingAndResolverKeys() throws {
+        let c = try load(#"{"stateDir": "/x"}"#)
+        #expect(c.nms == nil && c.login && c.enroll == nil)
+        #expect(c.resolver.enabled && c.resolver.listen == ["127.0.0.53:53"] && c.resolver.upstream.isEmpty && c.resolver.timeoutSeconds == 3)
+        let e = try load(#"{"stateDir": "s", "enroll": {"asEndpoint": "198.19.0.2:4501", "ca": "ca.pem", "tokenFile": "t"}}"#)
+        #expect(e.enroll?.ca.hasSuffix("/ca.pem") == true && e.enroll?.tokenFile.hasPrefix("/") == true)
+        #expect(message(#"{"stateDir": "/x", "nms": ["nowhere"]}"#) == "config key nms[0]: nowhere is not HOST:PORT or [V6]:PORT")
+        #expect(message(#"{"stateDir": "/x", "resolver": {"listen": ["127.0.0.53"]}}"#).hasPrefix("config key resolver.listen[0]:"))
+        #expect(message(#"{"stateDir": "/x", "resolver": {"upstream": ["x:y"]}}"#).hasPrefix("config key resolver.upstream[0]:"))
+        #expect(message(#"{"stateDir": "/x", "resolver": {"timeoutSeconds": 0}}"#) == "config key resolver.timeoutSeconds: must be > 0 and <= 30")
+        #expect(message(#"{"stateDir": "/x", "resolver": {"domain": "-x-"}}"#).hasPrefix("config key resolver.domain:"))
+        #expect(message(#"{"stateDir": "/x", "resolver": {"port": 53}}"#) == "config key resolver.port: unknown key")
+        #expect(
+            message(#"{"stateDir": "/x", "enroll": {"asEndpoint": "bad", "ca": "c", "tokenFile": "t"}}"#).hasPrefix("config key enroll.asEndpoint:"))
+    }
+
     /// The documented example is a valid config with the documented defaults.
     @Test func theExampleConfigLoads() throws {
         let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../examples/node.json").path

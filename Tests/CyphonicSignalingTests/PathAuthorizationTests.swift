@@ -17,7 +17,7 @@ import Testing
 
     @Test func roundTripsAndVerifiesForBothSides() throws {
         let auth = try make()
-        #expect(auth.bytes.count == PathAuthorization.size && PathAuthorization.size <= WireLimits.maxAuthorizationBytes)
+        #expect(auth.bytes.count == 148 && PathAuthorization.maxSize <= WireLimits.maxAuthorizationBytes)
         let read = try PathAuthorization(bytes: auth.bytes)
         #expect(read == auth && read.processCode == .natTraversal)
         try read.verify(signer: signer.publicKey, pathID: 42, between: a, and: b, now: 1_000)
@@ -39,6 +39,31 @@ import Testing
             #expect(tampered == nil || (try? tampered!.verify(signer: signer.publicKey, pathID: 42, between: a, and: b, now: 1)) == nil, "byte \(i)")
         }
         #expect(throws: AuthorizationError.malformed) { try PathAuthorization(bytes: Array(auth.bytes.dropLast())) }
+    }
+
+    @Test func oneSignatureCoversABatchAndEachLeafOnlyItself() throws {
+        let keys = (0..<5).map { [UInt8](repeating: UInt8($0 + 10), count: 32) }
+        let batch = try PathAuthorization.signBatch(
+            keys.enumerated().map { i, k in
+                PathAuthorization(processCode: .direct, pathID: UInt64(100 + i), expires: 2_000_000_000, initiatorKey: a, responderKey: k)
+            }, with: signer)
+        #expect(Set(batch.map(\.signature)).count == 1 && batch.allSatisfy { $0.siblings.count == 3 })
+        for (i, auth) in batch.enumerated() {
+            let read = try PathAuthorization(bytes: auth.bytes)
+            try read.verify(signer: signer.publicKey, pathID: UInt64(100 + i), between: a, and: keys[i], now: 1)
+            // Another leaf's position or a changed sibling leads to another root.
+            var moved = read
+            moved.leafIndex = UInt8((i + 1) % 5)
+            #expect(throws: AuthorizationError.badSignature) {
+                try moved.verify(signer: signer.publicKey, pathID: UInt64(100 + i), between: a, and: keys[i], now: 1)
+            }
+            var bent = read
+            bent.siblings[0][0] ^= 1
+            #expect(throws: AuthorizationError.badSignature) {
+                try bent.verify(signer: signer.publicKey, pathID: UInt64(100 + i), between: a, and: keys[i], now: 1)
+            }
+        }
+        #expect(throws: AuthorizationError.malformed) { try PathAuthorization.signBatch([], with: signer) }
     }
 
     @Test func punchAuthenticatorsDependOnPathAndSender() throws {

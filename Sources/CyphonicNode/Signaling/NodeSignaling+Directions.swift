@@ -225,7 +225,7 @@ extension NodeSignaling {
             if let bytes = try? Datagram(.holePunching(probe)).encode() { manager.send(bytes, to: from) }
         }
         let waiting = state.withLock { $0.lookups[fqdn]?.direction != nil }
-        if waiting, path.role == .initiator, manager.liveAddresses(of: fqdn) == nil, !manager.isInitiating(fqdn) {
+        if waiting, path.role == .initiator, !manager.hasSession(fqdn), !manager.isInitiating(fqdn) {
             manager.initiate(fqdn: fqdn, endpoint: from)
         }
     }
@@ -251,7 +251,7 @@ extension NodeSignaling {
             s.negative = s.negative.filter { $0.value > now }
         }
         for fqdn in expired { finish(fqdn, .failed("tunnel set-up to \(fqdn) timed out", reason: "timeout")) }
-        for (fqdn, e) in retry where manager.liveAddresses(of: fqdn) == nil && !manager.isInitiating(fqdn) {
+        for (fqdn, e) in retry where !manager.hasSession(fqdn) && !manager.isInitiating(fqdn) {
             manager.initiate(fqdn: fqdn, endpoint: SocketAddress(e))
         }
         for fqdn in punches { punch(fqdn) }

@@ -1,0 +1,254 @@
+import ArgumentParser
+import CyphonicAS
+import CyphonicCore
+import CyphonicCrypto
+import CyphonicNMS
+import CyphonicPKI
+import CyphonicPosix
+import CyphonicService
+import CyphonicSignaling
+import CyphonicWire
+import Foundation
+
+/// NMS capacity (issue 10): a real `nms-server` process on loopback, `--nodes` simulated
+/// nodes registered over real UDP with real Noise sessions and certificates of a real
+/// AS's CA, then direction requests between random pairs (each confirmed by its
+/// simulated responder, as a node does) with `--window` in flight. Reports
+/// registrations/s, directions answered/s, and the NMS's resident memory per registered
+/// node (its RSS before and after, from /proc).
+struct NMSBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nms",
+        abstract: "NMS capacity: registrations/s, direction requests answered/s, memory per registered node (a real nms-server process).")
+
+    @Option(help: "Simulated nodes to register.") var nodes = 100_000
+    @Option(help: "Direction requests to complete.") var directions = 200_000
+    @Option(help: "Requests in flight at once.") var window = 512
+    @Option(name: .customLong("nms-server"), help: "The nms-server binary (default: next to this one).") var nmsServer: String?
+    @Option(help: "UDP port for the NMS on 127.0.0.1 (the probe port is the next one).") var port = 45_020
+    @Option(name: .customLong("receive-threads"), help: "nms-server --receive-threads (0: one per CPU).") var receiveThreads = 0
+
+    func run() throws {
+        let work = NSTemporaryDirectory() + "cyphonic-bench-nms-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        progress("AS directory and the NMS bundle in \(work)")
+        let settings = try ASSettings(
+            domain: try FQDN("cyphonic.internal"),
+            pool: try AddressPool(ipv4: IPPrefix("198.18.0.0/16")!, ipv6: IPPrefix("2001:db8:c0ff:ee::/64")!))
+        let directory = try ASDirectory.initialise(at: work + "/as", settings: settings)
+        let authority = try ASAuthority(directory: directory)
+        let bundle = try authority.addService(role: .nms, name: try FQDN("nms.cyphonic.internal"))
+        try writeBundle(bundle, ca: directory.ca.certificate, to: work + "/nms")
+        let binary = nmsServer ?? (URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path + "/nms-server")
+        let nms = Endpoint(address: IPAddress("127.0.0.1")!, port: UInt16(port))
+        let process = try startNMS(binary, work: work)
+        defer {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        let rssBefore = rss(process.processIdentifier)
+
+        progress("issuing \(nodes) node certificates")
+        let verifier = try CertificateVerifier(trustAnchor: directory.ca.certificate)
+        let sims = try issue(nodes, ca: directory.ca, verifier: verifier)
+
+        let socket = try UDPSocket(bind: Endpoint("127.0.0.1:0")!)
+        defer { socket.close() }
+        try socket.setReceiveBufferSize(8 << 20)
+        try socket.setReceiveTimeout(milliseconds: 1000)
+        progress("registering \(nodes) nodes (\(window) handshakes in flight)")
+        let registrationStart = monotonicSeconds()
+        try register(sims, nms: nms, socket: socket)
+        let registrationSeconds = monotonicSeconds() - registrationStart
+        Thread.sleep(forTimeInterval: 1)
+        let rssAfter = rss(process.processIdentifier)
+
+        progress("\(directions) direction requests between random pairs (\(window) in flight)")
+        try socket.setReceiveTimeout(milliseconds: 200)
+        let (done, refused, lost, seconds) = try direct(sims, nms: nms, socket: socket)
+
+        let perNode = Double(rssAfter - rssBefore) * 1024 / Double(nodes)
+        print("NMS capacity: nms-server process on 127.0.0.1, \(nodes) simulated nodes over UDP loopback, Noise XX sessions")
+        print(String(format: "registrations   %8d in %6.1f s   %8.0f /s", nodes, registrationSeconds, Double(nodes) / registrationSeconds))
+        print(
+            String(
+                format:
+                    "directions      %8d in %6.1f s   %8.0f /s answered (request -> responder confirms -> initiator directed), %d refused, %d lost",
+                done, seconds, Double(done) / seconds, refused, lost))
+        print(
+            String(
+                format: "memory          RSS %.1f MiB before, %.1f MiB with %d nodes: %.0f bytes per registered node", Double(rssBefore) / 1024,
+                Double(rssAfter) / 1024, nodes, perNode))
+    }
+
+    func progress(_ s: String) { FileHandle.standardError.write(Data("bench: \(s)\n".utf8)) }
+
+    func writeBundle(_ b: ServiceBundle, ca: Certificate, to dir: String) throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let base = dir + "/nms.cyphonic.internal"
+        try KeyFiles.pem(b.key).write(toFile: base + ".key", atomically: true, encoding: .utf8)
+        try b.certificate.pemString.write(toFile: base + ".pem", atomically: true, encoding: .utf8)
+        try KeyFiles.pem(b.signing!.key).write(toFile: base + ".sign.key", atomically: true, encoding: .utf8)
+        try b.signing!.certificate.pemString.write(toFile: base + ".sign.pem", atomically: true, encoding: .utf8)
+        try ca.pemString.write(toFile: dir + "/ca.pem", atomically: true, encoding: .utf8)
+    }
+
+    func startNMS(_ binary: String, work: String) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = [
+            "serve", "--bundle", work + "/nms", "--listen", "127.0.0.1:\(port)", "--probe-listen", "127.0.0.1:\(port + 1)",
+            "--metrics", "", "--control", work + "/nms.sock", "--log-level", "warning", "--keepalive", "3600",
+            "--max-nodes", String(nodes + 1000), "--max-pending-handshakes", String(4 * window), "--direction-timeout", "10000",
+            "--receive-threads", String(receiveThreads), "--handshake-load-threshold", "100000000", "--handshakes-per-source", "100000000",
+            "--handshakes-per-second", "100000000",
+        ]
+        try p.run()
+        for _ in 0..<100 where !ControlSocketClient.answers(work + "/nms.sock") { Thread.sleep(forTimeInterval: 0.05) }
+        guard p.isRunning else { throw ValidationError("nms-server exited; run it by hand to see why: \(binary)") }
+        return p
+    }
+
+    func rss(_ pid: Int32) -> Int {
+        let text = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        let line = text.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+        return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+    }
+
+    /// Node keys and certificates, on every core.
+    func issue(_ count: Int, ca: CertificateAuthority, verifier: CertificateVerifier) throws -> [SimulatedNode] {
+        let out = Locked([SimulatedNode?](repeating: nil, count: count))
+        let failed = Locked<Error?>(nil)
+        let now = unixNow()
+        DispatchQueue.concurrentPerform(iterations: 8) { part in
+            for i in stride(from: part, to: count, by: 8) {
+                do {
+                    let key = try X25519PrivateKey()
+                    let template = CertificateTemplate.node(
+                        fqdn: try FQDN(String(format: "n%06d.cyphonic.internal", i)),
+                        addresses: [
+                            IPAddress.v4(198, 18, UInt8(i >> 8 & 0xff), UInt8(i & 0xff)),
+                            IPAddress("2001:db8:c0ff:ee::\(String(i >> 16, radix: 16)):\(String(i & 0xffff, radix: 16))")!,
+                        ],
+                        serial: UInt64(i + 1), validFrom: now - 300, days: 1)
+                    let node = SimulatedNode(key: key, certificate: try ca.issue(template, publicKey: key.publicKey), verifier: verifier)
+                    out.withLock { $0[i] = node }
+                } catch {
+                    failed.withLock { $0 = error }
+                }
+                if i % 20_000 == 0, i > 0 { progress("  \(i) certificates") }
+            }
+        }
+        if let e = failed.withLock({ $0 }) { throw e }
+        return out.withLock { $0.map { $0! } }
+    }
+
+    /// Registers every node: a window of handshakes in flight, each answered datagram
+    /// moved on to its next step; lost ones are started again.
+    func register(_ sims: [SimulatedNode], nms: Endpoint, socket: UDPSocket) throws {
+        var byIndex: [UInt32: Int] = [:]
+        var sentAt: [Int: Double] = [:]
+        var next = 0
+        var done = 0
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        func start(_ i: Int) throws {
+            let m1 = try sims[i].initiation()
+            byIndex[sims[i].localIndex] = i
+            sentAt[i] = monotonicSeconds()
+            try socket.send(m1, to: nms)
+        }
+        while done < sims.count {
+            while sentAt.count < window, next < sims.count {
+                try start(next)
+                next += 1
+            }
+            let received: [UInt8]
+            do {
+                let (n, _) = try buffer.withUnsafeMutableBytes { try socket.receive(into: $0) }
+                received = Array(buffer[0..<n])
+            } catch let e as SystemError where e.wouldBlock {
+                // Lost on the way (a full socket buffer): start those handshakes again.
+                let now = monotonicSeconds()
+                for (i, t) in sentAt where now - t > 1 { try start(i) }
+                continue
+            }
+            guard let h = try? received.withUnsafeBytes({ try Header.decode($0) }), let i = byIndex[h.receiverIndex] else { continue }
+            let node = sims[i]
+            switch h.type {
+            case .handshakeResponse:
+                try socket.send(try node.completion(response: received, localEndpoints: []), to: nms)
+                byIndex[node.localIndex] = i
+            case .signaling:
+                guard case .registrationAck = try node.open(received).body else { throw ValidationError("\(node.fqdn) refused") }
+                sentAt.removeValue(forKey: i)
+                done += 1
+                if done % 20_000 == 0 { progress("  \(done) registered") }
+            default:
+                continue
+            }
+        }
+    }
+
+    /// Direction requests between random pairs; every responder confirms.
+    func direct(_ sims: [SimulatedNode], nms: Endpoint, socket: UDPSocket) throws -> (done: Int, refused: Int, lost: Int, seconds: Double) {
+        var byIndex: [UInt32: Int] = [:]
+        for (i, n) in sims.enumerated() { byIndex[n.localIndex] = i }
+        let names = try sims.map { try FQDN($0.fqdn) }
+        var inFlight = 0
+        var sent = 0
+        var done = 0
+        var refused = 0
+        var lost = 0
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        var rng = SystemRandomNumberGenerator()
+        let start = monotonicSeconds()
+        var lastProgress = start
+        while done + refused + lost < directions {
+            while inFlight < window, sent < directions {
+                let a = Int.random(in: 0..<sims.count, using: &rng)
+                var b = Int.random(in: 0..<sims.count, using: &rng)
+                if b == a { b = (b + 1) % sims.count }
+                try socket.send(try sims[a].seal(.directionRequest(target: names[b])).datagram, to: nms)
+                inFlight += 1
+                sent += 1
+            }
+            let received: [UInt8]
+            do {
+                let (n, _) = try buffer.withUnsafeMutableBytes { try socket.receive(into: $0) }
+                received = Array(buffer[0..<n])
+            } catch let e as SystemError where e.wouldBlock {
+                // Lost on the way (a full socket buffer): count them as such and go on.
+                lost += inFlight
+                inFlight = 0
+                continue
+            }
+            guard let h = try? received.withUnsafeBytes({ try Header.decode($0) }), let i = byIndex[h.receiverIndex],
+                let message = try? sims[i].open(received)
+            else { continue }
+            switch message.body {
+            case .routeDirection(let d) where d.role == .responder:
+                let confirm = RouteDirectionConfirmation(pathID: d.pathID, status: .ok, localEndpoints: [])
+                try socket.send(try sims[i].seal(.routeDirectionConfirmation(confirm), transactionID: message.transactionID), to: nms)
+            case .routeDirection:
+                done += 1
+                inFlight -= 1
+            case .error:
+                refused += 1
+                inFlight -= 1
+            default:
+                continue
+            }
+            let now = monotonicSeconds()
+            if now - lastProgress >= 2 {
+                lastProgress = now
+                progress("  \(done) directions, \(Int(Double(done) / (now - start)))/s")
+            }
+        }
+        return (done, refused, lost, monotonicSeconds() - start)
+    }
+}
+
+/// Whether a daemon answers on its control socket.
+enum ControlSocketClient {
+    static func answers(_ path: String) -> Bool { (try? ControlSocketServer.request(path: path, "status", timeoutSeconds: 1))?.isEmpty == false }
+}

@@ -63,8 +63,9 @@ bench-nms:
 
 # The lab (DESIGN §6, lab/README.md): as-server and nms-server in cy-cloud, 1 responder and
 # 10 initiators that reach each other by name through the NMS and their resolvers (root).
-LAB_PACKAGES = $(BUILD_PACKAGES) iproute2 iperf3 iputils-ping dnsutils procps python3 libc-bin
+LAB_PACKAGES = $(BUILD_PACKAGES) iproute2 iperf3 iputils-ping dnsutils procps python3 libc-bin curl
 lab-up:
+	@[ "$$(id -u)" -eq 0 ] || { echo "lab-up needs root (network namespaces, TUN)"; exit 1; }
 	@scripts/ensure-packages.sh $(LAB_PACKAGES)
 	$(SWIFT) build -c release
 	@lab/lab.sh up
@@ -77,6 +78,7 @@ lab-status:
 
 # The lab end to end: names, IPv4/IPv6, getent/dig, iperf3, NXDOMAIN, NMS and node restarts.
 lab-smoke:
+	@[ "$$(id -u)" -eq 0 ] || { echo "lab-smoke needs root (network namespaces, TUN)"; exit 1; }
 	@scripts/ensure-packages.sh $(LAB_PACKAGES)
 	$(SWIFT) build -c release
 	@lab/smoke.sh

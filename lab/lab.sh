@@ -7,7 +7,7 @@
 #   cy-cloud .2 / ::2       cy-resp .10 / ::10   cy-init01 .11 / ::11   …   cy-init10 .20 / ::20
 #   as-server  :4501        cyphonic-node :30000  cyphonic-node :30000       cyphonic-node
 #   nms-server :4502,:4512  resolver 127.0.0.53   resolver 127.0.0.53        resolver
-#                           iperf3 -s             (tun cyphonic0: 198.18.x.y, 2001:db8:c0ff:ee::/64)
+#                           iperf3 -s             (tun cyph0: 198.18.x.y, 2001:db8:c0ff:ee::/64)
 #
 #   lab/lab.sh up      build-free: start everything from $BIN, wait until every node is
 #                      registered with the NMS, print what to try
@@ -39,6 +39,15 @@ RESP6=2001:db8:1::10
 inits() { for i in $(seq 1 "$N"); do printf 'cy-init%02d\n' "$i"; done; }
 node_name() { [ "$1" = "$RESP" ] && echo responder || echo "init${1#cy-init}"; }
 say() { echo "lab: $*" >&2; }
+
+# On a failed up: keep the logs (outside $DIR, which down removes), then tear down.
+failed() {
+  local keep
+  keep=/tmp/cyphonic-lab-failed-$(date +%Y%m%d-%H%M%S)
+  mkdir -p "$keep" && cp "$DIR"/*.log "$keep"/ 2>/dev/null
+  say "failed; the daemons' logs are kept in $keep; tearing down"
+  down
+}
 
 down() {
   set +e
@@ -114,7 +123,7 @@ up() {
   [ "$(id -u)" -eq 0 ] || { say "needs root (namespaces, TUN)"; exit 1; }
   if ip netns list 2>/dev/null | grep -q '^cy-'; then say "a lab is up already: 'make lab-down' first"; exit 1; fi
   for b in as-server nms-server cyphonic-node; do [ -x "$BIN/$b" ] || { say "$BIN/$b missing: run 'make release'"; exit 1; }; done
-  trap 'say "failed; tearing down (logs were in $DIR)"; tail -n 5 "$DIR"/*.log 2>/dev/null >&2; down' ERR
+  trap 'failed' ERR
   mkdir -p "$DIR"
   chmod 700 "$DIR"
   say "[1/6] namespaces: $TOPO_NET (bridge), $CLOUD, $RESP, cy-init01 … $(inits | tail -1)"
@@ -170,6 +179,10 @@ up() {
       for ns in $RESP $(inits); do
         local name
         name=$(node_name "$ns")
+        if [ ! -S "$DIR/$name.sock" ]; then
+          say "  $name: its daemon is not running (log: $(tail -n 1 "$DIR/$name.log" 2>/dev/null))"
+          continue
+        fi
         "$BIN/cyphonic-node" status --control "$DIR/$name.sock" --json 2>/dev/null \
           | python3 -c 'import json,sys; s=json.load(sys.stdin)["signaling"]; sys.exit(0 if s["state"]=="registered" else print("  '"$name"':", s["state"], "-", s["reason"]) or 1)' \
           || true

@@ -8,20 +8,29 @@
 #   5. nms-server kill -9 and restart: every node registered again within 15 s, the
 #      tunnels already up carry pings throughout
 #   6. the responder daemon kill -9 and restart: its peers notice, a new lookup rebuilds
-#   7. a node of another group: lookups across groups get SERVFAIL, counted as forbidden
+#   7. a node of another group: lookups across groups get SERVFAIL, counted as forbidden;
+#      its resolver forwards other names to an upstream (a python3 DNS answerer in cy-cloud)
 #   8. lab down leaves no namespace, process or file
-# The lab is torn down on any exit (trap). Environment: BIN (default .build/release).
+# The lab is torn down on any exit (trap); it refuses to start when a lab is up already.
+# Environment: BIN (default .build/release), LAB_DIR, LAB_INITIATORS (at least 8).
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 export BIN=${BIN:-.build/release}
 DIR=${LAB_DIR:-/run/cyphonic-lab}
 N=${LAB_INITIATORS:-10}
 NAME=responder.cyphonic.internal
+LAST=$(printf 'cy-init%02d' "$N")
 
 say() { echo "lab-smoke: $*" >&2; }
 fail() { say "FAIL: $*"; exit 1; }
-trap 'lab/lab.sh down >/dev/null 2>&1 || true' EXIT
 [ "$(id -u)" -eq 0 ] || { say "skipped: needs root (network namespaces, TUN)"; exit 0; }
+# It brings up its own lab and tears it down: never someone else's.
+if ip netns list 2>/dev/null | grep -q '^cy-'; then
+  say "a lab (cy-* namespaces) is up; 'make lab-down' first (the smoke test would tear it down)"
+  exit 1
+fi
+[ "$N" -ge 8 ] || { say "needs LAB_INITIATORS >= 8"; exit 1; }
+trap 'lab/lab.sh down >/dev/null 2>&1 || true' EXIT
 
 lab/lab.sh up >/dev/null
 vip4=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["virtualIPv4"])' "$DIR/responder/node.json")
@@ -67,6 +76,7 @@ r = ask(struct.pack(">HHHHHH", 0x4343, 0x0100, 1, 0, 0, 0) + b"\xc0\x0c\x00\x01\
 assert r and r[3] & 0x0f == 1, r                                           # pointer loop: FORMERR
 PY
 [ "$(ip netns exec cy-init06 dig +short $NAME A)" = "$vip4" ] || fail "the resolver stopped answering after malformed queries"
+ip netns exec cy-init06 dig example.org A | grep -q "status: REFUSED" || fail "a name outside the overlay without an upstream is not REFUSED"
 
 say "5. nms-server kill -9 and restart while a tunnel carries pings"
 ip netns exec cy-init01 ping -c 120 -i 0.1 -W 1 "$vip4" >"$DIR/ping-during-nms-restart.txt" 2>&1 &
@@ -91,11 +101,11 @@ kill -9 "$resp_pid"
 sleep 0.5
 lab/lab.sh start-node cy-resp
 start=$SECONDS
-until ip netns exec cy-init07 ping -c 1 -W 1 $NAME >/dev/null 2>&1; do
-  [ $((SECONDS - start)) -le 45 ] || fail "cy-init07 did not reach $NAME within 45 s of the responder's restart"
+until ip netns exec $LAST ping -c 1 -W 1 $NAME >/dev/null 2>&1; do
+  [ $((SECONDS - start)) -le 45 ] || fail "$LAST did not reach $NAME within 45 s of the responder's restart"
   sleep 0.5
 done
-say "   cy-init07 reached the restarted responder by name after $((SECONDS - start)) s"
+say "   $LAST reached the restarted responder by name after $((SECONDS - start)) s"
 
 say "7. a node of another group is refused by policy (SERVFAIL, counted)"
 . lab/topology.sh
@@ -105,8 +115,22 @@ topology_attach cy-other 198.19.0.30 other 2001:db8:1::30
 ip netns exec cy-other "$BIN/cyphonic-node" enroll --as 198.19.0.2:4501 --ca "$DIR/as/ca.pem" \
   --token-file "$DIR/outsider.token" --state-dir "$DIR/outsider" >/dev/null
 cat >"$DIR/outsider.json" <<EOF
-{ "stateDir": "$DIR/outsider", "control": "$DIR/outsider.sock", "metrics": "", "resolver": { "listen": ["127.0.0.53:53"] } }
+{ "stateDir": "$DIR/outsider", "control": "$DIR/outsider.sock", "metrics": "",
+  "resolver": { "listen": ["127.0.0.53:53"], "upstream": ["198.19.0.2:5353"] } }
 EOF
+# An upstream DNS server in cy-cloud: answers every A query with 198.19.0.99.
+ip netns exec cy-cloud python3 -c '
+import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("198.19.0.2", 5353))
+while True:
+    q, a = s.recvfrom(4096)
+    end = 12
+    while q[end]: end += 1 + q[end]
+    question = q[12:end + 5]
+    r = q[:2] + b"\x81\x80" + struct.pack(">HHHH", 1, 1, 0, 0) + question
+    r += b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + socket.inet_aton("198.19.0.99")
+    s.sendto(r, a)
+' >/dev/null 2>&1 &
 ip netns exec cy-other "$BIN/cyphonic-node" run --config "$DIR/outsider.json" >"$DIR/outsider.log" 2>&1 &
 start=$SECONDS
 until "$BIN/cyphonic-node" status --control "$DIR/outsider.sock" --json 2>/dev/null \
@@ -114,11 +138,14 @@ until "$BIN/cyphonic-node" status --control "$DIR/outsider.sock" --json 2>/dev/n
   [ $((SECONDS - start)) -le 15 ] || fail "outsider did not register"
   sleep 0.2
 done
-ip netns exec cy-init08 dig outsider.cyphonic.internal A | grep -q "status: SERVFAIL" || fail "a lookup across groups was not SERVFAIL"
-"$BIN/cyphonic-node" status --control "$DIR/init08.sock" --json | python3 -c '
+ip netns exec $LAST dig outsider.cyphonic.internal A | grep -q "status: SERVFAIL" || fail "a lookup across groups was not SERVFAIL"
+"$BIN/cyphonic-node" status --control "$DIR/$(printf init%02d "$N").sock" --json | python3 -c '
 import json, sys
 f = json.load(sys.stdin)["resolver"]["counters"]["failures"]
 sys.exit(0 if f.get("forbidden", 0) >= 1 else "no forbidden failure counted: %s" % f)' || fail "SERVFAIL not counted as forbidden"
+mkdir -p /etc/netns/cy-other
+printf 'nameserver 127.0.0.53\n' >/etc/netns/cy-other/resolv.conf
+[ "$(ip netns exec cy-other dig +short example.org A)" = "198.19.0.99" ] || fail "a name outside the overlay was not forwarded to the upstream"
 
 say "8. lab down leaves nothing"
 lab/lab.sh down >/dev/null

@@ -119,3 +119,12 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { address.isIPv4 ? "\(address):\(port)" : "[\(address)]:\(port)" }
 }
+
+extension IPAddress {
+    /// In the same /24 (IPv4) or /64 (IPv6) as `other`: how the NMS and nodes tell a
+    /// shared LAN (the same-site route, DESIGN §5).
+    public func sharesSubnet(with other: IPAddress) -> Bool {
+        guard isIPv4 == other.isIPv4 else { return false }
+        return isIPv4 ? bytes.prefix(3) == other.bytes.prefix(3) : bytes.prefix(8) == other.bytes.prefix(8)
+    }
+}

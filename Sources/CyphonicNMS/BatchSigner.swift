@@ -52,8 +52,13 @@ final class BatchSigner: Sendable {
         wake.signal()
     }
 
+    /// Stops the thread (once; later calls return at once).
     func stop() {
-        queue.withLock { $0.stopped = true }
+        let first = queue.withLock { q -> Bool in
+            defer { q.stopped = true }
+            return !q.stopped
+        }
+        guard first else { return }
         wake.signal()
         finished.wait()
     }

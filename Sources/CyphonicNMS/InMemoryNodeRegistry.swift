@@ -11,6 +11,8 @@ public final class InMemoryNodeRegistry: NodeRegistry {
         var byName: [String: Int32] = [:]
         var byIndex: [UInt32: Int32] = [:]
         var byToken: [SIMD16<UInt8>: Int32] = [:]
+        /// Where the next partial sweep starts.
+        var cursor = 0
 
         mutating func index(_ r: NodeRecord, at slot: Int32) {
             byName[r.fqdn] = slot
@@ -95,6 +97,25 @@ public final class InMemoryNodeRegistry: NodeRegistry {
                 let r = s.records[Int(slot)]
                 if r.lastSeen < cutoff || revoked(r) { gone.append(s.remove(at: slot)) }
                 slot -= 1
+            }
+            return gone
+        }
+    }
+
+    public func expireSome(lastSeenBefore cutoff: Int64, limit: Int, revoked: (NodeRecord) -> Bool) -> [NodeRecord] {
+        state.withLock { s in
+            var gone: [NodeRecord] = []
+            var examined = 0
+            while examined < limit, !s.records.isEmpty {
+                if s.cursor >= s.records.count { s.cursor = 0 }
+                let r = s.records[s.cursor]
+                examined += 1
+                if r.lastSeen < cutoff || revoked(r) {
+                    // The last record moves into this slot: look at the slot again.
+                    gone.append(s.remove(at: Int32(s.cursor)))
+                } else {
+                    s.cursor += 1
+                }
             }
             return gone
         }

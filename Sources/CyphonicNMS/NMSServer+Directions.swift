@@ -19,24 +19,39 @@ extension NMSServer {
         guard target != initiator else { return refuse("self", .badRequest, "a node cannot direct a tunnel to itself") }
         guard let i = registry.node(named: initiator) else { return }
         guard let r = registry.node(named: target) else { return refuse("not_found", .notFound, "\(target) is not registered") }
+        // Group names stay private: the refusal says no more than that policy forbids it.
         guard settings.policy.allows(from: i.group, to: r.group) else {
-            return refuse("forbidden", .forbidden, "policy does not allow group \(i.group ?? "(none)") to reach group \(r.group ?? "(none)")")
+            return refuse("forbidden", .forbidden, "policy does not allow a tunnel to \(target)")
         }
         let route = selectRoute(initiator: i.network, responder: r.network)
         let relay = settings.relays.first
         if route.kind == .relay, relay == nil {
             return refuse("no_relay", .unavailable, "the route needs a relay (\(route.reason)) and none is configured", route: .relay)
         }
-        guard directions.withLock({ $0.count < settings.maxPendingDirections }) else {
+        guard
+            directions.withLock({
+                $0.reserve(initiator, max: settings.maxPendingDirections, perNode: settings.maxPendingDirectionsPerNode)
+            })
+        else {
             metrics.drop("table_full")
             return refuse("bad_request", .unavailable, "too many directions in progress")
         }
+        @Sendable func unreserve() {
+            directions.withLock {
+                $0.reserved -= 1
+                $0.release(initiator)
+            }
+        }
         let expires = UInt64(now) + UInt64(settings.authorizationSeconds)
-        guard let pathID = try? SecureRandom.u64() | 1 else { return refuse("bad_request", .internalError, "internal error") }
+        guard let pathID = try? SecureRandom.u64() | 1 else {
+            unreserve()
+            return refuse("bad_request", .internalError, "internal error")
+        }
         let unsigned = PathAuthorization(
             processCode: route.processCode, pathID: pathID, expires: expires, initiatorKey: i.staticKey, responderKey: r.staticKey)
         signer.submit(unsigned) { [self] result in
             guard case .success(let authorization) = result else {
+                unreserve()
                 logger.error("nms: cannot sign a route authorization: \(result)")
                 return refuse("bad_request", .internalError, "internal error")
             }
@@ -47,7 +62,8 @@ extension NMSServer {
                 relay: route.kind == .relay ? relay : nil, expires: expires, authorization: authorization.bytes)
             let message = SignalingMessage(transactionID: UInt32(truncatingIfNeeded: pathID), body: .routeDirection(toResponder))
             let pendingCount = directions.withLock {
-                $0[pathID] = PendingDirection(
+                $0.reserved -= 1
+                $0.entries[pathID] = PendingDirection(
                     initiator: initiator, initiatorTransaction: transaction, responder: target, route: route,
                     authorization: authorization.bytes, expires: expires, created: monotonicMilliseconds(), resent: false,
                     responderMessage: message)
@@ -64,8 +80,9 @@ extension NMSServer {
     func confirmation(_ c: RouteDirectionConfirmation, from responder: String, now: Int64) {
         guard
             let p = directions.withLock({ d -> PendingDirection? in
-                guard d[c.pathID]?.responder == responder else { return nil }
-                return d.removeValue(forKey: c.pathID)
+                guard d.entries[c.pathID]?.responder == responder, let p = d.entries.removeValue(forKey: c.pathID) else { return nil }
+                d.release(p.initiator)
+                return p
             })
         else {
             metrics.drop("stale_confirmation")
@@ -108,12 +125,13 @@ extension NMSServer {
         var resend: [PendingDirection] = []
         let late = directions.withLock { d -> [PendingDirection] in
             var late: [PendingDirection] = []
-            for (id, p) in d {
+            for (id, p) in d.entries {
                 if now - p.created >= timeout {
                     late.append(p)
-                    d.removeValue(forKey: id)
+                    d.entries.removeValue(forKey: id)
+                    d.release(p.initiator)
                 } else if !p.resent, now - p.created >= timeout / 2 {
-                    d[id]?.resent = true
+                    d.entries[id]?.resent = true
                     resend.append(p)
                 }
             }

@@ -148,8 +148,14 @@ extension NMSServer {
         }
     }
 
+    /// Seconds after a registration during which its NAT probes count.
+    static let probeWindowSeconds: Int64 = 10
+
     /// A NAT probe (on either port): records what that port saw; once both ports saw
-    /// the node on a family, its mapping behaviour there is known and told to it.
+    /// the node on a family, its mapping behaviour there is known and told to it. The
+    /// token travels in clear, so each observation (family × port) is taken once, from
+    /// the first probe, within ``probeWindowSeconds`` of the registration: a copy seen on
+    /// the way arrives after the original and changes nothing.
     func probe(_ bytes: UnsafeRawBufferPointer, from: Endpoint, probePort: Bool, now: Int64) {
         metrics.probes.increment()
         guard let d = try? Datagram.decode(bytes), case .natProbe(let token) = d.body, let fqdn = registry.node(probeToken: token) else {
@@ -158,9 +164,12 @@ extension NMSServer {
         }
         let result = registry.withNode(named: fqdn) { r -> NATProbeResult? in
             let v4 = from.address.isIPv4
+            guard now - r.registeredAt <= Self.probeWindowSeconds else { return nil }
             if probePort {
+                guard (v4 ? r.probeSeen4 : r.probeSeen6) == nil else { return nil }
                 if v4 { r.probeSeen4 = from } else { r.probeSeen6 = from }
             } else {
+                guard (v4 ? r.signalingSeen4 : r.signalingSeen6) == nil else { return nil }
                 if v4 { r.signalingSeen4 = from } else { r.signalingSeen6 = from }
             }
             let registered = r.signalingEndpoint.address.isIPv4 == v4

@@ -36,7 +36,7 @@ public final class NMSServer: Sendable {
     /// One entry per socket (signaling first, then probes): the socket's receive threads.
     let loops = Locked<[(loops: [ReceiveLoop], probe: Bool)]>([])
     let pending = Mutex<[UInt32: PendingHandshake]>([:])
-    let directions = Mutex<[UInt64: PendingDirection]>([:])
+    let directions = Mutex(DirectionTable())
     let workSlots: DispatchSemaphore
     let lastHousekeeping = Atomic<Int64>(0)
     let lastDirectionSweep = Atomic<Int64>(0)
@@ -50,6 +50,29 @@ public final class NMSServer: Sendable {
         let created: Int64
         let from: Endpoint
         let socketIndex: Int
+    }
+
+    /// Directions in progress: those sent to their responder, and those being signed
+    /// (reserved), counted per initiator so that no node can take the whole table.
+    struct DirectionTable {
+        var entries: [UInt64: PendingDirection] = [:]
+        var reserved = 0
+        var perInitiator: [String: Int] = [:]
+        var count: Int { entries.count + reserved }
+
+        /// Takes a place for `initiator`; false when the table or its share is full.
+        mutating func reserve(_ initiator: String, max: Int, perNode: Int) -> Bool {
+            guard count < max, perInitiator[initiator, default: 0] < perNode else { return false }
+            reserved += 1
+            perInitiator[initiator, default: 0] += 1
+            return true
+        }
+
+        /// Gives back `initiator`'s place (answered, refused, timed out, not signed).
+        mutating func release(_ initiator: String) {
+            let left = perInitiator[initiator, default: 1] - 1
+            if left <= 0 { perInitiator.removeValue(forKey: initiator) } else { perInitiator[initiator] = left }
+        }
     }
 
     /// A direction sent to the responder, waiting for its confirmation.
@@ -231,7 +254,14 @@ public final class NMSServer: Sendable {
             return
         }
         do {
-            let hs = try ServiceServerHandshake(localStatic: identity.key, certificate: identity.certificate)
+            // A fresh session index: not one a registered node or a pending handshake has
+            // (random 31 bits: a few collisions expected among 100 000 nodes).
+            var hs = try ServiceServerHandshake(localStatic: identity.key, certificate: identity.certificate)
+            var attempts = 1
+            while attempts < 8, indexInUse(hs.localIndex) {
+                hs = try ServiceServerHandshake(localStatic: identity.key, certificate: identity.certificate)
+                attempts += 1
+            }
             let reply = try hs.respond(to: d)
             pending.withLock { $0[hs.localIndex] = PendingHandshake(handshake: UncheckedBox(hs), created: now, from: from, socketIndex: index) }
             try socket.send(reply, to: from)
@@ -239,6 +269,10 @@ public final class NMSServer: Sendable {
             metrics.drop("handshake_failed")
             logger.debug("nms: handshake from \(from) failed: \(error)")
         }
+    }
+
+    func indexInUse(_ index: UInt32) -> Bool {
+        pending.withLock { $0[index] != nil } || registry.withNode(sessionIndex: index, { _ in true }) != nil
     }
 
     /// Seals `message` in the session of `fqdn` and sends it to where its signaling
@@ -273,7 +307,8 @@ public final class NMSServer: Sendable {
         guard lastHousekeeping.exchange(now, ordering: .relaxed) != now else { return }
         pending.withLock { p in p = p.filter { now - $0.value.created <= settings.handshakeTimeout } }
         let cutoff = now - Int64(settings.keepAliveSeconds * settings.expireAfterIntervals)
-        let gone = registry.expire(lastSeenBefore: cutoff) { $0.notAfter < now }
+        // A tenth of the registry a second (at least 10 000): every record within 10 s.
+        let gone = registry.expireSome(lastSeenBefore: cutoff, limit: max(10_000, registry.count / 10)) { $0.notAfter < now }
         if !gone.isEmpty {
             metrics.expired.increment(by: Int64(gone.count))
             let names = gone.prefix(10).map(\.fqdn).joined(separator: ", ")

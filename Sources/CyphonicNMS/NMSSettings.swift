@@ -22,8 +22,10 @@ public struct NMSSettings: Sendable {
     public var maxNodes = 1_000_000
     /// Handshakes waiting for message 3, at most.
     public var maxPendingHandshakes = 10_000
-    /// Directions waiting for their responder, at most.
+    /// Directions waiting for their responder (or their signature), at most...
     public var maxPendingDirections = 100_000
+    /// ...and at most this many for one initiator, so no node can fill the table.
+    public var maxPendingDirectionsPerNode = 64
     /// Seconds a handshake may wait for message 3.
     public var handshakeTimeout: Int64 = 10
     /// Who may reach whom.

@@ -87,6 +87,9 @@ public protocol NodeRegistry: Sendable {
     @discardableResult func remove(named fqdn: String, sessionIndex: UInt32?) -> NodeRecord?
     /// Removes every node last seen before `cutoff` or matching `revoked`; returns them.
     func expire(lastSeenBefore cutoff: Int64, revoked: (NodeRecord) -> Bool) -> [NodeRecord]
+    /// The same for the next `limit` records only (round robin over calls), so the
+    /// once-a-second sweep never holds the lock over a million records at once.
+    func expireSome(lastSeenBefore cutoff: Int64, limit: Int, revoked: (NodeRecord) -> Bool) -> [NodeRecord]
     var count: Int { get }
     /// Every registration (for status; a copy).
     func all() -> [NodeRecord]

@@ -95,11 +95,18 @@ private func family(_ list: [Endpoint], _ ipv4: Bool) -> [Endpoint] { list.filte
 
 /// One family: nil when only a relay would do on it.
 private func selectRoute(_ i: FamilyView, _ r: FamilyView, initiatorLocal: [Endpoint], responderLocal: [Endpoint]) -> Route? {
-    if i.mapped.address == r.mapped.address, i.isNATed || r.isNATed, !responderLocal.isEmpty {
-        // Same site behind one NAT: NATs seldom hairpin, so over the LAN.
-        return Route(
-            kind: .local, toInitiator: responderLocal, toResponder: initiatorLocal, responderSendsFirst: false,
-            reason: "same public address (same site)")
+    if i.mapped.address == r.mapped.address, i.isNATed || r.isNATed {
+        // Same site behind one NAT: NATs seldom hairpin, so over the LAN, but only between
+        // addresses that share a subnet (strangers behind one carrier-grade NAT do not; and
+        // a node's self-reported addresses never aim the other's packets elsewhere); the
+        // mapped address is the fallback.
+        let lanI = initiatorLocal.filter { a in responderLocal.contains { a.address.sharesSubnet(with: $0.address) } }
+        let lanR = responderLocal.filter { a in initiatorLocal.contains { a.address.sharesSubnet(with: $0.address) } }
+        if !lanI.isEmpty, !lanR.isEmpty {
+            return Route(
+                kind: .local, toInitiator: lanR + [r.mapped], toResponder: lanI + [i.mapped], responderSendsFirst: false,
+                reason: "same public address and a shared LAN subnet (same site)")
+        }
     }
     switch (i.isNATed, r.isNATed) {
     case (false, false):

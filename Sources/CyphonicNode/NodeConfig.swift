@@ -77,6 +77,15 @@ public struct NodeConfig: Codable, Sendable {
         public var ca: String
         /// File with the one-time token `as-server node add` printed.
         public var tokenFile: String
+
+        /// Unknown keys are refused, like everywhere in the config.
+        public init(from decoder: Decoder) throws {
+            try rejectUnknownKeys(decoder, CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            asEndpoint = try c.decode(String.self, forKey: .asEndpoint)
+            ca = try c.decode(String.self, forKey: .ca)
+            tokenFile = try c.decode(String.self, forKey: .tokenFile)
+        }
     }
 
     public struct PeerEntry: Codable, Sendable {
@@ -84,6 +93,19 @@ public struct NodeConfig: Codable, Sendable {
         public var fqdn: String
         /// Where to reach it first (HOST:PORT or [V6]:PORT); later learned from its packets.
         public var endpoint: String
+
+        public init(fqdn: String, endpoint: String) {
+            self.fqdn = fqdn
+            self.endpoint = endpoint
+        }
+
+        /// Unknown keys are refused, like everywhere in the config.
+        public init(from decoder: Decoder) throws {
+            try rejectUnknownKeys(decoder, CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            fqdn = try c.decode(String.self, forKey: .fqdn)
+            endpoint = try c.decode(String.self, forKey: .endpoint)
+        }
     }
 
     /// Directory written by `cyphonic-node enroll` (node.key, node.pem, ca.pem); the
@@ -142,8 +164,11 @@ public struct NodeConfig: Codable, Sendable {
     /// Seconds after which the initiator of a session makes a new one (WireGuard's 120 s);
     /// the previous session stays valid for receiving until it is 180 s old.
     public var rekeyAfterSeconds: Double = DataSessionDefaults.rekeyAfterSeconds
-    /// Accept handshakes from any node with a valid certificate of our CA (static mode responder).
-    public var acceptUnknownPeers: Bool = true
+    /// Accept handshakes from any node with a valid certificate of our CA (static mode
+    /// responder). Unset: yes without an NMS; with one, only from configured peers, known
+    /// peers, and peers the NMS directed to us (an unexpired authorization naming their
+    /// key), so its group policy holds on the node too.
+    public var acceptUnknownPeers: Bool?
     /// Static peers to connect to at start (DESIGN: static mode, like WireGuard peers).
     public var peers: [PeerEntry] = []
     public var logLevel: String = "info"
@@ -195,7 +220,7 @@ public struct NodeConfig: Codable, Sendable {
         keepaliveSeconds = try c.decodeIfPresent(Double.self, forKey: .keepaliveSeconds) ?? keepaliveSeconds
         idleTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .idleTimeoutSeconds) ?? idleTimeoutSeconds
         rekeyAfterSeconds = try c.decodeIfPresent(Double.self, forKey: .rekeyAfterSeconds) ?? rekeyAfterSeconds
-        acceptUnknownPeers = try c.decodeIfPresent(Bool.self, forKey: .acceptUnknownPeers) ?? acceptUnknownPeers
+        acceptUnknownPeers = try c.decodeIfPresent(Bool.self, forKey: .acceptUnknownPeers)
         peers = try c.decodeIfPresent([PeerEntry].self, forKey: .peers) ?? peers
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? logLevel
         asEndpoint = try c.decodeIfPresent(String.self, forKey: .asEndpoint)

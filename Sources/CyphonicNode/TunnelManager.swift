@@ -404,9 +404,11 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
             let certDER = try hs.readMessage(message)
             let cert = try accept(certDER, proven: hs.remoteStatic, expectedName: nil)
             let known = peers.withLock { peers.peerLocked(staticKey: cert.x25519PublicKey?.bytes ?? []) != nil }
-            let directed = cert.commonName.flatMap { signaling?.path(of: $0) } != nil
-            guard config.acceptUnknownPeers || known || directed || config.peers.contains(where: { $0.fqdn == cert.commonName }) else {
-                throw PKIError.untrusted("peer \(cert.commonName ?? "?") is not configured and acceptUnknownPeers is off")
+            let directed = signaling?.authorizes(name: cert.commonName ?? "", key: cert.x25519PublicKey?.bytes ?? []) ?? false
+            let open = config.acceptUnknownPeers ?? (signaling == nil)
+            guard open || known || directed || config.peers.contains(where: { $0.fqdn == cert.commonName }) else {
+                throw PKIError.untrusted(
+                    "peer \(cert.commonName ?? "?") is not configured, not directed to us by the NMS, and acceptUnknownPeers is off")
             }
             guard sync.withLock({ responses.removeValue(forKey: localIndex) }) != nil else { return }
             let (send, receive) = try hs.split()

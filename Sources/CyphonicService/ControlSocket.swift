@@ -19,6 +19,11 @@ public final class ControlSocketServer: @unchecked Sendable {
         self.path = path
         guard var addr = Self.unixAddress(path) else { throw SystemError("bind(\(path))", errno: ENAMETOOLONG) }
         if access(path, F_OK) == 0 {
+            // Only a socket is ever replaced: a regular file at the path is the operator's.
+            var st = stat()
+            guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFSOCK else {
+                throw InUseError(what: "control path \(path)", owner: nil, hint: "it exists and is not a socket; remove it or choose another path")
+            }
             if Self.accepts(path: path) {
                 throw InUseError(
                     what: "control socket \(path)", owner: PortOwner.unix(path: path),

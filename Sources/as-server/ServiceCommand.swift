@@ -11,7 +11,9 @@ struct ServiceCommand: ParsableCommand {
 
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Write a key + certificate bundle for an NMS or TRS host: NAME.key (0600), NAME.pem, ca.pem.")
+            abstract:
+                "Write a key + certificate bundle for an NMS or TRS host: NAME.key (0600), NAME.pem, ca.pem; for an NMS also NAME.sign.key (0600) and NAME.sign.pem, the Ed25519 key it signs route authorizations with. NAME is the service FQDN."
+        )
         @OptionGroup var dataDir: DataDirOption
         @Argument(help: "nms or trs.") var role: String
         @Argument(help: "Service name (FQDN), e.g. nms.cyphonic.internal.") var name: String

@@ -41,6 +41,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-pending-handshakes"), help: "Handshakes waiting for message 3, at most.") var maxPendingHandshakes = 10_000
     @Option(name: .customLong("max-pending-directions"), help: "Directions waiting for their responder, at most.")
     var maxPendingDirections = 100_000
+    @Option(name: .customLong("max-pending-directions-per-node"), help: "Directions in progress for one initiator, at most.")
+    var maxPendingDirectionsPerNode = 64
     @Option(name: .customLong("handshake-load-threshold"), help: "Initiations per second above which every source must repeat a cookie.")
     var handshakeLoadThreshold = 40
     @Option(name: .customLong("handshakes-per-source"), help: "Handshakes one source (IPv4 address, IPv6 /64) may start per second (burst 4x).")
@@ -85,6 +87,8 @@ struct ServeCommand: AsyncParsableCommand {
         s.maxNodes = maxNodes
         s.maxPendingHandshakes = maxPendingHandshakes
         s.maxPendingDirections = maxPendingDirections
+        guard maxPendingDirectionsPerNode > 0 else { throw ValidationError("--max-pending-directions-per-node: must be positive") }
+        s.maxPendingDirectionsPerNode = maxPendingDirectionsPerNode
         s.handshakeGuard.loadThresholdPerSecond = handshakeLoadThreshold
         s.handshakeGuard.perSourcePerSecond = handshakesPerSource
         s.handshakeGuard.perSourceBurst = 4 * handshakesPerSource

@@ -147,6 +147,35 @@ import Testing
         #expect(text.contains("did not answer"))
     }
 
+    @Test func oneNodeCannotFillTheDirectionTable() throws {
+        let f = try NMSFixture {
+            $0.directionTimeoutMilliseconds = 5000
+            $0.maxPendingDirectionsPerNode = 2
+        }
+        defer { f.stop() }
+        let (a, sa) = try f.registered("greedy")
+        let (_, sb) = try f.registered("silent")
+        let (c, sc) = try f.registered("other")
+        defer {
+            sa.close()
+            sb.close()
+            sc.close()
+        }
+        // Two directions to a responder that never confirms take the greedy node's share...
+        for _ in 0..<2 { try sa.send(try a.seal(.directionRequest(target: try FQDN("silent.cyphonic.internal"))).datagram, to: f.nms) }
+        try waitUntil { f.server.status().pendingDirections == 2 }
+        let (third, _) = try a.seal(.directionRequest(target: try FQDN("silent.cyphonic.internal")))
+        guard case .error(.unavailable, let text) = try a.open(try a.exchange(sa, third, to: f.nms)).body else {
+            Issue.record("a third direction was not refused")
+            return
+        }
+        #expect(text.contains("too many"))
+        // ...and nobody else's.
+        let (other, _) = try c.seal(.directionRequest(target: try FQDN("silent.cyphonic.internal")))
+        try sc.send(other, to: f.nms)
+        try waitUntil { f.server.status().pendingDirections == 3 }
+    }
+
     @Test func probesTellEndpointIndependentFromDependentMapping() throws {
         let f = try NMSFixture()
         defer { f.stop() }

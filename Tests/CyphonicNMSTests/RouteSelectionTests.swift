@@ -21,7 +21,17 @@ import Testing
         let r = Self.node(v4: ("198.19.1.1:40002", .endpointIndependent), local: ["198.19.2.12:30000"])
         let route = selectRoute(initiator: i, responder: r)
         #expect(route.kind == .local && route.processCode == .direct)
-        #expect(route.toInitiator == [Self.e("198.19.2.12:30000")] && route.toResponder == [Self.e("198.19.2.11:30000")])
+        #expect(route.toInitiator == [Self.e("198.19.2.12:30000"), Self.e("198.19.1.1:40002")])
+        #expect(route.toResponder == [Self.e("198.19.2.11:30000"), Self.e("198.19.1.1:40001")])
+    }
+
+    @Test func aSharedPublicAddressWithoutASharedSubnetIsNotTheSameSite() {
+        // Two homes behind one carrier-grade NAT: not local, punched (EIM) instead; and a
+        // node's self-reported addresses outside the other's subnet are never handed out.
+        let i = Self.node(v4: ("198.19.1.1:40001", .endpointIndependent), local: ["198.19.2.11:30000"])
+        let r = Self.node(v4: ("198.19.1.1:40002", .endpointIndependent), local: ["198.19.3.12:30000", "198.19.4.5:30000"])
+        let route = selectRoute(initiator: i, responder: r)
+        #expect(route.kind == .punched && route.toInitiator == [Self.e("198.19.1.1:40002")])
     }
 
     @Test func bothReachableWithoutNATGoDirect() {

@@ -5,10 +5,11 @@ import NIOPosix
 import Synchronization
 
 /// Forwards queries for names outside the overlay to the upstream resolver over UDP,
-/// each under a fresh random id (so answers cannot be confused or spoofed by id
-/// alone: the answer must come from the upstream and carry an id in flight), and maps
-/// the answer back to the client's id. Unanswered queries get SERVFAIL after the
-/// timeout. At most 4096 in flight (beyond that SERVFAIL at once). `Sendable`.
+/// each under a fresh random id, and maps the answer back to the client's id. An answer
+/// is taken only from an upstream server, with an id in flight, echoing the very
+/// question asked (a spoofer must guess id and question). Upstreams of the first one's
+/// address family are used (one socket). Unanswered queries get SERVFAIL after the
+/// timeout; at most 4096 in flight (beyond that SERVFAIL at once). `Sendable`.
 final class UpstreamForwarder: Sendable {
     struct Pending: Sendable {
         let originalID: UInt16
@@ -25,7 +26,7 @@ final class UpstreamForwarder: Sendable {
     static let maxInFlight = 4096
 
     init(servers: [Endpoint], timeoutSeconds: Double) {
-        self.servers = servers
+        self.servers = servers.filter { $0.address.isIPv4 == servers[0].address.isIPv4 }
         timeout = timeoutSeconds
     }
 
@@ -74,9 +75,20 @@ final class UpstreamForwarder: Sendable {
     func received(_ bytes: [UInt8], from: SocketAddress) {
         guard DNSMessage.isResponse(bytes), let id = DNSMessage.id(of: bytes),
             servers.contains(where: { $0.address.description == from.ipAddress && Int($0.port) == from.port }),
-            let p = pending.withLock({ $0.removeValue(forKey: id) })
+            let p = pending.withLock({ p -> Pending? in
+                guard let q = p[id], Self.echoes(bytes, q.query) else { return nil }
+                return p.removeValue(forKey: id)
+            })
         else { return }
         p.reply(DNSMessage.replacingID(bytes, with: p.originalID))
+    }
+
+    /// Whether the answer's question section is the query's (name, case-insensitively; type; class).
+    static func echoes(_ answer: [UInt8], _ query: DNSQuery) -> Bool {
+        var asQuery = answer
+        asQuery[2] &= 0x7f  // clear QR, so the codec reads the question
+        guard let q = try? DNSQuery.parse(asQuery) else { return false }
+        return q.question == query.question
     }
 
     private func sweep(resolver: NodeResolver) {

@@ -68,6 +68,7 @@ extension NodeSignaling {
                 guard s.registration != nil else { return nil }
                 s.registration!.lastAck = now
                 s.registration!.awaitingAck = false
+                s.registration!.resent = 0
                 defer { s.registration!.observed = observed }
                 return s.registration!.observed != observed ? observed : nil
             }
@@ -102,13 +103,19 @@ extension NodeSignaling {
         }
         let action = state.withLock { s -> Action in
             if let r = s.registration {
-                // An ack is due within 2 s (or the interval, if shorter): a restarted NMS
-                // has forgotten us, and we register again at once.
-                if r.awaitingAck, now - r.lastKeepAliveSent >= min(2, r.keepAliveSeconds) {
+                // An ack is due within 1.5 s: the keepalive is sent twice more (a lost
+                // datagram), then the NMS is taken to have forgotten us (restarted) and we
+                // register again: at most ~4.5 s after a keepalive went unanswered.
+                if r.awaitingAck, now - r.lastKeepAliveSent >= min(Self.ackWaitSeconds, r.keepAliveSeconds) {
                     s.counters.keepAlivesMissed += 1
+                    if r.resent < 2 {
+                        s.registration!.resent += 1
+                        s.registration!.lastKeepAliveSent = now
+                        return .keepAlive
+                    }
                     s.registration = nil
                     s.phase = .retrying
-                    return .register("missed keepalive ack from the NMS")
+                    return .register("missed keepalive acks from the NMS")
                 }
                 if now - r.lastKeepAliveSent >= r.keepAliveSeconds {
                     s.registration!.lastKeepAliveSent = now
@@ -141,6 +148,9 @@ extension NodeSignaling {
         sendProbes()
         tickLookups(now: now)
     }
+
+    /// Seconds a keepalive ack may take before the keepalive is sent again.
+    static let ackWaitSeconds = 1.5
 
     static func mappingName(_ m: NATProbeResult.Mapping) -> String {
         switch m {

@@ -38,6 +38,10 @@ struct Lookup {
     var direction: RouteDirection?
     var endpointIndex = 0
     var lastTry = 0.0
+    /// When the DirectionRequest was last sent (resent every second until answered).
+    var lastAsk = 0.0
+    /// The handshake was moved to where a peer's punch came from (once).
+    var retargeted = false
 }
 
 extension NodeSignaling {
@@ -45,6 +49,10 @@ extension NodeSignaling {
     static let negativeSeconds = 5.0
     /// Seconds between handshake attempts to the next endpoint of a direction.
     static let retrySeconds = 0.4
+    /// Seconds before an unanswered DirectionRequest is sent again.
+    static let askAgainSeconds = 1.0
+    /// Queries waiting for one name's set-up, at most.
+    static let maxWaiters = 64
 
     /// Sets up (or finds) the tunnel to `fqdn` and calls `done` once, when it is up, was
     /// refused, or `deadline` (monotonic seconds) passed. A lookup already in flight for
@@ -61,13 +69,17 @@ extension NodeSignaling {
         let next = state.withLock { s -> Next in
             if let until = s.negative[fqdn], until > now { return .answer(.notFound("\(fqdn) is not registered")) }
             if s.lookups[fqdn] != nil {
+                // Joined, with the set-up's own deadline (a stream of queries never
+                // keeps it alive), and a bounded number of waiters.
+                guard s.lookups[fqdn]!.waiters.count < Self.maxWaiters else {
+                    return .answer(.failed("too many queries waiting for \(fqdn)", reason: "busy"))
+                }
                 s.lookups[fqdn]!.waiters.append(done)
-                s.lookups[fqdn]!.deadline = max(s.lookups[fqdn]!.deadline, deadline)
                 return .wait
             }
             guard s.registration != nil else { return .answer(.failed("not registered with the NMS (\(s.reason))", reason: "not_registered")) }
             let tid = UInt32.random(in: 1...UInt32.max)
-            s.lookups[fqdn] = Lookup(transactionID: tid, waiters: [done], deadline: deadline, started: now)
+            s.lookups[fqdn] = Lookup(transactionID: tid, waiters: [done], deadline: deadline, started: now, lastAsk: now)
             s.counters.directionsRequested += 1
             return .ask(tid)
         }
@@ -184,7 +196,7 @@ extension NodeSignaling {
             let (natted, locals) = state.withLock { s in
                 (s.mapping4.map { $0 != .none } ?? false || s.mapping6.map { $0 != .none } ?? false, s.localEndpoints)
             }
-            let lan = d.peerEndpoints.first.map { e in locals.contains { sameSubnet($0.address, e.address) } } ?? false
+            let lan = d.peerEndpoints.first.map { e in locals.contains { $0.address.sharesSubnet(with: e.address) } } ?? false
             return natted && lan ? "local" : "direct"
         }
     }
@@ -205,13 +217,14 @@ extension NodeSignaling {
         for e in path.endpoints { send(bytes, to: e) }
     }
 
-    /// A peer's punch: authenticated by the path's authorization; answered once a second
-    /// (so both NATs open), and an initiator still waiting retries its handshake to
-    /// where the punch came from (the peer's real mapping).
+    /// A peer's punch: authenticated by the path's authorization, and only while that is
+    /// valid; answered once a second (so both NATs open), and an initiator still waiting
+    /// retries its handshake once to where the punch came from (the peer's real mapping).
     func punched(_ p: HolePunch, from: SocketAddress, now: Double) {
+        let wall = UInt64(max(0, unixNowSeconds()))
         let found = state.withLock { s -> (String, PathInfo, Bool)? in
             guard let (fqdn, path) = s.paths.first(where: { $0.value.pathID == p.pathID }), p.senderNodeID == path.peerNodeID,
-                p.authenticator == path.authorization.punchAuthenticator(senderNodeID: p.senderNodeID)
+                path.authorization.expires >= wall, p.authenticator == path.authorization.punchAuthenticator(senderNodeID: p.senderNodeID)
             else { return nil }
             s.counters.punchesReceived += 1
             let answer = now - path.lastPunchAnswer >= 1
@@ -224,7 +237,11 @@ extension NodeSignaling {
                 pathID: path.pathID, senderNodeID: nodeID, authenticator: path.authorization.punchAuthenticator(senderNodeID: nodeID))
             if let bytes = try? Datagram(.holePunching(probe)).encode() { manager.send(bytes, to: from) }
         }
-        let waiting = state.withLock { $0.lookups[fqdn]?.direction != nil }
+        let waiting = state.withLock { s -> Bool in
+            guard let l = s.lookups[fqdn], l.direction != nil, !l.retargeted else { return false }
+            s.lookups[fqdn]!.retargeted = true
+            return true
+        }
         if waiting, path.role == .initiator, !manager.hasSession(fqdn), !manager.isInitiating(fqdn) {
             manager.initiate(fqdn: fqdn, endpoint: from)
         }
@@ -236,10 +253,15 @@ extension NodeSignaling {
         var expired: [String] = []
         var retry: [(String, Endpoint)] = []
         var punches: [String] = []
+        var askAgain: [(String, UInt32)] = []
         state.withLock { s in
             for (fqdn, l) in s.lookups {
                 if now > l.deadline {
                     expired.append(fqdn)
+                } else if l.direction == nil, now - l.lastAsk >= Self.askAgainSeconds {
+                    // The request or its answer was lost: ask again, same transaction.
+                    s.lookups[fqdn]!.lastAsk = now
+                    askAgain.append((fqdn, l.transactionID))
                 } else if let d = l.direction, now - l.lastTry >= Self.retrySeconds, !d.peerEndpoints.isEmpty {
                     let next = (l.endpointIndex + 1) % d.peerEndpoints.count
                     s.lookups[fqdn]!.endpointIndex = next
@@ -251,10 +273,23 @@ extension NodeSignaling {
             s.negative = s.negative.filter { $0.value > now }
         }
         for fqdn in expired { finish(fqdn, .failed("tunnel set-up to \(fqdn) timed out", reason: "timeout")) }
+        for (fqdn, tid) in askAgain {
+            if let name = try? FQDN(fqdn) { sendToNMS(.directionRequest(target: name), transactionID: tid) }
+        }
         for (fqdn, e) in retry where !manager.hasSession(fqdn) && !manager.isInitiating(fqdn) {
             manager.initiate(fqdn: fqdn, endpoint: SocketAddress(e))
         }
         for fqdn in punches { punch(fqdn) }
+    }
+
+    /// Whether the NMS directed a tunnel with `name` to us and its authorization, still
+    /// valid, names `key` (the peer's proven static key).
+    func authorizes(name: String, key: [UInt8]) -> Bool {
+        let now = UInt64(max(0, unixNowSeconds()))
+        return state.withLock { s in
+            guard let p = s.paths[name], p.authorization.expires >= now else { return false }
+            return p.authorization.initiatorKey == key || p.authorization.responderKey == key
+        }
     }
 
     /// How the tunnel to `fqdn` was made, for status: its route kind and path id.
@@ -264,10 +299,4 @@ extension NodeSignaling {
 
     /// Forgets the path to `fqdn` (its tunnel was torn down).
     func forget(_ fqdn: String) { state.withLock { _ = $0.paths.removeValue(forKey: fqdn) } }
-}
-
-/// Same /24 (IPv4) or /64 (IPv6).
-func sameSubnet(_ a: IPAddress, _ b: IPAddress) -> Bool {
-    guard a.isIPv4 == b.isIPv4 else { return false }
-    return a.isIPv4 ? a.bytes.prefix(3) == b.bytes.prefix(3) : a.bytes.prefix(8) == b.bytes.prefix(8)
 }

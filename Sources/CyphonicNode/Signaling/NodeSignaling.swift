@@ -35,6 +35,8 @@ public final class NodeSignaling: Sendable {
         var lastKeepAliveSent: Double
         var lastAck: Double
         var awaitingAck: Bool
+        /// Keepalives sent again while the ack is due (a lost datagram is not a lost NMS).
+        var resent = 0
         var registeredAt: Double
         var signer: Ed25519PublicKey?
     }

@@ -79,6 +79,35 @@ node_config() {
 EOF
 }
 
+# enrol NAME NAMESPACE [GROUP] — adds the node to the AS, enrols it with
+# `cyphonic-node enroll`, writes its config and its namespace's resolv.conf.
+enrol() {
+  local group=()
+  [ -n "${3:-}" ] && group=(--group "$3")
+  "$BIN/as-server" node add "$1" "${group[@]}" --data-dir "$DIR/as" --json \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' >"$DIR/$1.token"
+  ip netns exec "$2" "$BIN/cyphonic-node" enroll --as $CLOUD4:4501 --ca "$DIR/as/ca.pem" \
+    --token-file "$DIR/$1.token" --state-dir "$DIR/$1" >/dev/null
+  rm -f "$DIR/$1.token"
+  node_config "$1"
+  mkdir -p "/etc/netns/$2"
+  printf 'nameserver 127.0.0.53\nsearch %s\noptions timeout:4 attempts:1\n' $DOMAIN >"/etc/netns/$2/resolv.conf"
+}
+
+# node_registered NAME — its daemon says it is registered with the NMS.
+node_registered() {
+  "$BIN/cyphonic-node" status --control "$DIR/$1.sock" --json 2>/dev/null \
+    | python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)["signaling"]["state"] != "registered")' 2>/dev/null
+}
+
+# add_node NAME NAMESPACE [GROUP] — one more node in an existing namespace of a running
+# lab: enrolled, started, registered (lab/smoke.sh adds the NAT site's nodes this way).
+add_node() {
+  enrol "$@"
+  ip netns exec "$2" "$BIN/cyphonic-node" run --config "$DIR/$1.json" >>"$DIR/$1.log" 2>&1 &
+  wait_for "$1 to register with the NMS" 20 node_registered "$1"
+}
+
 # enrol_by_daemon NAME NAMESPACE — a node that enrols itself at its first start.
 enrol_by_daemon() {
   "$BIN/as-server" node add "$1" --data-dir "$DIR/as" --json \
@@ -147,16 +176,6 @@ up() {
   wait_for "the nms-server to listen" 10 grep -q "listening" "$DIR/nms.log"
 
   say "[4/6] enrolling responder and $N initiators"
-  enrol() { # name namespace
-    "$BIN/as-server" node add "$1" --data-dir "$DIR/as" --json \
-      | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' >"$DIR/$1.token"
-    ip netns exec "$2" "$BIN/cyphonic-node" enroll --as $CLOUD4:4501 --ca "$DIR/as/ca.pem" \
-      --token-file "$DIR/$1.token" --state-dir "$DIR/$1" >/dev/null
-    rm -f "$DIR/$1.token"
-    node_config "$1"
-    mkdir -p "/etc/netns/$2"
-    printf 'nameserver 127.0.0.53\nsearch %s\noptions timeout:4 attempts:1\n' $DOMAIN >"/etc/netns/$2/resolv.conf"
-  }
   enrol responder $RESP
   for ns in $(inits | head -n -1); do enrol "$(node_name "$ns")" "$ns"; done
   # The last initiator enrols itself: its daemon's `enroll` config (token file, CA, AS).
@@ -244,5 +263,6 @@ case "${1:-}" in
   # For lab/smoke.sh: start one daemon again (after a kill -9).
   start-nms) start_nms ;;
   start-node) start_node "$2" ;;
+  add-node) add_node "$2" "$3" "${4:-}" ;;
   *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
 esac

@@ -10,7 +10,9 @@
 #   6. the responder daemon kill -9 and restart: its peers notice, a new lookup rebuilds
 #   7. a node of another group: lookups across groups get SERVFAIL, counted as forbidden;
 #      its resolver forwards other names to an upstream (a python3 DNS answerer in cy-cloud)
-#   8. lab down leaves no namespace, process or file
+#   8. a NAT site (masquerade, unsolicited inbound dropped): the direct rows of DESIGN §5
+#      end to end — same site (over the LAN), NATed → public, public → NATed
+#   9. lab down leaves no namespace, process or file
 # The lab is torn down on any exit (trap); it refuses to start when a lab is up already.
 # Environment: BIN (default .build/release), LAB_DIR, LAB_INITIATORS (at least 8).
 set -Eeuo pipefail
@@ -147,7 +149,32 @@ mkdir -p /etc/netns/cy-other
 printf 'nameserver 127.0.0.53\n' >/etc/netns/cy-other/resolv.conf
 [ "$(ip netns exec cy-other dig +short example.org A)" = "198.19.0.99" ] || fail "a name outside the overlay was not forwarded to the upstream"
 
-say "8. lab down leaves nothing"
+say "8. a NAT site: same site over the LAN, NATed -> public, public -> NATed"
+topology_nat_site cy-nat1 198.19.0.40 nat1 198.19.10
+topology_lan_host cy-lan1 198.19.10.2 cy-nat1 lan1
+topology_lan_host cy-lan2 198.19.10.3 cy-nat1 lan2
+lab/lab.sh add-node lan1 cy-lan1
+lab/lab.sh add-node lan2 cy-lan2
+# route_to FROM-NAME PEER — how FROM's tunnel to PEER was made, and to which endpoint.
+route_to() {
+  "$BIN/cyphonic-node" status --control "$DIR/$1.sock" --json | python3 -c '
+import json, sys
+for p in json.load(sys.stdin)["peers"]:
+    if p["fqdn"] == sys.argv[1]: print(p["route"], p.get("endpoint"))' "$2"
+}
+nat=$("$BIN/cyphonic-node" status --control "$DIR/lan1.sock" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["signaling"]["natIPv4"])')
+say "   lan1 behind cy-nat1: NAT on IPv4: $nat"
+for pair in "cy-lan1 lan1 lan2" "cy-lan1 lan1 responder" "$LAST $(printf init%02d "$N") lan2"; do
+  set -- $pair
+  out=$(ip netns exec "$1" ping -4 -c 3 -i 0.2 -W 2 "$3.cyphonic.internal" 2>&1) || true
+  echo "$out" | grep -q " 0% packet loss" || fail "$2 -> $3 across the NAT: $(echo "$out" | tail -2 | head -1)"
+  say "   $2 -> $3: $(route_to "$2" "$3.cyphonic.internal")"
+done
+route_to lan1 lan2.cyphonic.internal | grep -q "^local 198.19.10.3:" || fail "lan1 -> lan2 did not go over the LAN"
+route_to lan1 responder.cyphonic.internal | grep -q "^direct 198.19.0.10:" || fail "lan1 -> responder is not direct"
+route_to "$(printf init%02d "$N")" lan2.cyphonic.internal | grep -q "^direct 198.19.0.40:" || fail "public -> NATed lan2 is not direct to its mapped address"
+
+say "9. lab down leaves nothing"
 lab/lab.sh down >/dev/null
 ip netns list | grep -q '^cy-' && fail "namespaces left: $(ip netns list | grep '^cy-')"
 ls /etc/netns/cy-* >/dev/null 2>&1 && fail "/etc/netns/cy-* left"

@@ -237,14 +237,19 @@ extension NodeSignaling {
                 pathID: path.pathID, senderNodeID: nodeID, authenticator: path.authorization.punchAuthenticator(senderNodeID: nodeID))
             if let bytes = try? Datagram(.holePunching(probe)).encode() { manager.send(bytes, to: from) }
         }
+        // The punch came from where the peer's NAT really maps it (a NAT may give each
+        // destination its own port): the public side answers to the source it sees
+        // (DESIGN §5). Once, at once, and retries go there from now on.
+        guard path.role == .initiator, let seen = from.endpoint else { return }
         let waiting = state.withLock { s -> Bool in
-            guard let l = s.lookups[fqdn], l.direction != nil, !l.retargeted else { return false }
+            guard let l = s.lookups[fqdn], let d = l.direction, !l.retargeted else { return false }
             s.lookups[fqdn]!.retargeted = true
+            if !d.peerEndpoints.contains(seen) { s.lookups[fqdn]!.direction!.peerEndpoints.insert(seen, at: 0) }
+            s.lookups[fqdn]!.endpointIndex = 0
+            s.lookups[fqdn]!.lastTry = now
             return true
         }
-        if waiting, path.role == .initiator, !manager.hasSession(fqdn), !manager.isInitiating(fqdn) {
-            manager.initiate(fqdn: fqdn, endpoint: from)
-        }
+        if waiting, !manager.hasSession(fqdn) { manager.initiate(fqdn: fqdn, endpoint: from) }
     }
 
     /// Lookups past their deadline fail; directed ones without a session yet try the

@@ -65,6 +65,7 @@ down() {
     ip netns del "$ns" 2>/dev/null
   done
   rm -rf /etc/netns/cy-*
+  rmdir /etc/netns 2>/dev/null  # only when empty: someone else's entries stay
   rm -rf "$DIR"
   say "down: every cy-* namespace, its processes, /etc/netns/cy-* and $DIR removed"
 }

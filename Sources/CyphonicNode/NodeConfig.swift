@@ -191,6 +191,8 @@ public struct NodeConfig: Codable, Sendable {
     /// Log in to the AS at start with the stored certificate (a renewed one is saved and
     /// used); an unreachable AS only delays the start by about a second.
     public var login = true
+    /// Seconds between logins while running, which pick up a certificate the AS renews.
+    public var loginRefreshSeconds: Double = 21_600
     /// Enrol at start when stateDir holds no enrolment yet.
     public var enroll: Enrol?
     public var resolver = Resolver()
@@ -232,6 +234,7 @@ public struct NodeConfig: Codable, Sendable {
         handshakesPerSecond = try c.decodeIfPresent(Double.self, forKey: .handshakesPerSecond) ?? handshakesPerSecond
         nms = try c.decodeIfPresent([String].self, forKey: .nms)
         login = try c.decodeIfPresent(Bool.self, forKey: .login) ?? login
+        loginRefreshSeconds = try c.decodeIfPresent(Double.self, forKey: .loginRefreshSeconds) ?? loginRefreshSeconds
         enroll = try c.decodeIfPresent(Enrol.self, forKey: .enroll)
         resolver = try c.decodeIfPresent(Resolver.self, forKey: .resolver) ?? resolver
     }
@@ -299,6 +302,9 @@ public struct NodeConfig: Codable, Sendable {
         }
         if let a = asEndpoint, !a.isEmpty, Endpoint(a) == nil {
             throw ConfigFileError.invalid("asEndpoint", "\(a) is not HOST:PORT or [V6]:PORT")
+        }
+        guard (1...604_800).contains(loginRefreshSeconds) else {
+            throw ConfigFileError.invalid("loginRefreshSeconds", "must be 1...604800 (a week)")
         }
         guard (1...86_400).contains(crlRefreshSeconds) else { throw ConfigFileError.invalid("crlRefreshSeconds", "must be 1...86400") }
         guard (0...1_000_000).contains(handshakeLoadThreshold) else {

@@ -1,6 +1,9 @@
 import CyphonicCore
+import CyphonicCrypto
 import CyphonicPKI
+import CyphonicService
 import CyphonicSignaling
+import CyphonicWire
 import Foundation
 
 // Before the daemon starts: enrol (first start with `enroll` configured) or log in to
@@ -49,6 +52,36 @@ extension NodeDaemon {
         } catch {
             logger.warning("node: login to the AS at \(server) failed (\(error)); starting with the stored certificate")
         }
+    }
+
+    /// Logs in to the AS every `loginRefreshSeconds` while running: a certificate the AS
+    /// renews (in its last `renew-before-days`) is saved and used for every handshake and
+    /// the NMS registration from then on, so a daemon never runs into its expiry.
+    func startRenewal(key: X25519PrivateKey, certificate: Certificate) -> PeriodicRefresher<Provision>? {
+        guard let dir = config.stateDir, config.login, config.asEndpoint != "" else { return nil }
+        let state = NodeStateDirectory(path: dir)
+        guard let assignment = try? state.assignment(), let server = Endpoint(config.asEndpoint ?? assignment.asEndpoint),
+            let ca = try? state.caCertificate()
+        else { return nil }
+        let current = Locked(certificate.derBytes)
+        let client = ASClient(server: server, caCertificate: ca)
+        let refresher = PeriodicRefresher<Provision>(
+            what: "a login to the AS at \(server) (certificate renewal)", intervalSeconds: config.loginRefreshSeconds, logger: logger,
+            fetch: { try client.login(name: assignment.name, credential: .certificate(der: current.withLock { $0 }), key: key) },
+            apply: { [weak self] provision in
+                guard let self, provision.certificate != current.withLock({ $0 }), let renewed = try? Certificate(der: provision.certificate)
+                else { return }
+                do { try state.save(provision, name: assignment.name, asEndpoint: server) } catch {
+                    self.logger.error("node: cannot save the renewed certificate in \(dir): \(error)")
+                }
+                current.withLock { $0 = provision.certificate }
+                self.manager?.replaceCertificate(renewed)
+                self.signaling?.replaceCertificate(renewed)
+                self.logger.info(
+                    "node: the AS renewed our certificate (serial \(renewed.serial.map(String.init) ?? "?"), valid until \(renewed.notAfter.map(String.init) ?? "?")); in use now"
+                )
+            })
+        return refresher
     }
 
     /// The NMS endpoints: config `nms`, else the provision's (stateDir/node.json).

@@ -5,6 +5,7 @@ import CyphonicPKI
 import CyphonicPosix
 import CyphonicService
 import CyphonicSignaling
+import CyphonicWire
 import Foundation
 import Logging
 import Prometheus
@@ -22,6 +23,7 @@ public final class NodeDaemon: @unchecked Sendable {
     public private(set) var manager: TunnelManager?
     private var status: ControlSocketServer?
     private var refresher: PeriodicRefresher<RevocationList>?
+    private var renewal: PeriodicRefresher<Provision>?
     public internal(set) var signaling: NodeSignaling?
     public internal(set) var resolver: NodeResolver?
     private let stopping = MutexCondition()
@@ -105,6 +107,9 @@ public final class NodeDaemon: @unchecked Sendable {
         }
         try pipeline.start()
         startResolver(certificate: cert)
+        // The first renewal check after one interval: start already logged in.
+        renewal = startRenewal(key: key, certificate: cert)
+        renewal?.start(delayed: true)
         if let asEndpoint = revocationSource() {
             let client = ASClient(server: asEndpoint, caCertificate: ca)
             let refresher = PeriodicRefresher<RevocationList>(
@@ -133,6 +138,7 @@ public final class NodeDaemon: @unchecked Sendable {
         }
         guard first else { return }
         refresher?.stop()
+        renewal?.stop()
         resolver?.stop()
         signaling?.finalize()
         pipeline?.stop()
@@ -229,7 +235,7 @@ public final class NodeDaemon: @unchecked Sendable {
                     fqdn: p.fqdn, addresses: p.addresses.map(\.description),
                     endpoint: p.endpoint?.endpoint?.description,
                     route: config.peers.contains { $0.fqdn == p.fqdn } ? "static" : signaling?.path(of: p.fqdn)?.kind ?? "accepted",
-                    pathID: signaling?.path(of: p.fqdn)?.pathID,
+                    pathID: signaling?.path(of: p.fqdn)?.pathID, certificateSerial: p.serial,
                     handshakeAgeSeconds: p.current == nil ? nil : (now - p.lastHandshake),
                     txPackets: p.stats.txPackets.load, txBytes: p.stats.txBytes.load,
                     rxPackets: p.stats.rxPackets.load, rxBytes: p.stats.rxBytes.load,

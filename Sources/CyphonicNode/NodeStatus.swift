@@ -14,6 +14,8 @@ public struct NodeStatus: Codable, Sendable {
         public var route: String
         /// The NMS path id of a directed tunnel.
         public var pathID: UInt64?
+        /// The serial of the certificate the peer proved last.
+        public var certificateSerial: UInt64?
         public var handshakeAgeSeconds: Double?
         public var txPackets: UInt64
         public var txBytes: UInt64

@@ -45,7 +45,9 @@ public final class ControlStats: Sendable {
 /// leave this process. `@unchecked Sendable`: its tables sit behind `sync`.
 public final class TunnelManager: ControlPlane, @unchecked Sendable {
     let localKey: X25519PrivateKey
-    let certificateDER: [UInt8]
+    /// Our certificate as sent in handshakes (guarded by `sync`: a renewal replaces it).
+    private var certificateValue: [UInt8]
+    var certificateDER: [UInt8] { sync.withLock { certificateValue } }
     let peers: PeerTable
     let keySlots: Int
     let config: NodeConfig
@@ -108,7 +110,7 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
         keySlots: Int, config: NodeConfig, logger: Logger
     ) throws {
         self.localKey = localKey
-        certificateDER = certificate.derBytes
+        certificateValue = certificate.derBytes
         verifierValue = verifier
         self.peers = peers
         self.keySlots = keySlots
@@ -189,6 +191,9 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
     public func sessionConfirmed(_ session: DataSession, of peer: Peer) {
         signaling?.peerUp(peer.fqdn, addresses: peer.addresses)
     }
+
+    /// Uses a renewed certificate (same key) for every handshake from now on.
+    public func replaceCertificate(_ certificate: Certificate) { sync.withLock { certificateValue = certificate.derBytes } }
 
     /// The virtual IPs of `fqdn` when a tunnel with it is up (a current session).
     public func liveAddresses(of fqdn: String) -> [IPAddress]? {

@@ -36,9 +36,11 @@ public final class PeriodicRefresher<Value: Sendable>: Sendable {
         return last == 0 ? nil : monotonicSeconds() - last
     }
 
-    public func start() {
+    /// Starts the thread; `delayed`: the first fetch after one interval, not at once.
+    public func start(delayed: Bool = false) {
         flags.withLock { $0.started = true }
         let thread = Thread { [self] in
+            if delayed { _ = wake.wait(timeout: .now() + interval) }
             while !flags.withLock({ $0.stopped }) {
                 fetchOnce()
                 _ = wake.wait(timeout: .now() + interval)

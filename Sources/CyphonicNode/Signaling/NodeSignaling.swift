@@ -85,7 +85,8 @@ public final class NodeSignaling: Sendable {
     let nms: [Endpoint]
     let key: X25519PrivateKey
     let localKey: [UInt8]
-    let certificateDER: [UInt8]
+    private let certificateValue: Mutex<[UInt8]>
+    var certificateDER: [UInt8] { certificateValue.withLock { $0 } }
     let nodeID: UInt64
     let listenPort: UInt16
     let overlay: [IPPrefix]
@@ -101,7 +102,7 @@ public final class NodeSignaling: Sendable {
         self.nms = nms
         self.key = key
         localKey = key.publicKey.bytes
-        certificateDER = certificate.derBytes
+        certificateValue = Mutex(certificate.derBytes)
         nodeID = certificate.serial ?? 0
         self.listenPort = listenPort
         self.overlay = overlay
@@ -245,6 +246,14 @@ public final class NodeSignaling: Sendable {
         else { return false }
         send(bytes, to: nmsEndpoint)
         return true
+    }
+
+    /// Uses a renewed certificate from the next registration on, which starts now (the
+    /// NMS records the certificate a node registered with).
+    public func replaceCertificate(_ certificate: Certificate) {
+        certificateValue.withLock { $0 = certificate.derBytes }
+        state.withLock { $0.nextAttempt = 0 }
+        register(because: "certificate renewed", now: monotonicSeconds())
     }
 
     /// Finalization to the NMS (shutdown): it forgets us at once.

@@ -16,7 +16,7 @@ final class BatchSigner: Sendable {
 
     private let key: Ed25519PrivateKey
     private let metrics: NMSMetrics
-    private let queue = Mutex<(jobs: [Job], stopped: Bool)>(([], false))
+    private let queue = Mutex<(jobs: [Job], stopped: Bool, started: Bool)>(([], false, false))
     private let wake = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
     init(key: Ed25519PrivateKey, metrics: NMSMetrics) {
@@ -25,15 +25,20 @@ final class BatchSigner: Sendable {
     }
 
     func start() {
+        queue.withLock { $0.started = true }
         let thread = Thread { [self] in
             while true {
                 wake.wait()
                 let (jobs, stopped) = queue.withLock { q -> ([Job], Bool) in
-                    let take = Array(q.jobs.prefix(PathAuthorization.maxBatch))
+                    // Stopping: every job still queued is answered (with an error).
+                    let take = q.stopped ? q.jobs : Array(q.jobs.prefix(PathAuthorization.maxBatch))
                     q.jobs.removeFirst(take.count)
                     return (take, q.stopped)
                 }
-                if stopped { break }
+                if stopped {
+                    for job in jobs { job.done(.failure(CancellationError())) }
+                    break
+                }
                 guard !jobs.isEmpty else { continue }
                 let result = Result { try PathAuthorization.signBatch(jobs.map(\.authorization), with: key) }
                 metrics.signatures.increment()
@@ -48,15 +53,19 @@ final class BatchSigner: Sendable {
 
     /// Queues `authorization`; `done` gets it signed (or the error).
     func submit(_ authorization: PathAuthorization, _ done: @escaping @Sendable (Result<PathAuthorization, any Error>) -> Void) {
-        queue.withLock { $0.jobs.append(Job(authorization: authorization, done: done)) }
-        wake.signal()
+        let accepted = queue.withLock { q -> Bool in
+            guard !q.stopped else { return false }
+            q.jobs.append(Job(authorization: authorization, done: done))
+            return true
+        }
+        if accepted { wake.signal() } else { done(.failure(CancellationError())) }
     }
 
     /// Stops the thread (once; later calls return at once).
     func stop() {
         let first = queue.withLock { q -> Bool in
             defer { q.stopped = true }
-            return !q.stopped
+            return !q.stopped && q.started
         }
         guard first else { return }
         wake.signal()

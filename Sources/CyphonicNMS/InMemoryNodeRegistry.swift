@@ -20,16 +20,17 @@ public final class InMemoryNodeRegistry: NodeRegistry {
             byToken[r.probeTokenStorage] = slot
         }
 
-        mutating func unindex(_ r: NodeRecord) {
-            byName.removeValue(forKey: r.fqdn)
-            byIndex.removeValue(forKey: r.session.localIndex)
-            byToken.removeValue(forKey: r.probeTokenStorage)
+        /// Removes the keys of `r`, each only if it still points at `slot`.
+        mutating func unindex(_ r: NodeRecord, at slot: Int32) {
+            if byName[r.fqdn] == slot { byName.removeValue(forKey: r.fqdn) }
+            if byIndex[r.session.localIndex] == slot { byIndex.removeValue(forKey: r.session.localIndex) }
+            if byToken[r.probeTokenStorage] == slot { byToken.removeValue(forKey: r.probeTokenStorage) }
         }
 
         /// Removes the record in `slot` (the last one moves into its place).
         mutating func remove(at slot: Int32) -> NodeRecord {
             let r = records[Int(slot)]
-            unindex(r)
+            unindex(r, at: slot)
             let last = Int32(records.count - 1)
             if slot != last {
                 records[Int(slot)] = records[Int(last)]
@@ -48,7 +49,7 @@ public final class InMemoryNodeRegistry: NodeRegistry {
         state.withLock { s in
             if let slot = s.byName[record.fqdn] {
                 let old = s.records[Int(slot)]
-                s.unindex(old)
+                s.unindex(old, at: slot)
                 s.records[Int(slot)] = record
                 s.index(record, at: slot)
                 return (old, false)

@@ -28,18 +28,19 @@ extension NMSServer {
         if route.kind == .relay, relay == nil {
             return refuse("no_relay", .unavailable, "the route needs a relay (\(route.reason)) and none is configured", route: .relay)
         }
-        guard
-            directions.withLock({
-                $0.reserve(initiator, max: settings.maxPendingDirections, perNode: settings.maxPendingDirectionsPerNode)
-            })
-        else {
+        switch directions.withLock({
+            $0.reserve(initiator, transaction: transaction, max: settings.maxPendingDirections, perNode: settings.maxPendingDirectionsPerNode)
+        }) {
+        case .reserved: break
+        case .duplicate: return  // a repeat of a request in progress: its answer is on the way
+        case .full:
             metrics.drop("table_full")
             return refuse("bad_request", .unavailable, "too many directions in progress")
         }
         @Sendable func unreserve() {
             directions.withLock {
                 $0.reserved -= 1
-                $0.release(initiator)
+                $0.release(initiator, transaction: transaction)
             }
         }
         let expires = UInt64(now) + UInt64(settings.authorizationSeconds)
@@ -81,7 +82,7 @@ extension NMSServer {
         guard
             let p = directions.withLock({ d -> PendingDirection? in
                 guard d.entries[c.pathID]?.responder == responder, let p = d.entries.removeValue(forKey: c.pathID) else { return nil }
-                d.release(p.initiator)
+                d.release(p.initiator, transaction: p.initiatorTransaction)
                 return p
             })
         else {
@@ -129,7 +130,7 @@ extension NMSServer {
                 if now - p.created >= timeout {
                     late.append(p)
                     d.entries.removeValue(forKey: id)
-                    d.release(p.initiator)
+                    d.release(p.initiator, transaction: p.initiatorTransaction)
                 } else if !p.resent, now - p.created >= timeout / 2 {
                     d.entries[id]?.resent = true
                     resend.append(p)

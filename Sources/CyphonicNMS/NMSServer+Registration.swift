@@ -69,7 +69,9 @@ extension NMSServer {
         var network = NodeNetwork(local: registration.localEndpoints)
         let view = FamilyView(mapped: from, mapping: registration.localEndpoints.contains(from) ? .none : .unknown)
         if from.address.isIPv4 { network.v4 = view } else { network.v6 = view }
-        let token = (try? SecureRandom.bytes(Datagram.probeTokenSize)) ?? [UInt8](repeating: 0, count: Datagram.probeTokenSize)
+        guard let token = try? SecureRandom.bytes(Datagram.probeTokenSize) else {
+            return refuse("bad_request", .internalError, "internal error")
+        }
         let ack = RegistrationAck(
             observed: from, keepAliveSeconds: UInt16(settings.keepAliveSeconds), probeToken: token,
             probeEndpoints: settings.probeListen.map { Endpoint(address: $0.address, port: $0.port) },

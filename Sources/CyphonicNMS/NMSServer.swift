@@ -55,21 +55,35 @@ public final class NMSServer: Sendable {
     /// Directions in progress: those sent to their responder, and those being signed
     /// (reserved), counted per initiator so that no node can take the whole table.
     struct DirectionTable {
+        struct Request: Hashable {
+            let initiator: String
+            let transaction: UInt32
+        }
+        enum Reservation { case reserved, duplicate, full }
+
         var entries: [UInt64: PendingDirection] = [:]
         var reserved = 0
         var perInitiator: [String: Int] = [:]
+        /// Requests in progress: a node repeats an unanswered request under the same
+        /// transaction id, which must not start a second direction.
+        var requests: Set<Request> = []
         var count: Int { entries.count + reserved }
 
-        /// Takes a place for `initiator`; false when the table or its share is full.
-        mutating func reserve(_ initiator: String, max: Int, perNode: Int) -> Bool {
-            guard count < max, perInitiator[initiator, default: 0] < perNode else { return false }
+        /// Takes a place for a request; not when it is in progress already, or when the
+        /// table or the initiator's share is full.
+        mutating func reserve(_ initiator: String, transaction: UInt32, max: Int, perNode: Int) -> Reservation {
+            let request = Request(initiator: initiator, transaction: transaction)
+            if requests.contains(request) { return .duplicate }
+            guard count < max, perInitiator[initiator, default: 0] < perNode else { return .full }
             reserved += 1
             perInitiator[initiator, default: 0] += 1
-            return true
+            requests.insert(request)
+            return .reserved
         }
 
-        /// Gives back `initiator`'s place (answered, refused, timed out, not signed).
-        mutating func release(_ initiator: String) {
+        /// Gives back a request's place (answered, refused, timed out, not signed).
+        mutating func release(_ initiator: String, transaction: UInt32) {
+            requests.remove(Request(initiator: initiator, transaction: transaction))
             let left = perInitiator[initiator, default: 1] - 1
             if left <= 0 { perInitiator.removeValue(forKey: initiator) } else { perInitiator[initiator] = left }
         }

@@ -60,7 +60,10 @@ struct ForgetCommand: ParsableCommand {
 /// `cyphonic-node status`: asks a running daemon over its control socket.
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "status", abstract: "Show peers, endpoints, handshake ages, traffic and drops of a running daemon.")
+        commandName: "status",
+        abstract:
+            "Show the NMS registration, NAT behaviour, resolver, peers (how each tunnel was made), handshake ages, traffic and drops of a running daemon."
+    )
 
     @Option(help: "The daemon's control socket (config key `control`).") var control = "/run/cyphonic-node.sock"
     @Flag(help: "Print JSON.") var json = false

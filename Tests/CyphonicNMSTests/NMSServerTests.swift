@@ -162,8 +162,14 @@ import Testing
             sc.close()
         }
         // Two directions to a responder that never confirms take the greedy node's share...
-        for _ in 0..<2 { try sa.send(try a.seal(.directionRequest(target: try FQDN("silent.cyphonic.internal"))).datagram, to: f.nms) }
+        let target = try FQDN("silent.cyphonic.internal")
+        try sa.send(try a.seal(.directionRequest(target: target), transactionID: 900), to: f.nms)
+        try sa.send(try a.seal(.directionRequest(target: target), transactionID: 901), to: f.nms)
         try waitUntil { f.server.status().pendingDirections == 2 }
+        // (a request repeated under its transaction id is the same request: no third one)
+        try sa.send(try a.seal(.directionRequest(target: target), transactionID: 900), to: f.nms)
+        usleep(200_000)
+        #expect(f.server.status().pendingDirections == 2)
         let (third, _) = try a.seal(.directionRequest(target: try FQDN("silent.cyphonic.internal")))
         guard case .error(.unavailable, let text) = try a.open(try a.exchange(sa, third, to: f.nms)).body else {
             Issue.record("a third direction was not refused")

@@ -45,16 +45,21 @@ extension NodeSignaling {
     /// A sealed message from the NMS: in the registered session, or the first answer in
     /// the session a registration handshake just made.
     private func signaling(_ raw: [UInt8], receiverIndex: UInt32, now: Double) {
-        let opened = state.withLock { s -> (SignalingMessage, SignalingSession, Bool)? in
-            if let r = s.registration, r.session.localIndex == receiverIndex, let m = try? r.session.open(raw) { return (m, r.session, false) }
-            if let c = s.connecting?.completed, c.localIndex == receiverIndex, let m = try? c.open(raw) { return (m, c, true) }
+        let opened = state.withLock { s -> (SignalingMessage, SignalingSession, UInt32?)? in
+            if let r = s.registration, r.session.localIndex == receiverIndex, let m = try? r.session.open(raw) { return (m, r.session, nil) }
+            if let c = s.connecting, let session = c.completed, session.localIndex == receiverIndex, let m = try? session.open(raw) {
+                return (m, session, UInt32(truncatingIfNeeded: c.handshake.transactionID))
+            }
             return nil
         }
-        guard let (message, session, fresh) = opened else { return countBad() }
+        guard let (message, session, registrationTID) = opened else { return countBad() }
+        // In a session still waiting for its ack, only the answer to the registration
+        // itself is about the registration (the NMS may send other answers meanwhile).
+        let aboutRegistration = registrationTID != nil && message.transactionID == registrationTID
         switch message.body {
-        case .registrationAck(let ack) where fresh:
+        case .registrationAck(let ack) where aboutRegistration:
             registered(ack, session: session, now: now)
-        case .error(let code, let text) where fresh:
+        case .error(let code, let text) where aboutRegistration:
             // The NMS refused the registration (certificate revoked or expired, ...): say so, back off.
             state.withLock { s in
                 s.connecting = nil
@@ -101,8 +106,18 @@ extension NodeSignaling {
             case register(String)
             case keepAlive
         }
+        // Local addresses are read outside the lock (a system call), when due.
+        let checkLocals = state.withLock { $0.registration != nil && now - $0.lastLocalCheck >= 5 }
+        let locals =
+            checkLocals
+            ? Array(localAddresses(excluding: overlay).map { Endpoint(address: $0, port: listenPort) }.prefix(WireLimits.maxEndpoints)) : nil
         let action = state.withLock { s -> Action in
             if let r = s.registration {
+                // A registration started while registered (certificate renewed, addresses
+                // changed) whose datagrams were lost is started again.
+                if let c = s.connecting, now - c.sentAt >= 1, now >= s.nextAttempt {
+                    return .register(s.reason)
+                }
                 // An ack is due within 1.5 s: the keepalive is sent twice more (a lost
                 // datagram), then the NMS is taken to have forgotten us (restarted) and we
                 // register again: at most ~4.5 s after a keepalive went unanswered.
@@ -122,10 +137,9 @@ extension NodeSignaling {
                     s.registration!.awaitingAck = true
                     return .keepAlive
                 }
-                if now - s.lastLocalCheck >= 5 {
+                if let locals, now - s.lastLocalCheck >= 5 {
                     s.lastLocalCheck = now
-                    let locals = localAddresses(excluding: overlay).map { Endpoint(address: $0, port: listenPort) }
-                    if Array(locals.prefix(WireLimits.maxEndpoints)) != s.localEndpoints { return .register("local addresses changed") }
+                    if locals != s.localEndpoints { return .register("local addresses changed") }
                 }
                 return .none
             }

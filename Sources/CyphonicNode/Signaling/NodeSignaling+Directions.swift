@@ -87,15 +87,18 @@ extension NodeSignaling {
         case .answer(let r): done(r)
         case .wait: break
         case .ask(let tid):
+            // A tunnel that came up between the first check and the insert answers at once.
+            if let addresses = manager.liveAddresses(of: fqdn) { return finish(fqdn, .up(addresses), transactionID: tid) }
             if !sendToNMS(.directionRequest(target: name), transactionID: tid) {
-                finish(fqdn, .failed("not registered with the NMS", reason: "not_registered"))
+                finish(fqdn, .failed("not registered with the NMS", reason: "not_registered"), transactionID: tid)
             }
         }
     }
 
     /// Completes the lookup of `fqdn` for every waiter (outside the lock).
-    func finish(_ fqdn: String, _ result: TunnelLookupResult) {
+    func finish(_ fqdn: String, _ result: TunnelLookupResult, transactionID: UInt32? = nil) {
         let waiters = state.withLock { s -> [@Sendable (TunnelLookupResult) -> Void] in
+            guard let l = s.lookups[fqdn], transactionID == nil || l.transactionID == transactionID else { return [] }
             if case .notFound = result { s.negative[fqdn] = monotonicSeconds() + Self.negativeSeconds }
             if case .failed = result { s.counters.directionsRefused += 1 }
             return s.lookups.removeValue(forKey: fqdn)?.waiters ?? []
@@ -111,9 +114,14 @@ extension NodeSignaling {
 
     /// An error answer from the NMS for one of our requests.
     func refused(transactionID: UInt32, code: StatusCode, message: String) {
-        guard let fqdn = state.withLock({ s in s.lookups.first { $0.value.transactionID == transactionID }?.key }) else { return }
+        // Not for a lookup that already has its direction (a late answer to a repeated request).
+        guard
+            let fqdn = state.withLock({ s in s.lookups.first { $0.value.transactionID == transactionID && $0.value.direction == nil }?.key })
+        else { return }
         logger.notice("signaling: tunnel to \(fqdn) refused by the NMS: \(message)")
-        finish(fqdn, code == .notFound ? .notFound(message) : .failed(message, reason: code == .forbidden ? "forbidden" : "refused"))
+        finish(
+            fqdn, code == .notFound ? .notFound(message) : .failed(message, reason: code == .forbidden ? "forbidden" : "refused"),
+            transactionID: transactionID)
     }
 
     /// Checks a route direction's authorization: signed by the NMS, for this path,
@@ -139,10 +147,14 @@ extension NodeSignaling {
                     .routeDirectionConfirmation(RouteDirectionConfirmation(pathID: d.pathID, status: .unauthorized, localEndpoints: [])),
                     transactionID: transactionID)
             } else {
-                finish(fqdn, .failed("the NMS direction for \(fqdn) carried no valid authorization", reason: "bad_direction"))
+                finish(
+                    fqdn, .failed("the NMS direction for \(fqdn) carried no valid authorization", reason: "bad_direction"),
+                    transactionID: transactionID)
             }
             return
         }
+        // A second direction for a lookup that has one (its request was repeated) changes nothing.
+        if d.role == .initiator, state.withLock({ $0.lookups[fqdn]?.direction != nil }) { return }
         let kind = routeKind(d)
         let punch = d.processCode == .natTraversal || d.role == .responder
         state.withLock { s in
@@ -154,7 +166,14 @@ extension NodeSignaling {
             // Relayed routes are signaled here and carried once trs-relay exists.
             logger.notice(
                 "signaling: the NMS routes \(fqdn) through a relay (\(d.relay.map(\.description) ?? "none")); relaying is not available yet")
-            if d.role == .initiator { finish(fqdn, .failed("route to \(fqdn) needs a relay, not available yet", reason: "relay_unavailable")) }
+            if d.role == .responder {
+                // Confirmed, so the initiator hears the route and says why there is no tunnel.
+                sendToNMS(
+                    .routeDirectionConfirmation(RouteDirectionConfirmation(pathID: d.pathID, status: .ok, localEndpoints: [])),
+                    transactionID: transactionID)
+            } else {
+                finish(fqdn, .failed("route to \(fqdn) needs a relay, not available yet", reason: "relay_unavailable"), transactionID: transactionID)
+            }
             return
         }
         if punch { self.punch(fqdn) }
@@ -178,7 +197,7 @@ extension NodeSignaling {
                 return true
             }
             guard ours, let first = d.peerEndpoints.first else {
-                if ours { finish(fqdn, .failed("the NMS gave no address for \(fqdn)", reason: "bad_direction")) }
+                if ours { finish(fqdn, .failed("the NMS gave no address for \(fqdn)", reason: "bad_direction"), transactionID: transactionID) }
                 return
             }
             logger.debug("signaling: tunnel to \(fqdn): \(kind) via \(first), path \(d.pathID)")
@@ -255,14 +274,14 @@ extension NodeSignaling {
     /// Lookups past their deadline fail; directed ones without a session yet try the
     /// next endpoint; pending punches go out.
     func tickLookups(now: Double) {
-        var expired: [String] = []
+        var expired: [(String, UInt32)] = []
         var retry: [(String, Endpoint)] = []
         var punches: [String] = []
         var askAgain: [(String, UInt32)] = []
         state.withLock { s in
             for (fqdn, l) in s.lookups {
                 if now > l.deadline {
-                    expired.append(fqdn)
+                    expired.append((fqdn, l.transactionID))
                 } else if l.direction == nil, now - l.lastAsk >= Self.askAgainSeconds {
                     // The request or its answer was lost: ask again, same transaction.
                     s.lookups[fqdn]!.lastAsk = now
@@ -277,7 +296,7 @@ extension NodeSignaling {
             for (fqdn, p) in s.paths where p.punchesLeft > 0 { punches.append(fqdn) }
             s.negative = s.negative.filter { $0.value > now }
         }
-        for fqdn in expired { finish(fqdn, .failed("tunnel set-up to \(fqdn) timed out", reason: "timeout")) }
+        for (fqdn, tid) in expired { finish(fqdn, .failed("tunnel set-up to \(fqdn) timed out", reason: "timeout"), transactionID: tid) }
         for (fqdn, tid) in askAgain {
             if let name = try? FQDN(fqdn) { sendToNMS(.directionRequest(target: name), transactionID: tid) }
         }

@@ -161,7 +161,13 @@ public final class NodeSignaling: Sendable {
                 body: .registration(CyphonicWire.Registration(certificate: certificateDER, localEndpoints: locals))
             ).encode()
             let (completion, session) = try handshake.complete(response: bytes, payload: payload)
-            state.withLock { $0.connecting?.completed = session }
+            // Only into the handshake it completes (a renewal may have started another).
+            let current = state.withLock { s -> Bool in
+                guard s.connecting?.handshake.localIndex == receiverIndex else { return false }
+                s.connecting?.completed = session
+                return true
+            }
+            guard current else { return }
             send(completion, to: nmsEndpoint)
         } catch {
             state.withLock {

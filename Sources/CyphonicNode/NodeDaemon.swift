@@ -229,7 +229,7 @@ public final class NodeDaemon: @unchecked Sendable {
     public func snapshot() -> NodeStatus {
         guard let pipeline, let manager else { return Self.emptyStatus }
         let now = monotonicSeconds()
-        let peers: [NodeStatus.PeerStatus] = pipeline.peers.withLock {
+        let live: [NodeStatus.PeerStatus] = pipeline.peers.withLock {
             pipeline.peers.peersLocked.map { p in
                 NodeStatus.PeerStatus(
                     fqdn: p.fqdn, addresses: p.addresses.map(\.description),
@@ -240,8 +240,20 @@ public final class NodeDaemon: @unchecked Sendable {
                     txPackets: p.stats.txPackets.load, txBytes: p.stats.txBytes.load,
                     rxPackets: p.stats.rxPackets.load, rxBytes: p.stats.rxBytes.load,
                     reorderWaits: p.stats.reorderWaits.load, handshakes: p.stats.handshakes.load)
-            }.sorted { $0.fqdn < $1.fqdn }
+            }
         }
+        // Configured peers without a session yet are listed too, with what was tried.
+        var all = live.filter { peer in peer.handshakeAgeSeconds != nil || !config.peers.contains { $0.fqdn == peer.fqdn } }
+        let listed = Set(all.map(\.fqdn))
+        for configured in config.peers where !listed.contains(configured.fqdn) {
+            let tried = manager.attempts(configured.fqdn)
+            all.append(
+                NodeStatus.PeerStatus(
+                    fqdn: configured.fqdn, addresses: [], endpoint: configured.endpoint, route: "static",
+                    initiationsUnanswered: tried.sent, lastInitiationSecondsAgo: tried.lastSecondsAgo, handshakeAgeSeconds: nil,
+                    txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0, reorderWaits: 0, handshakes: 0))
+        }
+        let peers = all.sorted { $0.fqdn < $1.fqdn }
         var drops: [String: UInt64] = [:]
         for r in DropReason.allCases { drops[r.label] = pipeline.stats.drops(r) }
         let s = pipeline.stats
@@ -343,7 +355,7 @@ public final class NodeDaemon: @unchecked Sendable {
                 let s = self.snapshot()
                 for (k, v) in s.drops { if let c = dropCounters[k] { advance("drop." + k, v, c) } }
                 threads.set(Int64(s.osThreads))
-                peersGauge.set(Int64(s.peers.count))
+                peersGauge.set(Int64(s.peers.filter { $0.handshakeAgeSeconds != nil }.count))
                 registered.set(Int64(s.signaling?.state == "registered" ? 1 : 0))
                 for m in mirrored { advance(m.key, m.value(s), m.counter) }
                 self.stopping.withLock { if !self.stopped { self.stopping.wait(milliseconds: 1000) } }

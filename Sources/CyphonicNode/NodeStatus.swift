@@ -16,6 +16,10 @@ public struct NodeStatus: Codable, Sendable {
         public var pathID: UInt64?
         /// The serial of the certificate the peer proved last.
         public var certificateSerial: UInt64?
+        /// Handshakes started since its last session that got no answer (a configured
+        /// peer is listed from start-up, before it ever answers), and when the last was.
+        public var initiationsUnanswered: Int?
+        public var lastInitiationSecondsAgo: Double?
         public var handshakeAgeSeconds: Double?
         public var txPackets: UInt64
         public var txBytes: UInt64
@@ -89,6 +93,23 @@ public struct NodeStatus: Codable, Sendable {
         public var messagesReceived: UInt64 = 0
         public var datagramsReceived: UInt64 = 0
     }
+}
+
+extension NodeStatus {
+    /// What each drop counter means, for `status` (a non-zero counter is explained).
+    public static let dropExplanations: [String: String] = [
+        "bad_header": "datagrams that are not CYPHONIC (wrong version, type or length): scans or another protocol on the port",
+        "unknown_session": "capsules for a session we do not have: a peer that restarted, or one whose session we ended",
+        "authentication_failed": "capsules whose AEAD tag did not check: corrupted or forged",
+        "replay": "capsules seen before (or too old for the replay window)",
+        "bad_inner_source": "packets from a peer with a source address its certificate does not name",
+        "queue_full": "packets dropped because the pipeline's batches were all in use (overload)",
+        "no_route": "packets from this host for a virtual IP no tunnel leads to (no peer holds it yet: the tunnel is not up)",
+        "too_large": "packets larger than the tunnel can carry",
+        "control_queue_full": "handshake datagrams dropped while the control thread was busy (a flood)",
+        "peer_queue_full": "a peer beyond its fair share of inbound batches",
+        "queue_delay": "CoDel: a peer's packets queued over 1 ms for 20 ms",
+    ]
 }
 
 /// OS threads of this process (from /proc), to show that it does not grow with peers.

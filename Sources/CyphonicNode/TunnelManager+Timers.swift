@@ -12,6 +12,15 @@ extension TunnelManager {
         var notes: [String] = []
         applyRevocations(&notes)
         sync.withLock {
+            // An initiation unanswered for 5 s is given up (and logged: the first, then every tenth).
+            for (_, i) in initiations where now - i.sentAt >= 5 {
+                let n = unanswered[i.fqdn] ?? 0
+                if n == 1 || n % 10 == 0 {
+                    notes.append(
+                        "tunnel: no answer from \(i.fqdn) at \(i.endpoint.endpoint.map(\.description) ?? "?") (\(n) handshake initiation\(n == 1 ? "" : "s") so far)"
+                    )
+                }
+            }
             initiations = initiations.filter { now - $0.value.sentAt < 5 }
             responses = responses.filter { now - $0.value.createdAt < 10 }
             finished = finished.filter { now - $0.value.at < 10 }

@@ -100,6 +100,9 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
         let session: DataSession?
     }
     var lastAttempt: [String: Double] = [:]
+    /// Handshakes started per peer name since its last session (status: "sent N
+    /// initiations, no answer"), reset when a session comes up.
+    var unanswered: [String: Int] = [:]
 
     /// Pending responder handshakes, in total and per source.
     static let maxResponses = 1024
@@ -178,6 +181,7 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
                 let i = reuse ?? newIndex()
                 initiations[i] = Initiation(handshake: hs, fqdn: fqdn, endpoint: endpoint, sentAt: now, cookieUsed: cookie != nil)
                 lastAttempt[fqdn] = now
+                unanswered[fqdn, default: 0] += 1
                 return i
             }
             send(try Datagram(.tunnelRequest(senderIndex: index, pathID: 0, noise: message)).encode(), to: endpoint)
@@ -198,6 +202,12 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
     /// The virtual IPs of `fqdn` when a tunnel with it is up (a current session).
     public func liveAddresses(of fqdn: String) -> [IPAddress]? {
         peers.withLock { peers.peersLocked.first { $0.fqdn == fqdn && $0.current?.isConfirmed == true && !$0.finalized }?.addresses }
+    }
+
+    /// Handshakes started with `fqdn` that got no session yet, and seconds since the last.
+    public func attempts(_ fqdn: String) -> (sent: Int, lastSecondsAgo: Double?) {
+        let now = monotonicSeconds()
+        return sync.withLock { (unanswered[fqdn] ?? 0, lastAttempt[fqdn].map { now - $0 }) }
     }
 
     /// Whether a session with `fqdn` exists (confirmed or not).
@@ -488,6 +498,7 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
         // responder's, at the peer's first packet for ours (sessionConfirmed), so the
         // application's first packet never overtakes our handshake message 3.
         if session.isConfirmed { signaling?.peerUp(fqdn, addresses: certificate.ipAddresses) }
+        sync.withLock { _ = unanswered.removeValue(forKey: fqdn) }
         return installed
     }
 }

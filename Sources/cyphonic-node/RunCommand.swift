@@ -104,8 +104,17 @@ struct StatusCommand: ParsableCommand {
             "security: cookies sent \(sec.cookiesSent)\(sec.underLoad ? " (under load: every source needs a cookie)" : ""), throttled \(sec.handshakesThrottled), address conflicts \(sec.addressConflicts), peers revoked \(sec.peersRevoked), message 3 resent \(sec.message3Retransmits); revocation list \(sec.revocationList.map { "#\($0)" } ?? "none")\(sec.revocationListAgeSeconds.map { String(format: ", fetched %.0fs ago", $0) } ?? "")"
         )
         print("drops     " + s.drops.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+        for (reason, count) in s.drops.sorted(by: { $0.key < $1.key }) where count > 0 {
+            if let why = NodeStatus.dropExplanations[reason] { print("          \(reason): \(why)") }
+        }
         for p in s.peers {
-            let age = p.handshakeAgeSeconds.map { String(format: "%.0fs ago", $0) } ?? "no session"
+            var age = p.handshakeAgeSeconds.map { String(format: "%.0fs ago", $0) } ?? "no session"
+            if p.handshakeAgeSeconds == nil, let n = p.initiationsUnanswered {
+                age =
+                    n == 0
+                    ? "never — none sent yet"
+                    : "never — sent \(n) initiation\(n == 1 ? "" : "s"), last \(String(format: "%.0f", p.lastInitiationSecondsAgo ?? 0)) s ago, no answer"
+            }
             let path = p.pathID.map { " path \($0)" } ?? ""
             print("peer      \(p.fqdn) [\(p.addresses.joined(separator: " "))] at \(p.endpoint ?? "?") \(p.route)\(path), handshake \(age)")
             print("          tx \(p.txPackets) pkts / \(p.txBytes) B, rx \(p.rxPackets) pkts / \(p.rxBytes) B, reorder waits \(p.reorderWaits)")

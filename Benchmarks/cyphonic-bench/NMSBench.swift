@@ -162,17 +162,13 @@ struct NMSBench: ParsableCommand {
                 try start(next)
                 next += 1
             }
-            let received: [UInt8]
-            do {
-                let (n, _) = try buffer.withUnsafeMutableBytes { try socket.receive(into: $0) }
-                received = Array(buffer[0..<n])
-            } catch let e as SystemError where e.wouldBlock {
+            guard let (received, h) = try receive(socket, &buffer) else {
                 // Lost on the way (a full socket buffer): start those handshakes again.
                 let now = monotonicSeconds()
                 for (i, t) in sentAt where now - t > 1 { try start(i) }
                 continue
             }
-            guard let h = try? received.withUnsafeBytes({ try Header.decode($0) }), let i = byIndex[h.receiverIndex] else { continue }
+            guard let i = byIndex[h.receiverIndex] else { continue }
             let node = sims[i]
             switch h.type {
             case .handshakeResponse:
@@ -186,6 +182,20 @@ struct NMSBench: ParsableCommand {
             default:
                 continue
             }
+        }
+    }
+
+    /// The next datagram with a readable header; nil when the receive timeout passed.
+    func receive(_ socket: UDPSocket, _ buffer: inout [UInt8]) throws -> ([UInt8], Header)? {
+        while true {
+            let received: [UInt8]
+            do {
+                let (n, _) = try buffer.withUnsafeMutableBytes { try socket.receive(into: $0) }
+                received = Array(buffer[0..<n])
+            } catch let e as SystemError where e.wouldBlock {
+                return nil
+            }
+            if let h = try? received.withUnsafeBytes({ try Header.decode($0) }) { return (received, h) }
         }
     }
 
@@ -212,17 +222,13 @@ struct NMSBench: ParsableCommand {
                 inFlight += 1
                 sent += 1
             }
-            let received: [UInt8]
-            do {
-                let (n, _) = try buffer.withUnsafeMutableBytes { try socket.receive(into: $0) }
-                received = Array(buffer[0..<n])
-            } catch let e as SystemError where e.wouldBlock {
+            guard let (received, h) = try receive(socket, &buffer) else {
                 // Lost on the way (a full socket buffer): count them as such and go on.
                 lost += inFlight
                 inFlight = 0
                 continue
             }
-            guard let h = try? received.withUnsafeBytes({ try Header.decode($0) }), let i = byIndex[h.receiverIndex],
+            guard let i = byIndex[h.receiverIndex],
                 let message = try? sims[i].open(received)
             else { continue }
             switch message.body {

@@ -335,14 +335,8 @@ public final class ASServer: Sendable {
         let message: SignalingMessage
         switch result {
         case .success(let m): message = m
-        case .failure(.replayed):
-            metrics.drop("replay")
-            return
-        case .failure(.authenticationFailed):
-            metrics.drop("authentication_failed")
-            return
-        case .failure:
-            metrics.drop("malformed")
+        case .failure(let e):
+            metrics.drop(e.dropReason)
             return
         }
         do {

@@ -1,3 +1,4 @@
+import CyphonicCore
 import Synchronization
 
 /// The registry of one NMS process (DESIGN §1: in memory, rebuilt from re-registration

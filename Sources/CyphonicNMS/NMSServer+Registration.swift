@@ -104,14 +104,8 @@ extension NMSServer {
         let message: SignalingMessage
         switch opened {
         case .success(let m): message = m
-        case .failure(.replayed):
-            metrics.drop("replay")
-            return
-        case .failure(.authenticationFailed):
-            metrics.drop("authentication_failed")
-            return
-        case .failure:
-            metrics.drop("malformed")
+        case .failure(let e):
+            metrics.drop(e.dropReason)
             return
         }
         // Authenticated: the node may have moved (roaming); its signaling goes where it is now.

@@ -94,21 +94,3 @@ public protocol NodeRegistry: Sendable {
     /// Every registration (for status; a copy).
     func all() -> [NodeRecord]
 }
-
-/// Fixed-size byte strings held inline (keys, tokens), so a registration costs no
-/// allocation for each of them.
-enum FixedBytes {
-    static func simd32(_ b: [UInt8]) -> SIMD32<UInt8> {
-        var v = SIMD32<UInt8>()
-        for i in 0..<min(32, b.count) { v[i] = b[i] }
-        return v
-    }
-
-    static func simd16(_ b: [UInt8]) -> SIMD16<UInt8> {
-        var v = SIMD16<UInt8>()
-        for i in 0..<min(16, b.count) { v[i] = b[i] }
-        return v
-    }
-
-    static func array<V: SIMD>(_ v: V) -> [UInt8] where V.Scalar == UInt8 { (0..<V.scalarCount).map { v[$0] } }
-}

@@ -192,50 +192,8 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
         }
     }
 
-    public func sessionConfirmed(_ session: DataSession, of peer: Peer) {
-        signaling?.peerUp(peer.fqdn, addresses: peer.addresses)
-    }
-
     /// Uses a renewed certificate (same key) for every handshake from now on.
     public func replaceCertificate(_ certificate: Certificate) { sync.withLock { certificateValue = certificate.derBytes } }
-
-    /// The virtual IPs of `fqdn` when a tunnel with it is up (a current session).
-    public func liveAddresses(of fqdn: String) -> [IPAddress]? {
-        peers.withLock { peers.peersLocked.first { $0.fqdn == fqdn && $0.current?.isConfirmed == true && !$0.finalized }?.addresses }
-    }
-
-    /// Handshakes started with `fqdn` that got no session yet, and seconds since the last.
-    public func attempts(_ fqdn: String) -> (sent: Int, lastSecondsAgo: Double?) {
-        let now = monotonicSeconds()
-        return sync.withLock { (unanswered[fqdn] ?? 0, lastAttempt[fqdn].map { now - $0 }) }
-    }
-
-    /// Whether a session with `fqdn` exists (confirmed or not).
-    func hasSession(_ fqdn: String) -> Bool { peers.withLock { peers.peersLocked.contains { $0.fqdn == fqdn && $0.current != nil } } }
-
-    /// Whether a handshake with `fqdn` started less than `within` seconds ago is pending.
-    func isInitiating(_ fqdn: String, within: Double = 0.4) -> Bool {
-        let now = monotonicSeconds()
-        return sync.withLock { initiations.values.contains { $0.fqdn == fqdn && now - $0.sentAt < within } }
-    }
-
-    /// Ends the tunnel with `fqdn` (both sides: the peer gets a Finalization); false
-    /// when there is none.
-    public func forget(_ fqdn: String) -> Bool {
-        // Handshakes still in flight with it would bring it back: drop them too.
-        sync.withLock {
-            initiations = initiations.filter { $0.value.fqdn != fqdn }
-            confirmations = confirmations.filter { $0.value.fqdn != fqdn }
-        }
-        let found = peers.withLock { peers.peersLocked.filter { $0.fqdn == fqdn } }
-        for peer in found {
-            if peer.current != nil { pipeline?.sendFinalization(to: peer) }
-            peers.withLock { peers.removeLocked(peer) }
-        }
-        signaling?.forget(fqdn)
-        if !found.isEmpty { logger.info("tunnel: \(fqdn) forgotten on request; a new lookup sets it up again") }
-        return !found.isEmpty
-    }
 
     // MARK: ControlPlane
 
@@ -267,54 +225,6 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
             retry(localIndex: datagram.header.receiverIndex, cookie: cookie, from: from)
         default:
             stats.badControl.add()
-        }
-    }
-
-    /// Initiator: the responder asked for proof of our address; repeat message 1 (a
-    /// fresh one, same index) with its cookie. Once per initiation.
-    private func retry(localIndex: UInt32, cookie: [UInt8], from: SocketAddress) {
-        // Compared as endpoints: a dual-stack socket may report the same IPv4 peer as a
-        // v4-mapped IPv6 address.
-        guard let pending = sync.withLock({ initiations[localIndex] }), !pending.cookieUsed,
-            pending.endpoint.endpoint == from.endpoint
-        else {
-            stats.badControl.add()
-            return
-        }
-        stats.cookieRetries.add()
-        initiate(fqdn: pending.fqdn, endpoint: pending.endpoint, cookie: cookie, index: localIndex)
-    }
-
-    /// Where message 1's Noise bytes start in a TunnelRequest (header, sender index, path id).
-    static let requestNoiseOffset = Header.size + 4 + 8
-
-    /// The handshake guard on a raw TunnelRequest: true to go on with the handshake; else
-    /// the cookie reply (to an unverified source) is sent or the request dropped here.
-    private func admit(_ bytes: UnsafeRawBufferPointer, from: SocketAddress, verified: Bool) -> Bool {
-        guard let source = from.endpoint else {
-            stats.badControl.add()
-            return false
-        }
-        let o = Self.requestNoiseOffset + 32
-        let cookie =
-            bytes.count >= o + HandshakeGuard.cookieSize
-            ? Array(bytes[o..<(o + HandshakeGuard.cookieSize)]) : nil
-        let senderIndex = UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: Header.size, as: UInt32.self))
-        // `verified` (the source is a peer's endpoint) only chose the queue: a source
-        // address can be forged, so it never replaces the cookie.
-        switch handshakeGuard.check(
-            source: source, requestSize: bytes.count, replySize: responseSize,
-            cookie: cookie?.allSatisfy({ $0 == 0 }) == false ? cookie : nil)
-        {
-        case .cookie(let c):
-            if let reply = try? Datagram(.cookieReply(cookie: c), receiverIndex: senderIndex).encode() { send(reply, to: from) }
-            stats.cookiesSent.add()
-            return false
-        case .drop:
-            stats.handshakesThrottled.add()
-            return false
-        case .proceed:
-            return true
         }
     }
 

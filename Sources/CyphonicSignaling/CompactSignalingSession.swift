@@ -24,8 +24,8 @@ public struct CompactSignalingSession: Sendable {
     init(localIndex: UInt32, remoteIndex: UInt32, sendKey: [UInt8], receiveKey: [UInt8], sendCounter: UInt64, lastReceived: Int64) {
         self.localIndex = localIndex
         self.remoteIndex = remoteIndex
-        self.sendKey = Self.simd(sendKey)
-        self.receiveKey = Self.simd(receiveKey)
+        self.sendKey = FixedBytes.simd32(sendKey)
+        self.receiveKey = FixedBytes.simd32(receiveKey)
         self.sendCounter = sendCounter
         self.lastReceived = lastReceived
     }
@@ -41,7 +41,7 @@ public struct CompactSignalingSession: Sendable {
     /// Needs no lock: it reads only the immutable key.
     public func seal(_ message: SignalingMessage, counter: UInt64, status: StatusCode = .ok) throws -> [UInt8] {
         let header = Header(type: .signaling, status: status, receiverIndex: remoteIndex, counter: counter)
-        let key = try AEADKey(serviceNoiseProtocol.cipher, key: Self.bytes(sendKey))
+        let key = try AEADKey(serviceNoiseProtocol.cipher, key: FixedBytes.array(sendKey))
         return header.bytes + (try key.seal(nonce: counter, aad: header.bytes, plaintext: try message.encode()))
     }
 
@@ -53,7 +53,7 @@ public struct CompactSignalingSession: Sendable {
         guard mightAccept(header.counter) else { throw .replayed(header.counter) }
         let plain: [UInt8]
         do {
-            let key = try AEADKey(serviceNoiseProtocol.cipher, key: Self.bytes(receiveKey))
+            let key = try AEADKey(serviceNoiseProtocol.cipher, key: FixedBytes.array(receiveKey))
             plain = try key.open(
                 nonce: header.counter, aad: header.bytes, ciphertext: Array(datagram[Header.size...]))
         } catch {
@@ -82,12 +82,4 @@ public struct CompactSignalingSession: Sendable {
         let age = highest - counter
         return age < 64 && seen & (1 << age) == 0
     }
-
-    private static func simd(_ b: [UInt8]) -> SIMD32<UInt8> {
-        var v = SIMD32<UInt8>()
-        for i in 0..<min(32, b.count) { v[i] = b[i] }
-        return v
-    }
-
-    private static func bytes(_ v: SIMD32<UInt8>) -> [UInt8] { (0..<32).map { v[$0] } }
 }

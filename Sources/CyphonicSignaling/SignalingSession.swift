@@ -15,6 +15,17 @@ public enum SessionError: Error, Equatable, Sendable {
     case protocolViolation(String)
 }
 
+extension SessionError {
+    /// How a service counts a signaling datagram it refused (a metrics label).
+    public var dropReason: String {
+        switch self {
+        case .replayed: return "replay"
+        case .authenticationFailed: return "authentication_failed"
+        default: return "malformed"
+        }
+    }
+}
+
 /// An established node ↔ service session after the Noise handshake: seals signaling
 /// messages into `signaling` datagrams (header as AAD, counter as nonce) and opens the
 /// peer's, refusing replays with a ``ReplayWindow``. Not thread-safe: one owner at a

@@ -178,6 +178,33 @@ final class NamespaceLab {
         return false
     }
 
+    /// A real `as-server`, initialised in the lab directory and serving in namespace `n`
+    /// on its underlay address: its data directory and endpoint.
+    func startAS(in n: String, address: String, metricsPort: Int) throws -> (data: String, endpoint: String) {
+        let data = dir + "/as"
+        try sh("\(Self.product("as-server")) init --data-dir \(data) --domain cyphonic.internal >/dev/null")
+        let endpoint = "\(address):4501"
+        try spawn(n, "\(Self.product("as-server")) serve --data-dir \(data) --listen \(endpoint) --metrics 127.0.0.1:\(metricsPort)")
+        usleep(800_000)
+        return (data, endpoint)
+    }
+
+    /// `as-server node add NAME`: its token and the line describing the node.
+    func addNode(_ name: String, data: String) throws -> (token: String, line: String) {
+        let r = try run(Self.product("as-server"), ["node", "add", name, "--data-dir", data])
+        let lines = r.output.split(separator: "\n").map(String.init)
+        guard r.status == 0, let token = lines.last else { throw LabError.command("node add \(name)", r.output) }
+        return (token, lines.first ?? "")
+    }
+
+    /// Adds node `name` to the AS and enrols it with `cyphonic-node enroll` from namespace
+    /// `name` (state in the lab directory); the command's status and output.
+    func enrolThroughAS(_ name: String, data: String, endpoint: String) throws -> (status: Int32, output: String) {
+        let token = try addNode(name, data: data).token
+        return try exec(
+            name, "\(Self.product("cyphonic-node")) enroll --as \(endpoint) --ca \(data)/ca.pem --token \(token) --state-dir \(dir)/\(name)")
+    }
+
     /// Runs a command in namespace `n`.
     @discardableResult
     func exec(_ n: String, _ command: String) throws -> (status: Int32, output: String) {

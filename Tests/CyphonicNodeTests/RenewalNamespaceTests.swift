@@ -12,17 +12,10 @@ extension NamespaceSuites {
         @Test func aRunningNodeTakesUpTheCertificateTheASRenews() throws {
             let lab = try NamespaceLab()
             defer { lab.tearDown() }
-            let asServer = NamespaceLab.product("as-server")
             let node = NamespaceLab.product("cyphonic-node")
-            let data = lab.dir + "/as"
-            try lab.sh("\(asServer) init --data-dir \(data) --domain cyphonic.internal >/dev/null")
-            let asEndpoint = "\(lab.underlayB):4501"
-            try lab.spawn("b", "\(asServer) serve --data-dir \(data) --listen \(asEndpoint) --metrics 127.0.0.1:19462")
-            usleep(800_000)
+            let (data, asEndpoint) = try lab.startAS(in: "b", address: lab.underlayB, metricsPort: 19462)
             for name in ["a", "b"] {
-                let r = try lab.run(asServer, ["node", "add", name, "--data-dir", data])
-                let token = r.output.split(separator: "\n").last.map(String.init) ?? ""
-                let e = try lab.exec(name, "\(node) enroll --as \(asEndpoint) --ca \(data)/ca.pem --token \(token) --state-dir \(lab.dir)/\(name)")
+                let e = try lab.enrolThroughAS(name, data: data, endpoint: asEndpoint)
                 #expect(e.status == 0, "enroll \(name): \(e.output)")
             }
             try lab.configure("a", peers: [("b", "\(lab.underlayB):30000")], extra: ["loginRefreshSeconds": 1])

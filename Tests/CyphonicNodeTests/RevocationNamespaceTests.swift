@@ -13,21 +13,9 @@ extension NamespaceSuites {
             let lab = try NamespaceLab()
             defer { lab.tearDown() }
             let asServer = NamespaceLab.product("as-server")
-            let node = NamespaceLab.product("cyphonic-node")
-            let data = lab.dir + "/as"
-            try lab.sh("\(asServer) init --data-dir \(data) --domain cyphonic.internal >/dev/null")
-            func add(_ name: String) throws -> (token: String, line: String) {
-                let r = try lab.run(asServer, ["node", "add", name, "--data-dir", data])
-                let lines = r.output.split(separator: "\n").map(String.init)
-                guard r.status == 0, let token = lines.last else { throw NamespaceLab.LabError.command("node add \(name)", r.output) }
-                return (token, lines.first ?? "")
-            }
-            let asEndpoint = "\(lab.underlayB):4501"
-            try lab.spawn("b", "\(asServer) serve --data-dir \(data) --listen \(asEndpoint) --metrics 127.0.0.1:19461")
-            usleep(800_000)
-            for (name, n) in [("a", "a"), ("b", "b")] {
-                let token = try add(name).token
-                let r = try lab.exec(n, "\(node) enroll --as \(asEndpoint) --ca \(data)/ca.pem --token \(token) --state-dir \(lab.dir)/\(name)")
+            let (data, asEndpoint) = try lab.startAS(in: "b", address: lab.underlayB, metricsPort: 19461)
+            for name in ["a", "b"] {
+                let r = try lab.enrolThroughAS(name, data: data, endpoint: asEndpoint)
                 #expect(r.status == 0, "enroll \(name): \(r.output)")
             }
             // A keeps its side of the tunnel until 6 s of silence (keepaliveSeconds + 5), then retries.
@@ -64,7 +52,7 @@ extension NamespaceSuites {
 
             // Remove A, add C: C does not get A's addresses while A's certificate is valid.
             try lab.sh("\(asServer) node remove a --data-dir \(data) >/dev/null")
-            let c = try add("c")
+            let c = try lab.addNode("c", data: data)
             print("after removing a (\(aIP)): \(c.line)")
             for ip in aIP { #expect(!c.line.contains(" \(ip) ") && !c.line.hasSuffix(" \(ip)"), "\(c.line)") }
         }

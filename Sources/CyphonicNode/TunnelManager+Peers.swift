@@ -1,0 +1,49 @@
+import CyphonicCore
+import CyphonicDataPlane
+import CyphonicPosix
+
+// What the signaling module, the resolver and `status` ask of the tunnel control
+// plane about one peer name: is a tunnel up, was one tried, end it.
+extension TunnelManager {
+    public func sessionConfirmed(_ session: DataSession, of peer: Peer) {
+        signaling?.peerUp(peer.fqdn, addresses: peer.addresses)
+    }
+
+    /// The virtual IPs of `fqdn` when a tunnel with it is up (a current session).
+    public func liveAddresses(of fqdn: String) -> [IPAddress]? {
+        peers.withLock { peers.peersLocked.first { $0.fqdn == fqdn && $0.current?.isConfirmed == true && !$0.finalized }?.addresses }
+    }
+
+    /// Handshakes started with `fqdn` that got no session yet, and seconds since the last.
+    public func attempts(_ fqdn: String) -> (sent: Int, lastSecondsAgo: Double?) {
+        let now = monotonicSeconds()
+        return sync.withLock { (unanswered[fqdn] ?? 0, lastAttempt[fqdn].map { now - $0 }) }
+    }
+
+    /// Whether a session with `fqdn` exists (confirmed or not).
+    func hasSession(_ fqdn: String) -> Bool { peers.withLock { peers.peersLocked.contains { $0.fqdn == fqdn && $0.current != nil } } }
+
+    /// Whether a handshake with `fqdn` started less than `within` seconds ago is pending.
+    func isInitiating(_ fqdn: String, within: Double = 0.4) -> Bool {
+        let now = monotonicSeconds()
+        return sync.withLock { initiations.values.contains { $0.fqdn == fqdn && now - $0.sentAt < within } }
+    }
+
+    /// Ends the tunnel with `fqdn` (both sides: the peer gets a Finalization); false
+    /// when there is none.
+    public func forget(_ fqdn: String) -> Bool {
+        // Handshakes still in flight with it would bring it back: drop them too.
+        sync.withLock {
+            initiations = initiations.filter { $0.value.fqdn != fqdn }
+            confirmations = confirmations.filter { $0.value.fqdn != fqdn }
+        }
+        let found = peers.withLock { peers.peersLocked.filter { $0.fqdn == fqdn } }
+        for peer in found {
+            if peer.current != nil { pipeline?.sendFinalization(to: peer) }
+            peers.withLock { peers.removeLocked(peer) }
+        }
+        signaling?.forget(fqdn)
+        if !found.isEmpty { logger.info("tunnel: \(fqdn) forgotten on request; a new lookup sets it up again") }
+        return !found.isEmpty
+    }
+}

@@ -77,6 +77,14 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
         .target(
+            name: "CyphonicTRS",
+            dependencies: [
+                "CyphonicCore", "CyphonicWire", "CyphonicCrypto", "CyphonicPKI", "CyphonicPosix", "CyphonicSignaling",
+                "CyphonicService",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]),
+        .target(
             name: "CyphonicNode",
             dependencies: [
                 "CyphonicCore", "CyphonicWire", "CyphonicCrypto", "CyphonicPKI", "CyphonicPosix", "CyphonicSignaling",
@@ -107,8 +115,10 @@ let package = Package(
         .executableTarget(
             name: "trs-relay",
             dependencies: [
-                "CyphonicCore",
+                "CyphonicCore", "CyphonicTRS", "CyphonicService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         .executableTarget(
             name: "cyphonic-node",
@@ -155,6 +165,13 @@ let package = Package(
             name: "CyphonicNMSTests",
             dependencies: [
                 "CyphonicNMS", "CyphonicSignaling", "CyphonicPKI", "CyphonicCrypto", "CyphonicWire", "CyphonicCore",
+                "CyphonicTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .testTarget(
+            name: "CyphonicTRSTests",
+            dependencies: [
+                "CyphonicTRS", "CyphonicSignaling", "CyphonicPKI", "CyphonicCrypto", "CyphonicWire", "CyphonicCore", "CyphonicPosix",
                 "CyphonicTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]),

@@ -166,3 +166,40 @@ public enum FinalizationReason: UInt8, Sendable, CaseIterable {
     case revoked = 3
     case replaced = 4
 }
+
+/// Node → TRS, inside the node's signaling session with the relay: relay path `pathID`
+/// for me. The relay checks `authorization` offline (signed by an NMS signing key whose
+/// `signingCertificate` chains to the CA with role nms; not expired; code relay or NAT
+/// traversal; naming the key the node proved in its handshake) and binds this end of the
+/// path to the address the request came from. `sessionIndices` are the node's own
+/// receive indices of its tunnel sessions on the path (at most ``maxIndices``), so a
+/// restarted relay can match capsules of tunnels that were up before it restarted.
+public struct RelayRequest: Equatable, Sendable {
+    public static let maxIndices = 4
+    public var pathID: UInt64
+    public var authorization: [UInt8]
+    public var signingCertificate: [UInt8]
+    public var sessionIndices: [UInt32]
+
+    public init(pathID: UInt64, authorization: [UInt8], signingCertificate: [UInt8], sessionIndices: [UInt32] = []) {
+        self.pathID = pathID
+        self.authorization = authorization
+        self.signingCertificate = signingCertificate
+        self.sessionIndices = sessionIndices
+    }
+}
+
+/// TRS → node: path `pathID` is relayed for this end; `peerBound` once the other end is
+/// bound as well (sent again to the first end when the second binds). A relay session
+/// with no packet for `idleSeconds` ends.
+public struct RelayGrant: Equatable, Sendable {
+    public var pathID: UInt64
+    public var peerBound: Bool
+    public var idleSeconds: UInt16
+
+    public init(pathID: UInt64, peerBound: Bool, idleSeconds: UInt16) {
+        self.pathID = pathID
+        self.peerBound = peerBound
+        self.idleSeconds = idleSeconds
+    }
+}

@@ -21,6 +21,11 @@ public enum SignalingBody: Equatable, Sendable {
     case revocationListPartRequest(number: UInt64, offset: UInt32)
     /// Bytes `offset..<offset+bytes.count` of the DER of list `number`, `total` bytes long.
     case revocationListPart(number: UInt64, offset: UInt32, total: UInt32, bytes: [UInt8])
+    /// Node → TRS: relay path `pathID` for me (its NMS authorization and the NMS signing
+    /// certificate to check it with; docs/protocol.md §4a).
+    case relayRequest(RelayRequest)
+    /// TRS → node: the path is relayed; whether the other end is bound too.
+    case relayGrant(RelayGrant)
 
     public var kind: UInt8 {
         switch self {
@@ -40,6 +45,8 @@ public enum SignalingBody: Equatable, Sendable {
         case .natProbeResult: return 14
         case .revocationListPartRequest: return 15
         case .revocationListPart: return 16
+        case .relayRequest: return 17
+        case .relayGrant: return 18
         }
     }
 }
@@ -136,6 +143,19 @@ public struct SignalingMessage: Equatable, Sendable {
             w.endpoint(n.primary)
             w.optionalEndpoint(n.probe)
             w.u8(n.mapping.rawValue)
+        case .relayRequest(let q):
+            w.u64(q.pathID)
+            guard q.authorization.count <= WireLimits.maxAuthorizationBytes else { throw .fieldTooLong(q.authorization.count) }
+            try w.lengthPrefixed(q.authorization)
+            guard q.signingCertificate.count <= WireLimits.maxCertificateBytes else { throw .fieldTooLong(q.signingCertificate.count) }
+            try w.lengthPrefixed(q.signingCertificate)
+            guard q.sessionIndices.count <= RelayRequest.maxIndices else { throw .fieldTooLong(q.sessionIndices.count) }
+            w.u8(UInt8(q.sessionIndices.count))
+            for i in q.sessionIndices { w.u32(i) }
+        case .relayGrant(let g):
+            w.u64(g.pathID)
+            w.u8(g.peerBound ? 1 : 0)
+            w.u16(g.idleSeconds)
         }
         return w.bytes
     }
@@ -231,6 +251,20 @@ public struct SignalingMessage: Equatable, Sendable {
             let probe = try r.optionalEndpoint(field: "natProbeResult.probe")
             guard let mapping = NATProbeResult.Mapping(rawValue: try r.u8()) else { throw .invalidField("natProbeResult.mapping") }
             body = .natProbeResult(NATProbeResult(primary: primary, probe: probe, mapping: mapping))
+        case 17:
+            let path = try r.u64()
+            let authorization = try r.lengthPrefixed(limit: WireLimits.maxAuthorizationBytes, field: "relayRequest.authorization")
+            let signing = try r.lengthPrefixed(limit: WireLimits.maxCertificateBytes, field: "relayRequest.signingCertificate")
+            let count = Int(try r.u8())
+            guard count <= RelayRequest.maxIndices else { throw .invalidField("relayRequest.indices") }
+            var indices: [UInt32] = []
+            for _ in 0..<count { indices.append(try r.u32()) }
+            body = .relayRequest(RelayRequest(pathID: path, authorization: authorization, signingCertificate: signing, sessionIndices: indices))
+        case 18:
+            let path = try r.u64()
+            let bound = try r.u8()
+            guard bound <= 1 else { throw .invalidField("relayGrant.peerBound") }
+            body = .relayGrant(RelayGrant(pathID: path, peerBound: bound == 1, idleSeconds: try r.u16()))
         default:
             throw .unknownType(kind)
         }

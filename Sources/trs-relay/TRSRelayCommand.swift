@@ -3,10 +3,15 @@ import CyphonicCore
 
 /// `trs-relay`: the Tunnel Relay Service (relays end-to-end encrypted capsules).
 @main
-struct TRSRelayCommand: ParsableCommand {
+struct TRSRelayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "trs-relay",
-        abstract: "CYPHONIC Tunnel Relay Service.",
-        discussion: "This build provides the shared foundation only; the relay is not implemented yet.",
-        version: "trs-relay \(CyphonicVersion.software), protocol \(CyphonicVersion.protocolVersion)")
+        abstract: "CYPHONIC Tunnel Relay Service: relays end-to-end encrypted tunnels that cannot go direct.",
+        discussion: """
+            Nodes reach the relay when the NMS routes their tunnel through it (a symmetric NAT on one side and a NAT on the \
+            other, a hole punch that failed, or no IP family in common). The relay checks each path's NMS authorization \
+            offline and forwards the tunnel's datagrams unchanged, in order, across IPv4 and IPv6; it never holds a tunnel key.
+            """,
+        version: "trs-relay \(CyphonicVersion.software), protocol \(CyphonicVersion.protocolVersion)",
+        subcommands: [ServeCommand.self, StatusCommand.self])
 }

@@ -69,5 +69,13 @@ enum Samples {
         .init(transactionID: 18, body: .natProbeResult(NATProbeResult(primary: v6, probe: nil, mapping: .none))),
         .init(transactionID: 19, body: .revocationListPartRequest(number: 7, offset: 1024)),
         .init(transactionID: 20, body: .revocationListPart(number: 7, offset: 1024, total: 3000, bytes: Array(repeating: 0x30, count: 1024))),
+        .init(
+            transactionID: 21,
+            body: .relayRequest(
+                RelayRequest(
+                    pathID: 99, authorization: Array(repeating: 0x11, count: 148), signingCertificate: Array(repeating: 0x30, count: 300),
+                    sessionIndices: [7, 0xdead_beef]))),
+        .init(transactionID: 22, body: .relayRequest(RelayRequest(pathID: 1, authorization: [], signingCertificate: []))),
+        .init(transactionID: 23, body: .relayGrant(RelayGrant(pathID: 99, peerBound: true, idleSeconds: 90))),
     ]
 }

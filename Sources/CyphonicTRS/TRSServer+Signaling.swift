@@ -1,0 +1,213 @@
+import CyphonicCore
+import CyphonicCrypto
+import CyphonicPKI
+import CyphonicPosix
+import CyphonicSignaling
+import CyphonicWire
+
+// The relay's signaling: handshakes (behind the guard), registrations, relay requests,
+// keepalives and finalization; on the socket's thread, after its batch.
+extension TRSServer {
+    func signaling(_ bytes: [UInt8], from: Endpoint, socketIndex: Int) {
+        guard let header = try? bytes.withUnsafeBytes({ try Header.decode($0) }) else { return metrics.drop("malformed") }
+        let now = unixNowSeconds()
+        switch header.type {
+        case .handshakeInitiation: initiation(bytes, from: from, socketIndex: socketIndex, now: now)
+        case .handshakeCompletion: completion(bytes, header: header, from: from, socketIndex: socketIndex, now: now)
+        case .signaling: sealed(bytes, header: header, from: from, socketIndex: socketIndex, now: now)
+        default: metrics.drop("unexpected_type")
+        }
+    }
+
+    func send(_ bytes: [UInt8], to: Endpoint, socketIndex: Int) {
+        guard let socket = sockets.withLock({ socketIndex < $0.count ? $0[socketIndex] : nil }) else { return }
+        do { try socket.send(bytes, to: to) } catch { metrics.drop("send_failed") }
+    }
+
+    private func initiation(_ bytes: [UInt8], from: Endpoint, socketIndex: Int, now: Int64) {
+        guard let d = try? Datagram.decode(bytes), case .handshakeInitiation(let senderIndex, let noise) = d.body else {
+            return metrics.drop("malformed")
+        }
+        switch handshakeGuard.check(
+            source: from, requestSize: bytes.count, replySize: responseSize, cookie: HandshakeGuard.cookie(inNoiseMessage1: noise))
+        {
+        case .cookie(let c):
+            metrics.drop("cookie_sent")
+            if let reply = try? Datagram(.cookieReply(cookie: c), receiverIndex: senderIndex).encode() {
+                send(reply, to: from, socketIndex: socketIndex)
+            }
+            return
+        case .drop(let reason):
+            return metrics.drop(reason == "source_limit" ? "handshake_source_limit" : "handshake_busy")
+        case .proceed:
+            break
+        }
+        guard pending.withLock({ $0.count < settings.maxPendingHandshakes }) else { return metrics.drop("table_full") }
+        do {
+            let hs = try ServiceServerHandshake(localStatic: identity.key, certificate: identity.certificate)
+            let reply = try hs.respond(to: d)
+            pending.withLock { $0[hs.localIndex] = PendingHandshake(handshake: UncheckedHandshake(value: hs), created: now, from: from) }
+            send(reply, to: from, socketIndex: socketIndex)
+        } catch {
+            metrics.drop("handshake_failed")
+        }
+    }
+
+    /// Message 3: the node's certificate (our CA, role node, the key it proved).
+    private func completion(_ bytes: [UInt8], header: Header, from: Endpoint, socketIndex: Int, now: Int64) {
+        guard
+            let p = pending.withLock({ t -> PendingHandshake? in
+                guard t[header.receiverIndex]?.from == from else { return nil }
+                return t.removeValue(forKey: header.receiverIndex)
+            })
+        else { return metrics.drop("unknown_session") }
+        guard let datagram = try? Datagram.decode(bytes) else { return metrics.drop("malformed") }
+        let key: X25519PublicKey
+        let payload: [UInt8]
+        let session: SignalingSession
+        do { (key, payload, session) = try p.handshake.value.finish(datagram, now: now) } catch {
+            // A forged message 3 leaves the handshake as it was.
+            pending.withLock { t in if t[header.receiverIndex] == nil { t[header.receiverIndex] = p } }
+            return metrics.drop("handshake_failed")
+        }
+        metrics.handshakes.increment()
+        func refuse(_ text: String) {
+            metrics.drop("registration_refused")
+            logger.notice("trs: registration from \(from) refused: \(text)")
+            if let sealed = try? session.seal(
+                SignalingMessage(transactionID: 0, body: .error(code: .unauthorized, message: text)), status: .unauthorized)
+            {
+                send(sealed, to: from, socketIndex: socketIndex)
+            }
+        }
+        guard let message = try? SignalingMessage.decode(payload), case .registration(let r) = message.body else {
+            return refuse("expected a registration")
+        }
+        guard let cert = try? Certificate(der: r.certificate), (try? verifier.verify(cert, role: .node, at: now)) != nil,
+            cert.x25519PublicKey == key, let fqdn = cert.commonName
+        else { return refuse("certificate not accepted") }
+        let full = nodes.withLock { n -> Bool in
+            if let old = n.byKey[key.bytes] { n.remove(old) }
+            guard n.byIndex.count < settings.maxNodes else { return true }
+            n.byIndex[session.localIndex] = NodeSessions.Node(
+                session: session.compact(), key: key.bytes, fqdn: fqdn, endpoint: from, socketIndex: socketIndex, lastSeen: now)
+            n.byKey[key.bytes] = session.localIndex
+            return false
+        }
+        guard !full else { return refuse("relay full") }
+        let ack = RegistrationAck(
+            observed: from, keepAliveSeconds: UInt16(settings.refreshSeconds), probeToken: [UInt8](repeating: 0, count: Datagram.probeTokenSize),
+            probeEndpoints: [])
+        if let sealed = try? session.seal(SignalingMessage(transactionID: message.transactionID, body: .registrationAck(ack))) {
+            send(sealed, to: from, socketIndex: socketIndex)
+        }
+        logger.info("trs: \(fqdn) connected from \(from)")
+    }
+
+    /// Seals `message` in the session of the node with our index `index`, to where it is.
+    func send(_ message: SignalingMessage, toNode index: UInt32, status: StatusCode = .ok) {
+        guard
+            let (session, counter, endpoint, socketIndex) = nodes.withLock({ n -> (CompactSignalingSession, UInt64, Endpoint, Int)? in
+                guard let c = try? n.byIndex[index]?.session.nextCounter(), let node = n.byIndex[index] else { return nil }
+                return (node.session, c, node.endpoint, node.socketIndex)
+            })
+        else { return }
+        if let bytes = try? session.seal(message, counter: counter, status: status) { send(bytes, to: endpoint, socketIndex: socketIndex) }
+    }
+
+    private func sealed(_ bytes: [UInt8], header: Header, from: Endpoint, socketIndex: Int, now: Int64) {
+        guard let session = nodes.withLock({ $0.byIndex[header.receiverIndex]?.session }) else { return metrics.drop("unknown_session") }
+        let opened = bytes.withUnsafeBytes { b in Result { () throws(SessionError) in try session.decrypt(b, header: header) } }
+        let message: SignalingMessage
+        switch opened {
+        case .success(let m): message = m
+        case .failure(let e): return metrics.drop(e.dropReason)
+        }
+        guard
+            let key = nodes.withLock({ n -> [UInt8]? in
+                guard n.byIndex[header.receiverIndex]?.session.accept(header.counter, now: now) == true else { return nil }
+                n.byIndex[header.receiverIndex]!.lastSeen = now
+                n.byIndex[header.receiverIndex]!.endpoint = from
+                n.byIndex[header.receiverIndex]!.socketIndex = socketIndex
+                return n.byIndex[header.receiverIndex]!.key
+            })
+        else { return metrics.drop("replay") }
+        let index = header.receiverIndex
+        switch message.body {
+        case .keepAlive:
+            send(SignalingMessage(transactionID: message.transactionID, body: .keepAliveAck(observed: from)), toNode: index)
+        case .relayRequest(let q):
+            relayRequest(q, key: key, transactionID: message.transactionID, node: index, from: from, socketIndex: socketIndex)
+        case .finalization:
+            nodes.withLock { $0.remove(index) }
+        default:
+            send(
+                SignalingMessage(transactionID: message.transactionID, body: .error(code: .badRequest, message: "unsupported request")), toNode: index
+            )
+        }
+    }
+
+    /// A relay request: the authorization checked offline, then this end bound.
+    private func relayRequest(_ q: RelayRequest, key: [UInt8], transactionID: UInt32, node: UInt32, from: Endpoint, socketIndex: Int) {
+        func refuse(_ reason: String, _ code: StatusCode, _ text: String) {
+            metrics.refuse(reason)
+            logger.notice("trs: relay request for path \(q.pathID) from \(from) refused: \(text)")
+            send(SignalingMessage(transactionID: transactionID, body: .error(code: code, message: text)), toNode: node, status: code)
+        }
+        let authorization: PathAuthorization
+        do { authorization = try PathAuthorization(bytes: q.authorization) } catch {
+            return refuse("malformed", .badRequest, "malformed route authorization")
+        }
+        guard let signer = signingKey(q.signingCertificate) else {
+            return refuse("untrusted_signer", .unauthorized, "the NMS signing certificate is not one of our CA's")
+        }
+        guard authorization.processCode == .relay || authorization.processCode == .natTraversal else {
+            return refuse("wrong_code", .forbidden, "the authorization is for a direct route")
+        }
+        do {
+            try authorization.verify(
+                signer: signer, pathID: q.pathID, between: authorization.initiatorKey, and: authorization.responderKey)
+        } catch {
+            switch error {
+            case .badSignature: return refuse("bad_signature", .unauthorized, "\(error)")
+            case .expired: return refuse("expired", .expired, "\(error)")
+            case .wrongPath: return refuse("wrong_path", .badRequest, "\(error)")
+            default: return refuse("malformed", .badRequest, "\(error)")
+            }
+        }
+        let result = table.withLock {
+            $0.bind(
+                authorization, nodeKey: key, address: SocketAddress(from), socketIndex: socketIndex, indices: q.sessionIndices,
+                now: monotonicSeconds())
+        }
+        switch result {
+        case .refused(let reason):
+            refuse(
+                reason, reason == "wrong_node" ? .forbidden : .unavailable,
+                "relay request refused (\(reason.replacingOccurrences(of: "_", with: " ")))")
+        case .bound(let peerBound, let notify):
+            let idle = UInt16(clamping: settings.sessionIdleSeconds)
+            send(
+                SignalingMessage(
+                    transactionID: transactionID, body: .relayGrant(RelayGrant(pathID: q.pathID, peerBound: peerBound, idleSeconds: idle))),
+                toNode: node)
+            if let other = notify, let otherIndex = nodes.withLock({ $0.byKey[other] }) {
+                send(
+                    SignalingMessage(transactionID: 0, body: .relayGrant(RelayGrant(pathID: q.pathID, peerBound: true, idleSeconds: idle))),
+                    toNode: otherIndex)
+            }
+            if notify != nil { logger.info("trs: path \(q.pathID) relayed (both ends bound)") }
+        }
+    }
+
+    /// The Ed25519 key of an NMS signing certificate of our CA (cached by certificate).
+    private func signingKey(_ der: [UInt8]) -> Ed25519PublicKey? {
+        if let k = signers.withLock({ $0[der] }) { return k }
+        guard let k = try? nmsSigningKey(certificate: der, verifier: verifier) else { return nil }
+        signers.withLock { s in
+            if s.count >= 16 { s.removeAll() }
+            s[der] = k
+        }
+        return k
+    }
+}

@@ -1,0 +1,146 @@
+import CyphonicCore
+import CyphonicCrypto
+import CyphonicPKI
+import CyphonicPosix
+import CyphonicSignaling
+import CyphonicWire
+import Foundation
+import Logging
+import Synchronization
+
+/// The Tunnel Relay Service (DESIGN §4–§5): relays the end-to-end encrypted datagrams
+/// of tunnels that cannot go direct — a symmetric NAT on one side and a NAT on the other,
+/// a hole punch that failed, or no IP family in common — without ever holding a tunnel
+/// key.
+///
+/// A node opens a Noise XX session with the relay from its tunnel socket (its
+/// certificate in message 3, as with the NMS), then asks for each path with a
+/// ``RelayRequest`` carrying the path's NMS authorization, which the relay checks
+/// offline (signed by an NMS signing certificate of our CA, not expired, naming the
+/// node's proven key); that end of the path is bound to the address the request came
+/// from. Capsules and tunnel handshake messages between the two bound ends are
+/// forwarded unchanged (``RelayTable``), across IPv4 and IPv6 when the ends differ.
+///
+/// Threads: one per socket (one per listen address, so answers leave from the address
+/// asked); each receives with `recvmmsg` and UDP GRO, routes a whole batch under one
+/// hold of the table lock, and sends in arrival order with UDP GSO — so a session's
+/// datagrams leave in the order they came (the original CYPHONIC relay reorders).
+/// Signaling (handshakes, requests) runs on the same thread behind the
+/// ``HandshakeGuard``. Anything that does not decode, authenticate or belong to a
+/// session is counted by reason and dropped without touching other sessions.
+/// `Sendable`.
+public final class TRSServer: Sendable {
+    public let identity: TRSIdentity
+    public let settings: TRSSettings
+    public let metrics: TRSMetrics
+    public let handshakeGuard: HandshakeGuard
+    let logger: Logger
+    let verifier: CertificateVerifier
+    let table: Mutex<RelayTable>
+    let nodes = Mutex(NodeSessions())
+    let pending = Mutex<[UInt32: PendingHandshake]>([:])
+    let signers = Mutex<[[UInt8]: Ed25519PublicKey]>([:])
+    let sockets = Locked<[UDPSocket]>([])
+    private let threads = Locked<[RelayThread]>([])
+    let responseSize: Int
+
+    struct PendingHandshake: Sendable {
+        let handshake: UncheckedHandshake
+        let created: Int64
+        let from: Endpoint
+    }
+
+    /// Nodes with a signaling session, by our session index and by static key.
+    struct NodeSessions {
+        struct Node {
+            var session: CompactSignalingSession
+            let key: [UInt8]
+            let fqdn: String
+            var endpoint: Endpoint
+            var socketIndex: Int
+            var lastSeen: Int64
+        }
+        var byIndex: [UInt32: Node] = [:]
+        var byKey: [[UInt8]: UInt32] = [:]
+
+        mutating func remove(_ index: UInt32) {
+            guard let n = byIndex.removeValue(forKey: index) else { return }
+            if byKey[n.key] == index { byKey.removeValue(forKey: n.key) }
+        }
+    }
+
+    public init(identity: TRSIdentity, settings: TRSSettings, metrics: TRSMetrics = TRSMetrics(), logger: Logger) throws {
+        self.identity = identity
+        self.settings = settings
+        self.metrics = metrics
+        self.logger = logger
+        verifier = try CertificateVerifier(trustAnchor: identity.ca)
+        handshakeGuard = try HandshakeGuard(limits: settings.handshakeGuard)
+        table = Mutex(
+            RelayTable(
+                maxSessions: settings.maxSessions, maxEndsPerNode: settings.maxSessionsPerNode,
+                packetsPerSecondPerEnd: settings.packetsPerSecondPerEnd, idleSeconds: Double(settings.sessionIdleSeconds)))
+        responseSize = HandshakeGuard.responseSize(certificateBytes: identity.certificate.derBytes.count)
+    }
+
+    /// Binds every listen address and starts a thread for each.
+    public func start() throws {
+        var opened: [UDPSocket] = []
+        do {
+            for endpoint in settings.listen {
+                let socket = try UDPSocket(bind: endpoint)
+                if settings.socketBufferBytes > 0 {
+                    try? socket.setBufferSizes(receive: settings.socketBufferBytes, send: settings.socketBufferBytes)
+                }
+                try socket.setNonBlocking(true)
+                opened.append(socket)
+            }
+        } catch {
+            opened.forEach { $0.close() }
+            throw error
+        }
+        sockets.withLock { $0 = opened }
+        let started = opened.indices.map { RelayThread(server: self, index: $0, sockets: opened) }
+        threads.withLock { $0 = started }
+        for (i, s) in opened.enumerated() {
+            logger.info("trs: listening on udp \((try? s.localEndpoint())?.description ?? settings.listen[i].description)")
+        }
+    }
+
+    /// The bound endpoints, in listen order.
+    public var boundEndpoints: [Endpoint] { sockets.withLock { $0.compactMap { try? $0.localEndpoint() } } }
+
+    /// Stops the threads and closes the sockets.
+    public func stop() {
+        let running = threads.withLock { t -> [RelayThread] in
+            defer { t = [] }
+            return t
+        }
+        running.forEach { $0.stop() }
+        sockets.withLock { s in
+            s.forEach { $0.close() }
+            s = []
+        }
+        logger.info("trs: stopped")
+    }
+
+    /// Expires handshakes, silent nodes and idle sessions (once a second, from any thread).
+    func housekeeping(now: Int64) {
+        pending.withLock { p in p = p.filter { now - $0.value.created <= settings.handshakeTimeout } }
+        let gone = nodes.withLock { n -> Int in
+            let silent = n.byIndex.filter { now - $0.value.lastSeen > Int64(settings.nodeIdleSeconds) }.map(\.key)
+            silent.forEach { n.remove($0) }
+            return silent.count
+        }
+        let (expired, count) = table.withLock { t in (t.expire(now: monotonicSeconds()), t.count) }
+        metrics.sessionsGauge.set(Int64(count))
+        metrics.nodesGauge.set(Int64(nodes.withLock { $0.byIndex.count }))
+        if expired > 0 || gone > 0 { logger.debug("trs: \(expired) idle session(s) and \(gone) silent node(s) expired") }
+    }
+}
+
+/// A handshake state machine moved between threads under the pending table's lock
+/// (used by one thread at a time).
+struct UncheckedHandshake: @unchecked Sendable {
+    let value: ServiceServerHandshake
+}

@@ -12,6 +12,9 @@ public final class PeerStats: Sendable {
     /// Times a finished batch had to wait behind an unfinished earlier one.
     public let reorderWaits = AtomicCounter()
     public let handshakes = AtomicCounter()
+    /// Authenticated packets that arrived after a newer one of the same session (late:
+    /// they took a slower path, e.g. through the relay around a switch to direct).
+    public let rxOutOfOrder = AtomicCounter()
     public init() {}
 }
 

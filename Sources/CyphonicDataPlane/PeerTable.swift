@@ -127,6 +127,14 @@ public final class PeerTable: @unchecked Sendable {
         moveLocked(peer, to: endpoint)
     }
 
+    /// Sends to `peer` at `endpoint` from now on (roaming, or the node moving a tunnel
+    /// between the relay and a direct path); the data threads notice the move.
+    public func relocateLocked(_ peer: Peer, to endpoint: SocketAddress) {
+        guard peer.endpoint != endpoint else { return }
+        setEndpointLocked(peer, endpoint)
+        peer.roamGeneration.wrappingAdd(1, ordering: .releasing)
+    }
+
     public func isIndexInUseLocked(_ index: UInt32) -> Bool { byIndex[index] != nil }
 
     /// The peer owning the destination address of an inner IP packet.

@@ -160,22 +160,34 @@ extension Pipeline {
         // The replay check for the whole batch under one hold of the window's lock.
         var failed: UInt64 = 0
         var replayed: UInt64 = 0
+        // The source of the newest packet (the one that moved the window last): roaming
+        // follows it only, so a late packet by a slower path never moves the peer back.
+        var newestSource: SocketAddress? = nil
+        var late: UInt64 = 0
         session.replay.withLock { window in
             for i in 0..<b.count {
                 if !b.ok[i] {
                     failed += 1
-                } else if !window.accept(b.counters[i]) {
+                    continue
+                }
+                let (accepted, newest) = window.acceptNewest(b.counters[i])
+                if !accepted {
                     b.ok[i] = false
                     replayed += 1
+                } else if newest {
+                    newestSource = b.sources[i]
+                } else {
+                    late += 1
                 }
             }
         }
+        if late > 0 { peer.stats.rxOutOfOrder.add(late) }
         if failed > 0 { stats.drop(.authenticationFailed, failed) }
         if replayed > 0 { stats.drop(.replay, replayed) }
         controlDelay(b, &peer.inboundDelay)
-        var lastSource: SocketAddress? = nil
+        var received = false
         for i in 0..<b.count where b.ok[i] {
-            lastSource = b.sources[i]
+            received = true
             let length = b.lengths[i]
             peer.stats.rxPackets.add()
             peer.stats.rxBytes.add(UInt64(length))
@@ -193,9 +205,11 @@ extension Pipeline {
             out.writeTun(slot, length)
         }
         out.flushTun(counting: stats)
-        if let source = lastSource {
+        if received {
             session.lastReceived = monotonicSeconds()
             if session.confirm() { promote(session, of: peer) }
+        }
+        if let source = newestSource {
             // Only the thread holding this peer's inbound claim touches lastSource. A roam
             // made elsewhere (the priority lane) changes the generation: check again.
             let generation = peer.roamGeneration.load(ordering: .acquiring)
@@ -227,14 +241,11 @@ extension Pipeline {
         control.sessionConfirmed(session, of: peer)
     }
 
-    /// Follows a peer to the address its authenticated packets come from (roaming).
+    /// Follows a peer to the address its newest authenticated packets come from (roaming).
     @inline(__always)
     func roam(_ peer: Peer, to source: SocketAddress) {
         peers.lock()
-        if peer.endpoint != source {
-            peers.setEndpointLocked(peer, source)
-            peer.roamGeneration.wrappingAdd(1, ordering: .releasing)
-        }
+        peers.relocateLocked(peer, to: source)
         peers.unlock()
     }
 }

@@ -70,15 +70,17 @@ extension Pipeline {
                                 stats.drop(.authenticationFailed)
                                 continue
                             }
-                            guard session.replay.withLock({ $0.accept(counter) }) else {
+                            let (accepted, newest) = session.replay.withLock { $0.acceptNewest(counter) }
+                            guard accepted else {
                                 stats.drop(.replay)
                                 continue
                             }
+                            if !newest { peer.stats.rxOutOfOrder.add() }
                             session.lastReceived = now
                             if session.confirm() { promote(session, of: peer) }
                             peer.stats.rxPackets.add()
                             peer.stats.rxBytes.add(UInt64(plain))
-                            if peer.endpoint != source { roam(peer, to: source) }
+                            if newest, peer.endpoint != source { roam(peer, to: source) }
                             guard plain > 0 else { continue }
                             if datagram[3] & HeaderFlags.control.rawValue != 0 {
                                 handleControlCapsule(datagram, plain, from: peer)

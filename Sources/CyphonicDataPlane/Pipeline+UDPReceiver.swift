@@ -139,10 +139,12 @@ extension Pipeline {
         let now = monotonicSeconds()
         var roamChecked: (Peer, SocketAddress)? = nil
         for e in early {
-            guard e.session.replay.withLock({ $0.accept(e.counter) }) else {
+            let (accepted, newest) = e.session.replay.withLock { $0.acceptNewest(e.counter) }
+            guard accepted else {
                 stats.drop(.replay)
                 continue
             }
+            if !newest { e.peer.stats.rxOutOfOrder.add() }
             let slot = UnsafeMutableRawBufferPointer(start: e.slot, count: PacketBatch.payloadOffset + e.length)
             e.peer.stats.rxPackets.add()
             e.peer.stats.rxBytes.add(UInt64(e.length))
@@ -154,7 +156,7 @@ extension Pipeline {
             stats.priorityDelivered.add()
             e.session.lastReceived = now
             if e.session.confirm() { promote(e.session, of: e.peer) }
-            if roamChecked.map({ $0.0 !== e.peer || $0.1 != e.source }) ?? true {
+            if newest, roamChecked.map({ $0.0 !== e.peer || $0.1 != e.source }) ?? true {
                 roam(e.peer, to: e.source)
                 roamChecked = (e.peer, e.source)
             }

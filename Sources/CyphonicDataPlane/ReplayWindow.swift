@@ -64,6 +64,15 @@ public struct ReplayWindow: Sendable {
         return true
     }
 
+    /// ``accept(_:)``, also saying whether `counter` is the newest so far (it moved the
+    /// window). Roaming follows only the newest packets: a late one that took a slower
+    /// path (the relay, after a switch to direct) never moves the peer back.
+    public mutating func acceptNewest(_ counter: UInt64) -> (accepted: Bool, newest: Bool) {
+        let newest = counter > highest || (highest == 0 && counter == 0)
+        let accepted = accept(counter)
+        return (accepted, accepted && newest)
+    }
+
     /// Forgets everything (a new key starts a new counter space).
     public mutating func reset() {
         for i in bitmap.indices { bitmap[i] = 0 }

@@ -24,8 +24,7 @@ extension NMSServer {
             return refuse("forbidden", .forbidden, "policy does not allow a tunnel to \(target)")
         }
         let route = selectRoute(initiator: i.network, responder: r.network)
-        let relay = settings.relays.first
-        if route.kind == .relay, relay == nil {
+        if route.kind == .relay, settings.relays.isEmpty {
             return refuse("no_relay", .unavailable, "the route needs a relay (\(route.reason)) and none is configured", route: .relay)
         }
         switch directions.withLock({
@@ -43,7 +42,10 @@ extension NMSServer {
                 $0.release(initiator, transaction: transaction)
             }
         }
-        let expires = UInt64(now) + UInt64(settings.authorizationSeconds)
+        // Routes that may use the relay (relay; a punch that fails falls back to it) get
+        // the relay's lifetime: the relay checks the authorization at every bind.
+        let relayable = route.kind == .relay || (route.kind == .punched && !settings.relays.isEmpty)
+        let expires = UInt64(now) + UInt64(relayable ? settings.relayAuthorizationSeconds : settings.authorizationSeconds)
         guard let pathID = try? SecureRandom.u64() | 1 else {
             unreserve()
             return refuse("bad_request", .internalError, "internal error")
@@ -60,7 +62,7 @@ extension NMSServer {
                 pathID: pathID, processCode: route.processCode, role: .responder, peerNodeID: i.nodeID,
                 peerFQDN: i.name, peerVirtualIPv4: i.virtualIPv4, peerVirtualIPv6: i.virtualIPv6,
                 peerStaticKey: i.staticKey, peerEndpoints: Array(route.toResponder.prefix(WireLimits.maxEndpoints)),
-                relay: route.kind == .relay ? relay : nil, expires: expires, authorization: authorization.bytes)
+                relay: relayable ? settings.relay(for: r.signalingEndpoint) : nil, expires: expires, authorization: authorization.bytes)
             let message = SignalingMessage(transactionID: UInt32(truncatingIfNeeded: pathID), body: .routeDirection(toResponder))
             let pendingCount = directions.withLock {
                 $0.reserved -= 1
@@ -99,7 +101,7 @@ extension NMSServer {
                 to: p.initiator, status: c.status)
             return
         }
-        guard let r = registry.node(named: responder) else { return }
+        guard let r = registry.node(named: responder), let i = registry.node(named: p.initiator) else { return }
         var endpoints = p.route.toInitiator
         if p.route.kind == .local {
             let family = endpoints.first?.address.isIPv4 ?? true
@@ -110,7 +112,8 @@ extension NMSServer {
             pathID: c.pathID, processCode: p.route.processCode, role: .initiator, peerNodeID: r.nodeID,
             peerFQDN: r.name, peerVirtualIPv4: r.virtualIPv4, peerVirtualIPv6: r.virtualIPv6,
             peerStaticKey: r.staticKey, peerEndpoints: Array(endpoints.prefix(WireLimits.maxEndpoints)),
-            relay: p.route.kind == .relay ? settings.relays.first : nil, expires: p.expires, authorization: p.authorization)
+            relay: p.route.kind == .relay || p.route.kind == .punched ? settings.relay(for: i.signalingEndpoint) : nil, expires: p.expires,
+            authorization: p.authorization)
         if send(SignalingMessage(transactionID: p.initiatorTransaction, body: .routeDirection(toInitiator)), to: p.initiator) {
             metrics.direction(p.route.kind, "ok")
         }

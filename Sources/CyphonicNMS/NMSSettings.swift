@@ -18,6 +18,10 @@ public struct NMSSettings: Sendable {
     public var directionTimeoutMilliseconds = 2000
     /// Seconds a route authorization stays valid.
     public var authorizationSeconds = 300
+    /// Seconds an authorization of a route that may use the relay (relay, hole punching)
+    /// stays valid: the relay checks it whenever a node binds, also after the relay
+    /// restarted, so it must outlast the tunnel.
+    public var relayAuthorizationSeconds = 86_400
     /// Registered nodes, at most.
     public var maxNodes = 1_000_000
     /// Handshakes waiting for message 3, at most.
@@ -30,8 +34,14 @@ public struct NMSSettings: Sendable {
     public var handshakeTimeout: Int64 = 10
     /// Who may reach whom.
     public var policy = AccessPolicy()
-    /// TRS endpoints handed out in relay directions (empty: relay routes are refused).
+    /// TRS endpoints handed out in relay directions (empty: relay routes are refused);
+    /// each node is given the first of the family it registered on.
     public var relays: [Endpoint] = []
+
+    /// The relay for a node registered from `signaling`: the first of its family, else the first.
+    public func relay(for signaling: Endpoint) -> Endpoint? {
+        relays.first { $0.address.isIPv4 == signaling.address.isIPv4 } ?? relays.first
+    }
     /// The guard in front of every handshake initiation.
     public var handshakeGuard = HandshakeGuard.Limits()
     /// Threads receiving on each signaling socket (0: one per CPU but one, which the

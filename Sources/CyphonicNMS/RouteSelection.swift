@@ -76,10 +76,13 @@ public func selectRoute(initiator: NodeNetwork, responder: NodeNetwork) -> Route
         if best == nil || rank(route.kind) < rank(best!.kind) { best = route }
     }
     if let best { return best }
-    let shared = (initiator.v4 != nil && responder.v4 != nil) || (initiator.v6 != nil && responder.v6 != nil)
+    // Relayed. The mapped addresses of a shared family stay the candidates the nodes
+    // keep probing for a direct path (HolePunchingForOptimization); none without one.
+    let shared = [(initiator.v4, responder.v4), (initiator.v6, responder.v6)].first { $0.0 != nil && $0.1 != nil }
     return Route(
-        kind: .relay, toInitiator: [], toResponder: [], responderSendsFirst: false,
-        reason: shared ? "endpoint-dependent (symmetric) NAT on one side and a NAT on the other" : "no shared IP family")
+        kind: .relay, toInitiator: shared.map { [$0.1!.mapped] } ?? [], toResponder: shared.map { [$0.0!.mapped] } ?? [],
+        responderSendsFirst: false,
+        reason: shared != nil ? "endpoint-dependent (symmetric) NAT on one side and a NAT on the other" : "no shared IP family")
 }
 
 private func rank(_ kind: Route.Kind) -> Int {

@@ -196,6 +196,12 @@ public struct NodeConfig: Codable, Sendable {
     /// Enrol at start when stateDir holds no enrolment yet.
     public var enroll: Enrol?
     public var resolver = Resolver()
+    /// Seconds a directed hole punch may take before the tunnel goes through the relay
+    /// the NMS named (and keeps trying direct in the background).
+    public var punchTimeoutSeconds: Double = 2
+    /// Seconds between attempts to move a relayed tunnel onto a direct path
+    /// (HolePunchingForOptimization).
+    public var directRetrySeconds: Double = 30
 
     public init() {}
 
@@ -237,6 +243,8 @@ public struct NodeConfig: Codable, Sendable {
         loginRefreshSeconds = try c.decodeIfPresent(Double.self, forKey: .loginRefreshSeconds) ?? loginRefreshSeconds
         enroll = try c.decodeIfPresent(Enrol.self, forKey: .enroll)
         resolver = try c.decodeIfPresent(Resolver.self, forKey: .resolver) ?? resolver
+        punchTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .punchTimeoutSeconds) ?? punchTimeoutSeconds
+        directRetrySeconds = try c.decodeIfPresent(Double.self, forKey: .directRetrySeconds) ?? directRetrySeconds
     }
 
     /// Reads and validates a config file.
@@ -294,6 +302,8 @@ public struct NodeConfig: Codable, Sendable {
         }
         guard (0...(64 << 20)).contains(udpReceiveBuffer) else { throw ConfigFileError.invalid("udpReceiveBuffer", "0...67108864 bytes") }
         guard metrics.isEmpty || Endpoint(metrics) != nil else { throw ConfigFileError.invalid("metrics", "not HOST:PORT") }
+        guard (0.5...30).contains(punchTimeoutSeconds) else { throw ConfigFileError.invalid("punchTimeoutSeconds", "must be 0.5...30") }
+        guard (1...3600).contains(directRetrySeconds) else { throw ConfigFileError.invalid("directRetrySeconds", "must be 1...3600") }
         guard keepaliveSeconds > 0, idleTimeoutSeconds > keepaliveSeconds else {
             throw ConfigFileError.invalid("idleTimeoutSeconds", "must exceed keepaliveSeconds > 0")
         }

@@ -229,18 +229,21 @@ public final class NodeDaemon: @unchecked Sendable {
     public func snapshot() -> NodeStatus {
         guard let pipeline, let manager else { return Self.emptyStatus }
         let now = monotonicSeconds()
-        let live: [NodeStatus.PeerStatus] = pipeline.peers.withLock {
-            pipeline.peers.peersLocked.map { p in
-                NodeStatus.PeerStatus(
-                    fqdn: p.fqdn, addresses: p.addresses.map(\.description),
-                    endpoint: p.endpoint?.endpoint?.description,
-                    route: config.peers.contains { $0.fqdn == p.fqdn } ? "static" : signaling?.path(of: p.fqdn)?.kind ?? "accepted",
-                    pathID: signaling?.path(of: p.fqdn)?.pathID, certificateSerial: p.serial,
-                    handshakeAgeSeconds: p.current == nil ? nil : (now - p.lastHandshake),
-                    txPackets: p.stats.txPackets.load, txBytes: p.stats.txBytes.load,
-                    rxPackets: p.stats.rxPackets.load, rxBytes: p.stats.rxBytes.load,
-                    reorderWaits: p.stats.reorderWaits.load, handshakes: p.stats.handshakes.load)
-            }
+        // The peers first, then what signaling says of each (never both locks at once).
+        let peerList = pipeline.peers.withLock { pipeline.peers.peersLocked }
+        let live: [NodeStatus.PeerStatus] = peerList.map { p in
+            let route = signaling?.route(of: p.fqdn)
+            var status = NodeStatus.PeerStatus(
+                fqdn: p.fqdn, addresses: p.addresses.map(\.description),
+                endpoint: pipeline.peers.withLock { p.endpoint?.endpoint?.description },
+                route: config.peers.contains { $0.fqdn == p.fqdn } ? "static" : route?.kind ?? "accepted",
+                routeReason: route?.reason, pathID: signaling?.path(of: p.fqdn)?.pathID, certificateSerial: p.serial,
+                handshakeAgeSeconds: pipeline.peers.withLock { p.current == nil ? nil : (now - p.lastHandshake) },
+                txPackets: p.stats.txPackets.load, txBytes: p.stats.txBytes.load,
+                rxPackets: p.stats.rxPackets.load, rxBytes: p.stats.rxBytes.load,
+                reorderWaits: p.stats.reorderWaits.load, handshakes: p.stats.handshakes.load)
+            status.rxOutOfOrder = p.stats.rxOutOfOrder.load
+            return status
         }
         // Configured peers without a session yet are listed too, with what was tried.
         var all = live.filter { peer in peer.handshakeAgeSeconds != nil || !config.peers.contains { $0.fqdn == peer.fqdn } }

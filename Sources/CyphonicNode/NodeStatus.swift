@@ -12,6 +12,9 @@ public struct NodeStatus: Codable, Sendable {
         /// How the tunnel was made: static (configured), direct, local, punched, relay
         /// (directed by the NMS), or accepted (the peer connected without a direction).
         public var route: String
+        /// Why the tunnel goes that way now (directed tunnels), e.g. "relayed: peer behind
+        /// an endpoint-dependent (symmetric) NAT, retrying direct every 30 s".
+        public var routeReason: String?
         /// The NMS path id of a directed tunnel.
         public var pathID: UInt64?
         /// The serial of the certificate the peer proved last.
@@ -27,6 +30,8 @@ public struct NodeStatus: Codable, Sendable {
         public var rxBytes: UInt64
         public var reorderWaits: UInt64
         public var handshakes: UInt64
+        /// Packets that arrived after a newer one (a slower path around a relay/direct switch).
+        public var rxOutOfOrder: UInt64 = 0
     }
     public var fqdn: String
     public var addresses: [String]

@@ -20,6 +20,28 @@ extension TunnelManager {
         return sync.withLock { (unanswered[fqdn] ?? 0, lastAttempt[fqdn].map { now - $0 }) }
     }
 
+    /// Sends to `fqdn` at `endpoint` from now on (a tunnel moving between the relay and a
+    /// direct path); the peer follows our newest packets. False when there is no peer.
+    @discardableResult
+    func move(_ fqdn: String, to endpoint: SocketAddress) -> Bool {
+        peers.withLock {
+            guard let peer = peers.peersLocked.first(where: { $0.fqdn == fqdn }) else { return false }
+            peers.relocateLocked(peer, to: endpoint)
+            return true
+        }
+    }
+
+    /// Where we send to `fqdn` now.
+    func endpoint(of fqdn: String) -> SocketAddress? { peers.withLock { peers.peersLocked.first { $0.fqdn == fqdn }?.endpoint } }
+
+    /// Our receive indices of the sessions with `fqdn` (the relay matches capsules by them).
+    func sessionIndices(of fqdn: String) -> [UInt32] {
+        peers.withLock {
+            guard let p = peers.peersLocked.first(where: { $0.fqdn == fqdn }) else { return [] }
+            return [p.current, p.next, p.previous].compactMap { $0?.localIndex }
+        }
+    }
+
     /// Whether a session with `fqdn` exists (confirmed or not).
     func hasSession(_ fqdn: String) -> Bool { peers.withLock { peers.peersLocked.contains { $0.fqdn == fqdn && $0.current != nil } } }
 

@@ -184,7 +184,9 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
                 unanswered[fqdn, default: 0] += 1
                 return i
             }
-            send(try Datagram(.tunnelRequest(senderIndex: index, pathID: 0, noise: message)).encode(), to: endpoint)
+            // The NMS path id, so a relay on the way finds the path (0 for static peers).
+            let pathID = signaling?.path(of: fqdn)?.pathID ?? 0
+            send(try Datagram(.tunnelRequest(senderIndex: index, pathID: pathID, noise: message)).encode(), to: endpoint)
             logger.debug(
                 "tunnel: handshake initiation to \(fqdn) at \(endpoint.endpoint.map(\.description) ?? "?")\(cookie == nil ? "" : " with cookie")")
         } catch {

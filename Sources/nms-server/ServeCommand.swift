@@ -36,7 +36,11 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("authorization-lifetime"), help: "Seconds a route authorization stays valid.") var authorizationLifetime = 300
     @Option(help: "Let nodes of group A reach nodes of group B: A:B (repeatable; * is any group).") var allow: [String] = []
     @Option(help: "File of A:B rules, one per line (# comments).") var policy: String?
-    @Option(help: "TRS endpoint for relayed routes (repeatable).") var relay: [String] = []
+    @Option(help: "TRS endpoint for relayed routes (repeatable; each node gets the first of its family).") var relay: [String] = []
+    @Option(
+        name: .customLong("relay-authorization-lifetime"),
+        help: "Seconds an authorization of a route that may use the relay stays valid (the relay checks it at every bind, also after it restarted).")
+    var relayAuthorizationLifetime = 86_400
     @Option(name: .customLong("max-nodes"), help: "Registered nodes, at most.") var maxNodes = 1_000_000
     @Option(name: .customLong("max-pending-handshakes"), help: "Handshakes waiting for message 3, at most.") var maxPendingHandshakes = 10_000
     @Option(name: .customLong("max-pending-directions"), help: "Directions waiting for their responder, at most.")
@@ -84,6 +88,10 @@ struct ServeCommand: AsyncParsableCommand {
         s.expireAfterIntervals = expireAfter
         s.directionTimeoutMilliseconds = directionTimeout
         s.authorizationSeconds = authorizationLifetime
+        guard (60...(30 * 86_400)).contains(relayAuthorizationLifetime) else {
+            throw ValidationError("--relay-authorization-lifetime: must be 60...2592000 s")
+        }
+        s.relayAuthorizationSeconds = relayAuthorizationLifetime
         s.maxNodes = maxNodes
         s.maxPendingHandshakes = maxPendingHandshakes
         s.maxPendingDirections = maxPendingDirections

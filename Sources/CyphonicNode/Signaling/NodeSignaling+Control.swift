@@ -12,7 +12,11 @@ extension NodeSignaling {
         switch type {
         case .signaling, .handshakeResponse: return true
         case .holePunching, .holePunchingForOptimization: return true
-        case .cookieReply: return state.withLock { $0.connecting?.handshake.localIndex == receiverIndex }
+        case .cookieReply:
+            return state.withLock { s in
+                s.connecting?.handshake.localIndex == receiverIndex
+                    || s.relays.values.contains { $0.connecting?.handshake.localIndex == receiverIndex }
+            }
         default: return false
         }
     }
@@ -22,14 +26,19 @@ extension NodeSignaling {
     func handle(_ datagram: Datagram, raw: [UInt8], from: SocketAddress) {
         let now = monotonicSeconds()
         switch datagram.body {
-        case .holePunching(let p), .holePunchingForOptimization(let p):
-            punched(p, from: from, now: now)
+        case .holePunching(let p):
+            punched(p, probe: false, from: from, now: now)
+            return
+        case .holePunchingForOptimization(let p):
+            punched(p, probe: true, from: from, now: now)
             return
         default:
             break
         }
-        // Service datagrams only from the NMS we talk to.
-        guard from.endpoint == nmsEndpoint else { return countBad() }
+        // Service datagrams only from the NMS we talk to, or a relay we use.
+        guard let source = from.endpoint else { return countBad() }
+        if source != nmsEndpoint, isRelay(source) { return relayDatagram(datagram, raw: raw, from: source, now: now) }
+        guard source == nmsEndpoint else { return countBad() }
         switch datagram.body {
         case .handshakeResponse:
             handshakeResponse(raw, receiverIndex: datagram.header.receiverIndex, now: now)
@@ -161,6 +170,8 @@ extension NodeSignaling {
         }
         sendProbes()
         tickLookups(now: now)
+        tickPaths(now: now)
+        tickRelays(now: now)
     }
 
     /// Seconds a keepalive ack may take before the keepalive is sent again.

@@ -17,8 +17,16 @@ public enum TunnelLookupResult: Sendable, Equatable {
     case failed(String, reason: String)
 }
 
-/// A tunnel the NMS directed, as status shows it.
+/// A tunnel the NMS directed: how it was made, which way it goes now and why.
 struct PathInfo {
+    /// Which way the tunnel goes (DESIGN §5): as directed (direct, local), hole punching
+    /// before its deadline, through the relay, or direct with the relay as fallback.
+    enum Mode: Equatable {
+        case direct
+        case punching(deadline: Double)
+        case relayed
+        case directWithFallback
+    }
     var pathID: UInt64
     var kind: String
     var role: RouteDirection.Role
@@ -27,6 +35,18 @@ struct PathInfo {
     var endpoints: [Endpoint]
     var punchesLeft: Int
     var lastPunchAnswer: Double
+    /// The TRS the NMS named (relay routes, and punches that may fall back to it).
+    var relay: Endpoint? = nil
+    var mode = Mode.direct
+    /// Why it goes the way it goes, for status.
+    var reason = ""
+    /// The relay bound our end / the peer's end (from its grants).
+    var relayBound = false
+    var peerBound = false
+    /// Direct-path probing (HolePunchingForOptimization) and the last answer from a direct source.
+    var lastDirectProbe = 0.0
+    var lastDirectAnswer = 0.0
+    var directSince = 0.0
 }
 
 /// A name being set up for the resolver; later queries for it join.
@@ -156,24 +176,55 @@ extension NodeSignaling {
         // A second direction for a lookup that has one (its request was repeated) changes nothing.
         if d.role == .initiator, state.withLock({ $0.lookups[fqdn]?.direction != nil }) { return }
         let kind = routeKind(d)
-        let punch = d.processCode == .natTraversal || d.role == .responder
-        state.withLock { s in
-            s.paths[fqdn] = PathInfo(
-                pathID: d.pathID, kind: kind, role: d.role, peerNodeID: d.peerNodeID, authorization: auth, endpoints: d.peerEndpoints,
-                punchesLeft: punch ? 4 : 0, lastPunchAnswer: 0)
-        }
-        if d.processCode == .relay {
-            // Relayed routes are signaled here and carried once trs-relay exists.
-            logger.notice(
-                "signaling: the NMS routes \(fqdn) through a relay (\(d.relay.map(\.description) ?? "none")); relaying is not available yet")
+        let relayed = d.processCode == .relay
+        let punch = !relayed && (d.processCode == .natTraversal || d.role == .responder)
+        if relayed, d.relay == nil {
             if d.role == .responder {
-                // Confirmed, so the initiator hears the route and says why there is no tunnel.
                 sendToNMS(
-                    .routeDirectionConfirmation(RouteDirectionConfirmation(pathID: d.pathID, status: .ok, localEndpoints: [])),
+                    .routeDirectionConfirmation(RouteDirectionConfirmation(pathID: d.pathID, status: .unavailable, localEndpoints: [])),
                     transactionID: transactionID)
             } else {
-                finish(fqdn, .failed("route to \(fqdn) needs a relay, not available yet", reason: "relay_unavailable"), transactionID: transactionID)
+                finish(
+                    fqdn, .failed("the NMS routes \(fqdn) through a relay but named none", reason: "relay_unavailable"), transactionID: transactionID)
             }
+            return
+        }
+        state.withLock { s in
+            var path = PathInfo(
+                pathID: d.pathID, kind: kind, role: d.role, peerNodeID: d.peerNodeID, authorization: auth, endpoints: d.peerEndpoints,
+                punchesLeft: punch ? 4 : 0, lastPunchAnswer: 0)
+            path.relay = d.relay
+            path.reason = routeReason(d, kind: kind, s)
+            if relayed {
+                path.mode = .relayed
+            } else if d.processCode == .natTraversal, d.relay != nil {
+                path.mode = .punching(deadline: now + manager.config.punchTimeoutSeconds)
+            }
+            s.paths[fqdn] = path
+        }
+        if relayed {
+            useRelay(fqdn, now: now)
+            switch d.role {
+            case .responder:
+                let locals = state.withLock { s -> [Endpoint] in
+                    s.counters.directionsAsResponder += 1
+                    return s.localEndpoints
+                }
+                sendToNMS(
+                    .routeDirectionConfirmation(RouteDirectionConfirmation(pathID: d.pathID, status: .ok, localEndpoints: locals)),
+                    transactionID: transactionID)
+            case .initiator:
+                // The handshake goes through the relay once it bound both ends (its grant says so).
+                var viaRelay = d
+                viaRelay.peerEndpoints = [d.relay!]
+                state.withLock { s in
+                    guard s.lookups[fqdn]?.transactionID == transactionID else { return }
+                    s.lookups[fqdn]!.direction = viaRelay
+                    s.lookups[fqdn]!.lastTry = now
+                    s.counters.directionsAnswered += 1
+                }
+            }
+            logger.info("signaling: tunnel with \(fqdn) through the relay at \(d.relay!) (path \(d.pathID))")
             return
         }
         if punch { self.punch(fqdn) }
@@ -239,18 +290,23 @@ extension NodeSignaling {
     /// A peer's punch: authenticated by the path's authorization, and only while that is
     /// valid; answered once a second (so both NATs open), and an initiator still waiting
     /// retries its handshake once to where the punch came from (the peer's real mapping).
-    func punched(_ p: HolePunch, from: SocketAddress, now: Double) {
+    func punched(_ p: HolePunch, probe: Bool, from: SocketAddress, now: Double) {
         let wall = UInt64(max(0, unixNowSeconds()))
         let found = state.withLock { s -> (String, PathInfo, Bool)? in
             guard let (fqdn, path) = s.paths.first(where: { $0.value.pathID == p.pathID }), p.senderNodeID == path.peerNodeID,
                 path.authorization.expires >= wall, p.authenticator == path.authorization.punchAuthenticator(senderNodeID: p.senderNodeID)
             else { return nil }
             s.counters.punchesReceived += 1
-            let answer = now - path.lastPunchAnswer >= 1
+            // A direct-path probe is answered every time (at most twice a second): the answer
+            // is how the prober knows the direct path works both ways.
+            let answer = now - path.lastPunchAnswer >= (probe ? 0.5 : 1)
             if answer { s.paths[fqdn]!.lastPunchAnswer = now }
             return (fqdn, path, answer)
         }
         guard let (fqdn, path, answer) = found else { return countBad() }
+        if path.relay == nil || from != SocketAddress(path.relay!) {
+            directAnswer(fqdn, probe: probe, from: from, now: now)
+        }
         if answer {
             let probe = HolePunch(
                 pathID: path.pathID, senderNodeID: nodeID, authenticator: path.authorization.punchAuthenticator(senderNodeID: nodeID))
@@ -286,7 +342,9 @@ extension NodeSignaling {
                     // The request or its answer was lost: ask again, same transaction.
                     s.lookups[fqdn]!.lastAsk = now
                     askAgain.append((fqdn, l.transactionID))
-                } else if let d = l.direction, now - l.lastTry >= Self.retrySeconds, !d.peerEndpoints.isEmpty {
+                } else if let d = l.direction, now - l.lastTry >= Self.retrySeconds, !d.peerEndpoints.isEmpty,
+                    s.paths[fqdn].map({ $0.mode != .relayed || $0.peerBound }) ?? true
+                {
                     let next = (l.endpointIndex + 1) % d.peerEndpoints.count
                     s.lookups[fqdn]!.endpointIndex = next
                     s.lookups[fqdn]!.lastTry = now

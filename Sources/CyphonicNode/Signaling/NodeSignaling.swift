@@ -39,6 +39,8 @@ public final class NodeSignaling: Sendable {
         var resent = 0
         var registeredAt: Double
         var signer: Ed25519PublicKey?
+        /// The NMS signing certificate (DER), which relay requests carry.
+        var signingCertificate: [UInt8] = []
     }
 
     struct Connecting: @unchecked Sendable {
@@ -65,6 +67,8 @@ public final class NodeSignaling: Sendable {
         var lookups: [String: Lookup] = [:]
         var paths: [String: PathInfo] = [:]
         var negative: [String: Double] = [:]
+        /// Our sessions with the relays that carry (or may carry) our tunnels.
+        var relays: [Endpoint: RelayLink] = [:]
         var counters = Counters()
     }
 
@@ -80,6 +84,10 @@ public final class NodeSignaling: Sendable {
         public var punchesSent: UInt64 = 0
         public var punchesReceived: UInt64 = 0
         public var badDatagrams: UInt64 = 0
+        public var relayRequests: UInt64 = 0
+        public var relayRefusals: UInt64 = 0
+        public var switchesToDirect: UInt64 = 0
+        public var fallbacksToRelay: UInt64 = 0
     }
 
     let nms: [Endpoint]
@@ -99,7 +107,11 @@ public final class NodeSignaling: Sendable {
         nms: [Endpoint], key: X25519PrivateKey, certificate: Certificate, listenPort: UInt16, overlay: [IPPrefix], manager: TunnelManager,
         logger: Logger
     ) {
-        self.nms = nms
+        // Only NMS endpoints of a family this host has an address of (an IPv6-only host
+        // would wait on every IPv4 endpoint first); all of them when that leaves none.
+        let families = Set(localAddresses(excluding: overlay).map(\.isIPv4))
+        let reachable = nms.filter { families.contains($0.address.isIPv4) }
+        self.nms = reachable.isEmpty ? nms : reachable
         self.key = key
         localKey = key.publicKey.bytes
         certificateValue = Mutex(certificate.derBytes)
@@ -108,7 +120,7 @@ public final class NodeSignaling: Sendable {
         self.overlay = overlay
         self.manager = manager
         self.logger = logger
-        if nms.isEmpty {
+        if self.nms.isEmpty {
             state.withLock {
                 $0.phase = .disabled
                 $0.reason = "no NMS endpoint (none in the enrolment's provision, none in config `nms`)"
@@ -212,7 +224,8 @@ public final class NodeSignaling: Sendable {
             s.counters.registrations += 1
             s.registration = Registered(
                 session: session, observed: ack.observed, keepAliveSeconds: Double(max(1, ack.keepAliveSeconds)),
-                lastKeepAliveSent: now, lastAck: now, awaitingAck: false, registeredAt: now, signer: signer)
+                lastKeepAliveSent: now, lastAck: now, awaitingAck: false, registeredAt: now, signer: signer,
+                signingCertificate: ack.signingCertificate)
             s.connecting = nil
             s.phase = .registered
             s.reason = "registered"

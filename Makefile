@@ -8,7 +8,7 @@ FUZZ_RUNS ?= 1000000
 BUILD_PACKAGES = libssl-dev libsqlite3-dev pkg-config
 TEST_PACKAGES = $(BUILD_PACKAGES) openssl iproute2 nftables iperf3 iputils-ping dnsutils procps curl python3 libc-bin
 
-.PHONY: build release test fuzz bench bench-tunnel bench-hub bench-setup bench-nms lab-up lab-down lab-status lab-smoke clean format format-check
+.PHONY: build release test fuzz bench bench-tunnel bench-hub bench-setup bench-nms lab-up lab-down lab-status lab-smoke lab-smoke-nat clean format format-check
 
 build:
 	@scripts/ensure-packages.sh $(BUILD_PACKAGES)
@@ -18,13 +18,15 @@ release:
 	@scripts/ensure-packages.sh $(BUILD_PACKAGES)
 	$(SWIFT) build -c release
 
-# Then the lab end to end (lab/smoke.sh) with the debug binaries just built, when root.
+# Then the lab end to end (lab/smoke.sh, then its NAT scenario, lab/smoke-nat.sh) with the
+# debug binaries just built, when root.
 test:
 	@scripts/ensure-packages.sh $(TEST_PACKAGES)
 	@scripts/format-check.sh
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
-	@if [ "$$(id -u)" -eq 0 ]; then BIN=.build/debug lab/smoke.sh; else echo "lab-smoke skipped: needs root (network namespaces, TUN)"; fi
+	@if [ "$$(id -u)" -eq 0 ]; then BIN=.build/debug lab/smoke.sh && BIN=.build/debug lab/smoke-nat.sh; \
+	else echo "lab-smoke and lab-smoke-nat skipped: need root (network namespaces, TUN)"; fi
 
 fuzz:
 	FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_SECONDS=$(FUZZ_SECONDS) ./FuzzTesting/run.sh
@@ -61,14 +63,17 @@ bench-nms:
 	$(SWIFT) build -c release
 	./.build/release/cyphonic-bench nms
 
-# The lab (DESIGN §6, lab/README.md): as-server and nms-server in cy-cloud, 1 responder and
-# 10 initiators that reach each other by name through the NMS and their resolvers (root).
-LAB_PACKAGES = $(BUILD_PACKAGES) iproute2 iperf3 iputils-ping dnsutils procps python3 libc-bin curl
+# The lab (DESIGN §6, lab/README.md): as-server, nms-server and trs-relay in cy-cloud,
+# 1 responder and 10 initiators that reach each other by name through the NMS and their
+# resolvers (root). `make lab-up SCENARIO=nat` adds NAT routers, their LANs and a v4-only
+# and a v6-only island, one node pair per route of DESIGN §5.
+SCENARIO ?=
+LAB_PACKAGES = $(BUILD_PACKAGES) iproute2 nftables iperf3 iputils-ping dnsutils procps python3 libc-bin curl
 lab-up:
 	@[ "$$(id -u)" -eq 0 ] || { echo "lab-up needs root (network namespaces, TUN)"; exit 1; }
 	@scripts/ensure-packages.sh $(LAB_PACKAGES)
 	$(SWIFT) build -c release
-	@lab/lab.sh up
+	@SCENARIO=$(SCENARIO) lab/lab.sh up
 
 lab-down:
 	@lab/lab.sh down
@@ -82,6 +87,14 @@ lab-smoke:
 	@scripts/ensure-packages.sh $(LAB_PACKAGES)
 	$(SWIFT) build -c release
 	@lab/smoke.sh
+
+# The NAT scenario end to end: every route of DESIGN §5 (direct, local, punched, relay),
+# iperf3 through the relay, v4-only <-> v6-only, a TRS restart, relay <-> direct switches.
+lab-smoke-nat:
+	@[ "$$(id -u)" -eq 0 ] || { echo "lab-smoke-nat needs root (network namespaces, TUN)"; exit 1; }
+	@scripts/ensure-packages.sh $(LAB_PACKAGES)
+	$(SWIFT) build -c release
+	@lab/smoke-nat.sh
 
 # One formatter for the tree (swift-format from the toolchain, config in .swift-format).
 format:

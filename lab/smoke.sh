@@ -103,7 +103,7 @@ kill -9 "$resp_pid"
 sleep 0.5
 lab/lab.sh start-node cy-resp
 start=$SECONDS
-until ip netns exec $LAST ping -c 1 -W 1 $NAME >/dev/null 2>&1; do
+until ip netns exec "$LAST" ping -c 1 -W 1 $NAME >/dev/null 2>&1; do
   [ $((SECONDS - start)) -le 45 ] || fail "$LAST did not reach $NAME within 45 s of the responder's restart"
   sleep 0.5
 done
@@ -140,7 +140,7 @@ until "$BIN/cyphonic-node" status --control "$DIR/outsider.sock" --json 2>/dev/n
   [ $((SECONDS - start)) -le 15 ] || fail "outsider did not register"
   sleep 0.2
 done
-ip netns exec $LAST dig outsider.cyphonic.internal A | grep -q "status: SERVFAIL" || fail "a lookup across groups was not SERVFAIL"
+ip netns exec "$LAST" dig outsider.cyphonic.internal A | grep -q "status: SERVFAIL" || fail "a lookup across groups was not SERVFAIL"
 "$BIN/cyphonic-node" status --control "$DIR/$(printf init%02d "$N").sock" --json | python3 -c '
 import json, sys
 f = json.load(sys.stdin)["resolver"]["counters"]["failures"]
@@ -165,6 +165,7 @@ for p in json.load(sys.stdin)["peers"]:
 nat=$("$BIN/cyphonic-node" status --control "$DIR/lan1.sock" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["signaling"]["natIPv4"])')
 say "   lan1 behind cy-nat1: NAT on IPv4: $nat"
 for pair in "cy-lan1 lan1 lan2" "cy-lan1 lan1 responder" "$LAST $(printf init%02d "$N") lan2"; do
+  # shellcheck disable=SC2086 # a pair is three words
   set -- $pair
   out=$(ip netns exec "$1" ping -4 -c 3 -i 0.2 -W 2 "$3.cyphonic.internal" 2>&1) || true
   echo "$out" | grep -q " 0% packet loss" || fail "$2 -> $3 across the NAT: $(echo "$out" | tail -2 | head -1)"
@@ -179,5 +180,5 @@ lab/lab.sh down >/dev/null
 ip netns list | grep -q '^cy-' && fail "namespaces left: $(ip netns list | grep '^cy-')"
 ls /etc/netns/cy-* >/dev/null 2>&1 && fail "/etc/netns/cy-* left"
 [ -e "$DIR" ] && fail "$DIR left"
-pgrep -f "$BIN/(cyphonic-node|nms-server|as-server)" >/dev/null && fail "daemons left: $(pgrep -af "$BIN/")"
+pgrep -f "$BIN/(cyphonic-node|nms-server|as-server|trs-relay)" >/dev/null && fail "daemons left: $(pgrep -af "$BIN/")"
 say "PASS"

@@ -203,7 +203,7 @@ extension NodeSignaling {
                         s.relays[relay]!.lastRefresh = now
                         refresh += needed
                     }
-                } else if !needed.isEmpty, now >= link.nextAttempt, link.connecting.map { now - $0.sentAt >= 1 } ?? true {
+                } else if !needed.isEmpty, now >= link.nextAttempt, link.connecting.map({ now - $0.sentAt >= 1 }) ?? true {
                     connect.append(relay)
                 }
             }

@@ -86,6 +86,13 @@ extension TRSServer {
         guard let cert = try? Certificate(der: r.certificate), (try? verifier.verify(cert, role: .node, at: now)) != nil,
             cert.x25519PublicKey == key, let fqdn = cert.commonName
         else { return refuse("certificate not accepted") }
+        // Sealed before the session is compacted (the compact copy continues its counter).
+        let ack = RegistrationAck(
+            observed: from, keepAliveSeconds: UInt16(settings.refreshSeconds), probeToken: [UInt8](repeating: 0, count: Datagram.probeTokenSize),
+            probeEndpoints: [])
+        guard let sealedAck = try? session.seal(SignalingMessage(transactionID: message.transactionID, body: .registrationAck(ack))) else {
+            return metrics.drop("handshake_failed")
+        }
         let full = nodes.withLock { n -> Bool in
             if let old = n.byKey[key.bytes] { n.remove(old) }
             guard n.byIndex.count < settings.maxNodes else { return true }
@@ -95,12 +102,7 @@ extension TRSServer {
             return false
         }
         guard !full else { return refuse("relay full") }
-        let ack = RegistrationAck(
-            observed: from, keepAliveSeconds: UInt16(settings.refreshSeconds), probeToken: [UInt8](repeating: 0, count: Datagram.probeTokenSize),
-            probeEndpoints: [])
-        if let sealed = try? session.seal(SignalingMessage(transactionID: message.transactionID, body: .registrationAck(ack))) {
-            send(sealed, to: from, socketIndex: socketIndex)
-        }
+        send(sealedAck, to: from, socketIndex: socketIndex)
         logger.info("trs: \(fqdn) connected from \(from)")
     }
 

@@ -304,7 +304,8 @@ extension NodeSignaling {
             return (fqdn, path, answer)
         }
         guard let (fqdn, path, answer) = found else { return countBad() }
-        if path.relay == nil || from != SocketAddress(path.relay!) {
+        // (Compared as endpoints: the dual-stack socket reports IPv4 sources as mapped IPv6.)
+        if path.relay == nil || from.endpoint != path.relay {
             directAnswer(fqdn, probe: probe, from: from, now: now)
         }
         if answer {

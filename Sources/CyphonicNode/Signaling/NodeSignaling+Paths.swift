@@ -58,7 +58,7 @@ extension NodeSignaling {
                 }
             case .relayed:
                 // The peer moved the tunnel off the relay (its probe was answered): follow.
-                if up, let relay = p.relay, let at = manager.endpoint(of: fqdn), at != SocketAddress(relay) {
+                if up, let relay = p.relay, let at = manager.endpoint(of: fqdn)?.endpoint, at != relay {
                     state.withLock { s in
                         s.paths[fqdn]?.mode = .directWithFallback
                         s.paths[fqdn]?.directSince = now
@@ -67,7 +67,7 @@ extension NodeSignaling {
                         s.paths[fqdn]?.reason = "direct: moved off the relay (the peer's direct probe was answered)"
                         s.counters.switchesToDirect += 1
                     }
-                    logger.info("signaling: tunnel with \(fqdn) moved off the relay by the peer, direct to \(at.endpoint.map(\.description) ?? "?")")
+                    logger.info("signaling: tunnel with \(fqdn) moved off the relay by the peer, direct to \(at)")
                 } else if up, !p.endpoints.isEmpty, now - p.lastDirectProbe >= retry {
                     state.withLock { $0.paths[fqdn]?.lastDirectProbe = now }
                     steps.append(.probe(fqdn, p.endpoints))

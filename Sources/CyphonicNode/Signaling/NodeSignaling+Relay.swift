@@ -175,6 +175,8 @@ extension NodeSignaling {
             s.lookups[fqdn]!.lastTry = now
             return fqdn
         }
+        logger.debug(
+            "signaling: relay grant for path \(g.pathID) (peer bound: \(g.peerBound))\(start.map { "; handshake with \($0) through it" } ?? "")")
         if let fqdn = start, !manager.hasSession(fqdn) { manager.initiate(fqdn: fqdn, endpoint: SocketAddress(relay)) }
     }
 

@@ -5,8 +5,8 @@ import CyphonicPosix
 import CyphonicSignaling
 import CyphonicWire
 
-/// A node's NMS signaling reduced to its messages, for the `cyphonic-bench nms` load
-/// generator and the tests: the real handshake (Noise XX, the NMS certificate checked,
+/// A node's NMS (or relay) signaling reduced to its messages, for the `cyphonic-bench nms`
+/// load generator and the tests: the real handshake (Noise XX, the service certificate checked,
 /// our certificate in message 3) and the real session, with no socket of its own, so
 /// one socket can carry many simulated nodes (datagrams are told apart by the receiver
 /// index, ``localIndex``). Not thread-safe: one owner at a time.
@@ -15,11 +15,14 @@ public final class SimulatedNode {
     public let certificate: Certificate
     public let fqdn: String
     private let verifier: CertificateVerifier
+    /// The service it talks to (nms, or trs for a relay).
+    private let role: CertificateRole
     private var handshake: ServiceClientHandshake?
     public private(set) var session: SignalingSession?
     private var nextTransaction: UInt32 = 1
 
-    public init(key: X25519PrivateKey, certificate: Certificate, verifier: CertificateVerifier) {
+    public init(key: X25519PrivateKey, certificate: Certificate, verifier: CertificateVerifier, role: CertificateRole = .nms) {
+        self.role = role
         self.key = key
         self.certificate = certificate
         self.verifier = verifier
@@ -31,7 +34,7 @@ public final class SimulatedNode {
 
     /// Handshake message 1 (a fresh handshake; `cookie` when the NMS asked for one).
     public func initiation(cookie: [UInt8]? = nil) throws -> [UInt8] {
-        let h = try ServiceClientHandshake(localStatic: key, verifier: verifier, role: .nms)
+        let h = try ServiceClientHandshake(localStatic: key, verifier: verifier, role: role)
         handshake = h
         session = nil
         return try h.initiation(cookie: cookie)

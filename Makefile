@@ -8,7 +8,7 @@ FUZZ_RUNS ?= 1000000
 BUILD_PACKAGES = libssl-dev libsqlite3-dev pkg-config
 TEST_PACKAGES = $(BUILD_PACKAGES) openssl iproute2 nftables iperf3 iputils-ping dnsutils procps curl python3 libc-bin
 
-.PHONY: build release test fuzz bench bench-tunnel bench-hub bench-setup bench-nms lab-up lab-down lab-status lab-smoke lab-smoke-nat clean format format-check
+.PHONY: build release test fuzz bench bench-tunnel bench-hub bench-setup bench-relay bench-nms lab-up lab-down lab-status lab-smoke lab-smoke-nat clean format format-check
 
 build:
 	@scripts/ensure-packages.sh $(BUILD_PACKAGES)
@@ -56,6 +56,13 @@ bench-setup:
 	@scripts/ensure-packages.sh $(LAB_PACKAGES) bc
 	$(SWIFT) build -c release
 	bash bench/setup.sh
+
+# The same tunnel relayed (trs-relay) and direct in one run: TCP, idle and loaded RTT, relay
+# CPU per GB, out-of-order datagrams (root; brings the NAT lab up and down). bench-out/.
+bench-relay:
+	@scripts/ensure-packages.sh $(LAB_PACKAGES) bc
+	$(SWIFT) build -c release
+	bash bench/relay.sh
 
 # NMS capacity: 100 000 simulated nodes registered over real UDP and Noise sessions,
 # then direction requests per second and registration memory per node.

@@ -115,7 +115,7 @@ let package = Package(
         .executableTarget(
             name: "trs-relay",
             dependencies: [
-                "CyphonicCore", "CyphonicTRS", "CyphonicService",
+                "CyphonicCore", "CyphonicTRS", "CyphonicService", "CyphonicPKI", "CyphonicSignaling",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

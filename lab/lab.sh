@@ -181,7 +181,7 @@ start_trs() {
   local before
   before=$(listening_lines "$DIR/trs.log")
   ip netns exec $CLOUD "$BIN/trs-relay" serve --bundle "$DIR/trs" \
-    --listen $CLOUD4:4503 --listen "[$CLOUD6]:4503" \
+    --listen $CLOUD4:4503 --listen "[$CLOUD6]:4503" --as $CLOUD4:4501 \
     --metrics 127.0.0.1:9454 --control "$DIR/trs.sock" >>"$DIR/trs.log" 2>&1 &
   wait_for "the trs-relay to listen" 10 trs_listening "$before"
 }

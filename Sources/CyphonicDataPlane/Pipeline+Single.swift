@@ -157,6 +157,11 @@ extension Pipeline {
     /// A keepalive on a given session of `peer` (a responder confirming a new session).
     public func sendKeepalive(to peer: Peer, on session: DataSession) { sendControlCapsule([], to: peer, on: session) }
 
+    /// An authenticated keepalive to `peer` at another address than its endpoint (a
+    /// direct path being tried while the tunnel goes through the relay): if it arrives,
+    /// the peer's roaming follows it there.
+    public func sendKeepalive(to peer: Peer, at endpoint: SocketAddress) { sendControlCapsule([], to: peer, at: endpoint) }
+
     /// Tells a peer we shut down (an authenticated Finalization), so it ends the
     /// session now instead of after its idle timeout. Call on the stopping thread,
     /// before ``stop()`` (it uses the control key).
@@ -165,10 +170,12 @@ extension Pipeline {
         sendControlCapsule(message, to: peer, flags: .control)
     }
 
-    private func sendControlCapsule(_ payload: [UInt8], to peer: Peer, flags: HeaderFlags = [], on given: DataSession? = nil) {
+    private func sendControlCapsule(
+        _ payload: [UInt8], to peer: Peer, flags: HeaderFlags = [], on given: DataSession? = nil, at address: SocketAddress? = nil
+    ) {
         peers.lock()
         let session = given ?? peer.current
-        let endpoint = peer.endpoint
+        let endpoint = address ?? peer.endpoint
         peers.unlock()
         guard let session, let endpoint else { return }
         var buffer = [UInt8](repeating: 0, count: Header.size + payload.count + 16)
@@ -180,6 +187,7 @@ extension Pipeline {
         }
         guard let n else { return }
         try? buffer.withUnsafeBytes { try socket.send(UnsafeRawBufferPointer(rebasing: $0[0..<n]), to: endpoint) }
-        session.lastSent = monotonicSeconds()
+        // A probe of another address is not a keepalive where the peer is.
+        if address == nil { session.lastSent = monotonicSeconds() }
     }
 }

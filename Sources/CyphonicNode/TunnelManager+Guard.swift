@@ -27,9 +27,17 @@ extension TunnelManager {
     /// The handshake guard on a raw TunnelRequest: true to go on with the handshake; else
     /// the cookie reply (to an unverified source) is sent or the request dropped here.
     func admit(_ bytes: UnsafeRawBufferPointer, from: SocketAddress, verified: Bool) -> Bool {
-        guard let source = from.endpoint else {
+        guard var source = from.endpoint else {
             stats.badControl.add()
             return false
+        }
+        // Every relayed peer comes from the relay's address: there the guard keys its
+        // cookies and limits by the path (the relay forwards a request only from the end
+        // the path's authorization bound), so one relayed peer cannot use up the others'.
+        if signaling?.isRelay(source) == true {
+            var synthetic: [UInt8] = [0xfd, 0x52, 0x45, 0x4c, 0, 0, 0, 0]
+            synthetic += Array(bytes[(Header.size + 4)..<(Header.size + 12)])
+            source = Endpoint(address: IPAddress(bytes: synthetic)!, port: source.port)
         }
         let o = Self.requestNoiseOffset + 32
         let cookie =

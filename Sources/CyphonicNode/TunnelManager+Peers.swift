@@ -31,6 +31,26 @@ extension TunnelManager {
         }
     }
 
+    /// Seconds since the last authenticated packet from `fqdn` (any of its sessions).
+    func secondsSinceReceived(from fqdn: String, now: Double) -> Double? { activity(of: fqdn, now: now)?.received }
+
+    /// Seconds since the last packet from and to `fqdn` (any of its sessions).
+    func activity(of fqdn: String, now: Double) -> (received: Double, sent: Double)? {
+        peers.withLock {
+            guard let p = peers.peersLocked.first(where: { $0.fqdn == fqdn }) else { return nil }
+            let sessions = [p.current, p.next, p.previous].compactMap { $0 }
+            guard let received = sessions.map(\.lastReceived).max(), let sent = sessions.map(\.lastSent).max() else { return nil }
+            return (now - received, now - sent)
+        }
+    }
+
+    /// An authenticated keepalive to `fqdn`, at `endpoint` when given (a direct path
+    /// tried while the tunnel is relayed), else where it is now.
+    func sendKeepalive(to fqdn: String, at endpoint: SocketAddress? = nil) {
+        guard let peer = peers.withLock({ peers.peersLocked.first { $0.fqdn == fqdn && $0.current != nil } }) else { return }
+        if let endpoint { pipeline?.sendKeepalive(to: peer, at: endpoint) } else { pipeline?.sendKeepalive(to: peer) }
+    }
+
     /// Where we send to `fqdn` now.
     func endpoint(of fqdn: String) -> SocketAddress? { peers.withLock { peers.peersLocked.first { $0.fqdn == fqdn }?.endpoint } }
 

@@ -15,7 +15,7 @@ extension TunnelManager {
             // An initiation unanswered for 5 s is given up (and logged: the first, then every tenth).
             for (_, i) in initiations where now - i.sentAt >= 5 {
                 let n = unanswered[i.fqdn] ?? 0
-                if n == 1 || n % 10 == 0 {
+                if n == 1 || (n > 0 && n % 10 == 0) {
                     notes.append(
                         "tunnel: no answer from \(i.fqdn) at \(i.endpoint.endpoint.map(\.description) ?? "?") (\(n) handshake initiation\(n == 1 ? "" : "s") so far)"
                     )

@@ -30,9 +30,9 @@ public final class TRSMetrics: Sendable {
         "node_limit", "table_full", "not_registered",
     ]
     public static let dropReasons = [
-        "malformed", "unexpected_type", "unknown_source", "unknown_index", "unknown_path", "not_bound", "peer_not_bound",
+        "malformed", "unexpected_type", "unknown_index", "unknown_path", "not_bound", "peer_not_bound",
         "rate_limited", "unknown_session", "handshake_failed", "replay", "authentication_failed", "table_full", "cookie_sent",
-        "handshake_source_limit", "handshake_busy", "registration_refused", "send_failed",
+        "handshake_source_limit", "handshake_busy", "registration_refused", "send_failed", "moved", "signaling_rate_limited",
     ]
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {

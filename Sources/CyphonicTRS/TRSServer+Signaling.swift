@@ -44,7 +44,13 @@ extension TRSServer {
         }
         guard pending.withLock({ $0.count < settings.maxPendingHandshakes }) else { return metrics.drop("table_full") }
         do {
-            let hs = try ServiceServerHandshake(localStatic: identity.key, certificate: identity.certificate)
+            // A session index no node or pending handshake has.
+            var hs = try ServiceServerHandshake(localStatic: identity.key, certificate: identity.certificate)
+            var attempts = 1
+            while attempts < 8, pending.withLock({ $0[hs.localIndex] != nil }) || nodes.withLock({ $0.byIndex[hs.localIndex] != nil }) {
+                hs = try ServiceServerHandshake(localStatic: identity.key, certificate: identity.certificate)
+                attempts += 1
+            }
             let reply = try hs.respond(to: d)
             pending.withLock { $0[hs.localIndex] = PendingHandshake(handshake: UncheckedHandshake(value: hs), created: now, from: from) }
             send(reply, to: from, socketIndex: socketIndex)
@@ -97,7 +103,9 @@ extension TRSServer {
             if let old = n.byKey[key.bytes] { n.remove(old) }
             guard n.byIndex.count < settings.maxNodes else { return true }
             n.byIndex[session.localIndex] = NodeSessions.Node(
-                session: session.compact(), key: key.bytes, fqdn: fqdn, endpoint: from, socketIndex: socketIndex, lastSeen: now)
+                session: session.compact(), key: key.bytes, fqdn: fqdn, serial: cert.serial ?? 0, endpoint: from, socketIndex: socketIndex,
+                lastSeen: now,
+                budget: SignalingBudget(now: now))
             n.byKey[key.bytes] = session.localIndex
             return false
         }
@@ -125,21 +133,35 @@ extension TRSServer {
         case .success(let m): message = m
         case .failure(let e): return metrics.drop(e.dropReason)
         }
-        guard
-            let key = nodes.withLock({ n -> [UInt8]? in
-                guard n.byIndex[header.receiverIndex]?.session.accept(header.counter, now: now) == true else { return nil }
-                n.byIndex[header.receiverIndex]!.lastSeen = now
-                n.byIndex[header.receiverIndex]!.endpoint = from
-                n.byIndex[header.receiverIndex]!.socketIndex = socketIndex
-                return n.byIndex[header.receiverIndex]!.key
-            })
-        else { return metrics.drop("replay") }
+        // Only from the address the node proved in its handshake (it had to receive our
+        // message 2 there): a node that moved connects again, so no one can point an end
+        // at an address that never answered. And at most its signaling budget.
+        enum Check {
+            case ok([UInt8])
+            case replay, moved, limited
+        }
+        let check = nodes.withLock { n -> Check in
+            guard var node = n.byIndex[header.receiverIndex] else { return .replay }
+            guard node.endpoint == from else { return .moved }
+            guard node.budget.take(now: now) else { return .limited }
+            guard node.session.accept(header.counter, now: now) else { return .replay }
+            node.lastSeen = now
+            n.byIndex[header.receiverIndex] = node
+            return .ok(node.key)
+        }
+        let key: [UInt8]
+        switch check {
+        case .ok(let k): key = k
+        case .replay: return metrics.drop("replay")
+        case .moved: return metrics.drop("moved")
+        case .limited: return metrics.drop("signaling_rate_limited")
+        }
         let index = header.receiverIndex
         switch message.body {
         case .keepAlive:
             send(SignalingMessage(transactionID: message.transactionID, body: .keepAliveAck(observed: from)), toNode: index)
         case .relayRequest(let q):
-            relayRequest(q, key: key, transactionID: message.transactionID, node: index, from: from, socketIndex: socketIndex)
+            relayRequest(q, key: key, transactionID: message.transactionID, node: index, from: from, socketIndex: socketIndex, now: now)
         case .finalization:
             nodes.withLock { $0.remove(index) }
         default:
@@ -150,9 +172,13 @@ extension TRSServer {
     }
 
     /// A relay request: the authorization checked offline, then this end bound.
-    private func relayRequest(_ q: RelayRequest, key: [UInt8], transactionID: UInt32, node: UInt32, from: Endpoint, socketIndex: Int) {
+    private func relayRequest(
+        _ q: RelayRequest, key: [UInt8], transactionID: UInt32, node: UInt32, from: Endpoint, socketIndex: Int, now: Int64
+    ) {
         func refuse(_ reason: String, _ code: StatusCode, _ text: String) {
             metrics.refuse(reason)
+            // A refused refresh ends this node's part in the path.
+            table.withLock { $0.unbind(q.pathID, nodeKey: key) }
             logger.notice("trs: relay request for path \(q.pathID) from \(from) refused: \(text)")
             send(SignalingMessage(transactionID: transactionID, body: .error(code: code, message: text)), toNode: node, status: code)
         }
@@ -166,9 +192,21 @@ extension TRSServer {
         guard authorization.processCode == .relay || authorization.processCode == .natTraversal else {
             return refuse("wrong_code", .forbidden, "the authorization is for a direct route")
         }
-        do {
-            try authorization.verify(
-                signer: signer, pathID: q.pathID, between: authorization.initiatorKey, and: authorization.responderKey)
+        // A refresh of an authorization verified before costs a hash, not a signature check.
+        let digest = SHA256.hash(q.authorization)
+        let known = verified.withLock { $0[digest] }
+        do throws(AuthorizationError) {
+            if let expires = known {
+                guard expires >= now else { throw AuthorizationError.expired }
+                guard authorization.pathID == q.pathID else { throw AuthorizationError.wrongPath }
+            } else {
+                try authorization.verify(
+                    signer: signer, pathID: q.pathID, between: authorization.initiatorKey, and: authorization.responderKey, now: now)
+                verified.withLock { v in
+                    if v.count >= 100_000 { v.removeAll() }
+                    v[digest] = Int64(clamping: authorization.expires)
+                }
+            }
         } catch {
             switch error {
             case .badSignature: return refuse("bad_signature", .unauthorized, "\(error)")
@@ -180,7 +218,7 @@ extension TRSServer {
         let result = table.withLock {
             $0.bind(
                 authorization, nodeKey: key, address: SocketAddress(from), socketIndex: socketIndex, indices: q.sessionIndices,
-                now: monotonicSeconds())
+                now: monotonicSeconds(), validFor: Double(Int64(clamping: authorization.expires) - now))
         }
         switch result {
         case .refused(let reason):
@@ -202,14 +240,17 @@ extension TRSServer {
         }
     }
 
-    /// The Ed25519 key of an NMS signing certificate of our CA (cached by certificate).
+    /// The Ed25519 key of an NMS signing certificate of our CA; verdicts (also refusals)
+    /// are cached by certificate until it expires, at most 64.
     private func signingKey(_ der: [UInt8]) -> Ed25519PublicKey? {
-        if let k = signers.withLock({ $0[der] }) { return k }
-        guard let k = try? nmsSigningKey(certificate: der, verifier: verifier) else { return nil }
+        let now = unixNowSeconds()
+        if let cached = signers.withLock({ $0[der] }), cached.until >= now { return cached.key }
+        let cert = try? Certificate(der: der)
+        let key = try? nmsSigningKey(certificate: der, verifier: verifier, now: now)
         signers.withLock { s in
-            if s.count >= 16 { s.removeAll() }
-            s[der] = k
+            if s.count >= 64 { s.removeAll() }
+            s[der] = (key, key == nil ? now + 60 : cert?.notAfter ?? now)
         }
-        return k
+        return key
     }
 }

@@ -35,11 +35,16 @@ public final class TRSServer: Sendable {
     public let metrics: TRSMetrics
     public let handshakeGuard: HandshakeGuard
     let logger: Logger
-    let verifier: CertificateVerifier
+    let verifierState: Mutex<CertificateVerifier>
+    /// The verifier with the revocation list in force.
+    var verifier: CertificateVerifier { verifierState.withLock { $0 } }
     let table: Mutex<RelayTable>
     let nodes = Mutex(NodeSessions())
     let pending = Mutex<[UInt32: PendingHandshake]>([:])
-    let signers = Mutex<[[UInt8]: Ed25519PublicKey]>([:])
+    /// NMS signing certificates: the key (nil: refused) and until when the verdict holds.
+    let signers = Mutex<[[UInt8]: (key: Ed25519PublicKey?, until: Int64)]>([:])
+    /// Authorizations whose signature checked (by SHA-256), with their expiry.
+    let verified = Mutex<[[UInt8]: Int64]>([:])
     let sockets = Locked<[UDPSocket]>([])
     private let threads = Locked<[RelayThread]>([])
     let responseSize: Int
@@ -56,9 +61,12 @@ public final class TRSServer: Sendable {
             var session: CompactSignalingSession
             let key: [UInt8]
             let fqdn: String
-            var endpoint: Endpoint
-            var socketIndex: Int
+            let serial: UInt64
+            /// Where the node completed its handshake (proved it receives there).
+            let endpoint: Endpoint
+            let socketIndex: Int
             var lastSeen: Int64
+            var budget: SignalingBudget
         }
         var byIndex: [UInt32: Node] = [:]
         var byKey: [[UInt8]: UInt32] = [:]
@@ -74,7 +82,7 @@ public final class TRSServer: Sendable {
         self.settings = settings
         self.metrics = metrics
         self.logger = logger
-        verifier = try CertificateVerifier(trustAnchor: identity.ca)
+        verifierState = Mutex(try CertificateVerifier(trustAnchor: identity.ca))
         handshakeGuard = try HandshakeGuard(limits: settings.handshakeGuard)
         table = Mutex(
             RelayTable(
@@ -124,6 +132,30 @@ public final class TRSServer: Sendable {
         logger.info("trs: stopped")
     }
 
+    /// Puts a newer revocation list in force: revoked nodes lose their signaling session
+    /// and every relay session they take part in; their handshakes are refused from now on.
+    public func applyRevocations(_ crl: RevocationList) throws {
+        let updated = try CertificateVerifier(trustAnchor: identity.ca, revocations: crl)
+        let newer = verifierState.withLock { v -> Bool in
+            guard v.revocations == nil || v.revocations!.number < crl.number else { return false }
+            v = updated
+            return true
+        }
+        guard newer else { return }
+        let revoked = nodes.withLock { n -> [(String, [UInt8])] in
+            let gone = n.byIndex.filter { crl.contains($0.value.serial) }
+            for (index, _) in gone { n.remove(index) }
+            return gone.map { ($0.value.fqdn, $0.value.key) }
+        }
+        let keys = Set(revoked.map(\.1))
+        table.withLock { t in
+            for (id, s) in t.sessions where s.ends.contains(where: { keys.contains($0.key) }) { t.remove(id) }
+        }
+        logger.info(
+            "trs: revocation list #\(crl.number) in force\(revoked.isEmpty ? "" : "; relaying ended for \(revoked.map(\.0).joined(separator: ", "))")"
+        )
+    }
+
     /// Expires handshakes, silent nodes and idle sessions (once a second, from any thread).
     func housekeeping(now: Int64) {
         pending.withLock { p in p = p.filter { now - $0.value.created <= settings.handshakeTimeout } }
@@ -136,6 +168,25 @@ public final class TRSServer: Sendable {
         metrics.sessionsGauge.set(Int64(count))
         metrics.nodesGauge.set(Int64(nodes.withLock { $0.byIndex.count }))
         if expired > 0 || gone > 0 { logger.debug("trs: \(expired) idle session(s) and \(gone) silent node(s) expired") }
+    }
+}
+
+/// Sealed messages one node may send: 50 a second, bursts of 300 (a refresh of every
+/// path of a busy node), so relay requests cannot pin the relay's threads.
+struct SignalingBudget {
+    var tokens = 300.0
+    var at: Int64
+
+    init(now: Int64) { at = now }
+
+    mutating func take(now: Int64) -> Bool {
+        if now > at {
+            tokens = min(300, tokens + Double(now - at) * 50)
+            at = now
+        }
+        guard tokens >= 1 else { return false }
+        tokens -= 1
+        return true
     }
 }
 

@@ -24,8 +24,9 @@ public struct TRSSettings: Sendable {
     public var maxPendingHandshakes = 10_000
     public var handshakeTimeout: Int64 = 10
     /// Datagrams one end of a session may send per second (burst: a tenth of a second's
-    /// worth), so one flooding end is cut to its share instead of starving the others.
-    public var packetsPerSecondPerEnd = 1_000_000
+    /// worth), so one flooding end is cut to its share instead of starving the others
+    /// (400 000 is about 4.5 Gbit/s of full-size capsules, more than one stream needs).
+    public var packetsPerSecondPerEnd = 400_000
     /// The guard in front of every handshake initiation.
     public var handshakeGuard = HandshakeGuard.Limits()
     /// Receive/send buffer of each socket in bytes (0 keeps the kernel's default).

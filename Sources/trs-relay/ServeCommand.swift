@@ -1,6 +1,8 @@
 import ArgumentParser
 import CyphonicCore
+import CyphonicPKI
 import CyphonicService
+import CyphonicSignaling
 import CyphonicTRS
 import Foundation
 import Logging
@@ -26,7 +28,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-nodes"), help: "Nodes with a signaling session, at most.") var maxNodes = 100_000
     @Option(name: .customLong("max-pending-handshakes"), help: "Handshakes waiting for message 3, at most.") var maxPendingHandshakes = 10_000
     @Option(name: .customLong("packets-per-second"), help: "Datagrams one end of a session may send per second (burst: a tenth of it).")
-    var packetsPerSecond = 1_000_000
+    var packetsPerSecond = 400_000
     @Option(name: .customLong("handshake-load-threshold"), help: "Initiations per second above which every source must repeat a cookie.")
     var handshakeLoadThreshold = 40
     @Option(name: .customLong("handshakes-per-source"), help: "Handshakes one source (IPv4 address, IPv6 /64) may start per second (burst 4x).")
@@ -34,6 +36,10 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("handshakes-per-second"), help: "Handshakes per second in total, at most.") var handshakesPerSecond = 500.0
     @Option(name: .customLong("socket-buffer"), help: "Receive and send buffer of each UDP socket in bytes (0: the kernel's default).")
     var socketBuffer = 8 << 20
+    @Option(name: .customLong("as"), help: "AS endpoint to fetch the revocation list from (HOST:PORT); without it only --crl applies.")
+    var asEndpoint: String?
+    @Option(help: "A CA-signed revocation list (PEM) to start with.") var crl: String?
+    @Option(name: .customLong("crl-refresh"), help: "Seconds between revocation-list fetches from the AS.") var crlRefresh = 60.0
     @Flag(name: .customLong("no-offloads"), help: "Turn off UDP GRO/GSO (one datagram per batch slot and send).") var noOffloads = false
 
     func settings() throws -> TRSSettings {
@@ -80,10 +86,33 @@ struct ServeCommand: AsyncParsableCommand {
         guard metrics.isEmpty || metricsEndpoint != nil else { throw ValidationError("--metrics: \(metrics) is not HOST:PORT") }
         let identity: TRSIdentity
         do { identity = try TRSIdentity.load(bundle: bundle, name: name) } catch { throw ValidationError("--bundle: \(error)") }
+        let asServer: Endpoint? = try asEndpoint.map {
+            guard let e = Endpoint($0) else { throw ValidationError("--as: \($0) is not HOST:PORT or [V6]:PORT") }
+            return e
+        }
+        guard crlRefresh >= 1 else { throw ValidationError("--crl-refresh: must be at least 1 second") }
+        var initial: RevocationList?
+        if let crl {
+            do {
+                let list = try RevocationList(pem: try String(contentsOfFile: crl, encoding: .utf8))
+                try list.verify(issuedBy: identity.ca)
+                initial = list
+            } catch { throw ValidationError("--crl: \(crl): \(error)") }
+        }
         LogSetup.bootstrap(level: level)
         let logger = Logger(label: "trs-relay")
         let trsMetrics = TRSMetrics()
         let server = try TRSServer(identity: identity, settings: settings, metrics: trsMetrics, logger: logger)
+        if let initial { try server.applyRevocations(initial) }
+        let refresher = asServer.map { endpoint in
+            let client = ASClient(server: endpoint, caCertificate: identity.ca)
+            return PeriodicRefresher<RevocationList>(
+                what: "the revocation list from the AS at \(endpoint)", intervalSeconds: crlRefresh, logger: logger,
+                fetch: { try client.revocationList(key: identity.key) },
+                apply: { list in
+                    do { try server.applyRevocations(list) } catch { logger.error("trs: revocation list not applied: \(error)") }
+                })
+        }
         let controlPath = control
         let socketBox = Locked<ControlSocketServer?>(nil)
         var services: [any Service] = [
@@ -94,8 +123,10 @@ struct ServeCommand: AsyncParsableCommand {
                     if socketBox.withLock({ $0 == nil }) {
                         logger.warning("trs: control socket \(controlPath) unavailable; `trs-relay status` will not answer")
                     }
+                    refresher?.start()
                 },
                 stop: {
+                    refresher?.stop()
                     socketBox.withLock { $0?.stop() }
                     server.stop()
                 })

@@ -70,7 +70,7 @@ final class RelayTableTests: XCTestCase {
         XCTAssertEqual(route(&t, from: atA, .capsule, index: 0x22), .forward(to: atB, socketIndex: 1))
         XCTAssertEqual(route(&t, from: atB, .capsule, index: 0x11), .forward(to: atA, socketIndex: 0))
         XCTAssertEqual(route(&t, from: atA, .capsule, index: 0x33), .drop("unknown_index"))
-        XCTAssertEqual(route(&t, from: stranger, .capsule, index: 0x22), .drop("unknown_source"))
+        XCTAssertEqual(route(&t, from: stranger, .capsule, index: 0x22), .drop("unknown_index"))
         // Spoofing B's index from A's side does not reach A: indices are per side.
         XCTAssertEqual(route(&t, from: atB, .capsule, index: 0x22), .drop("unknown_index"))
         XCTAssertEqual(route(&t, from: atA, .holePunching, index: 0), .drop("unexpected_type"))
@@ -91,7 +91,7 @@ final class RelayTableTests: XCTestCase {
         _ = t.bind(authorization(), nodeKey: b, address: atB, socketIndex: 1, indices: [0x22], now: 0)
         let moved = SocketAddress(Endpoint("198.19.1.2:40000")!)
         _ = t.bind(authorization(), nodeKey: a, address: moved, socketIndex: 0, indices: [], now: 1)
-        XCTAssertEqual(route(&t, from: atA, .capsule, index: 0x22), .drop("unknown_source"))
+        XCTAssertEqual(route(&t, from: atA, .capsule, index: 0x22), .drop("unknown_index"))
         XCTAssertEqual(route(&t, from: moved, .capsule, index: 0x22), .forward(to: atB, socketIndex: 1))
         XCTAssertEqual(route(&t, from: atB, .capsule, index: 0x11), .forward(to: moved, socketIndex: 0))
     }
@@ -121,6 +121,43 @@ final class RelayTableTests: XCTestCase {
         // Its end is given back: node a may bind another path.
         XCTAssertNotEqual(t.bind(authorization(4), nodeKey: a, address: atA, socketIndex: 0, indices: [], now: 100), .refused("node_limit"))
         XCTAssertEqual(t.expire(now: 1000), 2)
-        XCTAssertEqual(route(&t, from: atA, .capsule, index: 0x22), .drop("unknown_source"))
+        XCTAssertEqual(route(&t, from: atA, .capsule, index: 0x22), .drop("unknown_index"))
+    }
+
+    func testNoEndCanClaimAnotherSessionsIndex() {
+        var t = table()
+        // X talks to B over path 7 and to C over path 8, from one address.
+        let c = [UInt8](repeating: 0xcc, count: 32)
+        let atC = SocketAddress(Endpoint("198.19.0.77:30000")!)
+        let toC = PathAuthorization(processCode: .relay, pathID: 8, expires: 0, initiatorKey: a, responderKey: c)
+        _ = t.bind(authorization(), nodeKey: a, address: atA, socketIndex: 0, indices: [0x11], now: 0)
+        _ = t.bind(toC, nodeKey: a, address: atA, socketIndex: 0, indices: [0x12], now: 0)
+        _ = t.bind(toC, nodeKey: c, address: atC, socketIndex: 0, indices: [0x33], now: 0)
+        // B claims C's index: ignored, first owner wins.
+        _ = t.bind(authorization(), nodeKey: b, address: atB, socketIndex: 1, indices: [0x33], now: 0)
+        XCTAssertEqual(route(&t, from: atA, .capsule, index: 0x33), .forward(to: atC, socketIndex: 0))
+        // Spoofed handshakes from B's address churn only B's tentative indices: its
+        // confirmed one keeps working, and the flood runs out of handshake budget.
+        var forwarded = 0
+        for i in UInt32(100)..<UInt32(200) where route(&t, from: atB, .tunnelResponse, index: 0x11, body: body(sender: i)) != .drop("rate_limited") {
+            forwarded += 1
+        }
+        XCTAssertEqual(forwarded, 20)
+        XCTAssertEqual(route(&t, from: atA, .capsule, index: 0x33), .forward(to: atC, socketIndex: 0))
+        XCTAssertEqual(t.sessions[7]?.ends[1].confirmed, [0x33])
+        XCTAssertEqual(t.sessions[7]?.ends[1].tentative.count, 8)
+    }
+
+    func testASessionEndsWithItsAuthorization() {
+        var t = table()
+        _ = t.bind(authorization(), nodeKey: a, address: atA, socketIndex: 0, indices: [0x11], now: 0, validFor: 30)
+        _ = t.bind(authorization(), nodeKey: b, address: atB, socketIndex: 0, indices: [0x22], now: 0, validFor: 30)
+        XCTAssertEqual(route(&t, from: atA, .capsule, index: 0x22, now: 29), .forward(to: atB, socketIndex: 0))
+        XCTAssertEqual(t.expire(now: 29.5), 0)
+        XCTAssertEqual(t.expire(now: 31), 1, "active, but past its authorization")
+        // An end that is refused later is unbound; the session goes with its last end.
+        _ = t.bind(authorization(), nodeKey: a, address: atA, socketIndex: 0, indices: [0x11], now: 40)
+        t.unbind(7, nodeKey: a)
+        XCTAssertEqual(t.count, 0)
     }
 }

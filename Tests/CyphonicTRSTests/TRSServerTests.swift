@@ -161,7 +161,7 @@ import Testing
         #expect(Self.receive(sb) == nil)
         let s = f.status
         #expect(s.sessions == 1 && s.boundEnds == 2 && s.relayedPackets == UInt64(count + 3))
-        #expect(s.dropped["unknown_source"] == 1 && s.dropped["not_bound"] == 1)
+        #expect(s.dropped["unknown_index"] == 1 && s.dropped["not_bound"] == 1)
     }
 
     @Test func forgedExpiredForeignAndReplayedRequestsAreRefusedAndCounted() throws {

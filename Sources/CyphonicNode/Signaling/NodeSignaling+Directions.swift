@@ -43,10 +43,13 @@ struct PathInfo {
     /// The relay bound our end / the peer's end (from its grants).
     var relayBound = false
     var peerBound = false
-    /// Direct-path probing (HolePunchingForOptimization) and the last answer from a direct source.
+    /// Our end stays bound at the relay while the tunnel goes direct (a warm fallback).
+    var keepRelay = false
+    /// Direct-path attempts (HolePunchingForOptimization, keepalives) and since when direct.
     var lastDirectProbe = 0.0
-    var lastDirectAnswer = 0.0
     var directSince = 0.0
+    /// When the NMS directed it (a path that never gets a tunnel is dropped).
+    var created = monotonicSeconds()
 }
 
 /// A name being set up for the resolver; later queries for it join.
@@ -304,10 +307,6 @@ extension NodeSignaling {
             return (fqdn, path, answer)
         }
         guard let (fqdn, path, answer) = found else { return countBad() }
-        // (Compared as endpoints: the dual-stack socket reports IPv4 sources as mapped IPv6.)
-        if path.relay == nil || from.endpoint != path.relay {
-            directAnswer(fqdn, probe: probe, from: from, now: now)
-        }
         if answer {
             let probe = HolePunch(
                 pathID: path.pathID, senderNodeID: nodeID, authenticator: path.authorization.punchAuthenticator(senderNodeID: nodeID))

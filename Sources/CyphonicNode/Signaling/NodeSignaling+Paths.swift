@@ -4,14 +4,22 @@ import CyphonicSignaling
 import CyphonicWire
 
 // Which way a directed tunnel goes after set-up (DESIGN §4 step 5, §5): a punch that
-// missed its deadline goes through the relay; a relayed tunnel keeps probing the direct
-// path (HolePunchingForOptimization) and moves there when a probe is answered; a direct
-// path with a relay behind it that stops answering falls back to the relay.
+// missed its deadline goes through the relay; a relayed tunnel keeps trying the direct
+// path (HolePunchingForOptimization opens the NATs, an authenticated keepalive follows)
+// and moves there when the peer's authenticated packets arrive from it; a direct path
+// with a relay behind it that falls silent falls back to the relay.
+//
+// Only authenticated tunnel packets move a tunnel: a punch proves nothing about who
+// sent it (its authenticator is fixed for the path and the relay has seen the key), so
+// punches only open NAT bindings. The moves themselves are the data plane's roaming,
+// which follows the peer's newest authenticated packets.
 extension NodeSignaling {
-    /// Seconds between probes of a direct path that has the relay as fallback, and
-    /// seconds without an answer after which it falls back.
+    /// Seconds between keepalives on a direct path that has the relay as fallback, and
+    /// seconds without an authenticated packet after which it falls back.
     static let directProbeSeconds = 1.0
     static let directDeadSeconds = 3.0
+    /// Seconds a relayed or punching path may go without a tunnel before it is dropped.
+    static let pathSetupSeconds = 30.0
 
     /// Why a directed tunnel goes the way it goes, for status.
     func routeReason(_ d: RouteDirection, kind: String, _ s: State) -> String {
@@ -29,20 +37,27 @@ extension NodeSignaling {
         }
     }
 
-    /// Every tick: punch deadlines, direct-path probes of relayed tunnels, liveness of
-    /// direct paths that have the relay as fallback.
+    /// Every tick: punch deadlines, direct-path attempts of relayed tunnels, liveness of
+    /// direct paths that have the relay as fallback, paths that never got a tunnel.
     func tickPaths(now: Double) {
         enum Step {
-            case relay(String)
-            case probe(String, [Endpoint])
-            case fallBack(String)
+            case relay(String, because: String)
+            case tryDirect(String, [Endpoint], PathInfo)
+            case keepalive(String)
+            case standby(String)
+            case drop(String)
         }
         let retry = manager.config.directRetrySeconds
         let timeout = manager.config.punchTimeoutSeconds
-        let candidates = state.withLock { s in s.paths.filter { $0.value.mode != .direct }.map { ($0.key, $0.value) } }
+        let paths = state.withLock { s in s.paths.filter { $0.value.mode != .direct }.map { ($0.key, $0.value) } }
         var steps: [Step] = []
-        for (fqdn, p) in candidates {
+        for (fqdn, p) in paths {
             let up = manager.hasSession(fqdn)
+            let at = manager.endpoint(of: fqdn)?.endpoint
+            if !up, now - p.created > Self.pathSetupSeconds {
+                steps.append(.drop(fqdn))
+                continue
+            }
             switch p.mode {
             case .direct:
                 break
@@ -51,91 +66,81 @@ extension NodeSignaling {
                     state.withLock { s in
                         s.paths[fqdn]?.mode = .directWithFallback
                         s.paths[fqdn]?.directSince = now
-                        s.paths[fqdn]?.lastDirectAnswer = now
                     }
+                    steps.append(.standby(fqdn))
                 } else if now >= deadline {
-                    steps.append(.relay(fqdn))
+                    steps.append(.relay(fqdn, because: "punch timed out after \(formatSeconds(timeout)), retrying direct every \(Int(retry)) s"))
                 }
             case .relayed:
-                // The peer moved the tunnel off the relay (its probe was answered): follow.
-                if up, let relay = p.relay, let at = manager.endpoint(of: fqdn)?.endpoint, at != relay {
+                if up, let relay = p.relay, let at, at != relay {
+                    // The peer's authenticated packets came straight from it: roaming moved us.
                     state.withLock { s in
                         s.paths[fqdn]?.mode = .directWithFallback
                         s.paths[fqdn]?.directSince = now
-                        s.paths[fqdn]?.lastDirectAnswer = now
                         s.paths[fqdn]?.kind = "punched"
-                        s.paths[fqdn]?.reason = "direct: moved off the relay (the peer's direct probe was answered)"
+                        s.paths[fqdn]?.reason = "direct: moved off the relay (authenticated packets arrived from the peer directly)"
                         s.counters.switchesToDirect += 1
                     }
-                    logger.info("signaling: tunnel with \(fqdn) moved off the relay by the peer, direct to \(at)")
+                    logger.info("signaling: tunnel with \(fqdn) moved off the relay, direct to \(at)")
                 } else if up, !p.endpoints.isEmpty, now - p.lastDirectProbe >= retry {
                     state.withLock { $0.paths[fqdn]?.lastDirectProbe = now }
-                    steps.append(.probe(fqdn, p.endpoints))
+                    steps.append(.tryDirect(fqdn, p.endpoints, p))
                 }
             case .directWithFallback:
                 guard up else { continue }
-                if now - max(p.lastDirectAnswer, p.directSince) > Self.directDeadSeconds {
-                    steps.append(.fallBack(fqdn))
-                } else if now - p.lastDirectProbe >= Self.directProbeSeconds, let at = manager.endpoint(of: fqdn)?.endpoint {
+                if let relay = p.relay, at == relay {
+                    // The peer went back to the relay (its direct path fell silent): follow.
+                    state.withLock { s in
+                        s.paths[fqdn]?.mode = .relayed
+                        s.paths[fqdn]?.kind = "relay"
+                        s.paths[fqdn]?.lastDirectProbe = now
+                        s.paths[fqdn]?.reason = "relayed: the direct path stopped answering, retrying direct every \(Int(retry)) s"
+                    }
+                } else if now - p.directSince > Self.directDeadSeconds,
+                    (manager.secondsSinceReceived(from: fqdn, now: now) ?? .infinity) > Self.directDeadSeconds
+                {
+                    steps.append(.relay(fqdn, because: "the direct path stopped answering, retrying direct every \(Int(retry)) s"))
+                } else if now - p.lastDirectProbe >= Self.directProbeSeconds {
                     state.withLock { $0.paths[fqdn]?.lastDirectProbe = now }
-                    steps.append(.probe(fqdn, [at]))
+                    steps.append(.keepalive(fqdn))
                 }
             }
         }
         for step in steps {
             switch step {
-            case .relay(let fqdn):
-                let relay = state.withLock { s -> Endpoint? in
-                    s.paths[fqdn]?.reason = "relayed: punch timed out after \(formatSeconds(timeout)), retrying direct every \(Int(retry)) s"
+            case .relay(let fqdn, let because):
+                let (relay, fallback) = state.withLock { s -> (Endpoint?, Bool) in
+                    let fallback = s.paths[fqdn]?.mode == .directWithFallback
+                    s.paths[fqdn]?.reason = "relayed: \(because)"
                     s.paths[fqdn]?.kind = "relay"
                     s.paths[fqdn]?.lastDirectProbe = now
-                    guard let relay = s.paths[fqdn]?.relay else { return nil }
+                    if fallback { s.counters.fallbacksToRelay += 1 }
+                    guard let relay = s.paths[fqdn]?.relay else { return (nil, fallback) }
                     // An initiator still waiting sends its next handshakes through the relay.
                     if s.lookups[fqdn]?.direction != nil { s.lookups[fqdn]!.direction!.peerEndpoints = [relay] }
-                    return relay
+                    return (relay, fallback)
                 }
-                logger.notice(
-                    "signaling: punch to \(fqdn) timed out after \(formatSeconds(timeout)); through the relay at \(relay.map(\.description) ?? "?")")
+                logger.notice("signaling: tunnel with \(fqdn) through the relay at \(relay.map(\.description) ?? "?"): \(because)")
+                _ = fallback
                 useRelay(fqdn, now: now)
-            case .probe(let fqdn, let targets):
-                guard let path = state.withLock({ $0.paths[fqdn] }) else { continue }
+            case .tryDirect(let fqdn, let targets, let path):
+                // Open our NAT towards the peer's candidates, then an authenticated keepalive
+                // there: if it arrives, the peer's roaming moves it, and its packets move us.
                 let probe = HolePunch(
                     pathID: path.pathID, senderNodeID: nodeID, authenticator: path.authorization.punchAuthenticator(senderNodeID: nodeID))
-                guard let bytes = try? Datagram(.holePunchingForOptimization(probe)).encode() else { continue }
-                for t in targets { send(bytes, to: t) }
-            case .fallBack(let fqdn):
-                state.withLock { s in
-                    s.paths[fqdn]?.reason = "relayed: the direct path stopped answering, retrying direct every \(Int(retry)) s"
-                    s.paths[fqdn]?.kind = "relay"
-                    s.paths[fqdn]?.lastDirectProbe = now
-                    s.counters.fallbacksToRelay += 1
+                if let bytes = try? Datagram(.holePunchingForOptimization(probe)).encode() { for t in targets { send(bytes, to: t) } }
+                for t in targets { manager.sendKeepalive(to: fqdn, at: SocketAddress(t)) }
+            case .keepalive(let fqdn):
+                manager.sendKeepalive(to: fqdn)
+            case .standby(let fqdn):
+                // A punched tunnel keeps its relay binding warm: a fallback is then instant.
+                keepRelayWarm(fqdn, now: now)
+            case .drop(let fqdn):
+                if state.withLock({ $0.paths.removeValue(forKey: fqdn) }) != nil {
+                    logger.info("signaling: path to \(fqdn) dropped (no tunnel within \(Int(Self.pathSetupSeconds)) s)")
                 }
-                logger.notice("signaling: the direct path to \(fqdn) stopped answering; back through the relay")
-                useRelay(fqdn, now: now)
             }
         }
-    }
-
-    /// A valid punch from a direct (not relay) source. An answer to our direct-path probe
-    /// proves the path both ways: a relayed tunnel moves there (the peer follows our
-    /// newest packets); a direct one with a fallback is alive.
-    func directAnswer(_ fqdn: String, probe: Bool, from: SocketAddress, now: Double) {
-        guard !probe else { return }
-        let up = manager.hasSession(fqdn)
-        let move = state.withLock { s -> Bool in
-            guard let p = s.paths[fqdn] else { return false }
-            s.paths[fqdn]!.lastDirectAnswer = now
-            guard p.mode == .relayed, up else { return false }
-            s.paths[fqdn]!.mode = .directWithFallback
-            s.paths[fqdn]!.directSince = now
-            s.paths[fqdn]!.kind = "punched"
-            s.paths[fqdn]!.reason = "direct: moved off the relay (a direct probe was answered)"
-            s.counters.switchesToDirect += 1
-            return true
-        }
-        guard move else { return }
-        manager.move(fqdn, to: from)
-        logger.info("signaling: tunnel with \(fqdn) moved off the relay, direct to \(from.endpoint.map(\.description) ?? "?")")
     }
 
     /// Route and reason of the tunnel to `fqdn`, for status.

@@ -15,6 +15,9 @@ struct RelayLink: @unchecked Sendable {
     var refreshSeconds = 5.0
     var lastRefresh = 0.0
     var lastHeard = 0.0
+    /// A refresh waiting for its grant since then, and how often it was sent again.
+    var awaitingSince: Double?
+    var resent = 0
     var attempts = 0
     var nextAttempt = 0.0
 }
@@ -25,7 +28,21 @@ extension NodeSignaling {
     /// Paths that need their relay binding now: relayed ones, and direct ones that were
     /// bound (kept warm for a fast fallback).
     func pathsNeedingRelay(_ s: State, _ relay: Endpoint) -> [String] {
-        s.paths.filter { $0.value.relay == relay && ($0.value.mode == .relayed || $0.value.relayBound) }.map(\.key)
+        s.paths.filter { $0.value.relay == relay && ($0.value.mode == .relayed || $0.value.keepRelay) }.map(\.key)
+    }
+
+    /// Binds our end of the path to `fqdn` at its relay without moving traffic there
+    /// (a punched tunnel's warm fallback).
+    func keepRelayWarm(_ fqdn: String, now: Double) {
+        guard
+            let relay = state.withLock({ s -> Endpoint? in
+                guard let r = s.paths[fqdn]?.relay else { return nil }
+                s.paths[fqdn]!.keepRelay = true
+                if s.relays[r] == nil { s.relays[r] = RelayLink() }
+                return r
+            })
+        else { return }
+        if state.withLock({ $0.relays[relay]?.session != nil }) { requestRelay(fqdn) } else { connectRelay(relay, now: now) }
     }
 
     /// Sends the tunnel to `fqdn` through its relay: binds our end (connecting to the
@@ -35,6 +52,7 @@ extension NodeSignaling {
             let relay = state.withLock({ s -> Endpoint? in
                 guard let r = s.paths[fqdn]?.relay else { return nil }
                 s.paths[fqdn]!.mode = .relayed
+                s.paths[fqdn]!.keepRelay = true
                 if s.relays[r] == nil { s.relays[r] = RelayLink() }
                 return r
             })
@@ -127,7 +145,11 @@ extension NodeSignaling {
             return nil
         }
         guard let (message, session, fresh) = opened else { return countBad() }
-        state.withLock { $0.relays[relay]?.lastHeard = now }
+        state.withLock { s in
+            s.relays[relay]?.lastHeard = now
+            s.relays[relay]?.awaitingSince = nil
+            s.relays[relay]?.resent = 0
+        }
         switch message.body {
         case .registrationAck(let ack) where fresh:
             let paths = state.withLock { s -> [String] in
@@ -186,6 +208,12 @@ extension NodeSignaling {
     func tickRelays(now: Double) {
         var connect: [Endpoint] = []
         var refresh: [String] = []
+        // A relayed tunnel we send on but hear nothing from may have lost its relay
+        // (restarted): refresh now instead of at the next interval, which finds out.
+        let relayed = state.withLock { s in s.paths.filter { $0.value.mode == .relayed && $0.value.relayBound }.map(\.key) }
+        let silent = Set(
+            relayed.filter { fqdn in manager.activity(of: fqdn, now: now).map { $0.received > 2 && $0.sent < 1 } ?? false }
+                .compactMap { fqdn in state.withLock { $0.paths[fqdn]?.relay } })
         state.withLock { s in
             for (relay, link) in s.relays {
                 let needed = pathsNeedingRelay(s, relay)
@@ -195,14 +223,25 @@ extension NodeSignaling {
                     continue
                 }
                 if link.session != nil {
-                    if now - link.lastHeard > 2 * link.refreshSeconds + 1.5 {
-                        // Refreshes unanswered: the relay lost us (restarted). Connect again.
-                        s.relays[relay]!.session = nil
-                        for p in needed { s.paths[p]!.relayBound = false }
-                        logger.notice("signaling: the relay at \(relay) stopped answering; connecting again")
-                        connect.append(relay)
-                    } else if now - link.lastRefresh >= link.refreshSeconds, !needed.isEmpty {
+                    if let since = link.awaitingSince, now - since >= Self.ackWaitSeconds {
+                        if link.resent < 1 {
+                            // A lost datagram is not a lost relay: once more.
+                            s.relays[relay]!.resent += 1
+                            s.relays[relay]!.awaitingSince = now
+                            refresh += needed
+                        } else {
+                            // Refreshes unanswered: the relay lost us (restarted). Connect again.
+                            s.relays[relay]!.session = nil
+                            s.relays[relay]!.awaitingSince = nil
+                            for p in needed { s.paths[p]!.relayBound = false }
+                            logger.notice("signaling: the relay at \(relay) stopped answering; connecting again")
+                            connect.append(relay)
+                        }
+                    } else if link.awaitingSince == nil, !needed.isEmpty,
+                        now - link.lastRefresh >= (silent.contains(relay) ? Self.ackWaitSeconds : link.refreshSeconds)
+                    {
                         s.relays[relay]!.lastRefresh = now
+                        s.relays[relay]!.awaitingSince = now
                         refresh += needed
                     }
                 } else if !needed.isEmpty, now >= link.nextAttempt, link.connecting.map({ now - $0.sentAt >= 1 }) ?? true {

@@ -98,7 +98,10 @@ public final class TRSServer: Sendable {
             for endpoint in settings.listen {
                 let socket = try UDPSocket(bind: endpoint)
                 if settings.socketBufferBytes > 0 {
+                    // Send buffer up to the kernel's cap; the receive buffer forced as root
+                    // (bursts of GRO messages overflow the ~208 KiB default at once).
                     try? socket.setBufferSizes(receive: settings.socketBufferBytes, send: settings.socketBufferBytes)
+                    try? socket.setReceiveBufferSize(settings.socketBufferBytes)
                 }
                 try socket.setNonBlocking(true)
                 opened.append(socket)

@@ -160,4 +160,24 @@ final class RelayTableTests: XCTestCase {
         t.unbind(7, nodeKey: a)
         XCTAssertEqual(t.count, 0)
     }
+
+    /// 200 000 random datagrams (any type, length, index, path id, from the two ends and
+    /// from strangers) never trap, and nothing from a stranger is ever forwarded.
+    func testRandomDatagramsNeverTrapAndStrangersNeverReachAnEnd() {
+        var t = table()
+        _ = t.bind(authorization(), nodeKey: a, address: atA, socketIndex: 0, indices: [0x11], now: 0)
+        _ = t.bind(authorization(), nodeKey: b, address: atB, socketIndex: 1, indices: [0x22], now: 0)
+        var rng = SystemRandomNumberGenerator()
+        let strangers = (0..<4).map { SocketAddress(Endpoint("198.19.0.\(100 + $0):\(1000 + $0)")!) }
+        for n in 0..<200_000 {
+            let from = n % 3 == 0 ? strangers[n % 4] : (n % 3 == 1 ? atA : atB)
+            let type = MessageType.allCases.randomElement(using: &rng)!
+            var body = (0..<Int.random(in: 0...20, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            if type == .tunnelRequest, body.count >= 12, Bool.random(using: &rng) { body.replaceSubrange(4..<12, with: [0, 0, 0, 0, 0, 0, 0, 7]) }
+            let index: UInt32 =
+                Bool.random(using: &rng) ? [0x11, 0x22, 0].randomElement(using: &rng)! : UInt32.random(in: 0...UInt32.max, using: &rng)
+            let verdict = route(&t, from: from, type, index: index, body: body, now: Double(n) / 1000)
+            if case .forward = verdict { XCTAssertFalse(strangers.contains(from), "a stranger's datagram was forwarded") }
+        }
+    }
 }

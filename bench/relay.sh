@@ -63,9 +63,10 @@ print(int(e["bits_per_second"]), int(e["bytes"]))')
   read -r udp ooo lost < <(ip netns exec cy-lan5 iperf3 -c "$lan3" -u -b 0 -l 1300 -t 5 -J | python3 -c '
 import json, sys
 s = json.load(sys.stdin)["end"]["sum"]
-print(round(s["bits_per_second"] / 1e6, 1), s.get("out_of_order", 0), round(s.get("lost_percent", 0), 2))')
+# Received rate: the sending rate less what was lost on the way.
+print(round(s["bits_per_second"] * (1 - s.get("lost_percent", 0) / 100) / 1e6, 1), s.get("out_of_order", 0), round(s.get("lost_percent", 0), 2))')
   echo "$1,$2,$(echo "scale=1; $bps / 1000000" | bc),$idle,$loaded,$cpu,$((late1 - late0)),$udp,$ooo,$lost" >>"$OUT/relay-results.csv"
-  say "   round $1 $2: TCP $(echo "scale=1; $bps / 1000000" | bc) Mbit/s, idle RTT $idle ms, loaded RTT $loaded ms, trs-relay CPU $cpu s/GB; UDP $udp Mbit/s, $ooo out of order, $lost % lost"
+  say "   round $1 $2: TCP $(echo "scale=1; $bps / 1000000" | bc) Mbit/s, idle RTT $idle ms, loaded RTT $loaded ms, trs-relay CPU $cpu s/GB; UDP $udp Mbit/s received, $ooo out of order, $lost % lost"
 }
 
 echo "round,path,tcp_mbit_s,idle_rtt_ms,loaded_rtt_ms,trs_cpu_s_per_gb,rx_late_by_counter,udp_mbit_s,udp_out_of_order,udp_lost_percent" >"$OUT/relay-results.csv"
@@ -92,7 +93,7 @@ print(f"  idle RTT     relayed {ir:8.3f} ms      direct {id_:8.3f} ms      relay
 print(f"  loaded RTT   relayed {lr:8.3f} ms      direct {ld:8.3f} ms")
 print(f"  trs-relay CPU per GB relayed: {med('relayed', 'trs_cpu_s_per_gb'):.2f} s")
 ur, ud = med("relayed", "udp_mbit_s"), med("direct", "udp_mbit_s")
-print(f"  UDP (saturating) relayed {ur:8.1f} Mbit/s  direct {ud:8.1f} Mbit/s  ratio {ur / ud:.2f}")
+print(f"  UDP received   relayed {ur:8.1f} Mbit/s  direct {ud:8.1f} Mbit/s  ratio {ur / ud:.2f}  (sender unlimited)")
 for path in ("relayed", "direct"):
     print(f"  UDP datagrams out of order end to end, {path}: {sum(int(r['udp_out_of_order']) for r in rows if r['path'] == path)}")
 PY

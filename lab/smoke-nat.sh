@@ -5,7 +5,9 @@
 #   1. every pair of the scenario (one per row of DESIGN §5) pings its peer by name,
 #      0 % loss, and the initiator's status reports the expected route
 #   2. a 3-second iperf3 through the relay (lan4 -> lan1, symmetric NAT)
-#   3. v4only <-> v6only (no shared underlay family) over both virtual families
+#   3. v4only <-> v6only (no shared underlay family) over both virtual families; then
+#      forged relay requests with lan1's identity (another signer, expired, other nodes)
+#      are refused and counted by the relay
 #   4. trs-relay kill -9 and restart: lan4 -> lan1 pings again within 15 s
 #   5. relay -> direct: cy-nat4 stops blocking cy-nat2 while lan5 pings lan3; the tunnel
 #      goes direct (punched) within 20 s, no ping lost
@@ -128,6 +130,16 @@ for from in v4only v6only; do
   done
   say "   $from -> $to, ping -4 and -6: 0% loss; its tunnel: $(describe "$from" "$to")"
 done
+
+say "   forged relay requests with lan1's identity: another signer, expired, two other nodes"
+ip netns exec cy-lan1 "$BIN/cyphonic-bench" forge-relay --relay 198.19.0.2:4503 --state-dir "$DIR/lan1" \
+  --signing-cert "$DIR/nms/nms.$DOMAIN.sign.pem" --signing-key "$DIR/nms/nms.$DOMAIN.sign.key" 2>&1 | sed 's/^/     /' >&2 \
+  || fail "a forged relay request was granted"
+"$BIN/trs-relay" status --control "$DIR/trs.sock" --json | python3 -c '
+import json, sys
+r = json.load(sys.stdin)["refused"]
+sys.exit(0 if all(r.get(k, 0) >= 1 for k in ("bad_signature", "expired", "wrong_node")) else "not counted: %s" % r)' \
+  || fail "the relay did not count the forged requests by reason"
 
 say "4. trs-relay kill -9 and restart: lan4 -> lan1 pings again within 15 s"
 trs_pid=$(pid_of cy-cloud trs-relay)

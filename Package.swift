@@ -51,6 +51,7 @@ let package = Package(
             name: "CyphonicService",
             dependencies: [
                 "CyphonicCore", "CyphonicPosix",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -99,7 +100,7 @@ let package = Package(
         .executableTarget(
             name: "as-server",
             dependencies: [
-                "CyphonicCore", "CyphonicCrypto", "CyphonicPKI", "CyphonicAS", "CyphonicService", "CyphonicSignaling",
+                "CyphonicCore", "CyphonicCrypto", "CyphonicPKI", "CyphonicAS", "CyphonicService", "CyphonicSignaling", "CyphonicPosix",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -107,7 +108,7 @@ let package = Package(
         .executableTarget(
             name: "nms-server",
             dependencies: [
-                "CyphonicCore", "CyphonicCrypto", "CyphonicPKI", "CyphonicNMS", "CyphonicService",
+                "CyphonicCore", "CyphonicCrypto", "CyphonicPKI", "CyphonicNMS", "CyphonicService", "CyphonicPosix",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -115,7 +116,7 @@ let package = Package(
         .executableTarget(
             name: "trs-relay",
             dependencies: [
-                "CyphonicCore", "CyphonicTRS", "CyphonicService", "CyphonicPKI", "CyphonicSignaling",
+                "CyphonicCore", "CyphonicTRS", "CyphonicService", "CyphonicPKI", "CyphonicSignaling", "CyphonicPosix",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -123,7 +124,7 @@ let package = Package(
         .executableTarget(
             name: "cyphonic-node",
             dependencies: [
-                "CyphonicCore", "CyphonicCrypto", "CyphonicPKI", "CyphonicNode", "CyphonicService", "CyphonicSignaling",
+                "CyphonicCore", "CyphonicCrypto", "CyphonicPKI", "CyphonicNode", "CyphonicService", "CyphonicSignaling", "CyphonicPosix",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

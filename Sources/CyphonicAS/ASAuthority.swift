@@ -23,6 +23,21 @@ public enum LoginFailure: Error, Equatable, Sendable {
         }
     }
 
+    /// What the client is told: as much as is safe. An unknown name and a wrong token get
+    /// the same words (a prober learns nothing); a used token, revocation and rate limits
+    /// are told only to a client that proved the token or the node's key (or, for rate
+    /// limits, before any secret is checked: they say nothing about the name).
+    public var clientMessage: String {
+        switch self {
+        case .unknownNode, .badCredential("token"): return "unknown node or wrong token (the AS log says which)"
+        case .badCredential: return "the certificate or key is not the one this node enrolled with"
+        case .tokenUsed: return "this enrolment token was already used; ask the operator for a new one (as-server node add)"
+        case .revoked: return "this node is revoked"
+        case .rateLimited: return "too many token logins from this address or for this name; wait a minute and try again"
+        case .internalError: return "internal error at the AS (its log says more)"
+        }
+    }
+
     /// The label used in metrics and logs.
     public var reason: String {
         switch self {
@@ -98,6 +113,8 @@ public final class ASAuthority: Sendable {
             throw ConfigError.invalid("group", "1-64 printable characters without spaces")
         }
         let fqdn = try FQDN(name.lowercased() + "." + settings.domain.value)
+        // Nor the AS's own name.
+        if fqdn.value == directory.serviceCertificate.commonName { throw StoreError.nameTaken("\(fqdn.value) (the AS itself)") }
         let token = name.lowercased() + "." + Hex.encode(try SecureRandom.bytes(20))
         let salt = try SecureRandom.bytes(16)
         let hash = try PasswordHash.derive(secret: Array(token.utf8), salt: salt, iterations: tokenIterations)

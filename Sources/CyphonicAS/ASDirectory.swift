@@ -1,6 +1,7 @@
 import CyphonicCore
 import CyphonicCrypto
 import CyphonicPKI
+import CyphonicPosix
 import Foundation
 
 /// The AS data directory: `as.db` (SQLite), `ca.key` (the root CA's Ed25519 key, mode
@@ -76,11 +77,11 @@ public final class ASDirectory: Sendable {
     /// Opens an initialised directory.
     public static func open(at path: String) throws -> ASDirectory {
         let store = try ASStore(path: file(path, "as.db"))
-        let caKey = try KeyFiles.ed25519(pem: try String(contentsOfFile: file(path, "ca.key"), encoding: .utf8))
-        let caCert = try Certificate(pem: try String(contentsOfFile: file(path, "ca.pem"), encoding: .utf8))
+        let caKey = try KeyFiles.ed25519(pem: try readTextFile(file(path, "ca.key"), what: "the CA key"))
+        let caCert = try Certificate(pem: try readTextFile(file(path, "ca.pem"), what: "the CA certificate"))
         let ca = try CertificateAuthority(certificate: caCert, key: caKey)
-        let asKey = try KeyFiles.x25519(pem: try String(contentsOfFile: file(path, "as.key"), encoding: .utf8))
-        let asCert = try Certificate(pem: try String(contentsOfFile: file(path, "as.pem"), encoding: .utf8))
+        let asKey = try KeyFiles.x25519(pem: try readTextFile(file(path, "as.key"), what: "the AS key"))
+        let asCert = try Certificate(pem: try readTextFile(file(path, "as.pem"), what: "the AS certificate"))
         guard asCert.x25519PublicKey == asKey.publicKey else {
             throw InitError.mismatch("as.pem does not carry the key in as.key")
         }

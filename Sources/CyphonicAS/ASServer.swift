@@ -297,8 +297,7 @@ public final class ASServer: Sendable {
                     if admitted.suppressed > 0 { logger.notice("as: \(admitted.suppressed) login refusals not logged (rate limit)") }
                     logger.notice("as: login refused: name=\"\(LogText.escaped(login.name))\" from \(from): \(failure.reason)")
                 }
-                // One message for every unauthorized reason: probers learn nothing.
-                let text = failure.status == .unauthorized ? "login refused" : failure.reason.split(separator: "_").joined(separator: " ")
+                let text = failure.clientMessage
                 reply = try session.seal(
                     SignalingMessage(
                         transactionID: message.transactionID,

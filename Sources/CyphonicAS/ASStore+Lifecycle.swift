@@ -50,6 +50,10 @@ extension ASStore {
                 if try !db.query("SELECT 1 FROM nodes WHERE name = ? OR fqdn = ?", [.text(name), .text(fqdn.value)]).isEmpty {
                     throw StoreError.nameTaken(name)
                 }
+                // Nor the name of a service (NMS, TRS) of this AS.
+                if try !db.query("SELECT 1 FROM services WHERE name = ?", [.text(fqdn.value)]).isEmpty {
+                    throw StoreError.nameTaken("\(fqdn.value) (a service)")
+                }
                 try db.query("DELETE FROM retired_addresses WHERE until <= ?", [.integer(now)])
                 let used = try db.query("SELECT addr_index FROM nodes UNION SELECT addr_index FROM retired_addresses ORDER BY 1")
                     .compactMap { $0[0].int }

@@ -260,6 +260,7 @@ public final class ASStore: Sendable {
         try db.withLock { db in
             try db.transaction {
                 if try !db.query("SELECT 1 FROM services WHERE name = ?", [.text(name)]).isEmpty { throw StoreError.nameTaken(name) }
+                if try !db.query("SELECT 1 FROM nodes WHERE fqdn = ?", [.text(name)]).isEmpty { throw StoreError.nameTaken("\(name) (a node)") }
                 try Self.insertCertificate(db, certificate, nodeID: nil)
                 try db.query(
                     "INSERT INTO services(name, role, serial, created_at) VALUES(?, ?, ?, ?)",

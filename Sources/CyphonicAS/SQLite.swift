@@ -4,7 +4,7 @@ import CCyphonicSQLite
 public struct SQLiteError: Error, CustomStringConvertible, Sendable {
     public let code: Int32
     public let message: String
-    public var description: String { "SQLite error \(code): \(message)" }
+    public var description: String { "\(message) (SQLite error \(code))" }
     /// A UNIQUE or other constraint failed.
     public var isConstraint: Bool { code & 0xff == SQLITE_CONSTRAINT }
 }
@@ -13,15 +13,18 @@ public struct SQLiteError: Error, CustomStringConvertible, Sendable {
 /// Not thread-safe: the owner serialises access (``ASStore`` holds it under a lock).
 final class SQLiteDatabase {
     private let db: OpaquePointer
+    /// The file, named in every error.
+    let path: String
 
     init(path: String) throws(SQLiteError) {
+        self.path = path
         var handle: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &handle, flags, nil)
         guard rc == SQLITE_OK, let handle else {
             let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open \(path)"
             sqlite3_close(handle)
-            throw SQLiteError(code: rc, message: message)
+            throw SQLiteError(code: rc, message: "the database \(path): \(message)")
         }
         db = handle
         sqlite3_busy_timeout(db, 5000)
@@ -29,7 +32,9 @@ final class SQLiteDatabase {
 
     deinit { sqlite3_close(db) }
 
-    private func error(_ rc: Int32) -> SQLiteError { SQLiteError(code: rc, message: String(cString: sqlite3_errmsg(db))) }
+    private func error(_ rc: Int32) -> SQLiteError {
+        SQLiteError(code: rc, message: "the database \(path): \(String(cString: sqlite3_errmsg(db)))")
+    }
 
     /// Runs SQL with no parameters (schema, pragmas); several statements allowed.
     func execute(_ sql: String) throws(SQLiteError) {

@@ -124,3 +124,24 @@ public struct ByteWriter: Sendable {
 public enum EncodeError: Error, Equatable, Sendable {
     case fieldTooLong(Int)
 }
+
+extension DecodeError: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case .truncated(let offset, let needed): return "the message ends \(needed) byte(s) early (at offset \(offset))"
+        case .oversized(let length, let limit): return "the message is \(length) bytes, more than the \(limit) allowed"
+        case .trailingBytes(let n): return "\(n) byte(s) left over after the message"
+        case .unsupportedVersion(let v): return "protocol version \(v) is not spoken here"
+        case .unknownType(let t): return "unknown message type \(t)"
+        case .invalidField(let f): return "field \(f) holds a value the protocol does not allow"
+        }
+    }
+}
+
+extension EncodeError: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case .fieldTooLong(let n): return "a value of \(n) bytes is too long for its field"
+        }
+    }
+}

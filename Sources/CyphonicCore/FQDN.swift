@@ -4,11 +4,21 @@
 public struct FQDN: Hashable, Sendable, CustomStringConvertible, Comparable {
     public let value: String
 
-    /// Why a name was refused.
-    public enum Invalid: Error, Equatable, Sendable {
+    /// Why a name was refused; its description is a plain sentence.
+    public enum Invalid: Error, Equatable, Sendable, CustomStringConvertible {
         case empty
         case tooLong(Int)
         case badLabel(String)
+
+        public var description: String {
+            switch self {
+            case .empty: return "the name is empty"
+            case .tooLong(let n): return "the name is \(n) characters long; at most 253 are allowed"
+            case .badLabel(let l) where l.isEmpty: return "the name has an empty label (two dots in a row, or a leading dot)"
+            case .badLabel(let l):
+                return "the label \"\(l)\" is not allowed: labels are 1-63 letters, digits or '-', not starting or ending with '-'"
+            }
+        }
     }
 
     public init(_ text: String) throws(Invalid) {

@@ -52,6 +52,11 @@ public final class Peer: @unchecked Sendable {
     /// responder may have missed message 3): received on, not yet sent on.
     public internal(set) var next: DataSession?
     public internal(set) var lastHandshake: Double = 0
+    /// The relay this peer's tunnel may go through (set by signaling), and since when the
+    /// tunnel goes direct: for a second after a move off the relay, the relay's packets
+    /// (sent before the peer moved too) do not pull it back. Guarded by the PeerTable lock.
+    public internal(set) var relayEndpoint: Endpoint?
+    var directSince: Double = -1_000
 
     // Guarded by the pipeline's release lock.
     var outbound = BatchFIFO()

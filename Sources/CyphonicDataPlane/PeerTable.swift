@@ -135,6 +135,24 @@ public final class PeerTable: @unchecked Sendable {
         peer.roamGeneration.wrappingAdd(1, ordering: .releasing)
     }
 
+    /// Names the relay `peer`'s tunnel may go through (nil: none).
+    public func setRelayLocked(_ peer: Peer, _ relay: Endpoint?) { peer.relayEndpoint = relay }
+
+    /// Roaming: moves `peer` to `source`, where its newest authenticated packet came from,
+    /// unless that is the relay within a second of a move off it (the peer's relayed
+    /// packets sent before it moved too must not undo the switch). False when held.
+    public func roamLocked(_ peer: Peer, to source: SocketAddress, now: Double) -> Bool {
+        guard peer.endpoint != source else { return true }
+        if let relay = peer.relayEndpoint {
+            let toRelay = source.endpoint == relay
+            let onRelay = peer.endpoint?.endpoint == relay
+            if toRelay, !onRelay, now - peer.directSince < 1 { return false }
+            if !toRelay, onRelay { peer.directSince = now }
+        }
+        relocateLocked(peer, to: source)
+        return true
+    }
+
     public func isIndexInUseLocked(_ index: UInt32) -> Bool { byIndex[index] != nil }
 
     /// The peer owning the destination address of an inner IP packet.

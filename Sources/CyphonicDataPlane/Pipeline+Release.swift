@@ -214,8 +214,8 @@ extension Pipeline {
             // made elsewhere (the priority lane) changes the generation: check again.
             let generation = peer.roamGeneration.load(ordering: .acquiring)
             if source != peer.lastSource || generation != peer.lastSourceGeneration {
-                peer.lastSource = source
-                roam(peer, to: source)
+                // A held roam (back to the relay right after a switch) is tried again later.
+                if roam(peer, to: source) { peer.lastSource = source }
                 peer.lastSourceGeneration = peer.roamGeneration.load(ordering: .acquiring)
             }
         }
@@ -241,11 +241,13 @@ extension Pipeline {
         control.sessionConfirmed(session, of: peer)
     }
 
-    /// Follows a peer to the address its newest authenticated packets come from (roaming).
+    /// Follows a peer to the address its newest authenticated packets come from (roaming);
+    /// false when the move is held (``PeerTable/roamLocked(_:to:now:)``).
     @inline(__always)
-    func roam(_ peer: Peer, to source: SocketAddress) {
+    @discardableResult
+    func roam(_ peer: Peer, to source: SocketAddress) -> Bool {
         peers.lock()
-        peers.relocateLocked(peer, to: source)
-        peers.unlock()
+        defer { peers.unlock() }
+        return peers.roamLocked(peer, to: source, now: monotonicSeconds())
     }
 }

@@ -91,7 +91,10 @@ public struct NMSIdentity: Sendable {
         } else {
             let signing = files.filter { $0.hasSuffix(".sign.pem") }
             guard signing.count == 1 else {
-                throw BundleError("\(directory) holds \(signing.count) NMS bundles (NAME.sign.pem); give --name")
+                throw BundleError(
+                    signing.isEmpty
+                        ? "\(directory) holds no NMS bundle (no NAME.sign.pem: the bundle of another service? `as-server service add nms NAME --out DIR` writes one)"
+                        : "\(directory) holds \(signing.count) NMS bundles (NAME.sign.pem); give --name")
             }
             base = String(signing[0].dropLast(".sign.pem".count))
         }

@@ -1,5 +1,6 @@
 import CyphonicCore
 import CyphonicDataPlane
+import CyphonicPosix
 import Foundation
 
 /// The node daemon's configuration file (JSON). Every key is documented in
@@ -172,6 +173,22 @@ public struct NodeConfig: Codable, Sendable {
     /// Static peers to connect to at start (DESIGN: static mode, like WireGuard peers).
     public var peers: [PeerEntry] = []
     public var logLevel: String = "info"
+    /// The control socket a daemon with TUN `tun` uses unless configured:
+    /// `/run/cyphonic-node.sock` for `cyph0`, `/run/cyphonic-node-NAME.sock` for others.
+    public static func defaultControl(tun: String) -> String {
+        tun == "cyph0" ? "/run/cyphonic-node.sock" : "/run/cyphonic-node-\(tun).sock"
+    }
+
+    /// The metrics endpoint unless configured: 127.0.0.1:9452 for `cyph0`; for another
+    /// TUN name a port of its own, 19000 + a number made from the name (0…999).
+    public static func defaultMetrics(tun: String) -> String {
+        guard tun != "cyph0" else { return "127.0.0.1:9452" }
+        let n = tun.utf8.reduce(UInt32(2_166_136_261)) { ($0 ^ UInt32($1)) &* 16_777_619 } % 1000
+        return "127.0.0.1:\(19_000 + n)"
+    }
+
+    /// The levels `logLevel` takes (swift-log's).
+    public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
     /// The AS (HOST:PORT) to fetch the revocation list from; unset: the one recorded at
     /// enrolment in stateDir/node.json; "" turns fetching off (then only `crl` applies).
     public var asEndpoint: String?
@@ -223,8 +240,9 @@ public struct NodeConfig: Codable, Sendable {
         poolSize = try c.decodeIfPresent(Int.self, forKey: .poolSize) ?? poolSize
         udpOffload = try c.decodeIfPresent(Bool.self, forKey: .udpOffload) ?? udpOffload
         udpReceiveBuffer = try c.decodeIfPresent(Int.self, forKey: .udpReceiveBuffer) ?? udpReceiveBuffer
-        metrics = try c.decodeIfPresent(String.self, forKey: .metrics) ?? metrics
-        control = try c.decodeIfPresent(String.self, forKey: .control) ?? control
+        // Per instance: a second daemon (another TUN name) gets its own socket and port.
+        metrics = try c.decodeIfPresent(String.self, forKey: .metrics) ?? Self.defaultMetrics(tun: tun.name)
+        control = try c.decodeIfPresent(String.self, forKey: .control) ?? Self.defaultControl(tun: tun.name)
         keepaliveSeconds = try c.decodeIfPresent(Double.self, forKey: .keepaliveSeconds) ?? keepaliveSeconds
         idleTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .idleTimeoutSeconds) ?? idleTimeoutSeconds
         rekeyAfterSeconds = try c.decodeIfPresent(Double.self, forKey: .rekeyAfterSeconds) ?? rekeyAfterSeconds
@@ -249,14 +267,21 @@ public struct NodeConfig: Codable, Sendable {
 
     /// Reads and validates a config file.
     public static func load(path: String) throws -> NodeConfig {
-        guard let data = FileManager.default.contents(atPath: path) else { throw ConfigFileError.unreadable(path) }
+        let text: String
+        do { text = try readTextFile(path, what: "the config file") } catch { throw ConfigFileError.unreadable("\(error)") }
+        do { try JSONSyntax.check(Array(text.utf8)) } catch { throw ConfigFileError.syntax(path, "\(error)") }
         var config: NodeConfig
-        do { config = try JSONDecoder().decode(NodeConfig.self, from: data) } catch let DecodingError.typeMismatch(_, ctx) {
-            throw ConfigFileError.invalid(ctx.codingPath.map(\.stringValue).joined(separator: "."), ctx.debugDescription)
+        do { config = try JSONDecoder().decode(NodeConfig.self, from: Data(text.utf8)) } catch let DecodingError.typeMismatch(type, ctx) {
+            throw ConfigFileError.invalid(keyPath(ctx.codingPath), "must be \(typeName(type))")
+        } catch let DecodingError.valueNotFound(type, ctx) {
+            throw ConfigFileError.invalid(keyPath(ctx.codingPath), "must be \(typeName(type)), not null")
         } catch let DecodingError.keyNotFound(key, ctx) {
-            throw ConfigFileError.invalid((ctx.codingPath + [key]).map(\.stringValue).joined(separator: "."), "is required")
+            throw ConfigFileError.invalid(keyPath(ctx.codingPath + [key]), "is required")
+        } catch let DecodingError.dataCorrupted(ctx) where ctx.codingPath.isEmpty {
+            // The syntax check passed, so the decoder refused a value it could not convert.
+            throw ConfigFileError.syntax(path, "a number does not fit its key (a whole number where the key takes one, or out of range)")
         } catch let DecodingError.dataCorrupted(ctx) {
-            throw ConfigFileError.invalid(ctx.codingPath.map(\.stringValue).joined(separator: "."), ctx.debugDescription)
+            throw ConfigFileError.invalid(keyPath(ctx.codingPath), ctx.debugDescription)
         } catch let e as ConfigFileError {
             throw e
         } catch {
@@ -289,19 +314,27 @@ public struct NodeConfig: Codable, Sendable {
         guard key != nil else { throw ConfigFileError.invalid("key", "is required (or stateDir)") }
         guard certificate != nil else { throw ConfigFileError.invalid("certificate", "is required (or stateDir)") }
         guard ca != nil else { throw ConfigFileError.invalid("ca", "is required (or stateDir)") }
-        guard Endpoint(listen) != nil else { throw ConfigFileError.invalid("listen", "\(listen) is not HOST:PORT or [V6]:PORT") }
+        guard Endpoint(listen) != nil else {
+            throw ConfigFileError.invalid("listen", "\(listen) is not ADDRESS:PORT or [V6]:PORT (an IP address to bind: names are not resolved here)")
+        }
         guard !tun.name.isEmpty, tun.name.utf8.count < 16 else { throw ConfigFileError.invalid("tun.name", "1-15 bytes") }
         guard (576...9000).contains(tun.mtu) else { throw ConfigFileError.invalid("tun.mtu", "must be 576...9000") }
         guard (0...10_000).contains(tun.txQueueLength) else { throw ConfigFileError.invalid("tun.txQueueLength", "must be 0 (automatic) ... 10000") }
         guard IPPrefix(overlay4)?.address.isIPv4 == true else { throw ConfigFileError.invalid("overlay4", "not an IPv4 prefix") }
         guard IPPrefix(overlay6).map({ !$0.address.isIPv4 }) == true else { throw ConfigFileError.invalid("overlay6", "not an IPv6 prefix") }
-        guard pipeline == "multi" || pipeline == "single" else { throw ConfigFileError.invalid("pipeline", "multi or single") }
+        guard pipeline == "multi" || pipeline == "single" else { throw ConfigFileError.invalid("pipeline", "\(pipeline) must be multi or single") }
+        guard Self.logLevels.contains(logLevel) else {
+            throw ConfigFileError.invalid("logLevel", "\(logLevel) is not a level: \(Self.logLevels.joined(separator: ", "))")
+        }
         guard (0...64).contains(workers) else { throw ConfigFileError.invalid("workers", "0...64") }
         guard (8...Pipeline.maxPoolSize).contains(poolSize) else {
             throw ConfigFileError.invalid("poolSize", "8...\(Pipeline.maxPoolSize)")
         }
         guard (0...(64 << 20)).contains(udpReceiveBuffer) else { throw ConfigFileError.invalid("udpReceiveBuffer", "0...67108864 bytes") }
-        guard metrics.isEmpty || Endpoint(metrics) != nil else { throw ConfigFileError.invalid("metrics", "not HOST:PORT") }
+        guard metrics.isEmpty || Endpoint(metrics) != nil else {
+            throw ConfigFileError.invalid(
+                "metrics", "\(metrics) is not ADDRESS:PORT or [V6]:PORT (an IP address to bind: names are not resolved here)")
+        }
         guard (0.5...30).contains(punchTimeoutSeconds) else { throw ConfigFileError.invalid("punchTimeoutSeconds", "must be 0.5...30") }
         guard (1...3600).contains(directRetrySeconds) else { throw ConfigFileError.invalid("directRetrySeconds", "must be 1...3600") }
         guard keepaliveSeconds > 0, idleTimeoutSeconds > keepaliveSeconds else {
@@ -310,8 +343,8 @@ public struct NodeConfig: Codable, Sendable {
         guard rekeyAfterSeconds >= 1, rekeyAfterSeconds <= 170 else {
             throw ConfigFileError.invalid("rekeyAfterSeconds", "must be 1...170 (sessions are refused after 180 s)")
         }
-        if let a = asEndpoint, !a.isEmpty, Endpoint(a) == nil {
-            throw ConfigFileError.invalid("asEndpoint", "\(a) is not HOST:PORT or [V6]:PORT")
+        if let a = asEndpoint, !a.isEmpty, !HostPort.isValid(a) {
+            throw ConfigFileError.invalid("asEndpoint", "\(a) is not HOST:PORT (an IP address or a DNS name, then a port)")
         }
         guard (1...604_800).contains(loginRefreshSeconds) else {
             throw ConfigFileError.invalid("loginRefreshSeconds", "must be 1...604800 (a week)")
@@ -326,18 +359,20 @@ public struct NodeConfig: Codable, Sendable {
         guard handshakesPerSecond >= 1, handshakesPerSecond <= 1_000_000 else {
             throw ConfigFileError.invalid("handshakesPerSecond", "must be 1...1000000")
         }
-        for (i, e) in (nms ?? []).enumerated() where Endpoint(e) == nil {
-            throw ConfigFileError.invalid("nms[\(i)]", "\(e) is not HOST:PORT or [V6]:PORT")
+        for (i, e) in (nms ?? []).enumerated() where !HostPort.isValid(e) {
+            throw ConfigFileError.invalid("nms[\(i)]", "\(e) is not HOST:PORT (an IP address or a DNS name, then a port)")
         }
         if let e = enroll {
-            guard Endpoint(e.asEndpoint) != nil else { throw ConfigFileError.invalid("enroll.asEndpoint", "\(e.asEndpoint) is not HOST:PORT") }
+            guard HostPort.isValid(e.asEndpoint) else { throw ConfigFileError.invalid("enroll.asEndpoint", "\(e.asEndpoint) is not HOST:PORT") }
             guard stateDir != nil else { throw ConfigFileError.invalid("enroll", "needs stateDir (where the enrolment is stored)") }
         }
         for (i, l) in resolver.listen.enumerated() where Endpoint(l) == nil {
-            throw ConfigFileError.invalid("resolver.listen[\(i)]", "\(l) is not HOST:PORT or [V6]:PORT")
+            throw ConfigFileError.invalid(
+                "resolver.listen[\(i)]", "\(l) is not ADDRESS:PORT or [V6]:PORT (an IP address to bind: names are not resolved here)")
         }
         for (i, u) in resolver.upstream.enumerated() where Endpoint(u) == nil {
-            throw ConfigFileError.invalid("resolver.upstream[\(i)]", "\(u) is not HOST:PORT or [V6]:PORT")
+            throw ConfigFileError.invalid(
+                "resolver.upstream[\(i)]", "\(u) is not ADDRESS:PORT or [V6]:PORT (an IP address: the resolver does not resolve its upstreams)")
         }
         if let d = resolver.domain, (try? FQDN(d)) == nil { throw ConfigFileError.invalid("resolver.domain", "\(d) is not a domain name") }
         guard resolver.timeoutSeconds > 0, resolver.timeoutSeconds <= 30 else {
@@ -349,7 +384,9 @@ public struct NodeConfig: Codable, Sendable {
         }
         for (i, p) in peers.enumerated() {
             guard (try? FQDN(p.fqdn)) != nil else { throw ConfigFileError.invalid("peers[\(i)].fqdn", "\(p.fqdn) is not a valid FQDN") }
-            guard Endpoint(p.endpoint) != nil else { throw ConfigFileError.invalid("peers[\(i)].endpoint", "\(p.endpoint) is not HOST:PORT") }
+            guard HostPort.isValid(p.endpoint) else {
+                throw ConfigFileError.invalid("peers[\(i)].endpoint", "\(p.endpoint) is not HOST:PORT (an IP address or a DNS name, then a port)")
+            }
         }
     }
 }
@@ -371,19 +408,47 @@ struct AnyKey: CodingKey {
 func rejectUnknownKeys<K: CodingKey>(_ decoder: Decoder, _ known: K.Type) throws {
     let all = try decoder.container(keyedBy: AnyKey.self)
     for key in all.allKeys where K(stringValue: key.stringValue) == nil {
-        let path = (decoder.codingPath.map(\.stringValue) + [key.stringValue]).joined(separator: ".")
-        throw ConfigFileError.invalid(path, "unknown key")
+        throw ConfigFileError.invalid(keyPath(decoder.codingPath + [key]), "unknown key")
+    }
+}
+
+/// A key path as a person writes it: `peers[0].endpoint`.
+func keyPath(_ path: [any CodingKey]) -> String {
+    var out = ""
+    for key in path {
+        if let i = key.intValue {
+            out += "[\(i)]"
+        } else {
+            out += (out.isEmpty ? "" : ".") + key.stringValue
+        }
+    }
+    return out.isEmpty ? "(the whole file)" : out
+}
+
+/// What a value must be, in words.
+func typeName(_ type: Any.Type) -> String {
+    switch type {
+    case is String.Type: return "a string (in double quotes)"
+    case is Bool.Type: return "true or false"
+    case is Int.Type, is UInt16.Type: return "a whole number"
+    case is Double.Type: return "a number"
+    case is [String].Type: return "a list of strings (in [ ])"
+    case is [Any].Type: return "a list (in [ ])"
+    case is [String: Any].Type: return "an object (in { })"
+    default: return "an object or list of the documented form"
     }
 }
 
 /// A config file that cannot be used; names the key.
 public enum ConfigFileError: Error, CustomStringConvertible {
     case unreadable(String)
+    case syntax(String, String)
     case invalid(String, String)
 
     public var description: String {
         switch self {
-        case .unreadable(let p): return "cannot read config file \(p)"
+        case .unreadable(let why): return why
+        case .syntax(let path, let why): return why.hasPrefix("a number") ? "\(path): \(why)" : "\(path) is not valid JSON: \(why)"
         case .invalid(let key, let why): return "config key \(key): \(why)"
         }
     }

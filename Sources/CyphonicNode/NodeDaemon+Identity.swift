@@ -1,6 +1,7 @@
 import CyphonicCore
 import CyphonicCrypto
 import CyphonicPKI
+import CyphonicPosix
 import CyphonicService
 import CyphonicSignaling
 import CyphonicWire
@@ -15,9 +16,10 @@ extension NodeDaemon {
         let state = NodeStateDirectory(path: dir)
         let assignment = try? state.assignment()
         if assignment == nil, let e = config.enroll {
-            let server = Endpoint(e.asEndpoint)!
+            let server: Endpoint
+            do { server = try HostPort.resolve(e.asEndpoint)[0] } catch { throw PlainError("enroll.asEndpoint: \(error)") }
             let ca: Certificate
-            do { ca = try Certificate(pem: try String(contentsOfFile: e.ca, encoding: .utf8)) } catch {
+            do { ca = try Certificate(pem: try readTextFile(e.ca, what: "the CA certificate (config `enroll.ca`)")) } catch {
                 throw ConfigFileError.invalid("enroll.ca", "cannot read a PEM certificate from \(e.ca): \(error)")
             }
             let token: String
@@ -33,7 +35,7 @@ extension NodeDaemon {
             return
         }
         guard let assignment, config.login, config.asEndpoint != "" else { return }
-        guard let server = Endpoint(config.asEndpoint ?? assignment.asEndpoint) else { return }
+        guard let server = try? HostPort.resolve(config.asEndpoint ?? assignment.asEndpoint).first else { return }
         do {
             var client = ASClient(server: server, caCertificate: try state.caCertificate())
             client.timeoutMilliseconds = 500
@@ -60,7 +62,7 @@ extension NodeDaemon {
     func startRenewal(key: X25519PrivateKey, certificate: Certificate) -> PeriodicRefresher<Provision>? {
         guard let dir = config.stateDir, config.login, config.asEndpoint != "" else { return nil }
         let state = NodeStateDirectory(path: dir)
-        guard let assignment = try? state.assignment(), let server = Endpoint(config.asEndpoint ?? assignment.asEndpoint),
+        guard let assignment = try? state.assignment(), let server = try? HostPort.resolve(config.asEndpoint ?? assignment.asEndpoint).first,
             let ca = try? state.caCertificate()
         else { return nil }
         let current = Locked(certificate.derBytes)
@@ -86,7 +88,15 @@ extension NodeDaemon {
 
     /// The NMS endpoints: config `nms`, else the provision's (stateDir/node.json).
     func nmsEndpoints() -> [Endpoint] {
-        if let list = config.nms { return list.compactMap(Endpoint.init) }
+        // Names are resolved at start (both families); a name that does not resolve is logged.
+        if let list = config.nms {
+            return list.flatMap { text -> [Endpoint] in
+                do { return try HostPort.resolve(text) } catch {
+                    logger.warning("node: NMS \(text) left out: \(error)")
+                    return []
+                }
+            }
+        }
         guard let dir = config.stateDir, let a = try? NodeStateDirectory(path: dir).assignment() else { return [] }
         return a.nmsEndpoints.compactMap(Endpoint.init)
     }
@@ -99,8 +109,8 @@ public func readEnrolmentToken(path: String) throws -> String {
     if path == "-" {
         data = FileHandle.standardInput.readDataToEndOfFile()
     } else {
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw TokenFileError(description: "cannot read \(path): \(error.localizedDescription)")
+        do { data = Data(try readTextFile(path, what: "the token file").utf8) } catch {
+            throw TokenFileError(description: error.description)
         }
     }
     let source = path == "-" ? "standard input" : path

@@ -45,10 +45,10 @@ public final class NodeDaemon: @unchecked Sendable {
         // A peer or client that hangs up mid-write is an error to handle, never a reason to die.
         signal(SIGPIPE, SIG_IGN)
         try refreshIdentity()
-        let key = try KeyFiles.x25519(pem: try String(contentsOfFile: config.key!, encoding: .utf8))
-        let cert = try Certificate(pem: try String(contentsOfFile: config.certificate!, encoding: .utf8))
-        let ca = try Certificate(pem: try String(contentsOfFile: config.ca!, encoding: .utf8))
-        let crl = try config.crl.map { try RevocationList(pem: try String(contentsOfFile: $0, encoding: .utf8)) }
+        let key = try KeyFiles.x25519(pem: try readTextFile(config.key!, what: "the node key (config `key`)"))
+        let cert = try Certificate(pem: try readTextFile(config.certificate!, what: "the node certificate (config `certificate`)"))
+        let ca = try Certificate(pem: try readTextFile(config.ca!, what: "the CA certificate (config `ca`)"))
+        let crl = try config.crl.map { try RevocationList(pem: try readTextFile($0, what: "the revocation list (config `crl`)")) }
         let verifier = try CertificateVerifier(trustAnchor: ca, revocations: crl)
         do { try verifier.verify(cert, role: .node) } catch {
             // Start anyway (the operator sees why tunnels fail); peers will refuse it.
@@ -168,9 +168,9 @@ public final class NodeDaemon: @unchecked Sendable {
 
     /// Where revocation lists come from: `asEndpoint`, else the enrolment's AS.
     private func revocationSource() -> Endpoint? {
-        if let a = config.asEndpoint { return a.isEmpty ? nil : Endpoint(a) }
+        if let a = config.asEndpoint { return a.isEmpty ? nil : try? HostPort.resolve(a).first }
         guard let dir = config.stateDir, let assignment = try? NodeStateDirectory(path: dir).assignment() else { return nil }
-        return Endpoint(assignment.asEndpoint)
+        return try? HostPort.resolve(assignment.asEndpoint).first
     }
 
     var nftTable: String { "cyphonic_" + config.tun.name.map { $0.isLetter || $0.isNumber ? String($0) : "_" }.joined() }
@@ -193,32 +193,42 @@ public final class NodeDaemon: @unchecked Sendable {
                   chain clamp_fwd { type filter hook forward priority mangle; oifname "\(name)" tcp flags syn tcp option maxseg size set rt mtu; }
                 }
                 """
-            let status = run("/usr/sbin/nft", ["-f", "-"], input: rules)
-            if status != 0 { logger.warning("node: nft unavailable, TCP MSS not clamped for forwarded traffic") }
+            let (status, errors) = run("/usr/sbin/nft", ["-f", "-"], input: rules)
+            if status != 0 {
+                logger.warning("node: TCP MSS not clamped for forwarded traffic: nft \(status == -1 ? "is not installed" : "failed: \(errors)")")
+            }
         }
     }
 
+    /// Runs `ip` (iproute2); a failure says the command and what `ip` itself printed.
     private func ip(_ args: [String]) throws {
-        let status = run("/sbin/ip", args)
-        guard status == 0 else { throw SystemError("ip \(args.joined(separator: " "))", errno: EINVAL) }
+        let (status, errors) = run("/sbin/ip", args)
+        guard status == 0 else {
+            let command = "ip " + args.joined(separator: " ")
+            if status == -1 { throw PlainError("cannot run /sbin/ip (is iproute2 installed?) for `\(command)`") }
+            throw PlainError("`\(command)` failed (exit \(status)): \(errors.isEmpty ? "no message" : errors)")
+        }
     }
 
+    /// Runs a helper; its exit status (-1 when it could not start) and its stderr.
     @discardableResult
-    private func run(_ path: String, _ args: [String], input: String? = nil) -> Int32 {
+    private func run(_ path: String, _ args: [String], input: String? = nil) -> (Int32, String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: path)
         p.arguments = args
         p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
+        let errors = Pipe()
+        p.standardError = errors
         let pipe = Pipe()
         if input != nil { p.standardInput = pipe }
-        do { try p.run() } catch { return -1 }
+        do { try p.run() } catch { return (-1, "") }
         if let input {
             pipe.fileHandleForWriting.write(Data(input.utf8))
             try? pipe.fileHandleForWriting.close()
         }
+        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
-        return p.terminationStatus
+        return (p.terminationStatus, text.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
     static let emptyStatus = NodeStatus(
@@ -371,10 +381,16 @@ public final class NodeDaemon: @unchecked Sendable {
 
 /// Reads a running daemon's status from its control socket (`cyphonic-node status`).
 public func queryNodeStatus(path: String) throws -> NodeStatus {
-    try JSONDecoder().decode(NodeStatus.self, from: Data(try ControlSocketServer.request(path: path, "status")))
+    try JSONDecoder().decode(NodeStatus.self, from: Data(try nodeControl(path: path, "status").utf8))
 }
 
 /// Sends a command line (e.g. `forget NAME`) to a running daemon; returns its answer.
+/// No daemon there is said plainly.
 public func nodeControl(path: String, _ command: String) throws -> String {
-    String(decoding: try ControlSocketServer.request(path: path, command), as: UTF8.self)
+    do { return String(decoding: try ControlSocketServer.request(path: path, command), as: UTF8.self) } catch let e as SystemError
+        where e.errno == ENOENT || e.errno == ECONNREFUSED
+    {
+        throw PlainError(
+            "no cyphonic-node answers at \(path) (not running, or another instance: give --tun NAME or --control SOCKET, as in its config)")
+    }
 }

@@ -51,6 +51,14 @@ extension TunnelManager {
         if let endpoint { pipeline?.sendKeepalive(to: peer, at: endpoint) } else { pipeline?.sendKeepalive(to: peer) }
     }
 
+    /// Tells the data plane which relay the tunnel to `fqdn` may go through (its roaming
+    /// then holds a fresh move off the relay against the relay's stragglers).
+    func setRelay(_ fqdn: String, _ relay: Endpoint?) {
+        peers.withLock {
+            for p in peers.peersLocked where p.fqdn == fqdn && p.relayEndpoint != relay { peers.setRelayLocked(p, relay) }
+        }
+    }
+
     /// Where we send to `fqdn` now.
     func endpoint(of fqdn: String) -> SocketAddress? { peers.withLock { peers.peersLocked.first { $0.fqdn == fqdn }?.endpoint } }
 
@@ -60,6 +68,18 @@ extension TunnelManager {
             guard let p = peers.peersLocked.first(where: { $0.fqdn == fqdn }) else { return [] }
             return [p.current, p.next, p.previous].compactMap { $0?.localIndex }
         }
+    }
+
+    /// A configured peer's endpoint: an IP literal, or a DNS name resolved (both
+    /// families, the first answer) at most every 30 s. Call outside the peer-table lock.
+    func configuredEndpoint(_ text: String) -> Endpoint? {
+        if let e = Endpoint(text) { return e }
+        let now = monotonicSeconds()
+        if let cached = sync.withLock({ resolvedNames[text] }), now - cached.at < 30 { return cached.endpoint }
+        let resolved = try? HostPort.resolve(text).first
+        if resolved == nil { logger.warning("tunnel: peer endpoint \(text) does not resolve") }
+        sync.withLock { resolvedNames[text] = (resolved, now) }
+        return resolved
     }
 
     /// Whether a session with `fqdn` exists (confirmed or not).

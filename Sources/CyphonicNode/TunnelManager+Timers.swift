@@ -30,6 +30,8 @@ extension TunnelManager {
         var keepalive: [Peer] = []
         var silent: [String] = []
         let wallClock = unixNow()
+        // Configured peers' endpoints, names resolved here, outside the locks.
+        let configuredAt = Dictionary(config.peers.map { ($0.fqdn, configuredEndpoint($0.endpoint)) }, uniquingKeysWith: { a, _ in a })
         peers.withLock {
             for peer in peers.peersLocked {
                 if let notAfter = peer.notAfter, notAfter < wallClock {
@@ -73,12 +75,12 @@ extension TunnelManager {
                 // Message-count limit: whichever side sends that much starts the rekey.
                 let countDue = s.messagesSent > DataSession.rekeyAfterMessages && peer.next == nil
                 let timeDue = configured != nil && s.isInitiator && now - s.created > config.rekeyAfterSeconds && peer.next == nil
-                if countDue || timeDue, let endpoint = configured.flatMap({ Endpoint($0.endpoint) }).map(SocketAddress.init) ?? peer.endpoint {
+                if countDue || timeDue, let endpoint = configured.flatMap({ configuredAt[$0.fqdn] ?? nil }).map(SocketAddress.init) ?? peer.endpoint {
                     toInitiate.append((peer.fqdn, endpoint))
                 }
                 // Both sides send at least a keepalive every keepaliveSeconds: silence for
                 // longer means the peer lost the session (restart, new address): reconnect.
-                if let configured, let e = Endpoint(configured.endpoint), now - s.lastReceived > config.keepaliveSeconds + 5 {
+                if let configured, let e = configuredAt[configured.fqdn] ?? nil, now - s.lastReceived > config.keepaliveSeconds + 5 {
                     toInitiate.append((peer.fqdn, SocketAddress(e)))
                 }
                 if now - s.lastSent > config.keepaliveSeconds { keepalive.append(peer) }
@@ -88,7 +90,7 @@ extension TunnelManager {
         // Configured peers without a session: (re)connect, at most every 5 s.
         for target in config.peers {
             let connected = peers.withLock { peers.peersLocked.contains { $0.fqdn == target.fqdn && $0.current != nil } }
-            if !connected, let e = Endpoint(target.endpoint) { toInitiate.append((target.fqdn, SocketAddress(e))) }
+            if !connected, let e = configuredAt[target.fqdn] ?? nil { toInitiate.append((target.fqdn, SocketAddress(e))) }
         }
         var started = Set<String>()
         for target in toInitiate where !started.contains(target.fqdn) {

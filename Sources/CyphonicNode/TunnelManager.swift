@@ -100,6 +100,8 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
         let session: DataSession?
     }
     var lastAttempt: [String: Double] = [:]
+    /// Configured peers' endpoints given as DNS names: what they resolved to, and when.
+    var resolvedNames: [String: (endpoint: Endpoint?, at: Double)] = [:]
     /// Handshakes started per peer name since its last session (status: "sent N
     /// initiations, no answer"), reset when a session comes up.
     var unanswered: [String: Int] = [:]
@@ -164,7 +166,7 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
 
     /// Starts a handshake with a configured peer.
     public func initiate(_ target: NodeConfig.PeerEntry) {
-        guard let endpoint = Endpoint(target.endpoint) else { return }
+        guard let endpoint = configuredEndpoint(target.endpoint) else { return }
         initiate(fqdn: target.fqdn, endpoint: SocketAddress(endpoint))
     }
 

@@ -21,7 +21,13 @@ public final class TunDevice: @unchecked Sendable {
         guard name.utf8.count < 16 else { throw SystemError("TUNSETIFF(\(name))", errno: ENAMETOOLONG) }
         var out = [CChar](repeating: 0, count: 16)
         let fd = ccy_tun_open(name, vnetHeader ? 1 : 0, &out)
-        guard fd >= 0 else { throw SystemError("TUNSETIFF(\(name))", errno: Glibc.errno) }
+        guard fd >= 0 else {
+            let e = Glibc.errno
+            throw SystemError(
+                e == EPERM || e == EACCES
+                    ? "creating the TUN interface \(name) needs root or CAP_NET_ADMIN (and /dev/net/tun); TUNSETIFF" : "TUNSETIFF(\(name))",
+                errno: e)
+        }
         self.fd = fd
         self.vnetHeader = vnetHeader
         self.name = String(decoding: out.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)

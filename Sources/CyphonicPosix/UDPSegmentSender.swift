@@ -9,7 +9,7 @@ import Glibc
 /// same address with the same length (the last of a run may be shorter) are handed to
 /// the kernel as one `sendmsg` with `UDP_SEGMENT`, so a run of up to 64 datagrams costs
 /// one pass through the UDP/IP stack instead of one each — on this machine the per-packet
-/// stack, not the crypto, bounds throughput (`../shared/SWIFT-LINUX.md`: ~1.39 M vs
+/// stack, not the crypto, bounds throughput (docs/platform.md: ~1.39 M vs
 /// ~0.14 M datagrams/s).
 ///
 /// Guarantees: datagrams leave in the order they were appended, each exactly as given

@@ -27,7 +27,7 @@ public final class MetricsHTTPService: Service, Sendable {
 
     public func run() async throws {
         let registry = self.registry
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -35,7 +35,12 @@ public final class MetricsHTTPService: Service, Sendable {
                     try channel.pipeline.syncOperations.addHandler(MetricsHandler(registry: registry))
                 }
             }
-            .bind(host: endpoint.address.description, port: Int(endpoint.port)).get()
+        let channel: any Channel
+        do { channel = try await bootstrap.bind(host: endpoint.address.description, port: Int(endpoint.port)).get() } catch {
+            let reason = (error as? IOError).map { String(cString: strerror($0.errnoCode)) } ?? "\(error)"
+            throw PlainError(
+                "metrics: cannot listen on \(endpoint): \(reason) (another daemon there? choose another address with --metrics, or \"\" for none)")
+        }
         if let port = channel.localAddress?.port {
             let actual = Endpoint(address: endpoint.address, port: UInt16(port))
             bound.withLock { $0 = actual }

@@ -15,9 +15,9 @@ public enum LoginError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .refused(let code, let message): return "login refused (\(code)): \(message)"
+        case .refused(_, let message): return "the AS refused the login: \(message)"
         case .timeout(let e): return "no answer from the AS at \(e)"
-        case .protocolError(let s): return "AS protocol error: \(s)"
+        case .protocolError(let s): return "the AS did not complete the login: \(s)"
         }
     }
 }

@@ -15,6 +15,21 @@ public enum SessionError: Error, Equatable, Sendable {
     case protocolViolation(String)
 }
 
+extension SessionError: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case .malformed(let e): return "the answer was malformed (\(e))"
+        case .unexpectedType(let t): return "an unexpected message (\(t)) arrived"
+        case .wrongSession(let i): return "the answer was for another session (\(i))"
+        case .replayed: return "a message arrived twice"
+        case .authenticationFailed: return "a message did not authenticate"
+        case .handshake(let e): return "the handshake failed (\(e))"
+        case .untrustedPeer(let why): return "the service's certificate is not acceptable: \(why) (is ca.pem the CA of this network?)"
+        case .protocolViolation(let why): return why
+        }
+    }
+}
+
 extension SessionError {
     /// How a service counts a signaling datagram it refused (a metrics label).
     public var dropReason: String {

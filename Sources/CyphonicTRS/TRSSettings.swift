@@ -79,7 +79,7 @@ public struct TRSIdentity: Sendable {
             certificate: try parse(base + ".pem") { try Certificate(pem: $0) }, ca: try parse("ca.pem") { try Certificate(pem: $0) })
         let verifier = try CertificateVerifier(trustAnchor: identity.ca)
         do { try verifier.verify(identity.certificate, role: .trs, at: unixNowSeconds()) } catch {
-            throw TRSBundleError("\(base).pem: \(error)")
+            throw TRSBundleError("\(dir.appendingPathComponent(base + ".pem")): \(error) (is this the bundle of a trs service?)")
         }
         guard identity.certificate.x25519PublicKey == identity.key.publicKey else { throw TRSBundleError("\(base).key does not match \(base).pem") }
         return identity

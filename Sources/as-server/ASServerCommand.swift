@@ -1,18 +1,24 @@
 import ArgumentParser
 import CyphonicCore
+import CyphonicService
 
 /// `as-server`: the Authentication Service — root CA, enrolment, login, virtual IPs, FQDNs, revocation.
 @main
 struct ASServerCommand: AsyncParsableCommand {
+    /// Errors of the commands as plain sentences (CyphonicService, PlainErrors.swift).
+    static func main() async { await mainWithPlainErrors() }
+
     static let configuration = CommandConfiguration(
         commandName: "as-server",
         abstract: "CYPHONIC Authentication Service: root CA, enrolment, login, virtual IPs and FQDNs, revocation.",
         discussion: """
-            Typical use:
-              as-server init --data-dir /var/lib/cyphonic-as --domain cyphonic.internal \\
-                  --vip4 198.18.0.0/16 --vip6 2001:db8:c0ff:ee::/64 --nms 198.19.0.2:4502 --trs 198.19.0.3:4503
-              as-server node add init01          # prints a one-time enrolment token
-              as-server serve                    # UDP 4501 (IPv4 and IPv6), metrics on 127.0.0.1:9451
+            Typical use (each line fits the help's width, so it pastes as is):
+              as-server init --data-dir /var/lib/cyphonic-as \\
+                --domain cyphonic.internal \\
+                --vip4 198.18.0.0/16 --vip6 2001:db8:c0ff:ee::/64 \\
+                --nms 198.19.0.2:4502 --trs 198.19.0.3:4503
+              as-server node add init01  # prints a one-time token
+              as-server serve            # UDP 4501, metrics :9451
             """,
         version: "as-server \(CyphonicVersion.software), protocol \(CyphonicVersion.protocolVersion)",
         subcommands: [InitCommand.self, NodeCommand.self, ServiceCommand.self, ServeCommand.self, StatusCommand.self])

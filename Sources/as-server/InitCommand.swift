@@ -1,6 +1,8 @@
 import ArgumentParser
 import CyphonicAS
 import CyphonicCore
+import CyphonicPosix
+import Foundation
 
 struct InitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -20,10 +22,19 @@ struct InitCommand: ParsableCommand {
     var serviceName: String?
 
     func run() throws {
+        guard !dataDir.path.isEmpty else { throw ValidationError("--data-dir: give a directory (it is created, mode 0700)") }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: dataDir.path, isDirectory: &isDirectory), !isDirectory.boolValue {
+            throw ValidationError("--data-dir: \(dataDir.path) is a file, not a directory")
+        }
         let settings = try parseSettings()
         let dir = try ASDirectory.initialise(
             at: dataDir.path, settings: settings,
-            serviceName: try serviceName.map { try FQDN($0) })
+            serviceName: try serviceName.map { name in
+                do { return try FQDN(name) } catch { throw ValidationError("--service-name: \(error)") }
+            })
+        // The directory holds the CA key and token hashes: only its owner may enter it.
+        try? FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: dataDir.path)
         print("initialised \(dataDir.path)")
         print("  domain      \(settings.domain)")
         print("  pools       \(settings.pool) (\(settings.pool.capacity) nodes)")
@@ -35,12 +46,27 @@ struct InitCommand: ParsableCommand {
     func parseSettings() throws -> ASSettings {
         let domain: FQDN
         do { domain = try FQDN(self.domain) } catch { throw ValidationError("--domain: \(error)") }
-        guard let v4 = IPPrefix(vip4) else { throw ValidationError("--vip4: \(vip4) is not a prefix like 198.18.0.0/16") }
-        guard let v6 = IPPrefix(vip6) else { throw ValidationError("--vip6: \(vip6) is not a prefix like 2001:db8:c0ff:ee::/64") }
+        guard let v4 = IPPrefix(vip4), v4.address.isIPv4 else { throw ValidationError("--vip4: \(vip4) is not an IPv4 prefix like 198.18.0.0/16") }
+        guard let v6 = IPPrefix(vip6), !v6.address.isIPv4 else {
+            throw ValidationError("--vip6: \(vip6) is not an IPv6 prefix like 2001:db8:c0ff:ee::/64")
+        }
+        // A pool a real network can route: not everything, not multicast.
+        guard (8...30).contains(v4.length), !(224...255).contains(v4.address.bytes[0]), v4.address.bytes[0] != 0 else {
+            throw ValidationError("--vip4: \(vip4) must be a unicast prefix of length 8...30 (e.g. 198.18.0.0/16)")
+        }
+        guard (48...120).contains(v6.length), v6.address.bytes[0] != 0xff, !v6.address.bytes.allSatisfy({ $0 == 0 }) else {
+            throw ValidationError("--vip6: \(vip6) must be a unicast prefix of length 48...120 (e.g. 2001:db8:c0ff:ee::/64)")
+        }
+        // Names are resolved now (both families): the AS hands addresses to nodes, which
+        // must be addresses they can send to (not a wildcard, not port 0).
         func endpoints(_ list: [String], _ flag: String) throws -> [Endpoint] {
-            try list.map {
-                guard let e = Endpoint($0) else { throw ValidationError("--\(flag): \($0) is not HOST:PORT or [V6]:PORT") }
-                return e
+            try list.flatMap { text -> [Endpoint] in
+                let resolved: [Endpoint]
+                do { resolved = try HostPort.resolve(text) } catch { throw ValidationError("--\(flag): \(error)") }
+                for e in resolved where e.port == 0 || e.address.bytes.allSatisfy({ $0 == 0 }) {
+                    throw ValidationError("--\(flag): \(text) is not an address nodes can send to (a wildcard address or port 0)")
+                }
+                return resolved
             }
         }
         do {

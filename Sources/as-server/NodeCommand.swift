@@ -14,10 +14,21 @@ struct NodeCommand: ParsableCommand {
             abstract: "Add a node: assigns its FQDN and virtual IPs and prints its one-time enrolment token.")
         @OptionGroup var dataDir: DataDirOption
         @OptionGroup var output: OutputOption
-        @Argument(help: "Node name: one DNS label; the FQDN is NAME.DOMAIN.") var name: String
+        @Argument(help: "Node name: one DNS label; the FQDN is NAME.DOMAIN.") var name: String?
         @Option(help: "Policy group of the node (in its certificate).") var group: String?
+        func validate() throws {
+            guard name == nil else { return }
+            // A name that looks like an option (`-x`) never reaches `name`: say what it is.
+            let typed = CommandLine.arguments.drop { $0 != "add" }.dropFirst()
+            let options = ["--data-dir", "--json", "--group", "-h", "--help"]
+            if let bad = typed.first(where: { a in a.hasPrefix("-") && !options.contains { a == $0 || a.hasPrefix($0 + "=") } }) {
+                throw ValidationError("\(bad) is not a valid node name: one DNS label of letters, digits and '-', not starting or ending with '-'")
+            }
+            throw ValidationError("give the node's name: as-server node add NAME")
+        }
 
         func run() throws {
+            let name = self.name!
             let authority = try ASAuthority(directory: try ASDirectory.open(at: dataDir.path))
             let ticket = try authority.addNode(name: name, group: group)
             if output.json {
@@ -84,7 +95,11 @@ struct NodeCommand: ParsableCommand {
 
         func run() throws {
             let serials = try ASAuthority(directory: try ASDirectory.open(at: dataDir.path)).revokeNode(name: name)
-            print("revoked \(name); certificate serials \(serials.map(String.init).joined(separator: ", "))")
+            print(
+                "revoked \(name); "
+                    + (serials.isEmpty
+                        ? "it had no certificate (never enrolled); its logins are refused from now on"
+                        : "certificate serials \(serials.map(String.init).joined(separator: ", ")) on the new revocation list"))
         }
     }
 

@@ -12,7 +12,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     @OptionGroup var dataDir: DataDirOption
     @Option(help: "UDP endpoint to listen on (repeatable).") var listen: [String] = ["0.0.0.0:4501", "[::]:4501"]
-    @Option(help: "HTTP endpoint for Prometheus metrics (/metrics).") var metrics = "127.0.0.1:9451"
+    @Option(help: "HTTP endpoint for Prometheus metrics (/metrics); \"\" turns it off.") var metrics = "127.0.0.1:9451"
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
     @Option(
         name: .customLong("max-failures"),
@@ -37,10 +37,15 @@ struct ServeCommand: AsyncParsableCommand {
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("--log-level: \(logLevel) is not a level") }
         let endpoints = try listen.map {
-            guard let e = Endpoint($0) else { throw ValidationError("--listen: \($0) is not HOST:PORT or [V6]:PORT") }
+            guard let e = Endpoint($0) else {
+                throw ValidationError("--listen: \($0) is not ADDRESS:PORT or [V6]:PORT (an IP address to bind: names are not resolved here)")
+            }
             return e
         }
-        guard let metricsEndpoint = Endpoint(metrics) else { throw ValidationError("--metrics: \(metrics) is not HOST:PORT") }
+        let metricsEndpoint: Endpoint? = metrics.isEmpty ? nil : Endpoint(metrics)
+        guard metrics.isEmpty || metricsEndpoint != nil else {
+            throw ValidationError("--metrics: \(metrics) is not ADDRESS:PORT or [V6]:PORT (an IP address to bind: names are not resolved here)")
+        }
         guard maxFailures > 0 else { throw ValidationError("--max-failures: \(maxFailures) must be positive") }
         guard failureWindow > 0 else { throw ValidationError("--failure-window: \(failureWindow) must be positive") }
         guard maxSessions > 0 else { throw ValidationError("--max-sessions: \(maxSessions) must be positive") }
@@ -64,12 +69,9 @@ struct ServeCommand: AsyncParsableCommand {
         limits.handshakeGuard.perSourceBurst = 4 * handshakesPerSource
         limits.handshakeGuard.totalPerSecond = handshakesPerSecond
         let server = ASServer(authority: authority, listen: endpoints, metrics: asMetrics, limits: limits, logger: logger)
-        let group = ServiceGroup(
-            services: [
-                UDPServerService(start: server.start, stop: server.stop),
-                MetricsHTTPService(registry: asMetrics.registry, endpoint: metricsEndpoint, logger: logger),
-            ],
-            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        var services: [any Service] = [UDPServerService(start: server.start, stop: server.stop)]
+        if let metricsEndpoint { services.append(MetricsHTTPService(registry: asMetrics.registry, endpoint: metricsEndpoint, logger: logger)) }
+        let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         logger.info("as-server: serving \(directory.settings.domain) from \(dataDir.path)")
         try await group.run()
         logger.info("as-server: shut down cleanly")

@@ -17,6 +17,8 @@ struct StatusCommand: ParsableCommand {
         let quarantined = try dir.store.quarantinedAddresses(now: unixNow()).count
         print("pool          \(nodes.count) of \(dir.settings.pool.capacity) used, \(quarantined) quarantined (\(dir.settings.pool))")
         print("CRL           #\(try dir.store.latestCRL()?.number ?? 0), \(try dir.store.revokedSerials().count) revoked serials")
-        print("NMS / TRS     \(dir.settings.nmsEndpoints.map(\.description)) / \(dir.settings.trsEndpoints.map(\.description))")
+        func list(_ e: [Endpoint]) -> String { e.isEmpty ? "none" : e.map(\.description).joined(separator: " ") }
+        print("NMS           \(list(dir.settings.nmsEndpoints))")
+        print("TRS           \(list(dir.settings.trsEndpoints))")
     }
 }

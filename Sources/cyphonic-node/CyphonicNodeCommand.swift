@@ -1,11 +1,16 @@
 import ArgumentParser
 import CyphonicCore
 import CyphonicCrypto
+import CyphonicPKI
+import CyphonicService
 import Foundation
 
 /// `cyphonic-node`: the CYPHONIC node daemon and its tools.
 @main
 struct CyphonicNodeCommand: AsyncParsableCommand {
+    /// Errors of the commands as plain sentences (CyphonicService, PlainErrors.swift).
+    static func main() async { await mainWithPlainErrors() }
+
     static let configuration = CommandConfiguration(
         commandName: "cyphonic-node",
         abstract: "CYPHONIC node: the tunnel daemon (run, status, forget) and enrolment with the AS (enroll, login).",
@@ -17,9 +22,10 @@ struct CyphonicNodeCommand: AsyncParsableCommand {
 struct GenerateKey: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "genkey",
-        abstract: "Generate an X25519 static key: write the private key (mode 0600) and print the public key in hex.")
+        abstract:
+            "Generate an X25519 static key: write the private key as PEM (mode 0600, the form `run` reads as `key`) and print the public key in hex.")
 
-    @Option(name: .shortAndLong, help: "File for the private key (32 raw bytes, hex, mode 0600). Refuses to overwrite.")
+    @Option(name: .shortAndLong, help: "File for the private key (PEM, mode 0600; what config `key` reads). Refuses to overwrite.")
     var output: String
 
     func run() throws {
@@ -27,13 +33,15 @@ struct GenerateKey: ParsableCommand {
             throw ValidationError("--output: \(output) exists; refusing to overwrite a key")
         }
         let key = try X25519PrivateKey()
-        let text = Hex.encode(key.rawRepresentation.bytes) + "\n"
+        let text = try KeyFiles.pem(key)
         guard
             FileManager.default.createFile(
                 atPath: output, contents: Data(text.utf8),
                 attributes: [.posixPermissions: 0o600])
         else {
-            throw ValidationError("--output: cannot create \(output)")
+            let parent = (output as NSString).deletingLastPathComponent
+            let why = FileManager.default.fileExists(atPath: parent.isEmpty ? "." : parent) ? "permission denied" : "no directory \(parent)"
+            throw ValidationError("--output: cannot create \(output): \(why)")
         }
         print(Hex.encode(key.publicKey.bytes))
     }

@@ -2,6 +2,8 @@ import ArgumentParser
 import CyphonicCore
 import CyphonicNode
 import CyphonicPKI
+import CyphonicPosix
+import CyphonicService
 import CyphonicSignaling
 import CyphonicWire
 import Foundation
@@ -34,23 +36,41 @@ struct EnrollCommand: ParsableCommand {
     }
 
     func run() throws {
-        guard let server = Endpoint(asEndpoint) else { throw ValidationError("--as: \(asEndpoint) is not HOST:PORT or [V6]:PORT") }
+        let server: Endpoint
+        do { server = try HostPort.resolve(asEndpoint)[0] } catch { throw ValidationError("--as: \(error)") }
         let (token, field) = try Self.readToken(token: self.token, file: tokenFile)
         guard let dot = token.lastIndex(of: "."), dot != token.startIndex else {
             throw ValidationError("\(field): expected NAME.SECRET as printed by `as-server node add`")
         }
         let name = String(token[..<dot])
         let caCert: Certificate
-        do { caCert = try Certificate(pem: try String(contentsOfFile: ca, encoding: .utf8)) } catch {
-            throw ValidationError("--ca: cannot read a PEM certificate from \(ca): \(error)")
+        let caText: String
+        do { caText = try readTextFile(ca, what: "the CA certificate") } catch { throw ValidationError("--ca: \(error)") }
+        do { caCert = try Certificate(pem: caText) } catch { throw ValidationError("--ca: \(ca) does not hold a PEM certificate: \(error)") }
+        do { _ = try CertificateVerifier(trustAnchor: caCert) } catch {
+            throw ValidationError("--ca: \(ca) is not a CA certificate (\(error)); give the ca.pem that `as-server init` wrote")
         }
         let state = NodeStateDirectory(path: stateDir)
+        if state.isEnrolled {
+            let fqdn = (try? state.assignment().fqdn) ?? "a node"
+            throw PlainError(
+                "\(stateDir) holds an enrolment already (\(fqdn)); log in again with `cyphonic-node login --state-dir \(stateDir)`, or enrol into another --state-dir"
+            )
+        }
+        let hadKey = state.hasKey
         let key = try state.loadOrCreateKey()
         var client = ASClient(server: server, caCertificate: caCert)
         client.timeoutMilliseconds = Int(timeout * 1000)
-        let provision = try client.login(name: name, credential: .token(token), key: key)
-        try state.save(provision, name: name, asEndpoint: server)
+        let provision: Provision
+        do { provision = try client.login(name: name, credential: .token(token), key: key) } catch {
+            // A failed first enrolment leaves no key behind (a retry makes a fresh one).
+            if !hadKey { state.removeUnusedKey() }
+            throw PlainError("enrolment failed: \(error)\(hadKey ? " (the key in \(stateDir) is kept and used again on retry)" : "")")
+        }
+        try state.save(provision, name: name, asEndpoint: asEndpoint)
+        let wrote = try state.writeDaemonConfig(virtualIPv4: provision.virtualIPv4, virtualIPv6: provision.virtualIPv6)
         print("enrolled \(provision.fqdn)  \(provision.virtualIPv4)  \(provision.virtualIPv6)  (node id \(provision.nodeID))")
+        print("\(wrote ? "wrote" : "kept") \(state.configFile); start the daemon with: cyphonic-node run --config \(state.configFile)")
     }
 }
 
@@ -78,7 +98,8 @@ struct LoginCommand: ParsableCommand {
     func run() throws {
         let state = NodeStateDirectory(path: stateDir)
         let assignment = try state.assignment()
-        guard let server = Endpoint(asEndpoint ?? assignment.asEndpoint) else { throw ValidationError("--as: not HOST:PORT") }
+        let server: Endpoint
+        do { server = try HostPort.resolve(asEndpoint ?? assignment.asEndpoint)[0] } catch { throw ValidationError("--as: \(error)") }
         var client = ASClient(server: server, caCertificate: try state.caCertificate())
         client.timeoutMilliseconds = Int(timeout * 1000)
         let provision = try client.login(

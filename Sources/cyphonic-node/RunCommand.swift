@@ -19,20 +19,29 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "Override the config's log level.") var logLevel: String?
     @Flag(name: .customLong("check"), help: "Validate the config and exit.") var check = false
 
+    func validate() throws {
+        if let pipeline, pipeline != "multi", pipeline != "single" { throw ValidationError("--pipeline: \(pipeline) must be multi or single") }
+        if let workers, !(0...64).contains(workers) { throw ValidationError("--workers: \(workers) must be 0...64") }
+        if let logLevel, !NodeConfig.logLevels.contains(logLevel) {
+            throw ValidationError("--log-level: \(logLevel) is not a level: \(NodeConfig.logLevels.joined(separator: ", "))")
+        }
+    }
+
     func run() async throws {
-        var cfg: NodeConfig
-        do { cfg = try NodeConfig.load(path: config) } catch { throw ValidationError("\(error)") }
+        var cfg = try NodeConfig.load(path: config)
         if let pipeline { cfg.pipeline = pipeline }
         if let workers { cfg.workers = workers }
         if let logLevel { cfg.logLevel = logLevel }
-        do { try cfg.validate() } catch { throw ValidationError("\(error)") }
-        guard let level = Logger.Level(rawValue: cfg.logLevel) else { throw ValidationError("logLevel: \(cfg.logLevel) is not a level") }
+        try cfg.validate()
+        let notes = try cfg.checkForRun()
+        guard let level = Logger.Level(rawValue: cfg.logLevel) else { throw PlainError("logLevel: \(cfg.logLevel) is not a level") }
         if check {
-            print("config ok: \(config)")
+            print("config ok: \(config)" + notes.map { "\n  note: \($0)" }.joined())
             return
         }
         LogSetup.bootstrap(level: level)
         let logger = Logger(label: "cyphonic-node")
+        for note in notes { logger.warning("node: \(note)") }
         let daemon = NodeDaemon(config: cfg, logger: logger)
         var services: [any Service] = [UDPServerService(start: daemon.start, stop: daemon.stop)]
         if let metrics = Endpoint(cfg.metrics) {
@@ -49,11 +58,12 @@ struct ForgetCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "forget", abstract: "End the tunnel with a peer on both sides; the next lookup of its name sets it up again.")
 
-    @Option(help: "The daemon's control socket (config key `control`).") var control = "/run/cyphonic-node.sock"
+    @Option(help: "The daemon's control socket (config key `control`; default from --tun).") var control: String?
+    @Option(help: "The daemon's TUN name, which its default control socket derives from.") var tun = "cyph0"
     @Argument(help: "The peer's FQDN.") var name: String
 
     func run() throws {
-        print(try nodeControl(path: control, "forget \(name)"), terminator: "")
+        print(try nodeControl(path: control ?? NodeConfig.defaultControl(tun: tun), "forget \(name)"), terminator: "")
     }
 }
 
@@ -65,11 +75,12 @@ struct StatusCommand: ParsableCommand {
             "Show the NMS registration, NAT behaviour, resolver, peers (how each tunnel was made), handshake ages, traffic and drops of a running daemon."
     )
 
-    @Option(help: "The daemon's control socket (config key `control`).") var control = "/run/cyphonic-node.sock"
+    @Option(help: "The daemon's control socket (config key `control`; default from --tun).") var control: String?
+    @Option(help: "The daemon's TUN name, which its default control socket derives from.") var tun = "cyph0"
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
-        let s = try queryNodeStatus(path: control)
+        let s = try queryNodeStatus(path: control ?? NodeConfig.defaultControl(tun: tun))
         if json {
             let e = JSONEncoder()
             e.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -1,9 +1,13 @@
 import ArgumentParser
 import CyphonicCore
+import CyphonicService
 
 /// `nms-server`: the Node Management Service (registration, route selection, signaling).
 @main
 struct NMSServerCommand: AsyncParsableCommand {
+    /// Errors of the commands as plain sentences (CyphonicService, PlainErrors.swift).
+    static func main() async { await mainWithPlainErrors() }
+
     static let configuration = CommandConfiguration(
         commandName: "nms-server",
         abstract: "CYPHONIC Node Management Service: node registration, NAT discovery, route selection and tunnel signaling.",

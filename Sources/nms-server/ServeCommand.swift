@@ -2,6 +2,7 @@ import ArgumentParser
 import CyphonicCore
 import CyphonicNMS
 import CyphonicPKI
+import CyphonicPosix
 import CyphonicService
 import CyphonicSignaling
 import Foundation
@@ -58,10 +59,18 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("udp-receive-buffer"), help: "Receive buffer of each UDP socket in bytes (0: the kernel's default).")
     var udpReceiveBuffer = 4 << 20
 
+    /// Listen endpoints are IP literals (a socket binds an address).
     func endpoints(_ list: [String], _ flag: String) throws -> [Endpoint] {
         try list.map {
-            guard let e = Endpoint($0) else { throw ValidationError("--\(flag): \($0) is not HOST:PORT or [V6]:PORT") }
+            guard let e = Endpoint($0) else { throw ValidationError("--\(flag): \($0) is not ADDRESS:PORT or [V6]:PORT (an IP address to bind)") }
             return e
+        }
+    }
+
+    /// Endpoints of other hosts: IP literals or DNS names, resolved now (both families).
+    func resolved(_ list: [String], _ flag: String) throws -> [Endpoint] {
+        try list.flatMap { text -> [Endpoint] in
+            do { return try HostPort.resolve(text) } catch { throw ValidationError("--\(flag): \(error)") }
         }
     }
 
@@ -69,7 +78,7 @@ struct ServeCommand: AsyncParsableCommand {
         var s = NMSSettings()
         s.listen = try endpoints(listen, "listen")
         s.probeListen = try endpoints(probeListen, "probe-listen")
-        s.relays = try endpoints(relay, "relay")
+        s.relays = try resolved(relay, "relay")
         guard !s.listen.isEmpty else { throw ValidationError("--listen: give at least one endpoint") }
         guard !s.probeListen.isEmpty else { throw ValidationError("--probe-listen: give at least one endpoint") }
         guard (1...3600).contains(keepalive) else { throw ValidationError("--keepalive: \(keepalive) must be 1...3600 seconds") }
@@ -122,9 +131,11 @@ struct ServeCommand: AsyncParsableCommand {
         guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("--log-level: \(logLevel) is not a level") }
         let settings = try settings()
         let metricsEndpoint: Endpoint? = metrics.isEmpty ? nil : Endpoint(metrics)
-        guard metrics.isEmpty || metricsEndpoint != nil else { throw ValidationError("--metrics: \(metrics) is not HOST:PORT") }
+        guard metrics.isEmpty || metricsEndpoint != nil else {
+            throw ValidationError("--metrics: \(metrics) is not ADDRESS:PORT or [V6]:PORT (an IP address to bind: names are not resolved here)")
+        }
         let asServer: Endpoint? = try asEndpoint.map {
-            guard let e = Endpoint($0) else { throw ValidationError("--as: \($0) is not HOST:PORT or [V6]:PORT") }
+            guard let e = try resolved([$0], "as").first else { throw ValidationError("--as: \($0) resolves to nothing") }
             return e
         }
         let identity: NMSIdentity
@@ -132,7 +143,7 @@ struct ServeCommand: AsyncParsableCommand {
         var revocations: RevocationList?
         if let crl {
             do {
-                let list = try RevocationList(pem: try String(contentsOfFile: crl, encoding: .utf8))
+                let list = try RevocationList(pem: try readTextFile(crl, what: "the revocation list"))
                 try list.verify(issuedBy: identity.ca)
                 revocations = list
             } catch { throw ValidationError("--crl: \(crl): \(error)") }
@@ -188,7 +199,7 @@ struct StatusCommand: ParsableCommand {
     func run() throws {
         let bytes: [UInt8]
         do { bytes = try ControlSocketServer.request(path: control, "status") } catch {
-            throw ValidationError("--control: no nms-server answers at \(control): \(error)")
+            throw PlainError("no nms-server answers at \(control) (is it running? give its serve --control path with --control)")
         }
         if json {
             print(String(decoding: bytes, as: UTF8.self), terminator: "")

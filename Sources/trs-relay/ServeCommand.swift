@@ -1,6 +1,7 @@
 import ArgumentParser
 import CyphonicCore
 import CyphonicPKI
+import CyphonicPosix
 import CyphonicService
 import CyphonicSignaling
 import CyphonicTRS
@@ -45,7 +46,9 @@ struct ServeCommand: AsyncParsableCommand {
     func settings() throws -> TRSSettings {
         var s = TRSSettings()
         s.listen = try listen.map {
-            guard let e = Endpoint($0) else { throw ValidationError("--listen: \($0) is not HOST:PORT or [V6]:PORT") }
+            guard let e = Endpoint($0) else {
+                throw ValidationError("--listen: \($0) is not ADDRESS:PORT or [V6]:PORT (an IP address to bind: names are not resolved here)")
+            }
             return e
         }
         guard !s.listen.isEmpty else { throw ValidationError("--listen: give at least one endpoint") }
@@ -83,18 +86,19 @@ struct ServeCommand: AsyncParsableCommand {
         guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("--log-level: \(logLevel) is not a level") }
         let settings = try settings()
         let metricsEndpoint: Endpoint? = metrics.isEmpty ? nil : Endpoint(metrics)
-        guard metrics.isEmpty || metricsEndpoint != nil else { throw ValidationError("--metrics: \(metrics) is not HOST:PORT") }
+        guard metrics.isEmpty || metricsEndpoint != nil else {
+            throw ValidationError("--metrics: \(metrics) is not ADDRESS:PORT or [V6]:PORT (an IP address to bind: names are not resolved here)")
+        }
         let identity: TRSIdentity
         do { identity = try TRSIdentity.load(bundle: bundle, name: name) } catch { throw ValidationError("--bundle: \(error)") }
         let asServer: Endpoint? = try asEndpoint.map {
-            guard let e = Endpoint($0) else { throw ValidationError("--as: \($0) is not HOST:PORT or [V6]:PORT") }
-            return e
+            do { return try HostPort.resolve($0)[0] } catch { throw ValidationError("--as: \(error)") }
         }
         guard crlRefresh >= 1 else { throw ValidationError("--crl-refresh: must be at least 1 second") }
         var initial: RevocationList?
         if let crl {
             do {
-                let list = try RevocationList(pem: try String(contentsOfFile: crl, encoding: .utf8))
+                let list = try RevocationList(pem: try readTextFile(crl, what: "the revocation list"))
                 try list.verify(issuedBy: identity.ca)
                 initial = list
             } catch { throw ValidationError("--crl: \(crl): \(error)") }
@@ -149,7 +153,7 @@ struct StatusCommand: ParsableCommand {
     func run() throws {
         let bytes: [UInt8]
         do { bytes = try ControlSocketServer.request(path: control, "status") } catch {
-            throw ValidationError("--control: no trs-relay answers at \(control): \(error)")
+            throw PlainError("no trs-relay answers at \(control) (is it running? give its serve --control path with --control)")
         }
         if json {
             print(String(decoding: bytes, as: UTF8.self), terminator: "")
@@ -160,7 +164,9 @@ struct StatusCommand: ParsableCommand {
             "trs \(s.name) on \(s.listen.joined(separator: " ")): \(s.sessions) session(s), \(s.boundEnds) end(s) bound, \(s.nodes) node(s) connected"
         )
         print(
-            "  relayed \(s.relayedPackets) datagrams, \(s.relayedBytes) bytes (\(s.packetsByFamily.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))"
+            "  relayed \(s.relayedPackets) datagrams, \(s.relayedBytes) bytes"
+                + (s.packetsByFamily.isEmpty
+                    ? "" : " (\(s.packetsByFamily.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))")
         )
         if !s.refused.isEmpty { print("  refused: \(s.refused.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))") }
         if !s.dropped.isEmpty { print("  dropped: \(s.dropped.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))") }

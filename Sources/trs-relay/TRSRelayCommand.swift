@@ -1,9 +1,13 @@
 import ArgumentParser
 import CyphonicCore
+import CyphonicService
 
 /// `trs-relay`: the Tunnel Relay Service (relays end-to-end encrypted capsules).
 @main
 struct TRSRelayCommand: AsyncParsableCommand {
+    /// Errors of the commands as plain sentences (CyphonicService, PlainErrors.swift).
+    static func main() async { await mainWithPlainErrors() }
+
     static let configuration = CommandConfiguration(
         commandName: "trs-relay",
         abstract: "CYPHONIC Tunnel Relay Service: relays end-to-end encrypted tunnels that cannot go direct.",

@@ -1,3 +1,4 @@
+import CyphonicAS
 import CyphonicCore
 import CyphonicCrypto
 import CyphonicNode
@@ -150,14 +151,14 @@ import Testing
         // Revoked: refused, and the CRL served in-session lists it.
         let revoke = try runTool(asServer, ["node", "revoke", "init02", "--data-dir", dir])
         #expect(revoke.status == 0)
-        #expect(throws: LoginError.refused(.revoked, "revoked")) {
+        #expect(throws: LoginError.refused(.revoked, LoginFailure.revoked.clientMessage)) {
             try client.login(name: "init02", credential: .certificate(der: first["init02"]!.certificate), key: keys["init02"]!)
         }
         let crl = try client.revocationList(key: try X25519PrivateKey())
         #expect(crl.contains(try Certificate(der: first["init02"]!.certificate).serial!))
 
-        // A token works once.
-        #expect(throws: LoginError.refused(.unauthorized, "login refused")) {
+        // A token works once; the second use is told so (the token was proven).
+        #expect(throws: LoginError.refused(.unauthorized, LoginFailure.tokenUsed.clientMessage)) {
             try client.login(name: "init01", credential: .token(tokens["init01"]!), key: try X25519PrivateKey())
         }
 
@@ -286,7 +287,7 @@ import Testing
         let client = ASClient(
             server: server.endpoint,
             caCertificate: try Certificate(pem: try String(contentsOfFile: dir + "/ca.pem", encoding: .utf8)))
-        #expect(throws: LoginError.refused(.unauthorized, "login refused")) {
+        #expect(throws: LoginError.refused(.unauthorized, LoginFailure.unknownNode.clientMessage)) {
             try client.login(name: "evil\nas: login ok: admin", credential: .token("evil.x"), key: try X25519PrivateKey())
         }
         #expect(server.kill(SIGTERM) == 0)

@@ -210,3 +210,16 @@ public final class NoiseHandshake {
         return try local.sharedSecret(with: remote)
     }
 }
+
+extension NoiseError: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case .wrongTurn: return "a handshake message out of turn"
+        case .handshakeComplete: return "the handshake had already finished"
+        case .messageTooShort: return "a handshake message too short"
+        case .messageTooLong: return "a handshake message too long"
+        case .missingKey(let k): return "the key \(k) is missing"
+        case .crypto(let e): return "a handshake message did not verify (\(e))"
+        }
+    }
+}

@@ -53,6 +53,7 @@ extension NodeSignaling {
         var steps: [Step] = []
         for (fqdn, p) in paths {
             let up = manager.hasSession(fqdn)
+            if up, let relay = p.relay { manager.setRelay(fqdn, relay) }
             let at = manager.endpoint(of: fqdn)?.endpoint
             if !up, now - p.created > Self.pathSetupSeconds {
                 steps.append(.drop(fqdn))

@@ -72,7 +72,8 @@ struct NodeCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show one node.")
         @OptionGroup var dataDir: DataDirOption
         @OptionGroup var output: OutputOption
-        @Argument(help: "Node name or FQDN.") var name: String
+        @Argument(help: "Node name or FQDN (any case: names are stored in lower case).", transform: { $0.lowercased() })
+        var name: String
 
         func run() throws {
             guard let n = try ASStore(path: ASDirectory.file(dataDir.path, "as.db")).node(named: name) else {
@@ -91,7 +92,8 @@ struct NodeCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Revoke a node: its certificates go on the signed revocation list; it can no longer log in.")
         @OptionGroup var dataDir: DataDirOption
-        @Argument(help: "Node name or FQDN.") var name: String
+        @Argument(help: "Node name or FQDN (any case: names are stored in lower case).", transform: { $0.lowercased() })
+        var name: String
 
         func run() throws {
             let serials = try ASAuthority(directory: try ASDirectory.open(at: dataDir.path)).revokeNode(name: name)
@@ -107,7 +109,8 @@ struct NodeCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Remove a node: its certificates are revoked first; its addresses are quarantined until those certificates expire.")
         @OptionGroup var dataDir: DataDirOption
-        @Argument(help: "Node name or FQDN.") var name: String
+        @Argument(help: "Node name or FQDN (any case: names are stored in lower case).", transform: { $0.lowercased() })
+        var name: String
 
         func run() throws {
             let removed = try ASAuthority(directory: try ASDirectory.open(at: dataDir.path)).removeNode(name: name)

@@ -26,6 +26,18 @@ struct ServiceCommand: ParsableCommand {
             }
             let fqdn: FQDN
             do { fqdn = try FQDN(name) } catch { throw ValidationError("name: \(error)") }
+            // Where the bundle goes is checked before anything is issued: a failed write
+            // must not leave a certificate behind that nobody holds.
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory), !isDirectory.boolValue {
+                throw ValidationError("--out: \(out) is a file, not a directory")
+            }
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            let target = (out as NSString).appendingPathComponent(fqdn.value)
+            for suffix in [".key", ".pem", ".sign.key", ".sign.pem"] where FileManager.default.fileExists(atPath: target + suffix) {
+                throw ValidationError("--out: \(target + suffix) exists; refusing to overwrite a bundle")
+            }
+            guard FileManager.default.isWritableFile(atPath: out) else { throw ValidationError("--out: \(out) is not writable") }
             let authority = try ASAuthority(directory: try ASDirectory.open(at: dataDir.path))
             let bundle = try authority.addService(role: r, name: fqdn, days: days)
             let (key, cert) = (bundle.key, bundle.certificate)

@@ -167,9 +167,13 @@ struct ServeCommand: AsyncParsableCommand {
             UDPServerService(
                 start: {
                     try server.start()
-                    socketBox.withLock { $0 = try? ControlSocketServer(path: controlPath, what: "nms-server") { server.control($0) } }
-                    if socketBox.withLock({ $0 == nil }) {
-                        logger.warning("nms: control socket \(controlPath) unavailable; `nms-server status` will not answer")
+                    // A control socket another instance holds stops this one (as the node does).
+                    do {
+                        let socket = try ControlSocketServer(path: controlPath, what: "nms-server") { server.control($0) }
+                        socketBox.withLock { $0 = socket }
+                    } catch {
+                        server.stop()
+                        throw error
                     }
                     refresher?.start()
                 },

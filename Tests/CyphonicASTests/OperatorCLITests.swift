@@ -228,8 +228,15 @@ import Testing
         #expect(try runTool(asServer, ["node", "add", "laptop1", "--data-dir", dir + "/as"]).status == 0)
         r = try runTool(asServer, ["service", "add", "nms", "laptop1.cyphonic.internal", "--data-dir", dir + "/as", "--out", dir + "/nms"])
         #expect(r.status != 0 && r.output.contains("laptop1.cyphonic.internal (a node) is taken"), "\(r.output)")
+        r = try runTool(asServer, ["node", "show", "LAPTOP1", "--data-dir", dir + "/as"])
+        #expect(r.status == 0 && r.output.contains("laptop1.cyphonic.internal"), "names are found in any case: \(r.output)")
         r = try runTool(asServer, ["node", "revoke", "laptop1", "--data-dir", dir + "/as"])
         #expect(r.output.contains("it had no certificate (never enrolled)"), "\(r.output)")
+        // A bundle that cannot be written issues nothing.
+        try "x".write(toFile: dir + "/afile", atomically: true, encoding: .utf8)
+        r = try runTool(asServer, ["service", "add", "nms", "nms4.cyphonic.internal", "--data-dir", dir + "/as", "--out", dir + "/afile"])
+        #expect(r.status != 0 && r.output.contains("is a file, not a directory"), "\(r.output)")
+        #expect(!(try runTool(asServer, ["service", "list", "--data-dir", dir + "/as"]).output.contains("nms4")))
     }
 
     // Point 6.

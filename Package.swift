@@ -42,7 +42,8 @@ let package = Package(
         .target(
             name: "CyphonicSignaling",
             dependencies: [
-                "CyphonicCore", "CyphonicWire", "CyphonicCrypto", "CyphonicPKI", "CyphonicDataPlane", "CyphonicPosix",
+                "CyphonicCore", "CyphonicWire", "CyphonicCrypto", "CyphonicPKI", "CyphonicDataPlane", "CyphonicPosix", "CyphonicService",
+                .product(name: "Logging", package: "swift-log"),
             ]),
         // The CYPHONIC resolver's DNS message codec (pure, fuzzed).
         .target(name: "CyphonicDNS"),

@@ -12,32 +12,12 @@ extension NMSServer {
     /// answered with a RegistrationAck. On a worker.
     func completion(_ bytes: [UInt8], header: Header, from: Endpoint, socket: UDPSocket, index: Int, now: Int64) {
         // Taken out, so message 3 is single-use (a replay finds nothing).
-        guard
-            let p = pending.withLock({ t -> PendingHandshake? in
-                guard t[header.receiverIndex]?.from == from else { return nil }
-                return t.removeValue(forKey: header.receiverIndex)
-            })
-        else {
-            metrics.drop("unknown_session")
-            return
-        }
-        let datagram: Datagram
-        do { datagram = try Datagram.decode(bytes) } catch {
-            metrics.drop("malformed")
-            return
-        }
         let clientKey: X25519PublicKey
         let payload: [UInt8]
         let session: SignalingSession
-        do {
-            (clientKey, payload, session) = try p.handshake.value.finish(datagram, now: now)
-        } catch {
-            // A forged message 3 leaves the handshake as it was: put it back.
-            if now - p.created <= settings.handshakeTimeout {
-                pending.withLock { t in if t[header.receiverIndex] == nil { t[header.receiverIndex] = p } }
-            }
-            metrics.drop("handshake_failed")
-            return
+        switch responder.finish(bytes, header: header, from: from, now: now) {
+        case .success(let c): (clientKey, payload, session) = (c.clientKey, c.payload, c.session)
+        case .failure(let drop): return metrics.drop(drop.reason)
         }
         metrics.handshakes.increment()
         let message: SignalingMessage

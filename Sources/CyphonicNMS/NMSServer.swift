@@ -30,27 +30,20 @@ public final class NMSServer: Sendable {
     public let settings: NMSSettings
     public let metrics: NMSMetrics
     public let registry: any NodeRegistry
-    public let handshakeGuard: HandshakeGuard
+    /// Node handshakes: the guard, the pending table (shared with the relay's code).
+    let responder: ServiceResponder
+    public var handshakeGuard: HandshakeGuard { responder.handshakeGuard }
     let logger: Logger
     let verifierState: Mutex<CertificateVerifier>
     /// One entry per socket (signaling first, then probes): the socket's receive threads.
     let loops = Locked<[(loops: [ReceiveLoop], probe: Bool)]>([])
-    let pending = Mutex<[UInt32: PendingHandshake]>([:])
     let directions = Mutex(DirectionTable())
     let workSlots: DispatchSemaphore
     let lastHousekeeping = Atomic<Int64>(0)
     let lastDirectionSweep = Atomic<Int64>(0)
-    let responseSize: Int
     let signingCertificateDER: [UInt8]
     let refusalLog: LogLimiter
     let signer: BatchSigner
-
-    struct PendingHandshake: Sendable {
-        let handshake: UncheckedBox<ServiceServerHandshake>
-        let created: Int64
-        let from: Endpoint
-        let socketIndex: Int
-    }
 
     /// Directions in progress: those sent to their responder, and those being signed
     /// (reserved), counted per initiator so that no node can take the whole table.
@@ -113,10 +106,11 @@ public final class NMSServer: Sendable {
         self.registry = registry ?? InMemoryNodeRegistry(capacity: settings.maxNodes)
         self.logger = logger
         verifierState = Mutex(try CertificateVerifier(trustAnchor: identity.ca, revocations: revocations))
-        handshakeGuard = try HandshakeGuard(limits: settings.handshakeGuard)
+        responder = ServiceResponder(
+            key: identity.key, certificate: identity.certificate, handshakeGuard: try HandshakeGuard(limits: settings.handshakeGuard),
+            maxPending: settings.maxPendingHandshakes, timeout: settings.handshakeTimeout)
         let workers = settings.workers > 0 ? settings.workers : Self.cores
         workSlots = DispatchSemaphore(value: 4 * workers)
-        responseSize = HandshakeGuard.responseSize(certificateBytes: identity.certificate.derBytes.count)
         signingCertificateDER = identity.signingCertificate.derBytes
         refusalLog = LogLimiter(perSecond: 10)
         signer = BatchSigner(key: identity.signingKey, metrics: metrics)
@@ -218,7 +212,7 @@ public final class NMSServer: Sendable {
         case .handshakeInitiation:
             initiation(bytes, from: from, socket: socket, index: index, now: now)
         case .handshakeCompletion:
-            guard pending.withLock({ $0[header.receiverIndex]?.from == from }) else {
+            guard responder.isPending(header.receiverIndex, from: from) else {
                 metrics.drop("unknown_session")
                 return
             }
@@ -244,49 +238,14 @@ public final class NMSServer: Sendable {
     }
 
     private func initiation(_ bytes: UnsafeRawBufferPointer, from: Endpoint, socket: UDPSocket, index: Int, now: Int64) {
-        let d: Datagram
-        do { d = try Datagram.decode(bytes) } catch {
-            metrics.drop("malformed")
-            return
-        }
-        guard case .handshakeInitiation(let senderIndex, let noise) = d.body else { return }
-        switch handshakeGuard.check(
-            source: from, requestSize: bytes.count, replySize: responseSize, cookie: HandshakeGuard.cookie(inNoiseMessage1: noise))
+        switch responder.answer(bytes, from: from, socketIndex: index, now: now, inUse: { registry.withNode(sessionIndex: $0, { _ in true }) != nil })
         {
-        case .cookie(let c):
-            metrics.drop("cookie_sent")
-            if let reply = try? Datagram(.cookieReply(cookie: c), receiverIndex: senderIndex).encode() { try? socket.send(reply, to: from) }
-            return
+        case .reply(let reply, let cookie):
+            if cookie { metrics.drop("cookie_sent") }
+            try? socket.send(reply, to: from)
         case .drop(let reason):
-            metrics.drop(reason == "source_limit" ? "handshake_source_limit" : "handshake_busy")
-            return
-        case .proceed:
-            break
+            metrics.drop(reason)
         }
-        guard pending.withLock({ $0.count < settings.maxPendingHandshakes }) else {
-            metrics.drop("table_full")
-            return
-        }
-        do {
-            // A fresh session index: not one a registered node or a pending handshake has
-            // (random 31 bits: a few collisions expected among 100 000 nodes).
-            var hs = try ServiceServerHandshake(localStatic: identity.key, certificate: identity.certificate)
-            var attempts = 1
-            while attempts < 8, indexInUse(hs.localIndex) {
-                hs = try ServiceServerHandshake(localStatic: identity.key, certificate: identity.certificate)
-                attempts += 1
-            }
-            let reply = try hs.respond(to: d)
-            pending.withLock { $0[hs.localIndex] = PendingHandshake(handshake: UncheckedBox(hs), created: now, from: from, socketIndex: index) }
-            try socket.send(reply, to: from)
-        } catch {
-            metrics.drop("handshake_failed")
-            logger.debug("nms: handshake from \(from) failed: \(error)")
-        }
-    }
-
-    func indexInUse(_ index: UInt32) -> Bool {
-        pending.withLock { $0[index] != nil } || registry.withNode(sessionIndex: index, { _ in true }) != nil
     }
 
     /// Seals `message` in the session of `fqdn` and sends it to where its signaling
@@ -319,7 +278,7 @@ public final class NMSServer: Sendable {
         let now = unixNowSeconds()
         sweepDirections()
         guard lastHousekeeping.exchange(now, ordering: .relaxed) != now else { return }
-        pending.withLock { p in p = p.filter { now - $0.value.created <= settings.handshakeTimeout } }
+        responder.expire(now: now)
         let cutoff = now - Int64(settings.keepAliveSeconds * settings.expireAfterIntervals)
         // A tenth of the registry a second (at least 10 000): every record within 10 s.
         let gone = registry.expireSome(lastSeenBefore: cutoff, limit: max(10_000, registry.count / 10)) { $0.notAfter < now }
@@ -331,14 +290,6 @@ public final class NMSServer: Sendable {
         metrics.registeredNodes.set(Int64(registry.count))
         if let n = refusalLog.takeSuppressed(now: now) { logger.notice("nms: \(n) refusals not logged (rate limit)") }
     }
-}
-
-/// Holds a non-`Sendable` handshake state machine that only one thread uses at a time:
-/// it moves from the receive thread into the pending table and out to one worker (the
-/// table's lock hands it over; message 3 is taken out exactly once).
-struct UncheckedBox<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
 }
 
 /// Logs at most `perSecond` lines a second; counts the rest for a summary line.

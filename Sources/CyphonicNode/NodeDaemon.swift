@@ -111,10 +111,8 @@ public final class NodeDaemon: @unchecked Sendable {
         renewal = startRenewal(key: key, certificate: cert)
         renewal?.start(delayed: true)
         if let asEndpoint = revocationSource() {
-            let client = ASClient(server: asEndpoint, caCertificate: ca)
-            let refresher = PeriodicRefresher<RevocationList>(
-                what: "the revocation list from the AS at \(asEndpoint)", intervalSeconds: config.crlRefreshSeconds, logger: logger,
-                fetch: { try client.revocationList(key: key) }, apply: { [manager] in manager.offerRevocations($0) })
+            let refresher = ASClient(server: asEndpoint, caCertificate: ca).revocationRefresher(
+                key: key, every: config.crlRefreshSeconds, logger: logger, apply: { [manager] in manager.offerRevocations($0) })
             refresher.start()
             self.refresher = refresher
             logger.info("node: revocation list from the AS at \(asEndpoint) every \(Int(config.crlRefreshSeconds)) s")

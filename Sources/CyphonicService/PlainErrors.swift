@@ -44,21 +44,6 @@ public func plainMessage(_ error: any Error) -> String {
     return "\(error)"
 }
 
-/// Runs a command's body; any error but a command-line mistake (ValidationError, which
-/// shows the usage) or an exit code leaves as a ``PlainError``.
-public func plainErrors<T>(_ body: () throws -> T) throws -> T {
-    do { return try body() } catch let e as ValidationError { throw e } catch let e as ExitCode { throw e } catch let e as CleanExit {
-        throw e
-    } catch { throw PlainError(plainMessage(error)) }
-}
-
-/// ``plainErrors(_:)`` for async bodies.
-public func plainErrors<T>(_ body: () async throws -> T) async throws -> T {
-    do { return try await body() } catch let e as ValidationError { throw e } catch let e as ExitCode { throw e } catch let e as CleanExit {
-        throw e
-    } catch { throw PlainError(plainMessage(error)) }
-}
-
 extension ParsableCommand {
     /// The program's entry point with plain errors: a mistake in the command line is
     /// reported with the usage, as argument-parser does; anything the command itself

@@ -68,6 +68,9 @@ struct RelayBatchWork {
     var segments: [Segment] = []
     var forwards: [Forward] = []
     var drops: [String: UInt64] = [:]
+    /// Datagrams and bytes sent per socket in this batch.
+    var sent: [UInt64] = []
+    var sentBytes: [UInt64] = []
 
     init() {
         segments.reserveCapacity(4096)
@@ -96,7 +99,7 @@ extension TRSServer {
                 case .handshakeInitiation, .signaling:
                     if let from = source.endpoint { control.append((Array(seg), from)) }
                     continue
-                case .handshakeCompletion where pending.withLock({ $0[receiverIndex] != nil }):
+                case .handshakeCompletion where responder.isPending(receiverIndex):
                     if let from = source.endpoint { control.append((Array(seg), from)) }
                     continue
                 default:
@@ -120,13 +123,19 @@ extension TRSServer {
             }
         }
         // In arrival order: a sender flushes its run before another destination's starts.
-        var sent = [UInt64](repeating: 0, count: senders.count)
-        var bytes = [UInt64](repeating: 0, count: senders.count)
+        if work.sent.count != senders.count {
+            work.sent = [UInt64](repeating: 0, count: senders.count)
+            work.sentBytes = work.sent
+        }
+        for i in senders.indices {
+            work.sent[i] = 0
+            work.sentBytes[i] = 0
+        }
         for f in work.forwards {
             do {
                 try senders[f.socketIndex].append(f.pointer, length: f.length, to: f.to)
-                sent[f.socketIndex] += 1
-                bytes[f.socketIndex] += UInt64(f.length)
+                work.sent[f.socketIndex] += 1
+                work.sentBytes[f.socketIndex] += UInt64(f.length)
             } catch {
                 work.drops["send_failed", default: 0] += 1
             }
@@ -134,10 +143,10 @@ extension TRSServer {
         for s in senders {
             do { try s.flush() } catch { work.drops["send_failed", default: 0] += 1 }
         }
-        for (i, n) in sent.enumerated() where n > 0 {
+        for (i, n) in work.sent.enumerated() where n > 0 {
             let out4 = senders[i].socket.family == AF_INET
             let family = ipv4 == out4 ? (ipv4 ? "ipv4" : "ipv6") : (ipv4 ? "ipv4_to_ipv6" : "ipv6_to_ipv4")
-            metrics.relayed(family, packets: n, bytes: bytes[i])
+            metrics.relayed(family, packets: n, bytes: work.sentBytes[i])
         }
         for (reason, n) in work.drops { metrics.drop(reason, n) }
         work.drops.removeAll(keepingCapacity: true)

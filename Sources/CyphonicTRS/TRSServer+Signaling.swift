@@ -25,56 +25,26 @@ extension TRSServer {
     }
 
     private func initiation(_ bytes: [UInt8], from: Endpoint, socketIndex: Int, now: Int64) {
-        guard let d = try? Datagram.decode(bytes), case .handshakeInitiation(let senderIndex, let noise) = d.body else {
-            return metrics.drop("malformed")
+        let answer = bytes.withUnsafeBytes {
+            responder.answer($0, from: from, socketIndex: socketIndex, now: now, inUse: { i in nodes.withLock { $0.byIndex[i] != nil } })
         }
-        switch handshakeGuard.check(
-            source: from, requestSize: bytes.count, replySize: responseSize, cookie: HandshakeGuard.cookie(inNoiseMessage1: noise))
-        {
-        case .cookie(let c):
-            metrics.drop("cookie_sent")
-            if let reply = try? Datagram(.cookieReply(cookie: c), receiverIndex: senderIndex).encode() {
-                send(reply, to: from, socketIndex: socketIndex)
-            }
-            return
-        case .drop(let reason):
-            return metrics.drop(reason == "source_limit" ? "handshake_source_limit" : "handshake_busy")
-        case .proceed:
-            break
-        }
-        guard pending.withLock({ $0.count < settings.maxPendingHandshakes }) else { return metrics.drop("table_full") }
-        do {
-            // A session index no node or pending handshake has.
-            var hs = try ServiceServerHandshake(localStatic: identity.key, certificate: identity.certificate)
-            var attempts = 1
-            while attempts < 8, pending.withLock({ $0[hs.localIndex] != nil }) || nodes.withLock({ $0.byIndex[hs.localIndex] != nil }) {
-                hs = try ServiceServerHandshake(localStatic: identity.key, certificate: identity.certificate)
-                attempts += 1
-            }
-            let reply = try hs.respond(to: d)
-            pending.withLock { $0[hs.localIndex] = PendingHandshake(handshake: UncheckedHandshake(value: hs), created: now, from: from) }
+        switch answer {
+        case .reply(let reply, let cookie):
+            if cookie { metrics.drop("cookie_sent") }
             send(reply, to: from, socketIndex: socketIndex)
-        } catch {
-            metrics.drop("handshake_failed")
+        case .drop(let reason):
+            metrics.drop(reason)
         }
     }
 
     /// Message 3: the node's certificate (our CA, role node, the key it proved).
     private func completion(_ bytes: [UInt8], header: Header, from: Endpoint, socketIndex: Int, now: Int64) {
-        guard
-            let p = pending.withLock({ t -> PendingHandshake? in
-                guard t[header.receiverIndex]?.from == from else { return nil }
-                return t.removeValue(forKey: header.receiverIndex)
-            })
-        else { return metrics.drop("unknown_session") }
-        guard let datagram = try? Datagram.decode(bytes) else { return metrics.drop("malformed") }
         let key: X25519PublicKey
         let payload: [UInt8]
         let session: SignalingSession
-        do { (key, payload, session) = try p.handshake.value.finish(datagram, now: now) } catch {
-            // A forged message 3 leaves the handshake as it was.
-            pending.withLock { t in if t[header.receiverIndex] == nil { t[header.receiverIndex] = p } }
-            return metrics.drop("handshake_failed")
+        switch responder.finish(bytes, header: header, from: from, now: now) {
+        case .success(let c): (key, payload, session) = (c.clientKey, c.payload, c.session)
+        case .failure(let drop): return metrics.drop(drop.reason)
         }
         metrics.handshakes.increment()
         func refuse(_ text: String) {

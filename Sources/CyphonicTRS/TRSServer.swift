@@ -33,27 +33,21 @@ public final class TRSServer: Sendable {
     public let identity: TRSIdentity
     public let settings: TRSSettings
     public let metrics: TRSMetrics
-    public let handshakeGuard: HandshakeGuard
+    /// Node handshakes: the guard and the pending table (the NMS runs the same).
+    let responder: ServiceResponder
+    public var handshakeGuard: HandshakeGuard { responder.handshakeGuard }
     let logger: Logger
     let verifierState: Mutex<CertificateVerifier>
     /// The verifier with the revocation list in force.
     var verifier: CertificateVerifier { verifierState.withLock { $0 } }
     let table: Mutex<RelayTable>
     let nodes = Mutex(NodeSessions())
-    let pending = Mutex<[UInt32: PendingHandshake]>([:])
     /// NMS signing certificates: the key (nil: refused) and until when the verdict holds.
     let signers = Mutex<[[UInt8]: (key: Ed25519PublicKey?, until: Int64)]>([:])
     /// Authorizations whose signature checked (by SHA-256), with their expiry.
     let verified = Mutex<[[UInt8]: Int64]>([:])
     let sockets = Locked<[UDPSocket]>([])
     private let threads = Locked<[RelayThread]>([])
-    let responseSize: Int
-
-    struct PendingHandshake: Sendable {
-        let handshake: UncheckedHandshake
-        let created: Int64
-        let from: Endpoint
-    }
 
     /// Nodes with a signaling session, by our session index and by static key.
     struct NodeSessions {
@@ -83,12 +77,13 @@ public final class TRSServer: Sendable {
         self.metrics = metrics
         self.logger = logger
         verifierState = Mutex(try CertificateVerifier(trustAnchor: identity.ca))
-        handshakeGuard = try HandshakeGuard(limits: settings.handshakeGuard)
+        responder = ServiceResponder(
+            key: identity.key, certificate: identity.certificate, handshakeGuard: try HandshakeGuard(limits: settings.handshakeGuard),
+            maxPending: settings.maxPendingHandshakes, timeout: settings.handshakeTimeout)
         table = Mutex(
             RelayTable(
                 maxSessions: settings.maxSessions, maxEndsPerNode: settings.maxSessionsPerNode,
                 packetsPerSecondPerEnd: settings.packetsPerSecondPerEnd, idleSeconds: Double(settings.sessionIdleSeconds)))
-        responseSize = HandshakeGuard.responseSize(certificateBytes: identity.certificate.derBytes.count)
     }
 
     /// Binds every listen address and starts a thread for each.
@@ -161,7 +156,7 @@ public final class TRSServer: Sendable {
 
     /// Expires handshakes, silent nodes and idle sessions (once a second, from any thread).
     func housekeeping(now: Int64) {
-        pending.withLock { p in p = p.filter { now - $0.value.created <= settings.handshakeTimeout } }
+        responder.expire(now: now)
         let gone = nodes.withLock { n -> Int in
             let silent = n.byIndex.filter { now - $0.value.lastSeen > Int64(settings.nodeIdleSeconds) }.map(\.key)
             silent.forEach { n.remove($0) }
@@ -191,10 +186,4 @@ struct SignalingBudget {
         tokens -= 1
         return true
     }
-}
-
-/// A handshake state machine moved between threads under the pending table's lock
-/// (used by one thread at a time).
-struct UncheckedHandshake: @unchecked Sendable {
-    let value: ServiceServerHandshake
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import CyphonicAS
 import CyphonicCore
 import CyphonicPosix
+import CyphonicService
 import Foundation
 
 struct InitCommand: ParsableCommand {
@@ -60,14 +61,11 @@ struct InitCommand: ParsableCommand {
         // Names are resolved now (both families): the AS hands addresses to nodes, which
         // must be addresses they can send to (not a wildcard, not port 0).
         func endpoints(_ list: [String], _ flag: String) throws -> [Endpoint] {
-            try list.flatMap { text -> [Endpoint] in
-                let resolved: [Endpoint]
-                do { resolved = try HostPort.resolve(text) } catch { throw ValidationError("--\(flag): \(error)") }
-                for e in resolved where e.port == 0 || e.address.bytes.allSatisfy({ $0 == 0 }) {
-                    throw ValidationError("--\(flag): \(text) is not an address nodes can send to (a wildcard address or port 0)")
-                }
-                return resolved
+            let resolved = try EndpointFlag.resolved(list, flag)
+            for e in resolved where e.port == 0 || e.address.bytes.allSatisfy({ $0 == 0 }) {
+                throw ValidationError("--\(flag): \(e) is not an address nodes can send to (a wildcard address or port 0)")
             }
+            return resolved
         }
         do {
             return try ASSettings(

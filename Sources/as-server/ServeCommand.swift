@@ -36,12 +36,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("--log-level: \(logLevel) is not a level") }
-        let endpoints = try listen.map {
-            guard let e = Endpoint($0) else {
-                throw ValidationError("--listen: \($0) is not ADDRESS:PORT or [V6]:PORT (an IP address to bind: names are not resolved here)")
-            }
-            return e
-        }
+        let endpoints = try EndpointFlag.literal(listen, "listen")
         let metricsEndpoint: Endpoint? = metrics.isEmpty ? nil : Endpoint(metrics)
         guard metrics.isEmpty || metricsEndpoint != nil else {
             throw ValidationError("--metrics: \(metrics) is not ADDRESS:PORT or [V6]:PORT (an IP address to bind: names are not resolved here)")

@@ -59,26 +59,11 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("udp-receive-buffer"), help: "Receive buffer of each UDP socket in bytes (0: the kernel's default).")
     var udpReceiveBuffer = 4 << 20
 
-    /// Listen endpoints are IP literals (a socket binds an address).
-    func endpoints(_ list: [String], _ flag: String) throws -> [Endpoint] {
-        try list.map {
-            guard let e = Endpoint($0) else { throw ValidationError("--\(flag): \($0) is not ADDRESS:PORT or [V6]:PORT (an IP address to bind)") }
-            return e
-        }
-    }
-
-    /// Endpoints of other hosts: IP literals or DNS names, resolved now (both families).
-    func resolved(_ list: [String], _ flag: String) throws -> [Endpoint] {
-        try list.flatMap { text -> [Endpoint] in
-            do { return try HostPort.resolve(text) } catch { throw ValidationError("--\(flag): \(error)") }
-        }
-    }
-
     func settings() throws -> NMSSettings {
         var s = NMSSettings()
-        s.listen = try endpoints(listen, "listen")
-        s.probeListen = try endpoints(probeListen, "probe-listen")
-        s.relays = try resolved(relay, "relay")
+        s.listen = try EndpointFlag.literal(listen, "listen")
+        s.probeListen = try EndpointFlag.literal(probeListen, "probe-listen")
+        s.relays = try EndpointFlag.resolved(relay, "relay")
         guard !s.listen.isEmpty else { throw ValidationError("--listen: give at least one endpoint") }
         guard !s.probeListen.isEmpty else { throw ValidationError("--probe-listen: give at least one endpoint") }
         guard (1...3600).contains(keepalive) else { throw ValidationError("--keepalive: \(keepalive) must be 1...3600 seconds") }
@@ -135,61 +120,30 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--metrics: \(metrics) is not ADDRESS:PORT or [V6]:PORT (an IP address to bind: names are not resolved here)")
         }
         let asServer: Endpoint? = try asEndpoint.map {
-            guard let e = try resolved([$0], "as").first else { throw ValidationError("--as: \($0) resolves to nothing") }
-            return e
+            try EndpointFlag.resolved([$0], "as")[0]
         }
         let identity: NMSIdentity
         do { identity = try NMSIdentity.load(bundle: bundle, name: name) } catch { throw ValidationError("--bundle: \(error)") }
         var revocations: RevocationList?
         if let crl {
-            do {
-                let list = try RevocationList(pem: try readTextFile(crl, what: "the revocation list"))
-                try list.verify(issuedBy: identity.ca)
-                revocations = list
-            } catch { throw ValidationError("--crl: \(crl): \(error)") }
+            do { revocations = try loadRevocationList(crl, issuedBy: identity.ca) } catch { throw ValidationError("--crl: \(error)") }
         }
         LogSetup.bootstrap(level: level)
         let logger = Logger(label: "nms-server")
         let nmsMetrics = NMSMetrics()
         let server = try NMSServer(identity: identity, settings: settings, revocations: revocations, metrics: nmsMetrics, logger: logger)
-        let refresher = asServer.map { endpoint in
-            let client = ASClient(server: endpoint, caCertificate: identity.ca)
-            return PeriodicRefresher<RevocationList>(
-                what: "the revocation list from the AS at \(endpoint)", intervalSeconds: crlRefresh, logger: logger,
-                fetch: { try client.revocationList(key: identity.key) },
-                apply: { list in
-                    do { try server.applyRevocations(list) } catch { logger.error("nms: revocation list not applied: \(error)") }
-                })
+        let refresher = asServer.map {
+            ASClient(server: $0, caCertificate: identity.ca).revocationRefresher(key: identity.key, every: crlRefresh, logger: logger) { list in
+                do { try server.applyRevocations(list) } catch { logger.error("nms: revocation list not applied: \(error)") }
+            }
         }
-        let controlPath = control
-        let socketBox = Locked<ControlSocketServer?>(nil)
-        var services: [any Service] = [
-            UDPServerService(
-                start: {
-                    try server.start()
-                    // A control socket another instance holds stops this one (as the node does).
-                    do {
-                        let socket = try ControlSocketServer(path: controlPath, what: "nms-server") { server.control($0) }
-                        socketBox.withLock { $0 = socket }
-                    } catch {
-                        server.stop()
-                        throw error
-                    }
-                    refresher?.start()
-                },
-                stop: {
-                    refresher?.stop()
-                    socketBox.withLock { $0?.stop() }
-                    server.stop()
-                })
-        ]
-        if let metricsEndpoint { services.append(MetricsHTTPService(registry: nmsMetrics.registry, endpoint: metricsEndpoint, logger: logger)) }
         logger.info(
             "nms-server: \(identity.name); keepalive \(settings.keepAliveSeconds) s, policy \(settings.policy.rules.isEmpty ? "same group only" : settings.policy.rules.map(\.description).joined(separator: " ")), relays \(settings.relays.isEmpty ? "none" : settings.relays.map(\.description).joined(separator: " "))"
         )
-        let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        try await group.run()
-        logger.info("nms-server: shut down cleanly")
+        try await runServiceDaemon(
+            program: "nms-server", logger: logger, start: server.start, stop: server.stop, controlPath: control,
+            control: { server.control($0) }, background: refresher.map { r in ({ r.start() }, { r.stop() }) },
+            metrics: nmsMetrics.registry, metricsEndpoint: metricsEndpoint)
     }
 }
 

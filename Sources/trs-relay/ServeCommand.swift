@@ -45,12 +45,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     func settings() throws -> TRSSettings {
         var s = TRSSettings()
-        s.listen = try listen.map {
-            guard let e = Endpoint($0) else {
-                throw ValidationError("--listen: \($0) is not ADDRESS:PORT or [V6]:PORT (an IP address to bind: names are not resolved here)")
-            }
-            return e
-        }
+        s.listen = try EndpointFlag.literal(listen, "listen")
         guard !s.listen.isEmpty else { throw ValidationError("--listen: give at least one endpoint") }
         guard (1...3600).contains(refresh) else { throw ValidationError("--refresh: \(refresh) must be 1...3600 seconds") }
         guard (5...86_400).contains(sessionIdle) else { throw ValidationError("--session-idle: \(sessionIdle) must be 5...86400 seconds") }
@@ -92,58 +87,28 @@ struct ServeCommand: AsyncParsableCommand {
         let identity: TRSIdentity
         do { identity = try TRSIdentity.load(bundle: bundle, name: name) } catch { throw ValidationError("--bundle: \(error)") }
         let asServer: Endpoint? = try asEndpoint.map {
-            do { return try HostPort.resolve($0)[0] } catch { throw ValidationError("--as: \(error)") }
+            try EndpointFlag.resolved([$0], "as")[0]
         }
         guard crlRefresh >= 1 else { throw ValidationError("--crl-refresh: must be at least 1 second") }
         var initial: RevocationList?
         if let crl {
-            do {
-                let list = try RevocationList(pem: try readTextFile(crl, what: "the revocation list"))
-                try list.verify(issuedBy: identity.ca)
-                initial = list
-            } catch { throw ValidationError("--crl: \(crl): \(error)") }
+            do { initial = try loadRevocationList(crl, issuedBy: identity.ca) } catch { throw ValidationError("--crl: \(error)") }
         }
         LogSetup.bootstrap(level: level)
         let logger = Logger(label: "trs-relay")
         let trsMetrics = TRSMetrics()
         let server = try TRSServer(identity: identity, settings: settings, metrics: trsMetrics, logger: logger)
         if let initial { try server.applyRevocations(initial) }
-        let refresher = asServer.map { endpoint in
-            let client = ASClient(server: endpoint, caCertificate: identity.ca)
-            return PeriodicRefresher<RevocationList>(
-                what: "the revocation list from the AS at \(endpoint)", intervalSeconds: crlRefresh, logger: logger,
-                fetch: { try client.revocationList(key: identity.key) },
-                apply: { list in
-                    do { try server.applyRevocations(list) } catch { logger.error("trs: revocation list not applied: \(error)") }
-                })
+        let refresher = asServer.map {
+            ASClient(server: $0, caCertificate: identity.ca).revocationRefresher(key: identity.key, every: crlRefresh, logger: logger) { list in
+                do { try server.applyRevocations(list) } catch { logger.error("trs: revocation list not applied: \(error)") }
+            }
         }
-        let controlPath = control
-        let socketBox = Locked<ControlSocketServer?>(nil)
-        var services: [any Service] = [
-            UDPServerService(
-                start: {
-                    try server.start()
-                    // A control socket another instance holds stops this one (as the node does).
-                    do {
-                        let socket = try ControlSocketServer(path: controlPath, what: "trs-relay") { server.control($0) }
-                        socketBox.withLock { $0 = socket }
-                    } catch {
-                        server.stop()
-                        throw error
-                    }
-                    refresher?.start()
-                },
-                stop: {
-                    refresher?.stop()
-                    socketBox.withLock { $0?.stop() }
-                    server.stop()
-                })
-        ]
-        if let metricsEndpoint { services.append(MetricsHTTPService(registry: trsMetrics.registry, endpoint: metricsEndpoint, logger: logger)) }
         logger.info("trs-relay: \(identity.name); refresh \(settings.refreshSeconds) s, sessions idle after \(settings.sessionIdleSeconds) s")
-        let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        try await group.run()
-        logger.info("trs-relay: shut down cleanly")
+        try await runServiceDaemon(
+            program: "trs-relay", logger: logger, start: server.start, stop: server.stop, controlPath: control,
+            control: { server.control($0) }, background: refresher.map { r in ({ r.start() }, { r.stop() }) },
+            metrics: trsMetrics.registry, metricsEndpoint: metricsEndpoint)
     }
 }
 

@@ -56,16 +56,10 @@ import Testing
         expectPlain(r.output)
         // A metrics port that is taken: the port, the reason, what to do.
         #expect(try runTool(asServer, ["init", "--data-dir", dir + "/as", "--domain", "cyphonic.internal"]).status == 0)
-        let busy = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        // A TCP port something listens on.
+        let (busy, port) = loopbackSocket(Int32(SOCK_STREAM.rawValue))
         defer { close(busy) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(busy, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(busy, $0, &len) } }
         listen(busy, 1)
-        let port = UInt16(bigEndian: addr.sin_port)
         r = try runTool(
             asServer, ["serve", "--data-dir", dir + "/as", "--listen", "127.0.0.1:\(try freePort())", "--metrics", "127.0.0.1:\(port)"])
         #expect(r.status != 0 && r.output.contains("metrics: cannot listen on 127.0.0.1:\(port): Address already in use"), "\(r.output)")

@@ -28,17 +28,23 @@ struct TempAS {
 /// Path of a product built by `swift build` next to the test bundle.
 func productPath(_ name: String) -> String { builtProduct(name) }
 
-/// A free UDP/TCP port on loopback (bound to 0, then released).
-func freePort() throws -> UInt16 {
-    let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-    defer { close(fd) }
+/// A socket of `type` bound to a free port on 127.0.0.1: the descriptor and the port.
+func loopbackSocket(_ type: Int32) -> (fd: Int32, port: UInt16) {
+    let fd = socket(AF_INET, type, 0)
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_addr.s_addr = inet_addr("127.0.0.1")
     var len = socklen_t(MemoryLayout<sockaddr_in>.size)
     _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
     _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-    return UInt16(bigEndian: addr.sin_port)
+    return (fd, UInt16(bigEndian: addr.sin_port))
+}
+
+/// A free UDP/TCP port on loopback (bound to 0, then released).
+func freePort() throws -> UInt16 {
+    let (fd, port) = loopbackSocket(Int32(SOCK_DGRAM.rawValue))
+    close(fd)
+    return port
 }
 
 /// Runs a program to completion; returns status and combined output.

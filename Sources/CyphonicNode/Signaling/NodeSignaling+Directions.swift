@@ -209,23 +209,12 @@ extension NodeSignaling {
             useRelay(fqdn, now: now)
             switch d.role {
             case .responder:
-                let locals = state.withLock { s -> [Endpoint] in
-                    s.counters.directionsAsResponder += 1
-                    return s.localEndpoints
-                }
-                sendToNMS(
-                    .routeDirectionConfirmation(RouteDirectionConfirmation(pathID: d.pathID, status: .ok, localEndpoints: locals)),
-                    transactionID: transactionID)
+                confirm(d, transactionID: transactionID)
             case .initiator:
                 // The handshake goes through the relay once it bound both ends (its grant says so).
                 var viaRelay = d
                 viaRelay.peerEndpoints = [d.relay!]
-                state.withLock { s in
-                    guard s.lookups[fqdn]?.transactionID == transactionID else { return }
-                    s.lookups[fqdn]!.direction = viaRelay
-                    s.lookups[fqdn]!.lastTry = now
-                    s.counters.directionsAnswered += 1
-                }
+                _ = adopt(viaRelay, for: fqdn, transactionID: transactionID, now: now)
             }
             logger.info("signaling: tunnel with \(fqdn) through the relay at \(d.relay!) (path \(d.pathID))")
             return
@@ -234,28 +223,38 @@ extension NodeSignaling {
         switch d.role {
         case .responder:
             // Accept the initiator's handshake, open our NAT towards it, confirm.
-            let locals = state.withLock { s -> [Endpoint] in
-                s.counters.directionsAsResponder += 1
-                return s.localEndpoints
-            }
-            sendToNMS(
-                .routeDirectionConfirmation(RouteDirectionConfirmation(pathID: d.pathID, status: .ok, localEndpoints: locals)),
-                transactionID: transactionID)
+            confirm(d, transactionID: transactionID)
             logger.debug("signaling: \(fqdn) will connect to us (\(kind), path \(d.pathID))")
         case .initiator:
-            let ours = state.withLock { s -> Bool in
-                guard s.lookups[fqdn]?.transactionID == transactionID else { return false }
-                s.lookups[fqdn]!.direction = d
-                s.lookups[fqdn]!.lastTry = now
-                s.counters.directionsAnswered += 1
-                return true
-            }
+            let ours = adopt(d, for: fqdn, transactionID: transactionID, now: now)
             guard ours, let first = d.peerEndpoints.first else {
                 if ours { finish(fqdn, .failed("the NMS gave no address for \(fqdn)", reason: "bad_direction"), transactionID: transactionID) }
                 return
             }
             logger.debug("signaling: tunnel to \(fqdn): \(kind) via \(first), path \(d.pathID)")
             manager.initiate(fqdn: fqdn, endpoint: SocketAddress(first))
+        }
+    }
+
+    /// Responder: confirms a direction to the NMS with our current local endpoints.
+    func confirm(_ d: RouteDirection, transactionID: UInt32) {
+        let locals = state.withLock { s -> [Endpoint] in
+            s.counters.directionsAsResponder += 1
+            return s.localEndpoints
+        }
+        sendToNMS(
+            .routeDirectionConfirmation(RouteDirectionConfirmation(pathID: d.pathID, status: .ok, localEndpoints: locals)),
+            transactionID: transactionID)
+    }
+
+    /// Initiator: the direction answers our lookup of `fqdn` (false: not ours any more).
+    func adopt(_ d: RouteDirection, for fqdn: String, transactionID: UInt32, now: Double) -> Bool {
+        state.withLock { s -> Bool in
+            guard s.lookups[fqdn]?.transactionID == transactionID else { return false }
+            s.lookups[fqdn]!.direction = d
+            s.lookups[fqdn]!.lastTry = now
+            s.counters.directionsAnswered += 1
+            return true
         }
     }
 

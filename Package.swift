@@ -155,7 +155,8 @@ let package = Package(
             dependencies: [
                 "CyphonicDataPlane", "CyphonicCrypto", "CyphonicCore", "CyphonicPosix", "CyphonicWire", "CCyphonicMallocCounter",
             ]),
-        .testTarget(name: "CyphonicSignalingTests", dependencies: ["CyphonicSignaling", "CyphonicPKI", "CyphonicCrypto", "CyphonicWire"]),
+        .testTarget(
+            name: "CyphonicSignalingTests", dependencies: ["CyphonicSignaling", "CyphonicPKI", "CyphonicCrypto", "CyphonicWire", "CyphonicCore"]),
         .testTarget(
             name: "CyphonicNodeTests",
             dependencies: [
@@ -166,14 +167,14 @@ let package = Package(
         .testTarget(
             name: "CyphonicNMSTests",
             dependencies: [
-                "CyphonicNMS", "CyphonicSignaling", "CyphonicPKI", "CyphonicCrypto", "CyphonicWire", "CyphonicCore",
+                "CyphonicNMS", "CyphonicSignaling", "CyphonicPKI", "CyphonicCrypto", "CyphonicWire", "CyphonicCore", "CyphonicPosix",
                 "CyphonicTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(
             name: "CyphonicTRSTests",
             dependencies: [
-                "CyphonicTRS", "CyphonicSignaling", "CyphonicPKI", "CyphonicCrypto", "CyphonicWire", "CyphonicCore", "CyphonicPosix",
+                "CyphonicTRS", "CyphonicNMS", "CyphonicSignaling", "CyphonicPKI", "CyphonicCrypto", "CyphonicWire", "CyphonicCore", "CyphonicPosix",
                 "CyphonicTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -181,7 +182,7 @@ let package = Package(
             name: "CyphonicASTests",
             dependencies: [
                 "CyphonicAS", "CyphonicNode", "CyphonicSignaling", "CyphonicPKI", "CyphonicCrypto", "CyphonicWire", "CyphonicPosix",
-                "CyphonicService", "CyphonicTestSupport",
+                "CyphonicService", "CyphonicCore", "CyphonicTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
     ]

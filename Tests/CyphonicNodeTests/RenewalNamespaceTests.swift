@@ -37,7 +37,14 @@ extension NamespaceSuites {
                 renewed = (try? String(contentsOfFile: lab.dir + "/a/node.pem", encoding: .utf8)) != before
             }
             #expect(renewed, "A's node.pem was not replaced")
-            #expect(lab.log("a").contains("the AS renewed our certificate"))
+            // The daemon logs the renewal right after it saved the file: give the line a moment.
+            var logged = false
+            let saved = Date()
+            while !logged, Date().timeIntervalSince(saved) < 3 {
+                logged = lab.log("a").contains("the AS renewed our certificate")
+                if !logged { usleep(100_000) }
+            }
+            #expect(logged, "\(lab.log("a").suffix(800))")
             // The next handshake presents the new certificate: B sees its new serial.
             _ = try lab.exec("a", "\(node) forget b.cyphonic.internal --control \(lab.dir)/a.sock")
             var serialAfter = serialBefore

@@ -8,7 +8,7 @@ FUZZ_RUNS ?= 1000000
 BUILD_PACKAGES = libssl-dev libsqlite3-dev pkg-config
 TEST_PACKAGES = $(BUILD_PACKAGES) openssl iproute2 nftables iperf3 iputils-ping dnsutils procps curl python3 libc-bin
 
-.PHONY: build release test fuzz bench bench-tunnel bench-hub bench-setup bench-relay bench-nms lab-up lab-down lab-status lab-smoke lab-smoke-nat clean format format-check
+.PHONY: build release test fuzz bench bench-tunnel bench-hub bench-setup bench-relay bench-nms bench-pipeline lab-up lab-down lab-status lab-smoke lab-smoke-nat lab-eval clean format format-check
 
 build:
 	@scripts/ensure-packages.sh $(BUILD_PACKAGES)
@@ -74,13 +74,31 @@ bench-nms:
 # 1 responder and 10 initiators that reach each other by name through the NMS and their
 # resolvers (root). `make lab-up SCENARIO=nat` adds NAT routers, their LANs and a v4-only
 # and a v6-only island, one node pair per route of DESIGN §5.
+# PROMETHEUS=1 also starts Prometheus in cy-cloud, scraping every daemon, browsable at
+# 127.0.0.1:9090 on this host until lab-down.
 SCENARIO ?=
+PROMETHEUS ?=
 LAB_PACKAGES = $(BUILD_PACKAGES) iproute2 nftables iperf3 iputils-ping dnsutils procps python3 libc-bin curl
 lab-up:
 	@[ "$$(id -u)" -eq 0 ] || { echo "lab-up needs root (network namespaces, TUN)"; exit 1; }
-	@scripts/ensure-packages.sh $(LAB_PACKAGES)
+	@scripts/ensure-packages.sh $(LAB_PACKAGES) $(if $(PROMETHEUS),prometheus socat)
 	$(SWIFT) build -c release
-	@SCENARIO=$(SCENARIO) lab/lab.sh up
+	@SCENARIO=$(SCENARIO) PROMETHEUS=$(PROMETHEUS) lab/lab.sh up
+
+# The paper's evaluation (Figs. 5-8) in the lab, with raw veth, wireguard-go and Nebula in
+# the same run, Prometheus scraping, simulated peers and the pipeline bench: CSV, PNG plots
+# and lab/results/REPORT.md (lab/eval.sh; EVAL_QUICK=1 for a short pass; root).
+lab-eval:
+	@[ "$$(id -u)" -eq 0 ] || { echo "lab-eval needs root (network namespaces, TUN)"; exit 1; }
+	@scripts/ensure-packages.sh $(LAB_PACKAGES) bc prometheus socat wireguard-go wireguard-tools nebula python3-venv
+	$(SWIFT) build -c release
+	@lab/eval.sh
+
+# The pipeline's stages alone (staging, crypto workers, in-order release) between an
+# in-process source and sink: single vs multi with 1 and 2 workers, 64/512/1400 bytes.
+bench-pipeline:
+	$(SWIFT) build -c release --product cyphonic-bench
+	./.build/release/cyphonic-bench pipeline
 
 lab-down:
 	@lab/lab.sh down

@@ -134,7 +134,7 @@ let package = Package(
             name: "cyphonic-bench",
             dependencies: [
                 "CyphonicCrypto", "CyphonicAS", "CyphonicNode", "CyphonicCore", "CyphonicService", "CyphonicNMS",
-                "CyphonicSignaling", "CyphonicPKI", "CyphonicWire",
+                "CyphonicSignaling", "CyphonicPKI", "CyphonicWire", "CyphonicDataPlane", "CyphonicPosix",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ], path: "Benchmarks/cyphonic-bench"),
@@ -160,7 +160,7 @@ let package = Package(
         .testTarget(
             name: "CyphonicNodeTests",
             dependencies: [
-                "CyphonicNode", "CyphonicDataPlane", "CyphonicPKI", "CyphonicCrypto", "CyphonicCore", "CyphonicWire",
+                "CyphonicNode", "CyphonicDataPlane", "CyphonicPKI", "CyphonicCrypto", "CyphonicCore", "CyphonicWire", "CyphonicSignaling",
                 "CyphonicTestSupport",
             ]),
         .testTarget(name: "CyphonicDNSTests", dependencies: ["CyphonicDNS"]),

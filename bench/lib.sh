@@ -20,7 +20,7 @@ cpu_of() {
   local total=0 hz p t
   hz=$(getconf CLK_TCK)
   for p in "$@"; do
-    [ -r /proc/$p/stat ] || continue
+    [ -n "$p" ] && [ -r "/proc/$p/stat" ] || continue
     t=$(awk '{print $14 + $15}' /proc/$p/stat)
     total=$((total + t))
   done

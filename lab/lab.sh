@@ -20,7 +20,9 @@
 #
 # Environment: LAB_INITIATORS (default 10), LAB_DIR (default /run/cyphonic-lab),
 # BIN (default .build/release), LAB_PIPELINE (multi or single), LAB_TIMEOUT (seconds to
-# wait for registrations, default 60), SCENARIO (empty or nat; for up).
+# wait for registrations, default 60), SCENARIO (empty or nat; for up), PROMETHEUS=1 (for
+# up: Prometheus in cy-cloud scraping every daemon, browsable from this host at
+# 127.0.0.1:$LAB_PROMETHEUS_PORT, default 9090), LAB_SCRAPE_INTERVAL (default 2s).
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 . lab/topology.sh
@@ -31,6 +33,9 @@ BIN=${BIN:-.build/release}
 PIPELINE=${LAB_PIPELINE:-multi}
 TIMEOUT=${LAB_TIMEOUT:-60}
 SCENARIO=${SCENARIO:-}
+PROMETHEUS=${PROMETHEUS:-}
+PROM_PORT=${LAB_PROMETHEUS_PORT:-9090}
+SCRAPE=${LAB_SCRAPE_INTERVAL:-2s}
 DOMAIN=cyphonic.internal
 
 CLOUD=cy-cloud
@@ -67,6 +72,8 @@ down() {
   set +e
   local namespaces
   namespaces=$(ip netns list 2>/dev/null | awk '{print $1}' | grep '^cy-')
+  # The host-side forward to Prometheus (the only process of the lab outside its namespaces).
+  [ -f "$DIR/prometheus-forward.pid" ] && kill "$(cat "$DIR/prometheus-forward.pid")" 2>/dev/null
   for ns in $namespaces; do ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null; done
   for _ in $(seq 1 30); do
     local left=0
@@ -92,10 +99,21 @@ down() {
 # switch soon.
 node_config() {
   cat >"$DIR/$1.json" <<EOF
-{ "stateDir": "$DIR/$1", "control": "$DIR/$1.sock", "metrics": "127.0.0.1:9452",
+{ "stateDir": "$DIR/$1", "control": "$DIR/$1.sock", "metrics": "$(metrics_address "$2"):9452",
   "pipeline": "$PIPELINE", "keepaliveSeconds": 5, "punchTimeoutSeconds": 2, "directRetrySeconds": 5,
   "resolver": { "listen": ["127.0.0.53:53"] } }
 EOF
+}
+
+# metrics_address NAMESPACE — where a node serves /metrics: the underlay address for the
+# responder and the initiators (so Prometheus in cy-cloud reaches them over the bridge),
+# loopback elsewhere (the NAT scenario's LANs are not reachable from the cloud).
+metrics_address() {
+  case "$1" in
+    "$RESP") echo $RESP4 ;;
+    cy-init*) echo "198.19.0.$((10 + 10#${1#cy-init}))" ;;
+    *) echo 127.0.0.1 ;;
+  esac
 }
 
 # as_endpoint NAMESPACE — the AS over the family the namespace's underlay has: IPv4 when
@@ -114,7 +132,7 @@ enrol() {
   ip netns exec "$2" "$BIN/cyphonic-node" enroll --as "$(as_endpoint "$2")" --ca "$DIR/as/ca.pem" \
     --token-file "$DIR/$1.token" --state-dir "$DIR/$1" >/dev/null
   rm -f "$DIR/$1.token"
-  node_config "$1"
+  node_config "$1" "$2"
   mkdir -p "/etc/netns/$2"
   printf 'nameserver 127.0.0.53\nsearch %s\noptions timeout:4 attempts:1\n' $DOMAIN >"/etc/netns/$2/resolv.conf"
 }
@@ -139,7 +157,7 @@ enrol_by_daemon() {
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' >"$DIR/$1.token"
   chmod 600 "$DIR/$1.token"
   cat >"$DIR/$1.json" <<EOF
-{ "stateDir": "$DIR/$1", "control": "$DIR/$1.sock", "metrics": "127.0.0.1:9452",
+{ "stateDir": "$DIR/$1", "control": "$DIR/$1.sock", "metrics": "$(metrics_address "$2"):9452",
   "pipeline": "$PIPELINE", "keepaliveSeconds": 5, "punchTimeoutSeconds": 2, "directRetrySeconds": 5,
   "enroll": { "asEndpoint": "$(as_endpoint "$2")", "ca": "$DIR/as/ca.pem", "tokenFile": "$DIR/$1.token" },
   "resolver": { "listen": ["127.0.0.53:53"] } }
@@ -186,6 +204,32 @@ start_trs() {
   wait_for "the trs-relay to listen" 10 trs_listening "$before"
 }
 trs_listening() { [ "$(listening_lines "$DIR/trs.log")" -gt "$1" ]; }
+
+# start_prometheus — Prometheus (Debian's package) in cy-cloud, scraping the AS, NMS, TRS
+# (loopback of cy-cloud) and every base-lab node (underlay :9452) every $SCRAPE; its data
+# in $DIR/prometheus; a socat forward makes it browsable at 127.0.0.1:$PROM_PORT here.
+start_prometheus() {
+  local targets="" i
+  targets="'$RESP4:9452'"
+  for i in $(seq 1 "$N"); do targets="$targets, '198.19.0.$((10 + i)):9452'"; done
+  cat >"$DIR/prometheus.yml" <<EOF
+global: { scrape_interval: $SCRAPE, evaluation_interval: $SCRAPE }
+scrape_configs:
+  - job_name: cloud
+    static_configs: [{ targets: ['127.0.0.1:9451', '127.0.0.1:9453', '127.0.0.1:9454'] }]
+  - job_name: nodes
+    static_configs: [{ targets: [$targets] }]
+EOF
+  mkdir -p "$DIR/prometheus"
+  ip netns exec $CLOUD prometheus --config.file="$DIR/prometheus.yml" --storage.tsdb.path="$DIR/prometheus" \
+    --web.listen-address=0.0.0.0:9090 --storage.tsdb.retention.time=1d >"$DIR/prometheus.log" 2>&1 &
+  wait_for "Prometheus to be ready" 30 ip netns exec $CLOUD curl -sf http://127.0.0.1:9090/-/ready
+  if command -v socat >/dev/null; then
+    socat TCP-LISTEN:"$PROM_PORT",bind=127.0.0.1,reuseaddr,fork EXEC:"ip netns exec $CLOUD socat STDIO TCP\:127.0.0.1\:9090" \
+      </dev/null >/dev/null 2>"$DIR/prometheus-forward.log" &
+    echo $! >"$DIR/prometheus-forward.pid"
+  fi
+}
 
 start_node() { # namespace
   local name
@@ -270,6 +314,10 @@ up() {
     nat_up
     count=$(registered)
   fi
+  if [ -n "$PROMETHEUS" ]; then
+    say "Prometheus in $CLOUD, scraping every daemon every $SCRAPE"
+    start_prometheus
+  fi
   trap - ERR
   rm -f "$DIR"/*.token
   local rvip4 rvip6
@@ -291,6 +339,13 @@ Try (the first lookup of a name sets up its tunnel through the NMS):
   make lab-status
   make lab-down
 EOF
+  if [ -n "$PROMETHEUS" ]; then
+    cat <<EOF
+Prometheus (in $CLOUD, every daemon scraped every $SCRAPE; left running until lab-down):
+  http://127.0.0.1:$PROM_PORT  from this host (a socat forward), e.g.
+  curl -s 'http://127.0.0.1:$PROM_PORT/api/v1/query?query=rate(cyphonic_node_rx_bytes_total[10s])'
+EOF
+  fi
   if [ "$SCENARIO" = nat ]; then nat_try; fi
 }
 
@@ -436,6 +491,7 @@ case "${1:-}" in
   start-nms) start_nms ;;
   start-trs) start_trs ;;
   start-node) start_node "$2" ;;
+  start-prometheus) start_prometheus ;;
   add-node) add_node "$2" "$3" "${4:-}" ;;
   # The NAT scenario's knobs (lab/topology.sh): ROUTER drops UDP to and from OTHER, or
   # not; a router's mapping behaviour (eim or symmetric) at runtime.

@@ -9,7 +9,7 @@ struct CyphonicBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cyphonic-bench",
         abstract: "Benchmarks of CYPHONIC-Swift against baselines measured in the same run.",
-        subcommands: [CryptoBench.self, LoginBench.self, NMSBench.self, ForgeRelay.self])
+        subcommands: [CryptoBench.self, LoginBench.self, NMSBench.self, ForgeRelay.self, PipelineBench.self, PeersBench.self])
 }
 
 struct CryptoBench: ParsableCommand {

@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
+#include <pthread.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <netinet/in.h>
@@ -157,4 +159,17 @@ int ccy_send_segments(int fd, const struct sockaddr_storage *address, socklen_t 
 
 int ccy_set_thread_nice(int nice) {
     return setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice);
+}
+
+ccy_malloc_stats ccy_malloc_statistics(void) {
+    struct mallinfo2 m = mallinfo2();
+    ccy_malloc_stats s = {m.arena, m.hblkhd, m.uordblks + m.hblkhd, m.fordblks};
+    return s;
+}
+
+void ccy_set_thread_name(const char *name) {
+    char short_name[16];
+    strncpy(short_name, name, 15);
+    short_name[15] = 0;
+    pthread_setname_np(pthread_self(), short_name);
 }

@@ -10,7 +10,7 @@ extension Pipeline {
     // MARK: stage 3 — crypto workers, which also release
 
     func workerLoop(keyIndex: Int) {
-        let out = ThreadOutput(socket: socket, segmentation: udpOffload, tun: tun)
+        let out = makeOutput()
         while let b = cryptoQueue.pop() {
             crypt(b, keyIndex: keyIndex)
             guard let peer = b.peer else {

@@ -11,14 +11,15 @@ extension Pipeline {
 
     func singleLoop() {
         let work = PacketBatch()
-        let out = ThreadOutput(socket: socket, segmentation: udpOffload, tun: tun)
+        let out = makeOutput()
         let landing = makeLanding()
         let buffers = TunBurst(slots: landingSlots)
         var received = [Received](repeating: .bad, count: PacketBatch.capacity)
         var owners = [(Peer, DataSession)?](repeating: nil, count: PacketBatch.capacity)
         var receivedSinceTun = 0
         while isRunning {
-            let (tunReady, udpReady) = waitReadable(tun.fd, socket.fd, timeoutMilliseconds: 100)
+            // A benchmark source stands for a TUN that is always readable (and no UDP input).
+            let (tunReady, udpReady) = edges != nil ? (true, false) : waitReadable(tun.fd, socket.fd, timeoutMilliseconds: 100)
             if tunReady {
                 receivedSinceTun = 0
                 singleTunTurn(buffers, work: work, out: out)

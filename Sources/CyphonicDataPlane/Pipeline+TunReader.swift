@@ -63,6 +63,9 @@ extension Pipeline {
     /// Reads a burst from the TUN into `buffers` with no lock held: up to 64 reads, or
     /// with offload super-packets cut into segments. Returns how many packets.
     func readTunBurst(_ buffers: TunBurst) -> Int {
+        if let source = edges?.tunSource {
+            return source(buffers.landing.baseAddress!, PacketBatch.slotSize, buffers.lengths, PacketBatch.capacity)
+        }
         let landing = buffers.landing
         let lengths = buffers.lengths
         let scratch = buffers.scratch
@@ -101,7 +104,7 @@ extension Pipeline {
         full.reserveCapacity(64)
         var spares: [PacketBatch] = []
         spares.reserveCapacity(8)
-        let out = ThreadOutput(socket: socket, segmentation: udpOffload, tun: tun)
+        let out = makeOutput()
         let fastKey = workerCount
         // Slots for the burst's priority-lane packets, sealed under the table lock and sent
         // (to the endpoint kept in `sources`) right after it, before the burst's batches.
@@ -114,34 +117,36 @@ extension Pipeline {
             // inbound bulk never blocks the TUN); further ones leave that reserve to inbound.
             while spares.isEmpty, isRunning, let b = pool.get(timeoutMilliseconds: 100) { spares.append(b) }
             guard !spares.isEmpty else { continue }
-            guard waitReadable(tun.fd, timeoutMilliseconds: 100).0 else { continue }
+            guard edges != nil || waitReadable(tun.fd, timeoutMilliseconds: 100).0 else { continue }
             let burst = readTunBurst(buffers)
             guard burst > 0 else { continue }
             while spares.count < (burst + PacketBatch.capacity - 1) / PacketBatch.capacity, isRunning,
                 let b = pool.get(timeoutMilliseconds: 100, leaving: directionReserve)
             { spares.append(b) }
-            // The batch and session of the previous packet: the segments of one offload
-            // read share a destination, so most packets skip the route lookup (and the
-            // reference counting on objects other threads touch too).
-            var last: PacketBatch? = nil
-            var lastSession: DataSession? = nil
+            // Packets are staged in runs to one destination (the segments of one offload read
+            // share it): one route lookup per run, and the batch and session held in `let`s
+            // for the run, so no reference counting per packet on objects the workers touch.
             var prioritized = 0
             let calls = out.sender.calls
             let now = monotonicSeconds()
             peers.lock()
-            for k in 0..<burst {
+            var k = 0
+            while k < burst {
                 let packet = buffers.packet(k)
                 let n = packet.count
                 guard n <= maxPayload else {
                     stats.drop(.tooLarge)
-                    last = nil
+                    k += 1
+                    continue
+                }
+                guard let peer = peers.routeLocked(packet: packet), let current = peer.current, let endpoint = peer.endpoint else {
+                    stats.drop(.noRoute)
+                    k += 1
                     continue
                 }
                 // Priority lane: ACKs and pings are sealed now and sent before this burst's batches.
-                if n <= PriorityLane.maxBytes, prioritized < PacketBatch.capacity, PriorityLane.takes(packet),
-                    let peer = peers.routeLocked(packet: packet), let current = peer.current, let endpoint = peer.endpoint
-                {
-                    last = nil
+                if n <= PriorityLane.maxBytes, prioritized < PacketBatch.capacity, PriorityLane.takes(packet) {
+                    k += 1
                     let slot = priority.slot(prioritized)
                     UnsafeMutableRawBufferPointer(rebasing: slot[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + n)])
                         .copyMemory(from: packet)
@@ -156,41 +161,47 @@ extension Pipeline {
                     prioritized += 1
                     continue
                 }
-                let b: PacketBatch
-                let session: DataSession
-                if let l = last, let s = lastSession, Self.sameDestination(packet, buffers.packet(k - 1)) {
-                    (b, session) = (l, s)
-                } else {
-                    guard let peer = peers.routeLocked(packet: packet), let current = peer.current, let endpoint = peer.endpoint else {
-                        stats.drop(.noRoute)
-                        last = nil
-                        continue
-                    }
-                    // A burst that touches more peers than the reserved spares cover takes
-                    // whatever else the pool has free: no drop while a batch is free.
-                    guard
-                        let fresh = stagedBatch(
-                            for: current, of: peer, .outbound, in: &staged,
-                            from: { spares.popLast() ?? pool.tryGet(leaving: directionReserve) })
-                    else {
-                        stats.drop(.queueFull)
-                        last = nil
-                        continue
-                    }
-                    fresh.endpoint = endpoint
-                    (b, session) = (fresh, current)
-                    (last, lastSession) = (fresh, current)
+                // A burst that touches more peers than the reserved spares cover takes
+                // whatever else the pool has free: no drop while a batch is free.
+                guard
+                    let b = stagedBatch(
+                        for: current, of: peer, .outbound, in: &staged,
+                        from: { spares.popLast() ?? pool.tryGet(leaving: directionReserve) })
+                else {
+                    stats.drop(.queueFull)
+                    k += 1
+                    continue
                 }
-                let i = b.count
-                UnsafeMutableRawBufferPointer(rebasing: b.slot(i)[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + n)])
-                    .copyMemory(from: packet)
-                b.lengths[i] = n
-                b.counters[i] = session.nextCounter()
-                b.count = i + 1
-                if b.count == PacketBatch.capacity {
+                b.endpoint = endpoint
+                // The run: this packet and those after it to the same destination, up to a
+                // full batch (a pure ACK or ping among them ends it: it takes the lane). Its
+                // counters are taken at once: one atomic add per run, not per packet (each
+                // one also waited for the copies before it to reach the cache).
+                let first = b.count
+                var end = k + 1
+                while end < burst, first + (end - k) < PacketBatch.capacity {
+                    let p = buffers.packet(end)
+                    guard p.count <= maxPayload, Self.sameDestination(p, packet),
+                        p.count > PriorityLane.maxBytes || !PriorityLane.takes(p)
+                    else { break }
+                    end += 1
+                }
+                var counter = current.nextCounters(end - k)
+                var i = first
+                for j in k..<end {
+                    let p = buffers.packet(j)
+                    UnsafeMutableRawBufferPointer(rebasing: b.slot(i)[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + p.count)])
+                        .copyMemory(from: p)
+                    b.lengths[i] = p.count
+                    b.counters[i] = counter
+                    counter &+= 1
+                    i += 1
+                }
+                k = end
+                b.count = i
+                if i == PacketBatch.capacity {
                     full.append(b)
                     staged.removeAll { $0 === b }
-                    last = nil
                 }
             }
             peers.unlock()

@@ -24,7 +24,7 @@ extension Pipeline {
         staged.reserveCapacity(64)
         var early: [EarlyPacket] = []
         early.reserveCapacity(256)
-        let out = ThreadOutput(socket: socket, segmentation: udpOffload, tun: tun)
+        let out = makeOutput()
         let fastKey = workerCount + 1
         while isRunning {
             guard waitReadable(socket.fd, timeoutMilliseconds: 100).0 else { continue }

@@ -4,6 +4,10 @@ import CyphonicWire
 import Foundation
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 // The data plane (DESIGN §2, paper Fig. 3). Stages, and which run in parallel:
 //
 //   1. TUN reader      (1 thread, sequential)  reads a burst of packets (no lock held), routes each by
@@ -88,6 +92,28 @@ public enum PipelineMode: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// In-process edges for benchmarking the pipeline's own stages (`cyphonic-bench
+/// pipeline`): packets come from `tunSource` instead of TUN reads, and sealed datagrams
+/// go to `udpSink` instead of UDP sends. Staging, the crypto workers and the in-order
+/// release run unchanged between them. Never set in the daemon.
+public struct PipelineEdges: Sendable {
+    /// Writes up to `count` packets into `slots` (one per `stride` bytes, at offset 0) and
+    /// their lengths into `lengths`; returns how many (0: nothing now). Called where the
+    /// TUN would be read, on the thread that stages outbound packets.
+    public var tunSource: @Sendable (_ slots: UnsafeMutableRawPointer, _ stride: Int, _ lengths: UnsafeMutablePointer<Int>, _ count: Int) -> Int
+    /// Receives each run of sealed datagrams where they would be sent (the run, its
+    /// length, the destination), in send order; called by whichever thread releases.
+    public var udpSink: @Sendable (UnsafePointer<iovec>, Int, SocketAddress) -> Void
+
+    public init(
+        tunSource: @escaping @Sendable (UnsafeMutableRawPointer, Int, UnsafeMutablePointer<Int>, Int) -> Int,
+        udpSink: @escaping @Sendable (UnsafePointer<iovec>, Int, SocketAddress) -> Void
+    ) {
+        self.tunSource = tunSource
+        self.udpSink = udpSink
+    }
+}
+
 /// Runs the data plane between one TUN device and one UDP socket. `start()` spawns the
 /// threads; `stop()` joins them. `@unchecked Sendable`: mutable state is confined to
 /// its thread or guarded by `board` (see the stage list above).
@@ -116,6 +142,9 @@ public final class Pipeline: @unchecked Sendable {
     public let udpOffload: Bool
     /// Whether the socket accepted UDP_GRO (set by `start()`).
     public private(set) var groEnabled = false
+    /// In-process source and sink instead of the TUN reads and UDP sends (benchmarks
+    /// only); set before ``start()``.
+    public var edges: PipelineEdges?
     /// Largest inner packet accepted from the TUN: the MTU, or what a slot can seal.
     var maxPayload: Int { min(mtu, PacketBatch.slotSize - Header.size - 16) }
 
@@ -168,13 +197,13 @@ public final class Pipeline: @unchecked Sendable {
         running.store(true, ordering: .releasing)
         switch mode {
         case .single:
-            spawn("cyphonic-single") { self.singleLoop() }
+            spawn("cy-single") { self.singleLoop() }
         case .multi(let workers):
-            spawn("cyphonic-tun-reader") { self.tunReaderLoop() }
-            spawn("cyphonic-udp-receiver") { self.udpReceiverLoop() }
-            for w in 0..<workers { spawn("cyphonic-crypto-\(w)") { self.workerLoop(keyIndex: w) } }
+            spawn("cy-tun-reader") { self.tunReaderLoop() }
+            spawn("cy-udp-receiver") { self.udpReceiverLoop() }
+            for w in 0..<workers { spawn("cy-crypto-\(w)") { self.workerLoop(keyIndex: w) } }
         }
-        spawn("cyphonic-control") {
+        spawn("cy-control") {
             // Control datagrams in arrival order (verified sources first), timers every 250 ms.
             var lastTick = 0.0
             while self.running.load(ordering: .acquiring) {
@@ -202,12 +231,21 @@ public final class Pipeline: @unchecked Sendable {
     func spawn(_ name: String, _ body: @escaping @Sendable () -> Void) {
         threads.enter()
         let t = Thread { [threads] in
+            // The name `top -H` and /proc/PID/task/*/comm show (at most 15 bytes).
+            setCurrentThreadName(name)
             body()
             threads.leave()
         }
         t.name = name
         t.stackSize = 1 << 20
         t.start()
+    }
+
+    /// A pipeline thread's own sender and TUN writer (sending to the benchmark sink when set).
+    func makeOutput() -> ThreadOutput {
+        let out = ThreadOutput(socket: socket, segmentation: udpOffload, tun: tun)
+        out.sender.divert = edges?.udpSink
+        return out
     }
 
     @inline(__always) var isRunning: Bool { running.load(ordering: .relaxed) }

@@ -268,6 +268,7 @@ public final class NodeDaemon: @unchecked Sendable {
         var drops: [String: UInt64] = [:]
         for r in DropReason.allCases { drops[r.label] = pipeline.stats.drops(r) }
         let s = pipeline.stats
+        let resources = ProcessResources.current()
         let udp = NodeStatus.UDPStatus(
             gso: pipeline.udpOffload, gsoRefused: s.udpGSORefused.load, gro: pipeline.groEnabled,
             sendCalls: s.udpSendCalls.load,
@@ -275,7 +276,7 @@ public final class NodeDaemon: @unchecked Sendable {
             datagramsReceived: s.udpDatagramsReceived.load)
         return NodeStatus(
             fqdn: certificate?.commonName ?? "", addresses: certificate?.ipAddresses.map(\.description) ?? [],
-            pipeline: pipeline.mode.description, threads: pipeline.threadCount, osThreads: osThreadCount(),
+            pipeline: pipeline.mode.description, threads: pipeline.threadCount, osThreads: resources.threads,
             peers: peers, drops: drops, reorderWaits: s.reorderWaits.load,
             handshakesCompleted: manager.stats.handshakesCompleted.load,
             handshakesRefused: manager.stats.handshakesRefused.load,
@@ -289,13 +290,13 @@ public final class NodeDaemon: @unchecked Sendable {
                 underLoad: manager.handshakeGuard.isUnderLoad(), addressConflicts: manager.stats.addressConflicts.load,
                 peersRevoked: manager.stats.peersRevoked.load, message3Retransmits: manager.stats.message3Retransmits.load,
                 revocationList: manager.revocationListNumber, revocationListAgeSeconds: refresher?.secondsSinceSuccess),
-            signaling: signaling?.status(), resolver: resolver?.status())
+            signaling: signaling?.status(), resolver: resolver?.status(), process: resources)
     }
 
     /// Mirrors the atomics into Prometheus once a second (counters advance by deltas).
     private func startMetrics() {
         let registry = self.registry
-        func name(_ n: String, _ help: String, unit: String = "total") -> MetricNameDescriptor {
+        @Sendable func name(_ n: String, _ help: String, unit: String = "total") -> MetricNameDescriptor {
             MetricNameDescriptor(namespace: "cyphonic_node", metricName: n, unitName: unit, helpText: help)
         }
         let dropCounters = Dictionary(
@@ -305,6 +306,19 @@ public final class NodeDaemon: @unchecked Sendable {
         let threads = registry.makeGauge(descriptor: name("os_threads", "OS threads of the daemon", unit: ""))
         let peersGauge = registry.makeGauge(descriptor: name("peers", "Peers with a session", unit: ""))
         let registered = registry.makeGauge(descriptor: name("nms_registered", "1 while registered with the NMS", unit: ""))
+        // The process (Prometheus' conventional names) and malloc: allocated vs held (issue 12, Fig. 7).
+        let resident = registry.makeGauge(
+            descriptor: MetricNameDescriptor(
+                namespace: "process", metricName: "resident_memory", unitName: "bytes", helpText: "Resident memory size in bytes"))
+        let cpu = registry.makeGauge(
+            descriptor: MetricNameDescriptor(
+                namespace: "process", metricName: "cpu_seconds", unitName: "total", helpText: "User and system CPU time in seconds"))
+        let mallocInUse = registry.makeGauge(
+            descriptor: name("malloc_in_use", "Bytes allocated with malloc and not freed", unit: "bytes"))
+        let mallocHeld = registry.makeGauge(
+            descriptor: name("malloc_held", "Bytes malloc holds from the OS (in use + free in its arenas)", unit: "bytes"))
+        let mallocFree = registry.makeGauge(
+            descriptor: name("malloc_free", "Free bytes malloc retains in its arenas", unit: "bytes"))
         // Counters that mirror one status figure each: metric name, help, the figure.
         let figures: [(String, String, @Sendable (NodeStatus) -> UInt64)] = [
             ("reorder_waits", "Finished batches that waited for an earlier one", { $0.reorderWaits }),
@@ -357,6 +371,17 @@ public final class NodeDaemon: @unchecked Sendable {
         let mirrored = figures.map { (key: $0.0, value: $0.2, counter: registry.makeCounter(descriptor: name($0.0, $0.1))) }
         let thread = Thread { [weak self] in
             var last: [String: UInt64] = [:]
+            // Per peer (by FQDN): bytes each way. A peer's series stays after it goes (it stops advancing).
+            var peerCounters: [String: (tx: Counter, rx: Counter)] = [:]
+            func peerCounter(_ fqdn: String) -> (tx: Counter, rx: Counter) {
+                if let c = peerCounters[fqdn] { return c }
+                let c = (
+                    tx: registry.makeCounter(descriptor: name("peer_tx_bytes", "Bytes sent to the peer"), labels: [("peer", fqdn)]),
+                    rx: registry.makeCounter(descriptor: name("peer_rx_bytes", "Bytes received from the peer"), labels: [("peer", fqdn)])
+                )
+                peerCounters[fqdn] = c
+                return c
+            }
             func advance(_ key: String, _ value: UInt64, _ counter: Counter) {
                 let delta = value &- (last[key] ?? 0)
                 if delta > 0, delta < UInt64(Int64.max) { counter.increment(by: Int64(delta)) }
@@ -366,6 +391,18 @@ public final class NodeDaemon: @unchecked Sendable {
                 let s = self.snapshot()
                 for (k, v) in s.drops { if let c = dropCounters[k] { advance("drop." + k, v, c) } }
                 threads.set(Int64(s.osThreads))
+                if let p = s.process {
+                    resident.set(Int64(p.residentBytes))
+                    cpu.set(p.cpuSeconds)
+                    mallocInUse.set(Int64(p.mallocInUseBytes))
+                    mallocHeld.set(Int64(p.mallocHeldBytes))
+                    mallocFree.set(Int64(p.mallocFreeBytes))
+                }
+                for peer in s.peers {
+                    let c = peerCounter(peer.fqdn)
+                    advance("tx." + peer.fqdn, peer.txBytes, c.tx)
+                    advance("rx." + peer.fqdn, peer.rxBytes, c.rx)
+                }
                 peersGauge.set(Int64(s.peers.filter { $0.handshakeAgeSeconds != nil }.count))
                 registered.set(Int64(s.signaling?.state == "registered" ? 1 : 0))
                 for m in mirrored { advance(m.key, m.value(s), m.counter) }

@@ -57,6 +57,8 @@ public struct NodeStatus: Codable, Sendable {
     public var signaling: SignalingStatus?
     /// The CYPHONIC resolver (nil when turned off).
     public var resolver: ResolverStatus?
+    /// Resident memory, CPU time and malloc's figures (allocated vs held from the OS).
+    public var process: ProcessResources?
 
     public struct SecurityStatus: Codable, Sendable {
         /// Cookie replies sent to unverified sources (a flood shows here, not in CPU).
@@ -115,13 +117,4 @@ extension NodeStatus {
         "peer_queue_full": "a peer beyond its fair share of inbound batches",
         "queue_delay": "CoDel: a peer's packets queued over 1 ms for 20 ms",
     ]
-}
-
-/// OS threads of this process (from /proc), to show that it does not grow with peers.
-func osThreadCount() -> Int {
-    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-    for line in text.split(separator: "\n") where line.hasPrefix("Threads:") {
-        return Int(line.split(separator: "\t").last?.trimmingCharacters(in: .whitespaces) ?? "") ?? 0
-    }
-    return 0
 }

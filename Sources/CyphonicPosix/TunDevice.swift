@@ -40,6 +40,14 @@ public final class TunDevice: @unchecked Sendable {
         }
     }
 
+    /// Wraps a descriptor that is already open (closed with this object), e.g. a TUN
+    /// passed in by a supervisor, or a stand-in for benchmarks and tests.
+    public init(adopting fd: Int32, name: String, vnetHeader: Bool = false) {
+        self.fd = fd
+        self.name = name
+        self.vnetHeader = vnetHeader
+    }
+
     /// Enables TCP segmentation offload (and checksum offload) so the kernel can hand
     /// over up-to-64 KiB TCP segments; needs `vnetHeader`.
     public func enableOffload(tso: Bool = true, uso: Bool = false) throws(SystemError) {

@@ -43,6 +43,10 @@ public final class UDPSegmentSender {
     private var bytes = 0
     private var closed = false
     private var address = SocketAddress()
+    /// An in-process sink instead of the kernel, for benchmarks of the code in front of
+    /// it (`cyphonic-bench pipeline`): each run is handed over as it would be sent (the
+    /// datagrams, their count, the destination), in the same order. Nil in the daemons.
+    public var divert: ((UnsafePointer<iovec>, Int, SocketAddress) -> Void)?
 
     public init(socket: UDPSocket, segmentation: Bool = true) {
         self.socket = socket
@@ -82,6 +86,12 @@ public final class UDPSegmentSender {
         let n = count
         count = 0
         var a = address
+        if let divert {
+            divert(iov, n, a)
+            calls += 1
+            datagrams += n
+            return
+        }
         if segmentation && n > 1 && segmentSize <= segmentLimit {
             let r = withUnsafePointer(to: &a.storage) { ccy_send_segments(socket.fd, $0, a.length, iov, UInt32(n), UInt16(segmentSize)) }
             if r == 0 {

@@ -61,4 +61,20 @@ int ccy_udp_enable_gro(int fd, int on);
 /// fcntl(F_SETFL, O_NONBLOCK) on or off (fcntl is variadic).
 int ccy_set_nonblocking(int fd, int on);
 
+/// glibc's malloc statistics (mallinfo2; malloc.h is not in Swift's Glibc module), bytes:
+/// `arena` taken from the OS with brk/sbrk (main and thread arenas), `mmapped` in
+/// mmap'd chunks, `in_use` allocated and not freed (including mmapped), `free` held in
+/// the arenas' free lists (retained, not returned to the OS).
+typedef struct {
+    uint64_t arena;
+    uint64_t mmapped;
+    uint64_t in_use;
+    uint64_t free;
+} ccy_malloc_stats;
+
+ccy_malloc_stats ccy_malloc_statistics(void);
+
+/// Names the calling thread (pthread_setname_np needs _GNU_SOURCE; at most 15 bytes kept).
+void ccy_set_thread_name(const char *name);
+
 #endif

@@ -1,0 +1,406 @@
+#!/usr/bin/env python3
+"""lab/eval.sh's report: reads the CSVs and Prometheus exports it wrote into OUT, draws
+the figures (PNG, matplotlib) and writes OUT/REPORT.md with the per-N tables, the issue's
+goals checked against figures of the same run, and what this 2-core lab cannot show.
+Usage: eval-report.py OUT SECONDS [quick]"""
+import csv
+import json
+import os
+import statistics
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+out, seconds, quick = sys.argv[1], int(sys.argv[2]), len(sys.argv) > 3 and sys.argv[3] == "quick"
+ORDER = ["raw", "cyphonic-single", "cyphonic-multi", "wireguard-go", "nebula"]
+STYLE = {"raw": ("0.5", ":"), "cyphonic-single": ("tab:orange", "-"), "cyphonic-multi": ("tab:blue", "-"),
+         "wireguard-go": ("tab:red", "--"), "nebula": ("tab:green", "--")}
+
+
+def rows(name):
+    path = os.path.join(out, name)
+    return list(csv.DictReader(open(path))) if os.path.exists(path) else []
+
+
+def num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+load, idle, peers, pipeline = rows("eval-load.csv"), rows("eval-idle.csv"), rows("eval-peers.csv"), rows("eval-pipeline.csv")
+variants = [v for v in ORDER if any(r["variant"] == v for r in load)]
+counts = sorted({int(r["n"]) for r in load})
+rounds = max((int(r["round"]) for r in load), default=0)
+
+
+def values(v, n, k):
+    return [x for x in (num(r[k]) for r in load if r["variant"] == v and int(r["n"]) == n) if x == x]
+
+
+def med(v, n, k):
+    xs = values(v, n, k)
+    return statistics.median(xs) if xs else float("nan")
+
+
+def ratio_same_round(v, base, n, k):
+    """Median over rounds of v / base, each pair from the same round."""
+    rs = []
+    for r in range(1, rounds + 1):
+        a = [num(x[k]) for x in load if x["variant"] == v and int(x["n"]) == n and int(x["round"]) == r]
+        b = [num(x[k]) for x in load if x["variant"] == base and int(x["n"]) == n and int(x["round"]) == r]
+        if a and b and b[0] > 0:
+            rs.append(a[0] / b[0])
+    return statistics.median(rs) if rs else float("nan")
+
+
+def line_plot(ax, key, ylabel, only=None, log=False):
+    for v in variants:
+        if only and v not in only:
+            continue
+        ys = [med(v, n, key) for n in counts]
+        lo = [min(values(v, n, key) or [float("nan")]) for n in counts]
+        hi = [max(values(v, n, key) or [float("nan")]) for n in counts]
+        color, style = STYLE[v]
+        ax.plot(counts, ys, style, marker="o", color=color, label=v)
+        ax.fill_between(counts, lo, hi, color=color, alpha=0.15)
+    ax.set_xlabel("initiators sending at once (N)")
+    ax.set_ylabel(ylabel)
+    ax.set_xticks(counts)
+    if log:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+figures = []
+
+
+def save(fig, name, caption):
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, name), dpi=110)
+    plt.close(fig)
+    figures.append((name, caption))
+
+
+if load:
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    line_plot(axes[0], "tcp_gbps", "aggregate TCP throughput (Gbit/s, log)", log=True)
+    axes[0].set_title("Fig. 5a: TCP, N iperf3 streams at once")
+    line_plot(axes[1], "udp_gbps", "aggregate UDP received (Gbit/s, log)", log=True)
+    axes[1].set_title("Fig. 5b: UDP, N unlimited flows of 1200 B")
+    line_plot(axes[2], "rtt_load_ms", "ping RTT init01 -> responder (ms)")
+    axes[2].set_title("Fig. 5c: RTT under the TCP load (idle: dotted)")
+    for v in variants:
+        xs = [num(r["rtt_idle_ms"]) for r in idle if r["variant"] == v]
+        if xs:
+            axes[2].axhline(statistics.median(xs), color=STYLE[v][0], linestyle=":", linewidth=1)
+    save(fig, "fig5-throughput-rtt.png", "Fig. 5: throughput and RTT vs N (medians; bands: min-max over rounds)")
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    line_plot(axes[0], "resp_cpu_s_per_gb", "responder daemon CPU s per GB received", only=[v for v in variants if v != "raw"])
+    axes[0].set_title("Fig. 6a: responder CPU per GB")
+    line_plot(axes[1], "init_cpu_s", "initiator daemons' CPU s (sum, per TCP load)", only=[v for v in variants if v != "raw"])
+    axes[1].set_title("Fig. 6b: initiators' CPU")
+    line_plot(axes[2], "rss_mib", "responder RSS (MiB)", only=[v for v in variants if v != "raw"])
+    axes[2].set_title("Fig. 6c: responder memory per connection")
+    save(fig, "fig6-cpu-memory.png", "Fig. 6: CPU (from /proc) and resident memory vs connections")
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for v in ("cyphonic-single", "cyphonic-multi"):
+        if v in variants:
+            ax.plot(counts, [med(v, n, "malloc_in_use_mib") for n in counts], "-", marker="o", color=STYLE[v][0], label=v + ": allocated (in use)")
+            ax.plot(counts, [med(v, n, "malloc_held_mib") for n in counts], "--", marker="s", color=STYLE[v][0], label=v + ": held from the OS")
+    ax.set_xlabel("initiators sending at once (N)")
+    ax.set_ylabel("responder malloc (MiB, mallinfo2)")
+    ax.set_xticks(counts)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Fig. 7: memory allocated vs retained in the responder")
+    save(fig, "fig7-malloc.png", "Fig. 7: malloc allocated vs held (retained) in the responder, after each TCP load")
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    line_plot(axes[0], "threads", "responder OS threads", only=[v for v in variants if v != "raw"])
+    axes[0].set_title("Fig. 8a: responder threads vs connections")
+    if peers:
+        ps = [int(r["responder_peers"]) if r["responder_peers"].isdigit() else int(r["peers"]) for r in peers]
+        axes[1].plot(ps, [num(r["threads"]) for r in peers], marker="o", color="tab:blue", label="OS threads (all)")
+        axes[1].plot(ps, [num(r["pipeline_threads"]) for r in peers], marker="^", color="tab:cyan", label="pipeline threads (cy-*)")
+        axes[1].set_xscale("symlog", linthresh=1)
+        axes[1].set_xlabel("peers with a session (simulated, real handshakes)")
+        axes[1].set_ylabel("responder OS threads")
+        ax2 = axes[1].twinx()
+        ax2.plot(ps, [num(r["rss_kib"]) / 1024 for r in peers], marker="s", color="tab:purple", label="RSS MiB")
+        ax2.set_ylabel("responder RSS (MiB)")
+        axes[1].set_ylim(bottom=0)
+        ax2.set_ylim(bottom=0)
+        axes[1].grid(alpha=0.3)
+        axes[1].legend(loc="upper left", fontsize=8)
+        ax2.legend(loc="lower right", fontsize=8)
+        axes[1].set_title("Fig. 8b: multi pipeline, 0 to %s peers" % peers[-1]["peers"])
+    save(fig, "fig8-threads.png", "Fig. 8: OS threads of the responder vs peers (and its RSS)")
+
+if pipeline:
+    sizes = sorted({int(r["size"]) for r in pipeline})
+    designs = list(dict.fromkeys(r["design"] for r in pipeline))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    width = 0.8 / len(designs)
+    for i, d in enumerate(designs):
+        ys = [statistics.median([num(r["packets_per_second"]) / 1e6 for r in pipeline if r["design"] == d and int(r["size"]) == s]) for s in sizes]
+        ax.bar([k + i * width for k in range(len(sizes))], ys, width, label=d)
+    ax.set_xticks([k + width * (len(designs) - 1) / 2 for k in range(len(sizes))])
+    ax.set_xticklabels(["%d B" % s for s in sizes])
+    ax.set_xlabel("inner packet size")
+    ax.set_ylabel("packets sealed and released (Mpkt/s)")
+    ax.set_title("cyphonic-bench pipeline: the stages alone, in-process source and sink")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    save(fig, "pipeline-bench.png", "The pipeline's stages alone (no TUN, no iperf3): single vs multi with 1 and 2 workers")
+
+# Prometheus series over the run, with each variant's window shaded.
+windows = {}
+wpath = os.path.join(out, "eval-windows.csv")
+if os.path.exists(wpath):
+    for line in open(wpath):
+        v, rnd, t = line.strip().split(",")
+        windows.setdefault((v, rnd), []).append(int(t))
+SHADING = "seconds since the start (shading: grey raw, orange single, blue multi, red wireguard-go, green nebula)"
+
+
+def gapped(xs, ys):
+    """Breaks the line where samples are missing (no daemon to scrape) instead of bridging it."""
+    ox, oy = [], []
+    for i, (x, y) in enumerate(zip(xs, ys)):
+        if i and x - xs[i - 1] > 3:
+            ox.append(float("nan"))
+            oy.append(float("nan"))
+        ox.append(x)
+        oy.append(y)
+    return ox, oy
+
+
+series = []
+ppath = os.path.join(out, "eval-prometheus.jsonl")
+if os.path.exists(ppath):
+    for line in open(ppath):
+        line = line.strip()
+        try:
+            series.append(json.loads(line)["data"]["result"] if line else [])
+        except Exception:
+            series.append([])
+if series:
+    t0 = min((t[0] for t in windows.values()), default=0)
+    titles = ["responder: bytes/s received per peer (all peers)", "responder: reorder waits/s", "responder: drops/s by reason",
+              "handshakes completed (all nodes, per 5 s)", "responder malloc in use (MiB)", "responder malloc held (MiB)",
+              "responder RSS (MiB)", "responder OS threads"]
+    scale = [1e-6 * 8, 1, 1, 1, 1 / 1048576, 1 / 1048576, 1 / 1048576, 1]
+    ylabels = ["Mbit/s", "waits/s", "drops/s", "handshakes", "MiB", "MiB", "MiB", "threads"]
+    fig, axes = plt.subplots(4, 2, figsize=(15, 13))
+    for i, ax in enumerate(axes.flat):
+        if i >= len(series):
+            break
+        for s in series[i]:
+            if all(float(p[1]) == 0 for p in s["values"]):
+                continue  # a reason that never fired
+            xs, ys = gapped([float(p[0]) - t0 for p in s["values"]], [float(p[1]) * scale[i] for p in s["values"]])
+            label = s["metric"].get("reason") or s["metric"].get("instance") or ""
+            ax.plot(xs, ys, linewidth=0.8, label=label)
+        for (v, rnd), ts in windows.items():
+            if len(ts) == 2:
+                ax.axvspan(ts[0] - t0, ts[1] - t0, color=STYLE.get(v, ("0.8", ""))[0], alpha=0.08)
+        ax.set_title(titles[i], fontsize=9)
+        ax.set_xlabel(SHADING, fontsize=8)
+        ax.set_ylabel(ylabels[i])
+        ax.grid(alpha=0.3)
+        if series[i] and len(series[i]) <= 12 and any(s["metric"] for s in series[i]):
+            ax.legend(fontsize=6)
+    save(fig, "prometheus-series.png", "Prometheus (scraping every daemon each second): the responder's series over the whole run")
+ppeers = os.path.join(out, "eval-prometheus-peers.json")
+if os.path.exists(ppeers):
+    try:
+        res = json.load(open(ppeers))["data"]["result"]
+    except Exception:
+        res = []
+    if res:
+        t0 = min((t[0] for t in windows.values()), default=0)
+        fig, ax = plt.subplots(figsize=(14, 4.5))
+        for s in sorted(res, key=lambda s: s["metric"].get("peer", "")):
+            xs, ys = gapped([float(p[0]) - t0 for p in s["values"]], [float(p[1]) * 8e-6 for p in s["values"]])
+            ax.plot(xs, ys, linewidth=0.7, label=s["metric"].get("peer", "").split(".")[0])
+        for (v, rnd), ts in windows.items():
+            if len(ts) == 2:
+                ax.axvspan(ts[0] - t0, ts[1] - t0, color=STYLE.get(v, ("0.8", ""))[0], alpha=0.08)
+        ax.set_xlabel(SHADING)
+        ax.set_ylabel("received from the peer (Mbit/s)")
+        ax.set_title("Prometheus: per-peer bytes at the responder (cyphonic windows: orange single, blue multi)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=10)
+        save(fig, "prometheus-per-peer.png", "Per-peer receive rate at the responder, from Prometheus")
+
+# Every figure per variant and N: min, median, max over the rounds.
+if load:
+    keys = [k for k in load[0] if k not in ("variant", "round", "n")]
+    with open(os.path.join(out, "eval-summary.csv"), "w") as f:
+        f.write("variant,n,metric,min,median,max,rounds\n")
+        for v in variants:
+            for n in counts:
+                for k in keys:
+                    xs = values(v, n, k)
+                    if xs:
+                        f.write("%s,%d,%s,%g,%g,%g,%d\n" % (v, n, k, min(xs), statistics.median(xs), max(xs), len(xs)))
+
+# REPORT.md
+L = []
+L.append("# Lab evaluation (`make lab-eval`)%s" % (" — quick pass (EVAL_QUICK=1)" if quick else ""))
+L.append("")
+L.append("The paper's evaluation (Figs. 5-8) on the lab of `make lab-up`: as-server, nms-server and trs-relay in "
+         "cy-cloud, 1 responder and 10 initiators that reach it by name, each in its own network namespace, all on "
+         "this machine's **2 shared cores**. raw veth, `--pipeline single`, the multi-threaded pipeline, wireguard-go "
+         "and Nebula ran in the same namespaces in one run, alternating within each of %d round(s); tables show medians. "
+         "The run took %d s. Reproduce: `make lab-eval` (`EVAL_QUICK=1` for a short pass). Raw data: the CSV files next "
+         "to this report." % (rounds, seconds))
+L.append("")
+for name, caption in figures:
+    L.append("![%s](%s)" % (caption, name))
+    L.append("")
+    L.append("*%s*" % caption)
+    L.append("")
+
+
+def fmt(x, f="%.2f"):
+    return "–" if x != x else f % x
+
+
+if load:
+    L.append("## Per N: aggregate TCP (Gbit/s: median [min–max] over the rounds; ×raw in the same round)")
+    L.append("")
+    L.append("| N | " + " | ".join(variants) + " | multi / single | multi / wireguard-go |")
+    L.append("|---|" + "---|" * (len(variants) + 2))
+    for n in counts:
+        cells = []
+        for v in variants:
+            x, xs = med(v, n, "tcp_gbps"), values(v, n, "tcp_gbps")
+            spread = " [%s–%s]" % (fmt(min(xs)), fmt(max(xs))) if len(xs) > 1 else ""
+            cells.append(fmt(x) + spread if v == "raw" else "%s%s (%s×)" % (fmt(x), spread, fmt(ratio_same_round(v, "raw", n, "tcp_gbps"), "%.3f")))
+        L.append("| %d | %s | %s | %s |" % (n, " | ".join(cells), fmt(ratio_same_round("cyphonic-multi", "cyphonic-single", n, "tcp_gbps")),
+                                           fmt(ratio_same_round("cyphonic-multi", "wireguard-go", n, "tcp_gbps"))))
+    L.append("")
+    L.append("## Per N: aggregate UDP received (Gbit/s, median; ×raw in the same round; loss %; datagrams out of order, all rounds)")
+    L.append("")
+    L.append("| N | " + " | ".join(variants) + " |")
+    L.append("|---|" + "---|" * len(variants))
+    for n in counts:
+        L.append("| %d | %s |" % (n, " | ".join("%s (%s×; %s %%; %d)" % (
+            fmt(med(v, n, "udp_gbps")), fmt(ratio_same_round(v, "raw", n, "udp_gbps"), "%.3f"), fmt(med(v, n, "udp_loss_pct"), "%.0f"),
+            int(sum(values(v, n, "udp_out_of_order")))) for v in variants)))
+    L.append("")
+    L.append("## Per N: ping RTT from init01 under the TCP load (ms; ping loss %)")
+    L.append("")
+    L.append("| N | " + " | ".join(variants) + " |")
+    L.append("|---|" + "---|" * len(variants))
+    idle_row = []
+    for v in variants:
+        xs = [num(r["rtt_idle_ms"]) for r in idle if r["variant"] == v]
+        idle_row.append(fmt(statistics.median(xs), "%.3f") if xs else "–")
+    L.append("| idle | %s |" % " | ".join(idle_row))
+    for n in counts:
+        L.append("| %d | %s |" % (n, " | ".join("%s (%s)" % (fmt(med(v, n, "rtt_load_ms")), fmt(med(v, n, "ping_loss_pct"), "%.1f")) for v in variants)))
+    L.append("")
+    L.append("## Per N: the responder daemon (CPU s per GB, RSS MiB, OS threads; cyphonic: malloc in use / held MiB)")
+    L.append("")
+    tv = [v for v in variants if v != "raw"]
+    L.append("| N | " + " | ".join(tv) + " |")
+    L.append("|---|" + "---|" * len(tv))
+    for n in counts:
+        cells = []
+        for v in tv:
+            c = "%s s/GB, %s MiB, %d thr" % (fmt(med(v, n, "resp_cpu_s_per_gb")), fmt(med(v, n, "rss_mib"), "%.1f"), med(v, n, "threads"))
+            if v.startswith("cyphonic"):
+                c += ", malloc %s / %s" % (fmt(med(v, n, "malloc_in_use_mib"), "%.1f"), fmt(med(v, n, "malloc_held_mib"), "%.1f"))
+            cells.append(c)
+        L.append("| %d | %s |" % (n, " | ".join(cells)))
+    L.append("")
+
+if peers:
+    L.append("## Fig. 8 beyond the paper: simulated peers (`cyphonic-bench peers`, real handshakes)")
+    L.append("")
+    L.append("| peers asked | peers with a session | OS threads (all) | pipeline threads (cy-*) | RSS MiB | malloc in use MiB | malloc held MiB |")
+    L.append("|---|---|---|---|---|---|---|")
+    for r in peers:
+        L.append("| %s | %s | %s | %s | %.1f | %.1f | %.1f |" % (r["peers"], r["responder_peers"], r["threads"], r["pipeline_threads"], num(r["rss_kib"]) / 1024,
+                                                      num(r["malloc_in_use_kib"]) / 1024, num(r["malloc_held_kib"]) / 1024))
+    L.append("")
+
+if pipeline:
+    L.append("## The pipeline's stages alone (`cyphonic-bench pipeline`)")
+    L.append("")
+    L.append("| size | design | Mpkt/s (median) | × single (same round) | CPU µs/packet | cores busy | out of order |")
+    L.append("|---|---|---|---|---|---|---|")
+    for s in sorted({int(r["size"]) for r in pipeline}):
+        for d in dict.fromkeys(r["design"] for r in pipeline):
+            rs = [r for r in pipeline if r["design"] == d and int(r["size"]) == s]
+            base = [r for r in pipeline if r["design"] == "single" and int(r["size"]) == s]
+            ratios = [num(a["packets_per_second"]) / num(b["packets_per_second"]) for a, b in zip(rs, base) if a["round"] == b["round"]]
+            L.append("| %d | %s | %.3f | %.2f× | %.3f | %.2f | %d |" % (
+                s, d, statistics.median(num(r["packets_per_second"]) for r in rs) / 1e6, statistics.median(ratios) if ratios else float("nan"),
+                statistics.median(num(r["cpu_us_per_packet"]) for r in rs), statistics.median(num(r["cpu_cores"]) for r in rs),
+                sum(int(r["out_of_order"]) for r in rs)))
+    L.append("")
+
+# Goals, each from figures of this run.
+L.append("## The issue's goals, checked against this run")
+L.append("")
+L.append("| goal | this run | met? |")
+L.append("|---|---|---|")
+top, low = (counts[-1], counts[0]) if counts else (0, 0)
+if load and "cyphonic-multi" in variants and "wireguard-go" in variants:
+    r = ratio_same_round("cyphonic-multi", "wireguard-go", top, "tcp_gbps")
+    L.append("| aggregate TCP at N = %d ≥ 6 × wireguard-go | multi %.2fx, single %.2fx | %s |" % (
+        top, r, ratio_same_round("cyphonic-single", "wireguard-go", top, "tcp_gbps"), "yes" if r >= 6 else "no"))
+for v in ("cyphonic-multi", "cyphonic-single"):
+    if load and v in variants:
+        a, b = med(v, top, "rtt_load_ms"), med(v, low, "rtt_load_ms")
+        L.append("| RTT under load at N = %d ≤ 1.5 × N = %d (%s) | %.2f / %.2f ms = %.2fx | %s |" % (top, low, v, a, b, a / b, "yes" if a / b <= 1.5 else "no"))
+if load and "cyphonic-multi" in variants and "cyphonic-single" in variants:
+    r = ratio_same_round("cyphonic-multi", "cyphonic-single", top, "tcp_gbps")
+    L.append("| multi more throughput than single (N = %d) | %.2fx | %s |" % (top, r, "yes" if r > 1 else "no"))
+    c = ratio_same_round("cyphonic-multi", "cyphonic-single", top, "resp_cpu_s_per_gb")
+    L.append("| multi CPU per GB within 5 %% of single's (responder, N = %d) | %.2fx | %s |" % (top, c, "yes" if c <= 1.05 else "no"))
+    ooo = sum(sum(values(v, n, "udp_out_of_order")) for v in ("cyphonic-single", "cyphonic-multi") for n in counts)
+    L.append("| 0 out-of-order (UDP, every N, both pipelines) | %d | %s |" % (ooo, "yes" if ooo == 0 else "no"))
+if peers:
+    th = {r["peers"]: "%s (pipeline %s)" % (r["threads"], r["pipeline_threads"]) for r in peers}
+    rss10 = med("cyphonic-multi", 10, "rss_mib") if 10 in counts else float("nan")
+    L.append("| responder threads identical at 1, 10 and 1000 peers | %s | %s |" % (
+        ", ".join("%s peers: %s" % (k, th[k]) for k in th), "yes" if len({th[k] for k in th if k in ("1", "10", "1000")}) == 1 else "no"))
+    last = peers[-1]
+    L.append("| responder RSS ≤ 16 MiB with 10 peers | %.1f MiB (multi, N = 10 under load) | %s |" % (rss10, "yes" if rss10 <= 16 else "no"))
+    L.append("| responder RSS ≤ 64 MiB with 1000 peers | %.1f MiB with %s peers | %s |" % (
+        num(last["rss_kib"]) / 1024, last["responder_peers"], "yes" if num(last["rss_kib"]) / 1024 <= 64 else "no"))
+if pipeline:
+    rs = [r for r in pipeline if r["design"] == "multi-2w" and r["size"] == "1400"]
+    base = [r for r in pipeline if r["design"] == "single" and r["size"] == "1400"]
+    ratios = [num(a["packets_per_second"]) / num(b["packets_per_second"]) for a, b in zip(rs, base)]
+    if ratios:
+        m = statistics.median(ratios)
+        L.append("| `cyphonic-bench pipeline`: multi 2 workers ≥ 1.7 × single at 1400 B, 0 out of order | %.2fx, %d out of order | %s |" % (
+            m, sum(int(r["out_of_order"]) for r in rs), "yes" if m >= 1.7 else "no"))
+L.append("")
+L.append("## What two shared cores prevent this lab from showing")
+L.append("")
+L.append("The paper gave every node a 2-core VM; here 11 daemons, up to 20 iperf3 processes, the cloud services and the "
+         "kernel share 2 cores. So (1) the aggregate is what is left of two cores once ten initiators have encrypted "
+         "their share, not what one responder can receive; (2) the multi-threaded pipeline cannot run its workers in "
+         "parallel while iperf3 and the other daemons hold the cores, so multi versus single here compares CPU per "
+         "byte and scheduling, not parallel speed-up; (3) RTT under load is mostly how long a woken thread waits for "
+         "a core. `cyphonic-bench pipeline` shows instead what the pipeline does when the cores are free: the same "
+         "staging, workers and in-order release between an in-process source and sink, so the stages alone have both "
+         "cores (table above).")
+L.append("")
+open(os.path.join(out, "REPORT.md"), "w").write("\n".join(L) + "\n")
+print("\n".join(L))

@@ -130,7 +130,8 @@ if load:
     if peers:
         ps = [int(r["responder_peers"]) if r["responder_peers"].isdigit() else int(r["peers"]) for r in peers]
         axes[1].plot(ps, [num(r["threads"]) for r in peers], marker="o", color="tab:blue", label="OS threads (all)")
-        axes[1].plot(ps, [num(r["pipeline_threads"]) for r in peers], marker="^", color="tab:cyan", label="pipeline threads (cy-*)")
+        axes[1].plot(ps, [num(r["own_threads"]) for r in peers], marker="v", color="tab:olive", label="own threads (all but libdispatch's pool)")
+        axes[1].plot(ps, [num(r["pipeline_threads"]) for r in peers], marker="^", color="tab:cyan", label="pipeline threads")
         axes[1].set_xscale("symlog", linthresh=1)
         axes[1].set_xlabel("peers with a session (simulated, real handshakes)")
         axes[1].set_ylabel("responder OS threads")
@@ -329,10 +330,10 @@ if load:
 if peers:
     L.append("## Fig. 8 beyond the paper: simulated peers (`cyphonic-bench peers`, real handshakes)")
     L.append("")
-    L.append("| peers asked | peers with a session | OS threads (all) | pipeline threads (cy-*) | RSS MiB | malloc in use MiB | malloc held MiB |")
-    L.append("|---|---|---|---|---|---|---|")
+    L.append("| peers asked | peers with a session | OS threads (all) | the daemon's own threads (all but libdispatch's pool) | pipeline threads | RSS MiB | malloc in use MiB | malloc held MiB |")
+    L.append("|---|---|---|---|---|---|---|---|")
     for r in peers:
-        L.append("| %s | %s | %s | %s | %.1f | %.1f | %.1f |" % (r["peers"], r["responder_peers"], r["threads"], r["pipeline_threads"], num(r["rss_kib"]) / 1024,
+        L.append("| %s | %s | %s | %s | %s | %.1f | %.1f | %.1f |" % (r["peers"], r["responder_peers"], r["threads"], r["own_threads"], r["pipeline_threads"], num(r["rss_kib"]) / 1024,
                                                       num(r["malloc_in_use_kib"]) / 1024, num(r["malloc_held_kib"]) / 1024))
     L.append("")
 
@@ -374,10 +375,13 @@ if load and "cyphonic-multi" in variants and "cyphonic-single" in variants:
     ooo = sum(sum(values(v, n, "udp_out_of_order")) for v in ("cyphonic-single", "cyphonic-multi") for n in counts)
     L.append("| 0 out-of-order (UDP, every N, both pipelines) | %d | %s |" % (ooo, "yes" if ooo == 0 else "no"))
 if peers:
-    th = {r["peers"]: "%s (pipeline %s)" % (r["threads"], r["pipeline_threads"]) for r in peers}
+    at = {r["peers"]: r for r in peers if r["peers"] in ("1", "10", "1000")}
+    def same(k):
+        return len({at[p][k] for p in at}) == 1
+    L.append("| responder threads identical at 1, 10 and 1000 peers | all: %s; own (all but libdispatch's pool): %s; pipeline: %s | %s |" % (
+        ", ".join(at[p]["threads"] for p in at), ", ".join(at[p]["own_threads"] for p in at), ", ".join(at[p]["pipeline_threads"] for p in at),
+        "yes" if same("threads") else ("own and pipeline threads yes; all: no (libdispatch's pool)" if same("own_threads") and same("pipeline_threads") else "no")))
     rss10 = med("cyphonic-multi", 10, "rss_mib") if 10 in counts else float("nan")
-    L.append("| responder threads identical at 1, 10 and 1000 peers | %s | %s |" % (
-        ", ".join("%s peers: %s" % (k, th[k]) for k in th), "yes" if len({th[k] for k in th if k in ("1", "10", "1000")}) == 1 else "no"))
     last = peers[-1]
     L.append("| responder RSS ≤ 16 MiB with 10 peers | %.1f MiB (multi, N = 10 under load) | %s |" % (rss10, "yes" if rss10 <= 16 else "no"))
     L.append("| responder RSS ≤ 64 MiB with 1000 peers | %.1f MiB with %s peers | %s |" % (

@@ -84,12 +84,12 @@ struct PeersBench: ParsableCommand {
                 lastKeepalive = monotonicSeconds()
             }
         }
-        let header = ["peers", "responder_peers", "threads", "pipeline_threads", "rss_kib", "malloc_in_use_kib", "malloc_held_kib"]
+        let header = ["peers", "responder_peers", "threads", "own_threads", "pipeline_threads", "rss_kib", "malloc_in_use_kib", "malloc_held_kib"]
         print("responder \(responderName) at \(responder): simulated peers with real handshakes (one socket each)")
         print(header.joined(separator: "  "))
         for r in rows { print(r.joined(separator: "  ")) }
         if rows.count > 2, let first = rows.first(where: { $0[0] != "0" }), let last = rows.last,
-            let p0 = Double(first[1]), let p1 = Double(last[1]), let r0 = Double(first[4]), let r1 = Double(last[4]), p1 > p0
+            let p0 = Double(first[1]), let p1 = Double(last[1]), let r0 = Double(first[5]), let r1 = Double(last[5]), p1 > p0
         {
             print(String(format: "RSS per added peer: %.1f KiB (from %d to %d peers)", (r1 - r0) / (p1 - p0), Int(p0), Int(p1)))
         }
@@ -145,24 +145,27 @@ struct PeersBench: ParsableCommand {
                 if line.hasPrefix("VmRSS:") { procRSS = UInt64(value) }
             }
         }
-        // The data plane's own threads (named cy-…): the paper's Fig. 8. The total also holds
-        // libdispatch's worker pool, which grows and shrinks by itself.
+        // The data plane's threads (cy-tun-reader, cy-udp-receiver, cy-crypto-N, cy-control;
+        // cy-single) are the paper's Fig. 8; "own" threads are all but libdispatch's worker
+        // pool (named …qos…), which the Swift runtime grows and shrinks by itself.
         var pipelineThreads: Int?
+        var ownThreads: Int?
         if let pid, let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task") {
+            let names = tasks.map { ((try? String(contentsOfFile: "/proc/\(pid)/task/\($0)/comm", encoding: .utf8)) ?? "") }
             pipelineThreads =
-                tasks.filter {
-                    ((try? String(contentsOfFile: "/proc/\(pid)/task/\($0)/comm", encoding: .utf8)) ?? "").hasPrefix("cy-")
-                }.count
+                names.filter { n in ["cy-tun-reader", "cy-udp-receiver", "cy-crypto-", "cy-control\n", "cy-single"].contains { n.hasPrefix($0) } }
+                .count
+            ownThreads = names.filter { !$0.contains("qos") }.count
         }
         guard let bytes = try? ControlSocketServer.request(path: control, "status"),
             let s = try? JSONDecoder().decode(NodeStatus.self, from: Data(bytes)), let p = s.process
         else {
             progress("no status from \(control)")
-            return ["\(checkpoint)", "?", "?", "?", "?", "?", "?"]
+            return ["\(checkpoint)", "?", "?", "?", "?", "?", "?", "?"]
         }
         let live = s.peers.filter { $0.handshakeAgeSeconds != nil }.count
         return [
-            "\(checkpoint)", "\(live)", "\(procThreads ?? s.osThreads)", pipelineThreads.map(String.init) ?? "?",
+            "\(checkpoint)", "\(live)", "\(procThreads ?? s.osThreads)", ownThreads.map(String.init) ?? "?", pipelineThreads.map(String.init) ?? "?",
             "\(procRSS ?? p.residentBytes / 1024)", "\(p.mallocInUseBytes / 1024)",
             "\(p.mallocHeldBytes / 1024)",
         ]

@@ -1,4 +1,5 @@
 import CyphonicCrypto
+import CyphonicPosix
 import CyphonicSignaling
 import Foundation
 import Synchronization
@@ -27,6 +28,7 @@ final class BatchSigner: Sendable {
     func start() {
         queue.withLock { $0.started = true }
         let thread = Thread { [self] in
+            setCurrentThreadName("nms-signer")
             while true {
                 wake.wait()
                 let (jobs, stopped) = queue.withLock { q -> ([Job], Bool) in

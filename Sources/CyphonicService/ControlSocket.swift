@@ -43,6 +43,7 @@ public final class ControlSocketServer: @unchecked Sendable {
         }
         chmod(path, 0o600)
         let thread = Thread { [self] in
+            setCurrentThreadName("cy-control-sock")
             while true {
                 let client = accept(fd, nil, nil)
                 if client < 0 { break }
@@ -55,7 +56,7 @@ public final class ControlSocketServer: @unchecked Sendable {
             }
             done.signal()
         }
-        thread.name = "control-socket"
+        thread.name = "cy-control-sock"
         thread.start()
     }
 

@@ -1,4 +1,5 @@
 import CyphonicCore
+import CyphonicPosix
 import Foundation
 import Logging
 import Synchronization
@@ -40,6 +41,7 @@ public final class PeriodicRefresher<Value: Sendable>: Sendable {
     public func start(delayed: Bool = false) {
         flags.withLock { $0.started = true }
         let thread = Thread { [self] in
+            setCurrentThreadName("cy-refresher")
             if delayed { _ = wake.wait(timeout: .now() + interval) }
             while !flags.withLock({ $0.stopped }) {
                 fetchOnce()
@@ -47,7 +49,7 @@ public final class PeriodicRefresher<Value: Sendable>: Sendable {
             }
             finished.signal()
         }
-        thread.name = "refresher"
+        thread.name = "cy-refresher"
         thread.start()
     }
 

@@ -25,6 +25,7 @@ public final class ReceiveLoop: Sendable {
         self.socket = socket
         try socket.setReceiveTimeout(milliseconds: 200)
         let thread = Thread { [state, socket] in
+            setCurrentThreadName("cy-receive")
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 16)
             defer {
                 buffer.deallocate()

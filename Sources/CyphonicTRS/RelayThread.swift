@@ -22,6 +22,7 @@ final class RelayThread: Sendable {
         let socket = sockets[index]
         let offloads = server.settings.offloads
         let thread = Thread { [state] in
+            setCurrentThreadName("trs-udp\(index)")
             defer { state.finished.signal() }
             let gro = offloads && socket.enableGRO()
             let landing = DatagramLanding(messages: 64, bufferSize: gro ? DatagramLanding.gro : 2048)

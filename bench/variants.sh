@@ -30,6 +30,8 @@ print(sum(l.get("stats64", {}).get("tx", {}).get("dropped", 0) for l in json.loa
 }
 
 start_wireguard() {
+  local mask
+  mask=$(umask)
   umask 077
   local i
   wg genkey >"$WORK/wgr.key"
@@ -59,6 +61,7 @@ start_wireguard() {
     ip -n "$ns" addr add "198.18.1.$((10 + i))/24" dev "$dev"
     ip -n "$ns" link set "$dev" up
   done
+  umask "$mask"
   wait_tunnels 198.18.1.1
 }
 

@@ -101,9 +101,12 @@ stop_nodes() {
   for _ in $(seq 1 50); do
     local alive=0
     for p in "${pids[@]}"; do [ -d /proc/"$p" ] && alive=1; done
-    [ $alive -eq 0 ] && break
+    [ $alive -eq 0 ] && return 0
     sleep 0.1
   done
+  progress "a node daemon did not stop within 5 s of SIGTERM: killed"
+  kill -9 "${pids[@]}" 2>/dev/null || true
+  sleep 0.2
 }
 # start_nodes PIPELINE — every node daemon with that pipeline; waits for 11 registrations
 # and a tunnel from every initiator to the responder (set up by name through the NMS).
@@ -117,12 +120,23 @@ json.dump(c, open(sys.argv[1], "w"))
 PY
   done
   for ns in $(node_namespaces); do BIN=$BIN lab/lab.sh start-node "$ns"; done
-  for _ in $(seq 1 100); do
-    [ "$("$BIN/nms-server" status --control "$LAB/nms.sock" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["registered"])' 2>/dev/null || echo 0)" -ge 11 ] && break
-    sleep 0.2
+  # Each daemon registered again (the NMS may still list the old registrations), then a
+  # lookup by name from every initiator until its tunnel answers.
+  local name state
+  for name in responder $(seq -f 'init%02g' 1 10); do
+    for _ in $(seq 1 150); do
+      state=$("$BIN/cyphonic-node" status --control "$LAB/$name.sock" --json 2>/dev/null \
+        | python3 -c 'import json,sys; print((json.load(sys.stdin).get("signaling") or {}).get("state", ""))' 2>/dev/null || true)
+      [ "$state" = registered ] && break
+      sleep 0.2
+    done
+    [ "$state" = registered ] || progress "$name: not registered with the NMS (state '$state')"
   done
   for i in $(seq 1 "$MAXN"); do
-    ip netns exec "$(init_ns "$i")" ping -c 1 -W 2 responder.$DOMAIN >/dev/null 2>&1 || true
+    for _ in $(seq 1 20); do
+      ip netns exec "$(init_ns "$i")" ping -c 1 -W 1 responder.$DOMAIN >/dev/null 2>&1 && break
+      sleep 0.2
+    done
   done
   wait_tunnels "$CY_VIP"
 }
@@ -138,7 +152,7 @@ stop_references() {
 # idle VARIANT ROUND VIP — 50 pings 20 ms apart from init01, nothing else running.
 idle() {
   local rtt
-  rtt=$(ip netns exec "$(init_ns 1)" ping -q -c 50 -i 0.02 -W 1 "$3" 2>/dev/null | awk -F/ '/^rtt/ {print $5}')
+  rtt=$(ip netns exec "$(init_ns 1)" ping -q -c 50 -i 0.02 -W 1 "$3" 2>/dev/null | awk -F/ '/^rtt/ {print $5}' || true)
   echo "$1,$2,${rtt:-nan}" >>"$IDLE"
 }
 
@@ -150,7 +164,7 @@ load() {
   local servers=() clients=() inits=()
   for i in $(seq 1 "$n"); do inits+=("$(tunnel_pid "$(init_ns "$i")")"); done
   for i in $(seq 1 "$n"); do
-    ip netns exec $RESP iperf3 -s -1 -p $((5300 + i)) -B "$vip" >/dev/null 2>&1 &
+    ip netns exec $RESP timeout $((SECS + 40)) iperf3 -s -1 -p $((5300 + i)) -B "$vip" >/dev/null 2>&1 &
     servers+=($!)
   done
   sleep 0.4
@@ -182,7 +196,7 @@ print("%.2f %.2f" % (p.get("mallocInUseBytes", 0) / 1048576, p.get("mallocHeldBy
   # UDP: one unlimited flow per initiator at once.
   servers=() clients=()
   for i in $(seq 1 "$n"); do
-    ip netns exec $RESP iperf3 -s -1 -p $((5400 + i)) -B "$vip" >/dev/null 2>&1 &
+    ip netns exec $RESP timeout $((USECS + 40)) iperf3 -s -1 -p $((5400 + i)) -B "$vip" >/dev/null 2>&1 &
     servers+=($!)
   done
   sleep 0.4
@@ -269,7 +283,7 @@ start_nodes multi
 checkpoints=$(python3 -c 'import sys; n=int(sys.argv[1]); print(",".join(str(c) for c in (1, 10, 100, 1000, n) if c <= n))' "$PEERS" | tr ',' '\n' | sort -nu | paste -sd,)
 ip netns exec "$(init_ns 10)" "$BIN/cyphonic-bench" peers --count "$PEERS" --as-dir "$LAB/as" --responder $RESP_ADDR:30000 \
   --control "$LAB/responder.sock" --pid "$(node_pid $RESP)" --checkpoints "$checkpoints" --rate 200 --bind 198.19.0.20 \
-  --csv "$OUT/eval-peers.csv" | tee "$WORK/peers.txt"
+  --csv "$OUT/eval-peers.csv" | tee "$WORK/peers.txt" || progress "cyphonic-bench peers failed: Fig. 8 beyond the paper is missing from the report"
 
 # Prometheus' series of the whole run, then the lab goes down before the pipeline bench.
 progress "Prometheus: exporting the run's series"
@@ -293,7 +307,8 @@ cp "$WORK/windows.csv" "$OUT/eval-windows.csv"
 lab/lab.sh down >/dev/null 2>&1
 
 progress "the pipeline's stages alone: cyphonic-bench pipeline (no lab running)"
-"$BIN/cyphonic-bench" pipeline --rounds "$([ -n "${EVAL_QUICK:-}" ] && echo 1 || echo 3)" --csv "$OUT/eval-pipeline.csv" | tee "$WORK/pipeline.txt"
+"$BIN/cyphonic-bench" pipeline --rounds "$([ -n "${EVAL_QUICK:-}" ] && echo 1 || echo 3)" --csv "$OUT/eval-pipeline.csv" | tee "$WORK/pipeline.txt" \
+  || progress "cyphonic-bench pipeline failed: its table is missing from the report"
 
 progress "plots and REPORT.md (matplotlib in a virtual environment under .build/eval-venv)"
 VENV=.build/eval-venv

@@ -111,7 +111,10 @@ struct PeersBench: ParsableCommand {
             var sentThird = false
             while true {
                 guard let (n, _) = try? buffer.withUnsafeMutableBytes({ try socket.receive(into: $0) }) else { break }
-                if sentThird, n >= 2, buffer[1] == MessageType.capsule.rawValue {
+                // The confirmation: a capsule on the new session (to our index).
+                if sentThird, n >= Header.size, buffer[1] == MessageType.capsule.rawValue,
+                    UInt32(buffer[4]) << 24 | UInt32(buffer[5]) << 16 | UInt32(buffer[6]) << 8 | UInt32(buffer[7]) == peer.localIndex
+                {
                     if attempt > 1 { peer.adopt(p) }
                     return
                 }

@@ -112,10 +112,11 @@ extension Pipeline {
     }
 
     /// One TUN turn of the single-threaded loop: reads what the TUN holds (non-blocking),
-    /// seals it and sends it in groups of up to 64.
+    /// seals it and sends it in groups of up to 64. Like the multi-threaded TUN reader it
+    /// works in runs to one destination (one route lookup and one counter reservation per
+    /// run), so the two designs differ in threading only.
     func singleTunTurn(_ buffers: TunBurst, work: PacketBatch, out: ThreadOutput) {
         let sender = out.sender
-        // Read a burst, then seal and send it in groups of up to 64.
         let burst = readTunBurst(buffers)
         let now = monotonicSeconds()
         var k = 0
@@ -125,25 +126,42 @@ extension Pipeline {
             peers.lock()
             while k < burst, n < PacketBatch.capacity {
                 let packet = buffers.packet(k)
-                let len = packet.count
-                k += 1
-                guard len <= maxPayload else {
+                guard packet.count <= maxPayload else {
                     stats.drop(.tooLarge)
+                    k += 1
                     continue
                 }
                 guard let peer = peers.routeLocked(packet: packet), let session = peer.current, let endpoint = peer.endpoint else {
                     stats.drop(.noRoute)
+                    k += 1
                     continue
                 }
-                let slot = work.slot(n)
-                UnsafeMutableRawBufferPointer(rebasing: slot[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + len)])
-                    .copyMemory(from: packet)
-                guard let sealed = session.seal(slot: slot, length: len, counter: session.nextCounter(), keyIndex: 0) else { continue }
-                do { try sender.append(slot.baseAddress!, length: sealed, to: endpoint) } catch { stats.drop(.queueFull) }
-                peer.stats.txPackets.add()
-                peer.stats.txBytes.add(UInt64(sealed))
-                session.lastSent = now
-                n += 1
+                var end = k + 1
+                while end < burst, n + (end - k) < PacketBatch.capacity {
+                    let p = buffers.packet(end)
+                    guard p.count <= maxPayload, Self.sameDestination(p, packet) else { break }
+                    end += 1
+                }
+                var counter = session.nextCounters(end - k)
+                var sent = 0
+                var bytes = 0
+                for j in k..<end {
+                    let p = buffers.packet(j)
+                    let slot = work.slot(n)
+                    UnsafeMutableRawBufferPointer(rebasing: slot[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + p.count)])
+                        .copyMemory(from: p)
+                    let c = counter
+                    counter &+= 1
+                    guard let sealed = session.seal(slot: slot, length: p.count, counter: c, keyIndex: 0) else { continue }
+                    do { try sender.append(slot.baseAddress!, length: sealed, to: endpoint) } catch { stats.drop(.queueFull) }
+                    sent += 1
+                    bytes += sealed
+                    n += 1
+                }
+                peer.stats.txPackets.add(UInt64(sent))
+                peer.stats.txBytes.add(UInt64(bytes))
+                if sent > 0 { session.lastSent = now }
+                k = end
             }
             peers.unlock()
             // The work slots are reused by the next group: send before refilling them.

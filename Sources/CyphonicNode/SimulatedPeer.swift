@@ -48,22 +48,27 @@ public final class SimulatedPeer {
     }
 
     /// Handles the responder's answer: a cookie reply (once), or message 2 whose
-    /// certificate must name `responder`; returns what to send next.
+    /// certificate must name `responder`; returns what to send next. A datagram that does
+    /// not decode or does not authenticate against this handshake (say, a late answer to
+    /// an earlier attempt) is ignored and leaves the handshake as it was; a responder
+    /// certificate that does not check is an error.
     public func handle(_ datagram: [UInt8], responder: String) throws -> Step {
-        let d = try Datagram.decode(datagram)
-        guard d.header.receiverIndex == localIndex else { return .ignored }
+        guard let d = try? Datagram.decode(datagram), d.header.receiverIndex == localIndex else { return .ignored }
         switch d.body {
         case .cookieReply(let cookie) where !cookieUsed && remoteIndex == nil:
             cookieUsed = true
             return .send(try initiation(cookie: cookie))
         case .tunnelResponse(let senderIndex, let noise):
-            guard let hs = handshake, remoteIndex == nil else { return .ignored }
-            let der = try hs.readMessage(noise)
+            // Read on a copy, kept only when message 2 authenticates (as TunnelManager does).
+            guard let pending = handshake, remoteIndex == nil, let hs = try? pending.copy(), let der = try? hs.readMessage(noise) else {
+                return .ignored
+            }
             let theirs = try Certificate(der: der)
             try verifier.verify(theirs, role: .node, name: responder)
             guard let proven = hs.remoteStatic, theirs.x25519PublicKey == proven else {
                 throw PKIError.wrongKeyType("certificate does not carry the key the handshake proved")
             }
+            guard !theirs.ipAddresses.isEmpty else { throw PKIError.addressMismatch("certificate names no virtual IP") }
             let m3 = try hs.writeMessage(payload: certificate.derBytes)
             let (send, _) = try hs.split()
             sendKey = try send.key!.keyBytes.withUnsafeBytes { try AEADKey(tunnelNoiseProtocol.cipher, key: $0) }

@@ -64,6 +64,14 @@ import Testing
             Issue.record("took another index")
             return
         }
+        // A message 2 to our index that does not authenticate (a late answer to an earlier
+        // attempt) is ignored and leaves the handshake usable.
+        let stale = try Datagram(.tunnelResponse(senderIndex: 554, noise: [UInt8](repeating: 7, count: 200)), receiverIndex: 77).encode()
+        guard case .ignored = try peer.handle(stale, responder: "responder.cyphonic.internal") else {
+            Issue.record("took a stale answer")
+            return
+        }
+        #expect(peer.remoteIndex == nil)
         guard case .send(let third) = try peer.handle(m2, responder: "responder.cyphonic.internal") else {
             Issue.record("no message 3")
             return

@@ -22,7 +22,8 @@
 #   lab/results/REPORT.md (lab/eval-report.py, matplotlib in a venv under .build/).
 #
 # Environment: EVAL_QUICK=1 (N = 1 5 10, 1 round, short loads, 200 peers), EVAL_COUNTS,
-# EVAL_ROUNDS, EVAL_SECONDS (TCP load), EVAL_UDP_SECONDS, EVAL_PEERS, EVAL_VARIANTS,
+# EVAL_ROUNDS, EVAL_SECONDS (TCP load), EVAL_UDP_SECONDS, EVAL_PEERS, EVAL_VARIANTS (empty:
+# only the simulated peers and the pipeline bench),
 # EVAL_OUT (default lab/results), BIN (default .build/release). Needs root and no lab up;
 # everything it starts and creates is removed on exit, also on failure or Ctrl-C (the
 # results stay in EVAL_OUT).
@@ -38,7 +39,7 @@ else
   COUNTS=${EVAL_COUNTS:-1 2 3 4 5 6 7 8 9 10} ROUNDS=${EVAL_ROUNDS:-3} SECS=${EVAL_SECONDS:-5}
   USECS=${EVAL_UDP_SECONDS:-3} PEERS=${EVAL_PEERS:-1000}
 fi
-VARIANTS=${EVAL_VARIANTS:-raw cyphonic-single cyphonic-multi wireguard-go nebula}
+VARIANTS=${EVAL_VARIANTS-raw cyphonic-single cyphonic-multi wireguard-go nebula}
 OUT=${EVAL_OUT:-lab/results}
 LAB=/run/cyphonic-lab
 DOMAIN=cyphonic.internal
@@ -280,6 +281,8 @@ c.update(pipeline="multi", acceptUnknownPeers=True, handshakesPerSourcePerSecond
 json.dump(c, open(sys.argv[1], "w"))
 PY
 start_nodes multi
+# Start-up work leaves libdispatch with a few extra worker threads for some seconds.
+sleep 10
 checkpoints=$(python3 -c 'import sys; n=int(sys.argv[1]); print(",".join(str(c) for c in (1, 10, 100, 1000, n) if c <= n))' "$PEERS" | tr ',' '\n' | sort -nu | paste -sd,)
 ip netns exec "$(init_ns 10)" "$BIN/cyphonic-bench" peers --count "$PEERS" --as-dir "$LAB/as" --responder $RESP_ADDR:30000 \
   --control "$LAB/responder.sock" --pid "$(node_pid $RESP)" --checkpoints "$checkpoints" --rate 200 --bind 198.19.0.20 \
@@ -303,7 +306,7 @@ done >"$OUT/eval-prometheus.jsonl"
 # Per-peer bytes, one series per peer (the responder's view), for the plot.
 prom query_range --data-urlencode 'query=rate(cyphonic_node_peer_rx_bytes_total{instance="198.19.0.10:9452",peer=~"init.*"}[5s])' \
   --data-urlencode "start=$EVAL_START" --data-urlencode "end=$now" --data-urlencode "step=1" >"$OUT/eval-prometheus-peers.json" || true
-cp "$WORK/windows.csv" "$OUT/eval-windows.csv"
+[ -f "$WORK/windows.csv" ] && cp "$WORK/windows.csv" "$OUT/eval-windows.csv"
 lab/lab.sh down >/dev/null 2>&1
 
 progress "the pipeline's stages alone: cyphonic-bench pipeline (no lab running)"

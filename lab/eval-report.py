@@ -278,15 +278,16 @@ if load:
 L = []
 L.append("# Lab evaluation (`make lab-eval`)%s" % (" — quick pass (EVAL_QUICK=1)" if quick else ""))
 L.append("")
-L.append("The paper's evaluation (Figs. 5-8) on the lab of `make lab-up`: as-server, nms-server and trs-relay in "
-         "cy-cloud, 1 responder and 10 initiators that reach it by name, each in its own network namespace, all on "
-         "this machine's **2 shared cores**. raw veth, `--pipeline single`, the multi-threaded pipeline, wireguard-go "
-         "and Nebula ran in the same namespaces in one run, alternating within each of %d round(s); tables show medians. "
-         "The run took %d s. Reproduce: `make lab-eval` (`EVAL_QUICK=1` for a short pass). Raw data: the CSV files next "
-         "to this report." % (rounds, seconds))
-if not load:
-    L.append("")
-    L.append("This run measured no load (`EVAL_VARIANTS` was empty): only the simulated peers and the pipeline bench.")
+if load:
+    L.append("The paper's evaluation (Figs. 5-8) on the lab of `make lab-up` (its own lab: `make lab-eval` refuses to start while "
+             "one is up): as-server, nms-server and trs-relay in cy-cloud, 1 responder and 10 initiators that reach it by name, each "
+             "in its own network namespace, all on this machine's **2 shared cores**. raw veth, `--pipeline single`, the "
+             "multi-threaded pipeline, wireguard-go and Nebula ran in the same namespaces in one run, alternating within each of "
+             "%d round(s); tables show medians. The run took %d s. Reproduce: `make lab-eval` (`EVAL_QUICK=1` for a short pass). "
+             "Raw data: the CSV files next to this report." % (rounds, seconds))
+else:
+    L.append("A partial run of `lab/eval.sh` (%d s) on its own lab, 2 shared cores: `EVAL_VARIANTS=` (empty), so only the "
+             "simulated peers against the responder and the pipeline bench." % seconds)
 L.append("")
 for name, caption in figures:
     L.append("![%s](%s)" % (caption, name))

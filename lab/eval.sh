@@ -41,7 +41,10 @@ else
 fi
 VARIANTS=${EVAL_VARIANTS-raw cyphonic-single cyphonic-multi wireguard-go nebula}
 OUT=${EVAL_OUT:-lab/results}
-LAB=/run/cyphonic-lab
+# The lab it brings up: 10 initiators, in LAB_DIR (lab.sh's default unless set).
+export LAB_INITIATORS=10
+LAB=${LAB_DIR:-/run/cyphonic-lab}
+export LAB_DIR=$LAB
 DOMAIN=cyphonic.internal
 RESP=cy-resp RESP_ADDR=198.19.0.10
 MAXN=$(printf '%s\n' $COUNTS | sort -n | tail -1)

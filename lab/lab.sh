@@ -35,6 +35,7 @@ TIMEOUT=${LAB_TIMEOUT:-60}
 SCENARIO=${SCENARIO:-}
 PROMETHEUS=${PROMETHEUS:-}
 PROM_PORT=${LAB_PROMETHEUS_PORT:-9090}
+PROM_URL=""
 SCRAPE=${LAB_SCRAPE_INTERVAL:-2s}
 DOMAIN=cyphonic.internal
 
@@ -224,7 +225,13 @@ EOF
   ip netns exec $CLOUD prometheus --config.file="$DIR/prometheus.yml" --storage.tsdb.path="$DIR/prometheus" \
     --web.listen-address=0.0.0.0:9090 --storage.tsdb.retention.time=1d >"$DIR/prometheus.log" 2>&1 &
   wait_for "Prometheus to be ready" 30 ip netns exec $CLOUD curl -sf http://127.0.0.1:9090/-/ready
-  if command -v socat >/dev/null; then
+  PROM_URL=""
+  if ! command -v socat >/dev/null; then
+    say "socat is missing: Prometheus is reachable only inside $CLOUD (ip netns exec $CLOUD curl 127.0.0.1:9090)"
+  elif ss -Hltn "sport = :$PROM_PORT" 2>/dev/null | grep -q .; then
+    say "port $PROM_PORT is taken on this host (a Prometheus of the host's own?): no forward; LAB_PROMETHEUS_PORT picks another"
+  else
+    PROM_URL="http://127.0.0.1:$PROM_PORT"
     socat TCP-LISTEN:"$PROM_PORT",bind=127.0.0.1,reuseaddr,fork EXEC:"ip netns exec $CLOUD socat STDIO TCP\:127.0.0.1\:9090" \
       </dev/null >/dev/null 2>"$DIR/prometheus-forward.log" &
     echo $! >"$DIR/prometheus-forward.pid"
@@ -339,12 +346,14 @@ Try (the first lookup of a name sets up its tunnel through the NMS):
   make lab-status
   make lab-down
 EOF
-  if [ -n "$PROMETHEUS" ]; then
+  if [ -n "$PROMETHEUS" ] && [ -n "$PROM_URL" ]; then
     cat <<EOF
 Prometheus (in $CLOUD, every daemon scraped every $SCRAPE; left running until lab-down):
-  http://127.0.0.1:$PROM_PORT  from this host (a socat forward), e.g.
-  curl -s 'http://127.0.0.1:$PROM_PORT/api/v1/query?query=rate(cyphonic_node_rx_bytes_total[10s])'
+  $PROM_URL  from this host (a socat forward), e.g.
+  curl -s '$PROM_URL/api/v1/query?query=rate(cyphonic_node_rx_bytes_total[10s])'
 EOF
+  elif [ -n "$PROMETHEUS" ]; then
+    echo "Prometheus (in $CLOUD, left running until lab-down): ip netns exec $CLOUD curl -s 127.0.0.1:9090/api/v1/query?query=up"
   fi
   if [ "$SCENARIO" = nat ]; then nat_try; fi
 }

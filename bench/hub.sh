@@ -114,29 +114,15 @@ load() {
   for i in $(seq 1 "$n"); do read -r t u < <(kernel_drops "$(init_ns "$i")"); it1=$((it1 + t)); done
   python3 - "$WORK" "$n" "$variant" "$round" "$(echo "$c1 - $c0" | bc)" "$threads" "$rss" \
     "$((rt1 - rt0)) $((ru1 - ru0)) $((it1 - it0))" >>"$RESULTS" <<'PY'
-import json, re, sys
+import sys
+sys.path.insert(0, "bench")
+from loadstats import jain as fairness, ping_summary, tcp_flows
 work, n, variant, rnd, cpu, threads, rss = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], float(sys.argv[5]), sys.argv[6], int(sys.argv[7] or 0)
 drops = sys.argv[8].split()
-rates, total_bytes, retrans, stalled = [], 0, 0, 0
-for i in range(1, n + 1):
-    try:
-        j = json.load(open("%s/iperf-%d.json" % (work, i)))
-        e = j["end"]
-        rates.append(e["sum_received"]["bits_per_second"] / 1e9)
-        total_bytes += e["sum_received"]["bytes"]
-        retrans += e["sum_sent"].get("retransmits", 0)
-        # A stalled second: an interval in which the flow moved (almost) nothing.
-        stalled += sum(1 for iv in j["intervals"] if iv["sum"]["bits_per_second"] < 1e6)
-    except Exception:
-        rates.append(0.0)  # a client that failed counts as a flow that got nothing
-        stalled += 1
+rates, total_bytes, retrans, stalled = tcp_flows(["%s/iperf-%d.json" % (work, i) for i in range(1, n + 1)])
 agg = sum(rates)
-jain = agg * agg / (len(rates) * sum(r * r for r in rates)) if agg > 0 else 0
-text = open(work + "/ping.txt").read()
-m = re.search(r"(\d+) packets transmitted, (\d+) received", text)
-loss = 100.0 * (1 - int(m.group(2)) / int(m.group(1))) if m else 100.0
-r = re.search(r"= [\d.]+/([\d.]+)/", text)
-rtt = r.group(1) if r else "nan"
+jain = fairness(rates)
+loss, rtt = ping_summary(work + "/ping.txt")
 cpu_gb = cpu / (total_bytes / 1e9) if total_bytes else float("nan")
 print("%s,%s,%d,%.3f,%.3f,%.3f,%.3f,%d,%.1f,%s,%d,%.3f,%s,%.1f,%s,%s,%s" % (
     variant, rnd, n, agg, min(rates), max(rates), jain, stalled, loss, rtt, retrans, cpu_gb, threads, rss / 1024,

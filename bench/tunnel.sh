@@ -21,6 +21,7 @@ mkdir -p "$OUT"
 RESULTS="$OUT/tunnel-results.csv"
 
 . bench/lib.sh
+. bench/variants.sh
 
 cleanup() {
   set +e
@@ -113,19 +114,8 @@ if want nebula && command -v nebula >/dev/null && command -v nebula-cert >/dev/n
   (cd "$WORK" && nebula-cert ca -name bench >/dev/null \
      && nebula-cert sign -name a -ip 198.18.2.1/24 >/dev/null && nebula-cert sign -name b -ip 198.18.2.2/24 >/dev/null)
   for n in a b; do
-    other=$([ $n = a ] && echo b || echo a); oip=$([ $n = a ] && echo 2 || echo 1)
-    cat > "$WORK/nebula-$n.yml" <<YML
-pki: {ca: $WORK/ca.crt, cert: $WORK/$n.crt, key: $WORK/$n.key}
-static_host_map: {"198.18.2.$oip": ["198.19.200.$oip:4242"]}
-lighthouse: {am_lighthouse: false, hosts: []}
-listen: {host: 0.0.0.0, port: 4242}
-punchy: {punch: false}
-tun: {dev: nebb0, mtu: 1300}
-logging: {level: warning}
-firewall:
-  outbound: [{port: any, proto: any, host: any}]
-  inbound: [{port: any, proto: any, host: any}]
-YML
+    oip=$([ $n = a ] && echo 2 || echo 1)
+    nebula_config $n "{\"198.18.2.$oip\": [\"198.19.200.$oip:4242\"]}" nebb0
   done
   ip netns exec $A nebula -config "$WORK/nebula-a.yml" >/dev/null 2>&1 &
   ip netns exec $B nebula -config "$WORK/nebula-b.yml" >/dev/null 2>&1 &

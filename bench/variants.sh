@@ -65,23 +65,26 @@ start_wireguard() {
   wait_tunnels 198.18.1.1
 }
 
-start_nebula() {
-  local i
-  (cd "$WORK" && nebula-cert ca -name hub >/dev/null && nebula-cert sign -name resp -ip 198.18.2.1/24 >/dev/null)
-  nebula_config() {  # name static-host-map
-    cat >"$WORK/nebula-$1.yml" <<YML
+# nebula_config NAME STATIC_HOST_MAP [DEV] — $WORK/nebula-NAME.yml for a Nebula node with
+# certificate $WORK/NAME.crt: no lighthouse, no punching, MTU 1300, everything allowed.
+nebula_config() {
+  cat >"$WORK/nebula-$1.yml" <<YML
 pki: {ca: $WORK/ca.crt, cert: $WORK/$1.crt, key: $WORK/$1.key}
 static_host_map: $2
 lighthouse: {am_lighthouse: false, hosts: []}
 listen: {host: 0.0.0.0, port: 4242}
 punchy: {punch: false}
-tun: {dev: nebula1, mtu: 1300}
+tun: {dev: ${3:-nebula1}, mtu: 1300}
 logging: {level: warning}
 firewall:
   outbound: [{port: any, proto: any, host: any}]
   inbound: [{port: any, proto: any, host: any}]
 YML
-  }
+}
+
+start_nebula() {
+  local i
+  (cd "$WORK" && nebula-cert ca -name hub >/dev/null && nebula-cert sign -name resp -ip 198.18.2.1/24 >/dev/null)
   nebula_config resp '{}'
   ip netns exec $RESP nebula -config "$WORK/nebula-resp.yml" >/dev/null 2>&1 &
   RESP_PID=$!

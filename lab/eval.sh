@@ -213,26 +213,16 @@ print("%.2f %.2f" % (p.get("mallocInUseBytes", 0) / 1048576, p.get("mallocHeldBy
   wait "${servers[@]}" 2>/dev/null || true
   python3 - "$WORK" "$n" "$variant" "$round" "$(echo "$c1 - $c0" | bc)" "$(echo "$ic1 - $ic0" | bc)" "$threads" "$rss" \
     "$malloc" "$((rt1 - rt0)) $((ru1 - ru0))" >>"$RESULTS" <<'PY'
-import json, re, sys
+import json, sys
+sys.path.insert(0, "bench")
+from loadstats import jain as fairness, ping_summary, tcp_flows
 work, n, variant, rnd = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 cpu, icpu, threads, rss = float(sys.argv[5]), float(sys.argv[6]), sys.argv[7], int(sys.argv[8] or 0)
 malloc, drops = sys.argv[9].split(), sys.argv[10].split()
-rates, total, retrans = [], 0, 0
-for i in range(1, n + 1):
-    try:
-        e = json.load(open("%s/tcp-%d.json" % (work, i)))["end"]
-        rates.append(e["sum_received"]["bits_per_second"] / 1e9)
-        total += e["sum_received"]["bytes"]
-        retrans += e["sum_sent"].get("retransmits", 0)
-    except Exception:
-        rates.append(0.0)
+rates, total, retrans, _ = tcp_flows(["%s/tcp-%d.json" % (work, i) for i in range(1, n + 1)])
 agg = sum(rates)
-jain = agg * agg / (len(rates) * sum(r * r for r in rates)) if agg > 0 else 0
-text = open(work + "/ping.txt").read()
-m = re.search(r"(\d+) packets transmitted, (\d+) received", text)
-loss = 100.0 * (1 - int(m.group(2)) / int(m.group(1))) if m else 100.0
-r = re.search(r"= [\d.]+/([\d.]+)/", text)
-rtt = r.group(1) if r else "nan"
+jain = fairness(rates)
+loss, rtt = ping_summary(work + "/ping.txt")
 udp, sent, lost, ooo = 0.0, 0, 0, 0
 for i in range(1, n + 1):
     try:

@@ -112,7 +112,7 @@ EOF
 metrics_address() {
   case "$1" in
     "$RESP") echo $RESP4 ;;
-    cy-init*) echo "198.19.0.$((10 + 10#${1#cy-init}))" ;;
+    cy-init*) topology_initiator "$((10#${1#cy-init}))" | awk '{print $2}' ;;
     *) echo 127.0.0.1 ;;
   esac
 }
@@ -210,9 +210,9 @@ trs_listening() { [ "$(listening_lines "$DIR/trs.log")" -gt "$1" ]; }
 # (loopback of cy-cloud) and every base-lab node (underlay :9452) every $SCRAPE; its data
 # in $DIR/prometheus; a socat forward makes it browsable at 127.0.0.1:$PROM_PORT here.
 start_prometheus() {
-  local targets="" i
-  targets="'$RESP4:9452'"
-  for i in $(seq 1 "$N"); do targets="$targets, '198.19.0.$((10 + i)):9452'"; done
+  local targets ns
+  targets="'$(metrics_address $RESP):9452'"
+  for ns in $(inits); do targets="$targets, '$(metrics_address "$ns"):9452'"; done
   cat >"$DIR/prometheus.yml" <<EOF
 global: { scrape_interval: $SCRAPE, evaluation_interval: $SCRAPE }
 scrape_configs:

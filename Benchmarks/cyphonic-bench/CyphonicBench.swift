@@ -42,9 +42,9 @@ struct CryptoBench: ParsableCommand {
                     aead.append(try opensslSpeed(name, aead: true, decrypt: op == "open"))
                 }
                 progress(nil)
-                let o = median(ours)
-                let e = median(evp)
-                let a = median(aead)
+                let o = medianOf(ours)
+                let e = medianOf(evp)
+                let a = medianOf(aead)
                 let gbit = { (bytesPerSecond: Double) in bytesPerSecond * 8 / 1e9 }
                 print(
                     name.padding(toLength: 18, withPad: " ", startingAt: 0) + op.padding(toLength: 7, withPad: " ", startingAt: 0)
@@ -62,8 +62,6 @@ struct CryptoBench: ParsableCommand {
         if let text { line = tty ? "\r\u{1B}[K\(text)" : "\(text)\n" } else { line = tty ? "\r\u{1B}[K" : "" }
         FileHandle.standardError.write(Data(line.utf8))
     }
-
-    func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
 
     /// Bytes per second of our in-place seal or open on one pre-allocated buffer.
     func measure(_ algorithm: AEADAlgorithm, seal: Bool) throws -> Double {

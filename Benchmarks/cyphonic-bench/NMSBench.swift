@@ -109,11 +109,8 @@ struct NMSBench: ParsableCommand {
         return p
     }
 
-    func rss(_ pid: Int32) -> Int {
-        let text = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
-        let line = text.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
-        return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
-    }
+    /// Resident memory of process `pid` in KiB.
+    func rss(_ pid: Int32) -> Int { Int((ProcessResources.residentAndThreads(of: pid)?.residentBytes ?? 0) / 1024) }
 
     /// Node keys and certificates, on every core.
     func issue(_ count: Int, ca: CertificateAuthority, verifier: CertificateVerifier) throws -> [SimulatedNode] {

@@ -2,6 +2,7 @@ import ArgumentParser
 import CyphonicAS
 import CyphonicCore
 import CyphonicCrypto
+import CyphonicDataPlane
 import CyphonicNode
 import CyphonicPKI
 import CyphonicPosix
@@ -139,15 +140,7 @@ struct PeersBench: ParsableCommand {
     /// malloc in use, held]. Threads and RSS from /proc first (the status request itself
     /// runs on a thread of the responder).
     func measure(_ checkpoint: Int) -> [String] {
-        var procThreads: Int?
-        var procRSS: UInt64?
-        if let pid, let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) {
-            for line in text.split(separator: "\n") {
-                let value = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first.map(String.init) ?? ""
-                if line.hasPrefix("Threads:") { procThreads = Int(value) }
-                if line.hasPrefix("VmRSS:") { procRSS = UInt64(value) }
-            }
-        }
+        let proc = pid.flatMap { ProcessResources.residentAndThreads(of: $0) }
         // The data plane's threads (cy-tun-reader, cy-udp-receiver, cy-crypto-N, cy-control;
         // cy-single) are the paper's Fig. 8; "own" threads are all but libdispatch's worker
         // pool (named …qos…), which the Swift runtime grows and shrinks by itself.
@@ -155,9 +148,7 @@ struct PeersBench: ParsableCommand {
         var ownThreads: Int?
         if let pid, let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task") {
             let names = tasks.map { ((try? String(contentsOfFile: "/proc/\(pid)/task/\($0)/comm", encoding: .utf8)) ?? "") }
-            pipelineThreads =
-                names.filter { n in ["cy-tun-reader", "cy-udp-receiver", "cy-crypto-", "cy-control\n", "cy-single"].contains { n.hasPrefix($0) } }
-                .count
+            pipelineThreads = names.filter(Pipeline.ThreadName.isPipeline).count
             ownThreads = names.filter { !$0.contains("qos") }.count
         }
         guard let bytes = try? ControlSocketServer.request(path: control, "status"),
@@ -168,8 +159,9 @@ struct PeersBench: ParsableCommand {
         }
         let live = s.peers.filter { $0.handshakeAgeSeconds != nil }.count
         return [
-            "\(checkpoint)", "\(live)", "\(procThreads ?? s.osThreads)", ownThreads.map(String.init) ?? "?", pipelineThreads.map(String.init) ?? "?",
-            "\(procRSS ?? p.residentBytes / 1024)", "\(p.mallocInUseBytes / 1024)",
+            "\(checkpoint)", "\(live)", "\(proc?.threads ?? s.osThreads)", ownThreads.map(String.init) ?? "?",
+            pipelineThreads.map(String.init) ?? "?",
+            "\((proc?.residentBytes ?? p.residentBytes) / 1024)", "\(p.mallocInUseBytes / 1024)",
             "\(p.mallocHeldBytes / 1024)",
         ]
     }

@@ -46,22 +46,15 @@ struct PipelineRun {
             socket.close()
         }
         Thread.sleep(forTimeInterval: 0.3)
-        let (p0, c0, t0) = (sink.packets.load(ordering: .acquiring), processCPUSeconds(), monotonicSeconds())
+        let (p0, c0, t0) = (sink.packets.load(ordering: .acquiring), ProcessResources.cpuSeconds(), monotonicSeconds())
         Thread.sleep(forTimeInterval: seconds)
-        let (p1, c1, t1) = (sink.packets.load(ordering: .acquiring), processCPUSeconds(), monotonicSeconds())
+        let (p1, c1, t1) = (sink.packets.load(ordering: .acquiring), ProcessResources.cpuSeconds(), monotonicSeconds())
         let packets = Double(p1 - p0)
         return PipelineMeasurement(
             mode: mode, size: size, packetsPerSecond: packets / (t1 - t0), cpuMicrosPerPacket: (c1 - c0) / packets * 1e6,
             cpuCores: (c1 - c0) / (t1 - t0), outOfOrder: sink.outOfOrder.load(ordering: .acquiring),
             gaps: sink.gaps.load(ordering: .acquiring), dropped: DropReason.allCases.reduce(0) { $0 + pipeline.stats.drops($1) })
     }
-}
-
-/// CPU seconds (user + system) this process has used.
-func processCPUSeconds() -> Double {
-    var u = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &u)
-    return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6
 }
 
 /// A control plane with nothing to do (no handshakes in the benchmark).

@@ -136,12 +136,7 @@ extension Pipeline {
                     k += 1
                     continue
                 }
-                var end = k + 1
-                while end < burst, n + (end - k) < PacketBatch.capacity {
-                    let p = buffers.packet(end)
-                    guard p.count <= maxPayload, Self.sameDestination(p, packet) else { break }
-                    end += 1
-                }
+                let end = runEnd(buffers, from: k, burst: burst, room: PacketBatch.capacity - n, laneBreaks: false)
                 var counter = session.nextCounters(end - k)
                 var sent = 0
                 var bytes = 0

@@ -94,6 +94,24 @@ extension Pipeline {
         return burst
     }
 
+    /// Where the run that starts at packet `k` of the burst ends: the packets after it to
+    /// the same destination that the tunnel can carry, `room` packets in all at most; with
+    /// `laneBreaks`, a packet the priority lane takes ends the run (it goes ahead of bulk).
+    /// Staging works in runs: one route lookup and one counter reservation each.
+    @inline(__always)
+    func runEnd(_ buffers: TunBurst, from k: Int, burst: Int, room: Int, laneBreaks: Bool) -> Int {
+        let first = buffers.packet(k)
+        var end = k + 1
+        while end < burst, end - k < room {
+            let p = buffers.packet(end)
+            guard p.count <= maxPayload, Self.sameDestination(p, first),
+                !laneBreaks || p.count > PriorityLane.maxBytes || !PriorityLane.takes(p)
+            else { break }
+            end += 1
+        }
+        return end
+    }
+
     func tunReaderLoop() {
         // Packets are read with no lock held (a syscall each), then routed and staged
         // under one short hold of the peer-table lock per burst.
@@ -178,14 +196,7 @@ extension Pipeline {
                 // counters are taken at once: one atomic add per run, not per packet (each
                 // one also waited for the copies before it to reach the cache).
                 let first = b.count
-                var end = k + 1
-                while end < burst, first + (end - k) < PacketBatch.capacity {
-                    let p = buffers.packet(end)
-                    guard p.count <= maxPayload, Self.sameDestination(p, packet),
-                        p.count > PriorityLane.maxBytes || !PriorityLane.takes(p)
-                    else { break }
-                    end += 1
-                }
+                let end = runEnd(buffers, from: k, burst: burst, room: PacketBatch.capacity - first, laneBreaks: true)
                 var counter = current.nextCounters(end - k)
                 var i = first
                 for j in k..<end {

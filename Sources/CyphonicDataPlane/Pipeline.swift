@@ -197,13 +197,13 @@ public final class Pipeline: @unchecked Sendable {
         running.store(true, ordering: .releasing)
         switch mode {
         case .single:
-            spawn("cy-single") { self.singleLoop() }
+            spawn(ThreadName.single) { self.singleLoop() }
         case .multi(let workers):
-            spawn("cy-tun-reader") { self.tunReaderLoop() }
-            spawn("cy-udp-receiver") { self.udpReceiverLoop() }
-            for w in 0..<workers { spawn("cy-crypto-\(w)") { self.workerLoop(keyIndex: w) } }
+            spawn(ThreadName.tunReader) { self.tunReaderLoop() }
+            spawn(ThreadName.udpReceiver) { self.udpReceiverLoop() }
+            for w in 0..<workers { spawn(ThreadName.crypto + "\(w)") { self.workerLoop(keyIndex: w) } }
         }
-        spawn("cy-control") {
+        spawn(ThreadName.control) {
             // Control datagrams in arrival order (verified sources first), timers every 250 ms.
             var lastTick = 0.0
             while self.running.load(ordering: .acquiring) {
@@ -228,17 +228,28 @@ public final class Pipeline: @unchecked Sendable {
         threads.wait()
     }
 
+    /// The OS names of the pipeline's threads (`top -H`, /proc/PID/task/*/comm).
+    public enum ThreadName {
+        public static let single = "cy-single"
+        public static let tunReader = "cy-tun-reader"
+        public static let udpReceiver = "cy-udp-receiver"
+        /// Followed by the worker's number.
+        public static let crypto = "cy-crypto-"
+        public static let control = "cy-control"
+
+        /// Whether an OS thread name is one of the pipeline's.
+        public static func isPipeline(_ name: String) -> Bool {
+            let n = name.trimmingCharacters(in: .whitespacesAndNewlines)
+            return n == single || n == tunReader || n == udpReceiver || n == control || n.hasPrefix(crypto)
+        }
+    }
+
     func spawn(_ name: String, _ body: @escaping @Sendable () -> Void) {
         threads.enter()
-        let t = Thread { [threads] in
-            // The name `top -H` and /proc/PID/task/*/comm show (at most 15 bytes).
-            setCurrentThreadName(name)
+        startThread(named: name, stackSize: 1 << 20) { [threads] in
             body()
             threads.leave()
         }
-        t.name = name
-        t.stackSize = 1 << 20
-        t.start()
     }
 
     /// A pipeline thread's own sender and TUN writer (sending to the benchmark sink when set).

@@ -27,8 +27,7 @@ final class BatchSigner: Sendable {
 
     func start() {
         queue.withLock { $0.started = true }
-        let thread = Thread { [self] in
-            setCurrentThreadName("nms-signer")
+        startThread(named: "nms-signer") { [self] in
             while true {
                 wake.wait()
                 let (jobs, stopped) = queue.withLock { q -> ([Job], Bool) in
@@ -49,8 +48,6 @@ final class BatchSigner: Sendable {
             }
             finished.signal()
         }
-        thread.name = "nms-signer"
-        thread.start()
     }
 
     /// Queues `authorization`; `done` gets it signed (or the error).

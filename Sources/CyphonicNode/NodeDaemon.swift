@@ -369,8 +369,7 @@ public final class NodeDaemon: @unchecked Sendable {
             ("dns_forwarded", "DNS queries forwarded upstream", { $0.resolver?.counters.forwarded ?? 0 }),
         ]
         let mirrored = figures.map { (key: $0.0, value: $0.2, counter: registry.makeCounter(descriptor: name($0.0, $0.1))) }
-        let thread = Thread { [weak self] in
-            setCurrentThreadName("cy-metrics")
+        startThread(named: "cy-metrics") { [weak self] in
             var last: [String: UInt64] = [:]
             // Per peer (by FQDN): bytes each way. A peer's series stays after it goes (it stops advancing).
             var peerCounters: [String: (tx: Counter, rx: Counter)] = [:]
@@ -410,8 +409,6 @@ public final class NodeDaemon: @unchecked Sendable {
                 self.stopping.withLock { if !self.stopped { self.stopping.wait(milliseconds: 1000) } }
             }
         }
-        thread.name = "cy-metrics"
-        thread.start()
     }
 }
 

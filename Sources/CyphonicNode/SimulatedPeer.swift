@@ -63,12 +63,7 @@ public final class SimulatedPeer {
             guard let pending = handshake, remoteIndex == nil, let hs = try? pending.copy(), let der = try? hs.readMessage(noise) else {
                 return .ignored
             }
-            let theirs = try Certificate(der: der)
-            try verifier.verify(theirs, role: .node, name: responder)
-            guard let proven = hs.remoteStatic, theirs.x25519PublicKey == proven else {
-                throw PKIError.wrongKeyType("certificate does not carry the key the handshake proved")
-            }
-            guard !theirs.ipAddresses.isEmpty else { throw PKIError.addressMismatch("certificate names no virtual IP") }
+            _ = try TunnelManager.acceptPeerCertificate(der, proven: hs.remoteStatic, expectedName: responder, verifier: verifier)
             let m3 = try hs.writeMessage(payload: certificate.derBytes)
             let (send, _) = try hs.split()
             sendKey = try send.key!.keyBytes.withUnsafeBytes { try AEADKey(tunnelNoiseProtocol.cipher, key: $0) }

@@ -356,6 +356,15 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
 
     /// Verifies a peer certificate and that it carries the key the handshake proved.
     private func accept(_ der: [UInt8], proven: X25519PublicKey?, expectedName: String?) throws -> Certificate {
+        try Self.acceptPeerCertificate(der, proven: proven, expectedName: expectedName, verifier: verifier)
+    }
+
+    /// A peer's certificate from a tunnel handshake, checked as every node checks it: issued
+    /// by our CA for a node (named `expectedName` when given), carrying the static key the
+    /// handshake proved, naming at least one virtual IP. Shared with ``SimulatedPeer``.
+    static func acceptPeerCertificate(
+        _ der: [UInt8], proven: X25519PublicKey?, expectedName: String?, verifier: CertificateVerifier
+    ) throws -> Certificate {
         let cert = try Certificate(der: der)
         try verifier.verify(cert, role: .node, name: expectedName)
         guard let proven, cert.x25519PublicKey == proven else {

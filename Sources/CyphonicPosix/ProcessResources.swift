@@ -24,27 +24,33 @@ public struct ProcessResources: Sendable, Equatable, Codable {
     public var mallocFreeBytes: UInt64
 
     public static func current() -> ProcessResources {
-        var rss: UInt64 = 0
-        var threads = 0
-        if let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) {
-            for line in text.split(separator: "\n") {
-                if line.hasPrefix("VmRSS:") {
-                    rss = (UInt64(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
-                } else if line.hasPrefix("Threads:") {
-                    threads = Int(line.split(separator: "\t").last?.trimmingCharacters(in: .whitespaces) ?? "") ?? 0
-                }
-            }
-        }
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        let cpu =
-            Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+        let (rss, threads) = residentAndThreads() ?? (0, 0)
         let m = ccy_malloc_statistics()
         return ProcessResources(
-            residentBytes: rss, threads: threads, cpuSeconds: cpu, mallocInUseBytes: m.in_use, mallocHeldBytes: m.arena + m.mmapped,
-            mallocFreeBytes: m.free)
+            residentBytes: rss, threads: threads, cpuSeconds: cpuSeconds(), mallocInUseBytes: m.in_use,
+            mallocHeldBytes: m.arena + m.mmapped, mallocFreeBytes: m.free)
+    }
+
+    /// Resident bytes (VmRSS) and OS threads of process `pid` (this one by default), from
+    /// /proc/PID/status; nil when it cannot be read (no such process).
+    public static func residentAndThreads(of pid: Int32? = nil) -> (residentBytes: UInt64, threads: Int)? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid.map(String.init) ?? "self")/status", encoding: .utf8) else {
+            return nil
+        }
+        var rss: UInt64 = 0
+        var threads = 0
+        for line in text.split(separator: "\n") {
+            let value = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first.map(String.init) ?? ""
+            if line.hasPrefix("VmRSS:") { rss = (UInt64(value) ?? 0) * 1024 }
+            if line.hasPrefix("Threads:") { threads = Int(value) ?? 0 }
+        }
+        return (rss, threads)
+    }
+
+    /// User + system CPU seconds this process has used (getrusage).
+    public static func cpuSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
     }
 }
-
-/// Names the calling thread as `top -H` and /proc/PID/task/*/comm show it (first 15 bytes).
-public func setCurrentThreadName(_ name: String) { ccy_set_thread_name(name) }

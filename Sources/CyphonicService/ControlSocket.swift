@@ -42,8 +42,7 @@ public final class ControlSocketServer: @unchecked Sendable {
             throw SystemError("bind(\(path))", errno: e)
         }
         chmod(path, 0o600)
-        let thread = Thread { [self] in
-            setCurrentThreadName("cy-control-sock")
+        startThread(named: "cy-control-sock") { [self] in
             while true {
                 let client = accept(fd, nil, nil)
                 if client < 0 { break }
@@ -56,8 +55,6 @@ public final class ControlSocketServer: @unchecked Sendable {
             }
             done.signal()
         }
-        thread.name = "cy-control-sock"
-        thread.start()
     }
 
     public func stop() {

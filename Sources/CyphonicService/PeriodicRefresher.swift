@@ -40,8 +40,7 @@ public final class PeriodicRefresher<Value: Sendable>: Sendable {
     /// Starts the thread; `delayed`: the first fetch after one interval, not at once.
     public func start(delayed: Bool = false) {
         flags.withLock { $0.started = true }
-        let thread = Thread { [self] in
-            setCurrentThreadName("cy-refresher")
+        startThread(named: "cy-refresher") { [self] in
             if delayed { _ = wake.wait(timeout: .now() + interval) }
             while !flags.withLock({ $0.stopped }) {
                 fetchOnce()
@@ -49,8 +48,6 @@ public final class PeriodicRefresher<Value: Sendable>: Sendable {
             }
             finished.signal()
         }
-        thread.name = "cy-refresher"
-        thread.start()
     }
 
     /// One fetch; true when it succeeded (and `apply` ran).

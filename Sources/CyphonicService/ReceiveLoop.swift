@@ -24,8 +24,7 @@ public final class ReceiveLoop: Sendable {
     ) throws {
         self.socket = socket
         try socket.setReceiveTimeout(milliseconds: 200)
-        let thread = Thread { [state, socket] in
-            setCurrentThreadName("cy-receive")
+        startThread(named: name) { [state, socket] in
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 16)
             defer {
                 buffer.deallocate()
@@ -43,8 +42,6 @@ public final class ReceiveLoop: Sendable {
                 tick()
             }
         }
-        thread.name = name
-        thread.start()
     }
 
     /// Stops the loop and waits for its thread to finish.

@@ -21,8 +21,7 @@ final class RelayThread: Sendable {
     init(server: TRSServer, index: Int, sockets: [UDPSocket]) {
         let socket = sockets[index]
         let offloads = server.settings.offloads
-        let thread = Thread { [state] in
-            setCurrentThreadName("trs-udp\(index)")
+        startThread(named: "trs-udp\(index)") { [state] in
             defer { state.finished.signal() }
             let gro = offloads && socket.enableGRO()
             let landing = DatagramLanding(messages: 64, bufferSize: gro ? DatagramLanding.gro : 2048)
@@ -42,8 +41,6 @@ final class RelayThread: Sendable {
                 }
             }
         }
-        thread.name = "trs-udp\(index)"
-        thread.start()
     }
 
     func stop() {

@@ -3,12 +3,15 @@
 SWIFT ?= swift
 FUZZ_SECONDS ?= 60
 FUZZ_RUNS ?= 1000000
+# Release builds link the Swift runtime statically: the binaries run on a host with only
+# libssl3 and libsqlite3-0 (make dist; docker/).
+RELEASE_BUILD = $(SWIFT) build -c release --static-swift-stdlib
 # Debian packages: the build (libcrypto, SQLite), and the tests' real tools (namespaces,
 # nftables, iperf3, ping, dig, curl, the python3 flood sender).
 BUILD_PACKAGES = libssl-dev libsqlite3-dev pkg-config
-TEST_PACKAGES = $(BUILD_PACKAGES) openssl iproute2 nftables iperf3 iputils-ping dnsutils procps curl python3 libc-bin
+TEST_PACKAGES = $(BUILD_PACKAGES) openssl iproute2 nftables iperf3 iputils-ping dnsutils procps curl python3 libc-bin systemd sqlite3
 
-.PHONY: build release test fuzz bench bench-tunnel bench-hub bench-setup bench-relay bench-nms bench-pipeline lab-up lab-down lab-status lab-smoke lab-smoke-nat lab-eval clean format format-check
+.PHONY: dist docker-test build release test fuzz bench bench-tunnel bench-hub bench-setup bench-relay bench-nms bench-pipeline lab-up lab-down lab-status lab-smoke lab-smoke-nat lab-eval clean format format-check
 
 build:
 	@scripts/ensure-packages.sh $(BUILD_PACKAGES)
@@ -16,7 +19,7 @@ build:
 
 release:
 	@scripts/ensure-packages.sh $(BUILD_PACKAGES)
-	$(SWIFT) build -c release
+	$(RELEASE_BUILD)
 
 # Then the lab end to end (lab/smoke.sh, then its NAT scenario, lab/smoke-nat.sh) with the
 # debug binaries just built, when root.
@@ -28,18 +31,31 @@ test:
 	@if [ "$$(id -u)" -eq 0 ]; then BIN=.build/debug lab/smoke.sh && BIN=.build/debug lab/smoke-nat.sh; \
 	else echo "lab-smoke and lab-smoke-nat skipped: need root (network namespaces, TUN)"; fi
 
+# One tarball per program (binary with the Swift runtime linked in, example config,
+# hardened systemd unit) in dist/, with SHA256SUMS; staged in .build/dist for docker/.
+dist:
+	@scripts/ensure-packages.sh $(BUILD_PACKAGES) binutils
+	$(RELEASE_BUILD)
+	@scripts/dist.sh
+
+# The images of docker/ built and run for real: a private dockerd, AS/NMS/TRS from
+# docker/compose.yaml, two node containers that ping each other by name (root).
+docker-test: dist
+	@scripts/ensure-packages.sh docker.io mmdebstrap docker-compose iproute2 python3 prometheus
+	@docker/test.sh
+
 fuzz:
 	FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_SECONDS=$(FUZZ_SECONDS) ./FuzzTesting/run.sh
 
 bench:
-	$(SWIFT) build -c release --product cyphonic-bench
+	$(RELEASE_BUILD) --product cyphonic-bench
 	./.build/release/cyphonic-bench crypto
 	./.build/release/cyphonic-bench logins
 
 # Tunnel throughput/RTT/CPU against raw veth, wireguard-go and nebula (root; Debian
 # packages iperf3 wireguard-go wireguard-tools nebula bc). Writes bench-out/.
 bench-tunnel:
-	$(SWIFT) build -c release
+	$(RELEASE_BUILD)
 	bash bench/tunnel.sh
 
 # The hub (the paper's evaluation model): 1 responder, N = 1, 2, 5, 10 initiators sending
@@ -47,27 +63,27 @@ bench-tunnel:
 # (root; the lab's namespace names, so no lab may be up). Writes bench-out/hub-results.csv.
 bench-hub:
 	@scripts/ensure-packages.sh $(BUILD_PACKAGES) iproute2 iperf3 iputils-ping python3 bc wireguard-go wireguard-tools nebula
-	$(SWIFT) build -c release
+	$(RELEASE_BUILD)
 	bash bench/hub.sh
 
 # Tunnel set-up time in the lab: DNS query for a peer's name -> answer with the tunnel up,
 # 100 set-ups over the 10 initiators (root; brings the lab up and down). bench-out/.
 bench-setup:
 	@scripts/ensure-packages.sh $(LAB_PACKAGES) bc
-	$(SWIFT) build -c release
+	$(RELEASE_BUILD)
 	bash bench/setup.sh
 
 # The same tunnel relayed (trs-relay) and direct in one run: TCP, idle and loaded RTT, relay
 # CPU per GB, out-of-order datagrams (root; brings the NAT lab up and down). bench-out/.
 bench-relay:
 	@scripts/ensure-packages.sh $(LAB_PACKAGES) bc
-	$(SWIFT) build -c release
+	$(RELEASE_BUILD)
 	bash bench/relay.sh
 
 # NMS capacity: 100 000 simulated nodes registered over real UDP and Noise sessions,
 # then direction requests per second and registration memory per node.
 bench-nms:
-	$(SWIFT) build -c release
+	$(RELEASE_BUILD)
 	./.build/release/cyphonic-bench nms
 
 # The lab (DESIGN §6, lab/README.md): as-server, nms-server and trs-relay in cy-cloud,
@@ -82,7 +98,7 @@ LAB_PACKAGES = $(BUILD_PACKAGES) iproute2 nftables iperf3 iputils-ping dnsutils 
 lab-up:
 	@[ "$$(id -u)" -eq 0 ] || { echo "lab-up needs root (network namespaces, TUN)"; exit 1; }
 	@scripts/ensure-packages.sh $(LAB_PACKAGES) $(if $(PROMETHEUS),prometheus socat)
-	$(SWIFT) build -c release
+	$(RELEASE_BUILD)
 	@SCENARIO=$(SCENARIO) PROMETHEUS=$(PROMETHEUS) lab/lab.sh up
 
 # The paper's evaluation (Figs. 5-8) in the lab, with raw veth, wireguard-go and Nebula in
@@ -91,13 +107,13 @@ lab-up:
 lab-eval:
 	@[ "$$(id -u)" -eq 0 ] || { echo "lab-eval needs root (network namespaces, TUN)"; exit 1; }
 	@scripts/ensure-packages.sh $(LAB_PACKAGES) bc prometheus socat wireguard-go wireguard-tools nebula python3-venv
-	$(SWIFT) build -c release
+	$(RELEASE_BUILD)
 	@lab/eval.sh
 
 # The pipeline's stages alone (staging, crypto workers, in-order release) between an
 # in-process source and sink: single vs multi with 1 and 2 workers, 64/512/1400 bytes.
 bench-pipeline:
-	$(SWIFT) build -c release --product cyphonic-bench
+	$(RELEASE_BUILD) --product cyphonic-bench
 	./.build/release/cyphonic-bench pipeline
 
 lab-down:
@@ -110,7 +126,7 @@ lab-status:
 lab-smoke:
 	@[ "$$(id -u)" -eq 0 ] || { echo "lab-smoke needs root (network namespaces, TUN)"; exit 1; }
 	@scripts/ensure-packages.sh $(LAB_PACKAGES)
-	$(SWIFT) build -c release
+	$(RELEASE_BUILD)
 	@lab/smoke.sh
 
 # The NAT scenario end to end: every route of DESIGN §5 (direct, local, punched, relay),
@@ -118,7 +134,7 @@ lab-smoke:
 lab-smoke-nat:
 	@[ "$$(id -u)" -eq 0 ] || { echo "lab-smoke-nat needs root (network namespaces, TUN)"; exit 1; }
 	@scripts/ensure-packages.sh $(LAB_PACKAGES)
-	$(SWIFT) build -c release
+	$(RELEASE_BUILD)
 	@lab/smoke-nat.sh
 
 # One formatter for the tree (swift-format from the toolchain, config in .swift-format).

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 OUT=FuzzTesting/.out
 RUNS=${FUZZ_RUNS:-1000000}
 SECONDS_LIMIT=${FUZZ_SECONDS:-600}
-TARGETS=${FUZZ_TARGETS:-"datagram noise certificate tunoffload dns"}
+TARGETS=${FUZZ_TARGETS:-"datagram noise certificate tunoffload dns config"}
 mkdir -p "$OUT" FuzzTesting/crashes
 FLAGS=(-sanitize=fuzzer,address -parse-as-library -O -g -package-name cyphonic_swift -swift-version 6
        -I "$OUT" -I Sources/CCyphonicOpenSSL)
@@ -37,12 +37,14 @@ target datagram FuzzTesting/Targets/FuzzDatagram.swift -lCyphonicWire -lCyphonic
 target noise FuzzTesting/Targets/FuzzNoise.swift -lCyphonicCrypto -lCyphonicCore
 target certificate FuzzTesting/Targets/FuzzCertificate.swift -lCyphonicPKI -lCyphonicCrypto -lCyphonicCore
 target dns FuzzTesting/Targets/FuzzDNS.swift -lCyphonicDNS
+target config FuzzTesting/Targets/FuzzConfig.swift -lCyphonicCore
 echo "fuzz: linking fuzz-tunoffload"
 swiftc "${FLAGS[@]}" FuzzTesting/Targets/FuzzTunOffload.swift Sources/CyphonicDataPlane/TunOffload.swift Sources/CyphonicDataPlane/TunCoalescer.swift \
   -o "$OUT/fuzz-tunoffload" >"$OUT/link-tunoffload.log" 2>&1 || { cat "$OUT/link-tunoffload.log"; exit 1; }
 
 # Seeds: committed ones, DNS queries written here, plus a certificate and a CRL made by the openssl tool.
-mkdir -p "$OUT/corpus-datagram" "$OUT/corpus-noise" "$OUT/corpus-certificate" "$OUT/corpus-tunoffload" "$OUT/corpus-dns"
+mkdir -p "$OUT/corpus-datagram" "$OUT/corpus-noise" "$OUT/corpus-certificate" "$OUT/corpus-tunoffload" "$OUT/corpus-dns" "$OUT/corpus-config"
+cp examples/*.json "$OUT/corpus-config/"
 cp FuzzTesting/seeds/datagram/* "$OUT/corpus-datagram/" 2>/dev/null || true
 cp Tests/CyphonicWireTests/Regressions/* "$OUT/corpus-datagram/" 2>/dev/null || true
 # DNS: dig's `responder.cyphonic.internal A` (EDNS 1232, COOKIE option), glibc's mixed-case AAAA

@@ -13,6 +13,35 @@ public enum JSONSyntax {
         public var description: String { "line \(line), column \(column): \(message)" }
     }
 
+    /// `bytes` with every `//` comment (to the end of its line, outside strings) turned
+    /// into spaces, so config files can explain themselves and every line and column a
+    /// later error names stays where it was. Linear, and any input is safe.
+    public static func blankingComments(_ bytes: [UInt8]) -> [UInt8] {
+        var out = bytes
+        var i = 0
+        var inString = false
+        while i < out.count {
+            let c = out[i]
+            if inString {
+                if c == UInt8(ascii: "\\") {
+                    i += 2
+                    continue
+                }
+                if c == UInt8(ascii: "\"") || c == 0x0a { inString = false }
+            } else if c == UInt8(ascii: "\"") {
+                inString = true
+            } else if c == UInt8(ascii: "/"), i + 1 < out.count, out[i + 1] == UInt8(ascii: "/") {
+                while i < out.count, out[i] != 0x0a {
+                    out[i] = 0x20
+                    i += 1
+                }
+                continue
+            }
+            i += 1
+        }
+        return out
+    }
+
     private enum Frame { case object, array }
     private enum Expect { case value, valueOrClose, keyOrClose, key, colon, commaOrClose, end }
 

@@ -1,6 +1,7 @@
 import CyphonicCore
 import CyphonicPKI
 import CyphonicPosix
+import CyphonicService
 import CyphonicSignaling
 import Foundation
 

@@ -1,6 +1,7 @@
 import CyphonicCore
 import CyphonicDataPlane
 import CyphonicPosix
+import CyphonicService
 import Foundation
 
 // Checking a config: the keys' forms and ranges (`validate()`), and how a bad key is
@@ -83,64 +84,6 @@ extension NodeConfig {
             guard HostPort.isValid(p.endpoint) else {
                 throw ConfigFileError.invalid("peers[\(i)].endpoint", "\(p.endpoint) is not HOST:PORT (an IP address or a DNS name, then a port)")
             }
-        }
-    }
-}
-
-/// Any key, to list what a JSON object holds.
-struct AnyKey: CodingKey {
-    var stringValue: String
-    var intValue: Int? { nil }
-    init(stringValue: String) { self.stringValue = stringValue }
-    init?(intValue: Int) { nil }
-}
-
-/// Throws for a key the type does not know, naming it.
-func rejectUnknownKeys<K: CodingKey>(_ decoder: Decoder, _ known: K.Type) throws {
-    let all = try decoder.container(keyedBy: AnyKey.self)
-    for key in all.allKeys where K(stringValue: key.stringValue) == nil {
-        throw ConfigFileError.invalid(keyPath(decoder.codingPath + [key]), "unknown key")
-    }
-}
-
-/// A key path as a person writes it: `peers[0].endpoint`.
-func keyPath(_ path: [any CodingKey]) -> String {
-    var out = ""
-    for key in path {
-        if let i = key.intValue {
-            out += "[\(i)]"
-        } else {
-            out += (out.isEmpty ? "" : ".") + key.stringValue
-        }
-    }
-    return out.isEmpty ? "(the whole file)" : out
-}
-
-/// What a value must be, in words.
-func typeName(_ type: Any.Type) -> String {
-    switch type {
-    case is String.Type: return "a string (in double quotes)"
-    case is Bool.Type: return "true or false"
-    case is Int.Type, is UInt16.Type: return "a whole number"
-    case is Double.Type: return "a number"
-    case is [String].Type: return "a list of strings (in [ ])"
-    case is [Any].Type: return "a list (in [ ])"
-    case is [String: Any].Type: return "an object (in { })"
-    default: return "an object or list of the documented form"
-    }
-}
-
-/// A config file that cannot be used; names the key.
-public enum ConfigFileError: Error, CustomStringConvertible {
-    case unreadable(String)
-    case syntax(String, String)
-    case invalid(String, String)
-
-    public var description: String {
-        switch self {
-        case .unreadable(let why): return why
-        case .syntax(let path, let why): return why.hasPrefix("a number") ? "\(path): \(why)" : "\(path) is not valid JSON: \(why)"
-        case .invalid(let key, let why): return "config key \(key): \(why)"
         }
     }
 }

@@ -1,6 +1,7 @@
 import CyphonicCore
 import CyphonicDataPlane
 import CyphonicPosix
+import CyphonicService
 import Foundation
 
 /// The node daemon's configuration file (JSON). Every key is documented in
@@ -267,26 +268,7 @@ public struct NodeConfig: Codable, Sendable {
 
     /// Reads and validates a config file.
     public static func load(path: String) throws -> NodeConfig {
-        let text: String
-        do { text = try readTextFile(path, what: "the config file") } catch { throw ConfigFileError.unreadable("\(error)") }
-        do { try JSONSyntax.check(Array(text.utf8)) } catch { throw ConfigFileError.syntax(path, "\(error)") }
-        var config: NodeConfig
-        do { config = try JSONDecoder().decode(NodeConfig.self, from: Data(text.utf8)) } catch let DecodingError.typeMismatch(type, ctx) {
-            throw ConfigFileError.invalid(keyPath(ctx.codingPath), "must be \(typeName(type))")
-        } catch let DecodingError.valueNotFound(type, ctx) {
-            throw ConfigFileError.invalid(keyPath(ctx.codingPath), "must be \(typeName(type)), not null")
-        } catch let DecodingError.keyNotFound(key, ctx) {
-            throw ConfigFileError.invalid(keyPath(ctx.codingPath + [key]), "is required")
-        } catch let DecodingError.dataCorrupted(ctx) where ctx.codingPath.isEmpty {
-            // The syntax check passed, so the decoder refused a value it could not convert.
-            throw ConfigFileError.syntax(path, "a number does not fit its key (a whole number where the key takes one, or out of range)")
-        } catch let DecodingError.dataCorrupted(ctx) {
-            throw ConfigFileError.invalid(keyPath(ctx.codingPath), ctx.debugDescription)
-        } catch let e as ConfigFileError {
-            throw e
-        } catch {
-            throw ConfigFileError.invalid("(file)", "\(error)")
-        }
+        var config = try ConfigFile.decode(NodeConfig.self, path: path)
         let base = (path as NSString).deletingLastPathComponent
         config.resolve(relativeTo: base)
         try config.validate()

@@ -44,6 +44,12 @@ public func plainMessage(_ error: any Error) -> String {
     return "\(error)"
 }
 
+/// A program whose root command checks a config file without starting:
+/// `PROGRAM --check-config FILE` (exit 0, or the key and the problem).
+public protocol ConfigChecking {
+    var checkConfig: String? { get }
+}
+
 extension ParsableCommand {
     /// The program's entry point with plain errors: a mistake in the command line is
     /// reported with the usage, as argument-parser does; anything the command itself
@@ -53,7 +59,7 @@ extension ParsableCommand {
         var command: any ParsableCommand
         do { command = try parseAsRoot() } catch { exit(withError: error) }
         // The program alone, without a subcommand: the help, and a failure exit code.
-        if type(of: command) == Self.self, !Self.configuration.subcommands.isEmpty {
+        if type(of: command) == Self.self, !Self.configuration.subcommands.isEmpty, (command as? any ConfigChecking)?.checkConfig == nil {
             FileHandle.standardError.write(Data((Self.helpMessage() + "\n").utf8))
             exit(withError: ExitCode(64))
         }

@@ -1,10 +1,11 @@
 import ArgumentParser
+import CyphonicAS
 import CyphonicCore
 import CyphonicService
 
 /// `as-server`: the Authentication Service — root CA, enrolment, login, virtual IPs, FQDNs, revocation.
 @main
-struct ASServerCommand: AsyncParsableCommand {
+struct ASServerCommand: AsyncParsableCommand, ConfigChecking {
     /// Errors of the commands as plain sentences (CyphonicService, PlainErrors.swift).
     static func main() async { await mainWithPlainErrors() }
 
@@ -19,9 +20,25 @@ struct ASServerCommand: AsyncParsableCommand {
                 --nms 198.19.0.2:4502 --trs 198.19.0.3:4503
               as-server node add init01  # prints a one-time token
               as-server serve            # UDP 4501, metrics :9451
+              as-server --check-config /etc/cyphonic/as-server.json
             """,
         version: "as-server \(CyphonicVersion.software), protocol \(CyphonicVersion.protocolVersion)",
-        subcommands: [InitCommand.self, NodeCommand.self, ServiceCommand.self, ServeCommand.self, StatusCommand.self])
+        subcommands: [
+            InitCommand.self, NodeCommand.self, ServiceCommand.self, ServeCommand.self, StatusCommand.self, BackupCommand.self, RestoreCommand.self,
+        ])
+
+    @Option(name: .customLong("check-config"), help: "Check a config file of `serve` (every key, the data directory it names) and exit.")
+    var checkConfig: String?
+
+    func run() async throws {
+        guard let checkConfig else { throw CleanExit.helpRequest(self) }
+        do {
+            let launch = try ASServeConfig.layered(file: checkConfig, flags: ASServeConfig()).launch()
+            print("config ok: \(checkConfig): AS data in \(launch.dataDir), on \(launch.listen.map(\.description).joined(separator: " "))")
+        } catch let e as ConfigFileError {
+            throw PlainError(e.checking(checkConfig))
+        }
+    }
 }
 
 /// The data directory option shared by every subcommand.

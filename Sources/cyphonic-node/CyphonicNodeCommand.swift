@@ -1,13 +1,14 @@
 import ArgumentParser
 import CyphonicCore
 import CyphonicCrypto
+import CyphonicNode
 import CyphonicPKI
 import CyphonicService
 import Foundation
 
 /// `cyphonic-node`: the CYPHONIC node daemon and its tools.
 @main
-struct CyphonicNodeCommand: AsyncParsableCommand {
+struct CyphonicNodeCommand: AsyncParsableCommand, ConfigChecking {
     /// Errors of the commands as plain sentences (CyphonicService, PlainErrors.swift).
     static func main() async { await mainWithPlainErrors() }
 
@@ -16,6 +17,23 @@ struct CyphonicNodeCommand: AsyncParsableCommand {
         abstract: "CYPHONIC node: the tunnel daemon (run, status, forget) and enrolment with the AS (enroll, login).",
         version: "cyphonic-node \(CyphonicVersion.software), protocol \(CyphonicVersion.protocolVersion)",
         subcommands: [RunCommand.self, StatusCommand.self, ForgetCommand.self, EnrollCommand.self, LoginCommand.self, GenerateKey.self])
+
+    @Option(
+        name: .customLong("check-config"),
+        help: "Check a config file of `run` (every key, the key, certificate and CA files it names) and exit; the same as run --check --config FILE.")
+    var checkConfig: String?
+
+    func run() async throws {
+        guard let checkConfig else { throw CleanExit.helpRequest(self) }
+        do {
+            let config = try NodeConfig.load(path: checkConfig)
+            try config.validate()
+            let notes = try config.checkForRun()
+            print("config ok: \(checkConfig)" + notes.map { "\n  note: \($0)" }.joined())
+        } catch let e as ConfigFileError {
+            throw PlainError(e.checking(checkConfig))
+        }
+    }
 }
 
 /// Generates the node's X25519 static key locally; the private key never leaves the node.

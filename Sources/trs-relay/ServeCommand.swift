@@ -11,104 +11,107 @@ import ServiceLifecycle
 
 /// `trs-relay serve`: the relay until SIGTERM/SIGINT.
 struct ServeCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Relay tunnels over UDP until SIGTERM/SIGINT.")
+    static let configuration = CommandConfiguration(
+        commandName: "serve", abstract: "Relay tunnels over UDP until SIGTERM/SIGINT.",
+        discussion: """
+            Every flag is also a key of the config file (--config; the flag's name in camelCase, \
+            --max-sessions is maxSessions; examples/trs-relay.json); a flag overrides the file. \
+            `trs-relay --check-config FILE` checks a file without starting.
+            """)
 
+    @Option(help: "Config file (JSON): every flag below as a key; flags override it.") var config: String?
     @Option(help: "Directory with the bundle from `as-server service add trs NAME --out DIR` (NAME.key, NAME.pem, ca.pem).")
-    var bundle: String
+    var bundle: String?
     @Option(help: "The service name in the bundle (default: the only one there).") var name: String?
-    @Option(help: "UDP endpoint to relay on (repeatable; one socket per address, so answers leave from the address asked).")
-    var listen: [String] = ["0.0.0.0:4503", "[::]:4503"]
-    @Option(help: "HTTP endpoint for Prometheus metrics (/metrics); \"\" turns it off.") var metrics = "127.0.0.1:9454"
-    @Option(help: "Unix socket for `trs-relay status`.") var control = "/run/trs-relay.sock"
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
-    @Option(help: "Seconds between a node's refreshes of its relay requests.") var refresh = 10
-    @Option(name: .customLong("session-idle"), help: "Seconds without a packet after which a relay session ends.") var sessionIdle = 120
-    @Option(name: .customLong("node-idle"), help: "Seconds without a word after which a node's signaling session ends.") var nodeIdle = 60
-    @Option(name: .customLong("max-sessions"), help: "Relay sessions, at most.") var maxSessions = 100_000
-    @Option(name: .customLong("max-sessions-per-node"), help: "Relay sessions one node may take part in, at most.") var maxSessionsPerNode = 256
-    @Option(name: .customLong("max-nodes"), help: "Nodes with a signaling session, at most.") var maxNodes = 100_000
-    @Option(name: .customLong("max-pending-handshakes"), help: "Handshakes waiting for message 3, at most.") var maxPendingHandshakes = 10_000
-    @Option(name: .customLong("packets-per-second"), help: "Datagrams one end of a session may send per second (burst: a tenth of it).")
-    var packetsPerSecond = 400_000
-    @Option(name: .customLong("handshake-load-threshold"), help: "Initiations per second above which every source must repeat a cookie.")
-    var handshakeLoadThreshold = 40
-    @Option(name: .customLong("handshakes-per-source"), help: "Handshakes one source (IPv4 address, IPv6 /64) may start per second (burst 4x).")
-    var handshakesPerSource = 4.0
-    @Option(name: .customLong("handshakes-per-second"), help: "Handshakes per second in total, at most.") var handshakesPerSecond = 500.0
-    @Option(name: .customLong("socket-buffer"), help: "Receive and send buffer of each UDP socket in bytes (0: the kernel's default).")
-    var socketBuffer = 8 << 20
+    @Option(
+        help:
+            "UDP endpoint to relay on (repeatable; one socket per address, so answers leave from the address asked; default 0.0.0.0:4503 and [::]:4503)."
+    )
+    var listen: [String] = []
+    @Option(help: "HTTP endpoint for Prometheus metrics (/metrics; default \(TRSConfig.defaultMetrics)); \"\" turns it off.") var metrics: String?
+    @Option(help: "Unix socket for `trs-relay status` (default \(TRSConfig.defaultControl)).") var control: String?
+    @Option(name: .customLong("log-level"), help: "trace, debug, info (default), notice, warning, error or critical.") var logLevel: String?
+    @Option(help: "Seconds between a node's refreshes of its relay requests (default 10).") var refresh: Int?
+    @Option(name: .customLong("session-idle"), help: "Seconds without a packet after which a relay session ends (default 120).") var sessionIdle: Int?
+    @Option(name: .customLong("node-idle"), help: "Seconds without a word after which a node's signaling session ends (default 60).") var nodeIdle:
+        Int?
+    @Option(name: .customLong("max-sessions"), help: "Relay sessions, at most (default 100000).") var maxSessions: Int?
+    @Option(name: .customLong("max-sessions-per-node"), help: "Relay sessions one node may take part in, at most (default 256).")
+    var maxSessionsPerNode: Int?
+    @Option(name: .customLong("max-nodes"), help: "Nodes with a signaling session, at most (default 100000).") var maxNodes: Int?
+    @Option(name: .customLong("max-pending-handshakes"), help: "Handshakes waiting for message 3, at most (default 10000).") var maxPendingHandshakes:
+        Int?
+    @Option(
+        name: .customLong("packets-per-second"), help: "Datagrams one end of a session may send per second (burst: a tenth of it; default 400000).")
+    var packetsPerSecond: Int?
+    @Option(name: .customLong("handshake-load-threshold"), help: "Initiations per second above which every source must repeat a cookie (default 40).")
+    var handshakeLoadThreshold: Int?
+    @Option(
+        name: .customLong("handshakes-per-source"), help: "Handshakes one source (IPv4 address, IPv6 /64) may start per second (burst 4x; default 4)."
+    )
+    var handshakesPerSource: Double?
+    @Option(name: .customLong("handshakes-per-second"), help: "Handshakes per second in total, at most (default 500).") var handshakesPerSecond:
+        Double?
+    @Option(
+        name: .customLong("socket-buffer"), help: "Receive and send buffer of each UDP socket in bytes (0: the kernel's default; default 8388608).")
+    var socketBuffer: Int?
     @Option(name: .customLong("as"), help: "AS endpoint to fetch the revocation list from (HOST:PORT); without it only --crl applies.")
     var asEndpoint: String?
     @Option(help: "A CA-signed revocation list (PEM) to start with.") var crl: String?
-    @Option(name: .customLong("crl-refresh"), help: "Seconds between revocation-list fetches from the AS.") var crlRefresh = 60.0
+    @Option(name: .customLong("crl-refresh"), help: "Seconds between revocation-list fetches from the AS (default 60).") var crlRefresh: Double?
     @Flag(name: .customLong("no-offloads"), help: "Turn off UDP GRO/GSO (one datagram per batch slot and send).") var noOffloads = false
 
-    func settings() throws -> TRSSettings {
-        var s = TRSSettings()
-        s.listen = try EndpointFlag.literal(listen, "listen")
-        guard !s.listen.isEmpty else { throw ValidationError("--listen: give at least one endpoint") }
-        guard (1...3600).contains(refresh) else { throw ValidationError("--refresh: \(refresh) must be 1...3600 seconds") }
-        guard (5...86_400).contains(sessionIdle) else { throw ValidationError("--session-idle: \(sessionIdle) must be 5...86400 seconds") }
-        guard nodeIdle >= 2 * refresh, nodeIdle <= 86_400 else {
-            throw ValidationError("--node-idle: \(nodeIdle) must be at least twice --refresh (\(2 * refresh)) and at most 86400")
-        }
-        guard maxSessions > 0, maxSessionsPerNode > 0, maxNodes > 0, maxPendingHandshakes > 0 else {
-            throw ValidationError("--max-sessions, --max-sessions-per-node, --max-nodes, --max-pending-handshakes must be positive")
-        }
-        guard packetsPerSecond >= 100 else { throw ValidationError("--packets-per-second: \(packetsPerSecond) must be at least 100") }
-        guard handshakeLoadThreshold >= 0 else { throw ValidationError("--handshake-load-threshold: must be >= 0") }
-        guard handshakesPerSource > 0 else { throw ValidationError("--handshakes-per-source: must be positive") }
-        guard handshakesPerSecond >= 1 else { throw ValidationError("--handshakes-per-second: must be >= 1") }
-        guard (0...(256 << 20)).contains(socketBuffer) else { throw ValidationError("--socket-buffer: must be 0...268435456") }
-        s.refreshSeconds = refresh
-        s.sessionIdleSeconds = sessionIdle
-        s.nodeIdleSeconds = nodeIdle
-        s.maxSessions = maxSessions
-        s.maxSessionsPerNode = maxSessionsPerNode
-        s.maxNodes = maxNodes
-        s.maxPendingHandshakes = maxPendingHandshakes
-        s.packetsPerSecondPerEnd = packetsPerSecond
-        s.handshakeGuard.loadThresholdPerSecond = handshakeLoadThreshold
-        s.handshakeGuard.perSourcePerSecond = handshakesPerSource
-        s.handshakeGuard.perSourceBurst = 4 * handshakesPerSource
-        s.handshakeGuard.totalPerSecond = handshakesPerSecond
-        s.socketBufferBytes = socketBuffer
-        s.offloads = !noOffloads
-        return s
+    /// The flags as a config layer (unset flags leave the file's values).
+    var flags: TRSConfig {
+        var c = TRSConfig()
+        c.bundle = bundle
+        c.name = name
+        c.listen = listen.isEmpty ? nil : listen
+        c.metrics = metrics
+        c.control = control
+        c.logLevel = logLevel
+        c.as = asEndpoint
+        c.crl = crl
+        c.crlRefresh = crlRefresh
+        c.refresh = refresh
+        c.sessionIdle = sessionIdle
+        c.nodeIdle = nodeIdle
+        c.maxSessions = maxSessions
+        c.maxSessionsPerNode = maxSessionsPerNode
+        c.maxNodes = maxNodes
+        c.maxPendingHandshakes = maxPendingHandshakes
+        c.packetsPerSecond = packetsPerSecond
+        c.handshakeLoadThreshold = handshakeLoadThreshold
+        c.handshakesPerSource = handshakesPerSource
+        c.handshakesPerSecond = handshakesPerSecond
+        c.socketBuffer = socketBuffer
+        c.noOffloads = noOffloads ? true : nil
+        return c
     }
 
     func run() async throws {
-        guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("--log-level: \(logLevel) is not a level") }
-        let settings = try settings()
-        let metricsEndpoint: Endpoint? = metrics.isEmpty ? nil : Endpoint(metrics)
-        guard metrics.isEmpty || metricsEndpoint != nil else {
-            throw ValidationError("--metrics: \(metrics) is not ADDRESS:PORT or [V6]:PORT (an IP address to bind: names are not resolved here)")
+        let launch: TRSLaunch
+        do { launch = try TRSConfig.layered(file: config, flags: flags).launch() } catch let e as ConfigFileError {
+            throw PlainError(e.namingFlag.description)
         }
-        let identity: TRSIdentity
-        do { identity = try TRSIdentity.load(bundle: bundle, name: name) } catch { throw ValidationError("--bundle: \(error)") }
-        let asServer: Endpoint? = try asEndpoint.map {
-            try EndpointFlag.resolved([$0], "as")[0]
-        }
-        guard crlRefresh >= 1 else { throw ValidationError("--crl-refresh: must be at least 1 second") }
-        var initial: RevocationList?
-        if let crl {
-            do { initial = try loadRevocationList(crl, issuedBy: identity.ca) } catch { throw ValidationError("--crl: \(error)") }
-        }
-        LogSetup.bootstrap(level: level)
+        LogSetup.bootstrap(level: launch.logLevel)
         let logger = Logger(label: "trs-relay")
         let trsMetrics = TRSMetrics()
-        let server = try TRSServer(identity: identity, settings: settings, metrics: trsMetrics, logger: logger)
-        if let initial { try server.applyRevocations(initial) }
-        let refresher = asServer.map {
-            ASClient(server: $0, caCertificate: identity.ca).revocationRefresher(key: identity.key, every: crlRefresh, logger: logger) { list in
+        let server = try TRSServer(identity: launch.identity, settings: launch.settings, metrics: trsMetrics, logger: logger)
+        if let initial = launch.revocations { try server.applyRevocations(initial) }
+        let refresher = launch.asEndpoint.map {
+            ASClient(server: $0, caCertificate: launch.identity.ca).revocationRefresher(
+                key: launch.identity.key, every: launch.crlRefreshSeconds, logger: logger
+            ) { list in
                 do { try server.applyRevocations(list) } catch { logger.error("trs: revocation list not applied: \(error)") }
             }
         }
-        logger.info("trs-relay: \(identity.name); refresh \(settings.refreshSeconds) s, sessions idle after \(settings.sessionIdleSeconds) s")
+        let settings = launch.settings
+        logger.info("trs-relay: \(launch.identity.name); refresh \(settings.refreshSeconds) s, sessions idle after \(settings.sessionIdleSeconds) s")
         try await runServiceDaemon(
-            program: "trs-relay", logger: logger, start: server.start, stop: server.stop, controlPath: control,
+            program: "trs-relay", logger: logger, start: server.start, stop: server.stop, controlPath: launch.control,
             control: { server.control($0) }, background: refresher.map { r in ({ r.start() }, { r.stop() }) },
-            metrics: trsMetrics.registry, metricsEndpoint: metricsEndpoint)
+            metrics: trsMetrics.registry, metricsEndpoint: launch.metrics)
     }
 }
 

@@ -1,10 +1,11 @@
 import ArgumentParser
 import CyphonicCore
 import CyphonicService
+import CyphonicTRS
 
 /// `trs-relay`: the Tunnel Relay Service (relays end-to-end encrypted capsules).
 @main
-struct TRSRelayCommand: AsyncParsableCommand {
+struct TRSRelayCommand: AsyncParsableCommand, ConfigChecking {
     /// Errors of the commands as plain sentences (CyphonicService, PlainErrors.swift).
     static func main() async { await mainWithPlainErrors() }
 
@@ -18,4 +19,17 @@ struct TRSRelayCommand: AsyncParsableCommand {
             """,
         version: "trs-relay \(CyphonicVersion.software), protocol \(CyphonicVersion.protocolVersion)",
         subcommands: [ServeCommand.self, StatusCommand.self])
+
+    @Option(name: .customLong("check-config"), help: "Check a config file of `serve` (every key, the bundle it names) and exit.")
+    var checkConfig: String?
+
+    func run() async throws {
+        guard let checkConfig else { throw CleanExit.helpRequest(self) }
+        do {
+            let launch = try TRSConfig.layered(file: checkConfig, flags: TRSConfig()).launch()
+            print("config ok: \(checkConfig): relay \(launch.identity.name) on \(launch.settings.listen.map(\.description).joined(separator: " "))")
+        } catch let e as ConfigFileError {
+            throw PlainError(e.checking(checkConfig))
+        }
+    }
 }

@@ -248,7 +248,7 @@ import Testing
     // Point 7.
     @Test func helpAndUsageMatchTheDocs() throws {
         var r = try runTool(productPath("nms-server"), [])
-        #expect(r.status != 0 && r.output.contains("USAGE: nms-server <subcommand>"), "\(r.output)")
+        #expect(r.status != 0 && r.output.contains("USAGE: nms-server [--check-config <check-config>] <subcommand>"), "\(r.output)")
         let dir = temporary()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect(try runTool(asServer, ["init", "--data-dir", dir, "--domain", "cyphonic.internal"]).status == 0)

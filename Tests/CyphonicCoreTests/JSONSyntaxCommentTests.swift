@@ -1,0 +1,26 @@
+import CyphonicCore
+import Testing
+
+/// Config files may carry `//` comments: blanked to spaces before the strict check, so
+/// every line and column stays where it was and strings keep their slashes.
+@Suite struct JSONSyntaxCommentTests {
+    @Test func commentsBecomeSpacesAndStringsKeepTheirSlashes() throws {
+        let text = "// head\n{ \"url\": \"http://x//y\", // why\n  \"a\": 1 }\n"
+        let out = JSONSyntax.blankingComments(Array(text.utf8))
+        #expect(out.count == text.utf8.count)
+        #expect(String(decoding: out, as: UTF8.self) == "       \n{ \"url\": \"http://x//y\",       \n  \"a\": 1 }\n")
+        try JSONSyntax.check(out)
+    }
+
+    @Test func anErrorAfterACommentKeepsItsLineAndColumn() {
+        let out = JSONSyntax.blankingComments(Array("// one\n// two\n{ \"a\": 1,, }".utf8))
+        let problem = #expect(throws: JSONSyntax.Problem.self) { try JSONSyntax.check(out) }
+        #expect(problem?.line == 3 && problem?.column == 10)
+    }
+
+    @Test func anEscapedQuoteDoesNotEndTheString() throws {
+        let out = JSONSyntax.blankingComments(Array("{ \"a\": \"x\\\" // not a comment\" }".utf8))
+        try JSONSyntax.check(out)
+        #expect(String(decoding: out, as: UTF8.self).contains("// not a comment"))
+    }
+}

@@ -22,6 +22,10 @@ for p in as-server nms-server trs-relay cyphonic-node; do
   [ -x ".build/dist/$p/bin/$p" ] || { echo "docker-test: .build/dist/$p missing (make dist)" >&2; exit 1; }
 done
 
+if ip netns list | grep -qw "cydk-cloud"; then
+  echo "docker-test: namespace cydk-cloud exists (another docker-test running, or one that was killed -9: ip netns del cydk-cloud)" >&2
+  exit 1
+fi
 W=$(mktemp -d /tmp/cydk.XXXXXX)   # short: unix socket paths under it must stay < 108 bytes
 SOCK=$W/docker.sock
 export DOCKER_HOST=unix://$SOCK
@@ -29,6 +33,7 @@ D=(/usr/bin/docker)                # Debian's CLI: the docker first on PATH may 
 BASE_TAR=$ROOT/.build/docker-base/bookworm-minbase.tar
 BASE_IMAGE=cydk/debian:bookworm
 NS_CLOUD=cydk-cloud
+NS_MADE=""
 NODES=(node1 node2)
 START=$SECONDS
 log() { printf '[docker-test %3ds] %s\n' $((SECONDS - START)) "$*"; }
@@ -40,6 +45,8 @@ stop_daemon() {
   for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   kill -KILL "$pid" 2>/dev/null || true
   rm -f "$W/dockerd.pid"
+  # A daemon that had to be killed leaves its containerd and shims: they all run under $W.
+  for _ in $(seq 1 50); do pgrep -f "$W" >/dev/null || break; pkill -KILL -f "$W" 2>/dev/null; sleep 0.1; done
   return 0
 }
 
@@ -54,7 +61,7 @@ cleanup() {
   stop_daemon
   # Mounts a killed daemon may leave under its data-root.
   grep -o " $W[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
-  for ns in $NS_CLOUD "${NODES[@]/#/cydk-}"; do ip netns del "$ns" 2>/dev/null; done
+  [ -n "$NS_MADE" ] && ip netns del "$NS_MADE" 2>/dev/null   # with it the bridge and the nodes' veth ends
   rm -rf "$W"
   [ "${DOCKER_TEST_KEEP_BASE:-1}" = 0 ] && rm -f "$BASE_TAR"
   if [ $rc -ne 0 ]; then log "FAILED (exit $rc); everything it made is removed"; fi
@@ -118,6 +125,7 @@ done
 # --- the cloud namespace, the engine inside it ---------------------------------------
 stop_daemon
 ip netns add $NS_CLOUD
+NS_MADE=$NS_CLOUD
 ip -n $NS_CLOUD link set lo up
 ip -n $NS_CLOUD link add br0 type bridge
 ip -n $NS_CLOUD addr add 198.19.210.1/24 dev br0
@@ -230,7 +238,8 @@ log "alert rules: promtool ok; the $(grep -oE '\b(as|nms|trs|cyphonic_node)_[a-z
 mkdir -p "$P/backup" && chown 10001:10001 "$P/backup"
 # (into the volume, then out with docker cp: the container's root file system is read-only)
 "${COMPOSE[@]}" exec -T as-server as-server backup --data-dir /var/lib/cyphonic-as --out /var/lib/cyphonic-as/backup | sed 's/^/  /'
-"${D[@]}" cp cydk_as-server_1:/var/lib/cyphonic-as/backup "$P/backup/as"
+"${D[@]}" cp "$("${COMPOSE[@]}" ps -q as-server):/var/lib/cyphonic-as/backup" "$P/backup/as"
+"${COMPOSE[@]}" exec -T as-server rm -rf /var/lib/cyphonic-as/backup   # the copy holds the CA key
 chown -R 10001:10001 "$P/backup"
 "${COMPOSE[@]}" down -v --timeout 10 >/dev/null 2>&1   # containers and the AS volume: gone
 log "AS backed up while serving, then its containers and volume removed"

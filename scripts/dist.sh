@@ -7,6 +7,7 @@
 # Environment: BIN (default .build/release), OUT (default dist).
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
+umask 022   # the tarballs' modes do not depend on the builder's umask
 BIN=${BIN:-.build/release}
 OUT=${OUT:-dist}
 STAGE=.build/dist
@@ -19,6 +20,7 @@ for p in as-server nms-server trs-relay cyphonic-node; do
   fi
 done
 version=$("$BIN/as-server" --version | awk '{print $2}' | tr -d ,)
+stamp=$(git log -1 --format=%ct 2>/dev/null || date +%s)
 rm -rf "$STAGE" && mkdir -p "$STAGE" "$OUT"
 for p in as-server nms-server trs-relay cyphonic-node; do
   d="$STAGE/$p"
@@ -36,9 +38,10 @@ for p in as-server nms-server trs-relay cyphonic-node; do
 $p $version ($arch, Linux; Swift runtime linked in)
 Needs: libssl3$([ "$p" = as-server ] && echo ", libsqlite3-0")$([ "$p" = cyphonic-node ] && echo ", iproute2, nftables")
 Install: see the comments at the top of systemd/$p.service, and docs/deploy.md.
-Check a config without starting: $p --check-config examples/$config
+Check a config without starting (once its paths point at your files): $p --check-config examples/$config
 TXT
-  tar -C "$STAGE" --owner=0 --group=0 -czf "$OUT/$p-$version-linux-$arch.tar.gz" "$p"
+  # Reproducible: sorted names, root-owned, every time the last commit's.
+  tar -C "$STAGE" --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$stamp" -cf - "$p" | gzip -n >"$OUT/$p-$version-linux-$arch.tar.gz"
 done
 (cd "$OUT" && sha256sum ./*-"$version"-linux-"$arch".tar.gz | sed 's| \./| |' >SHA256SUMS)
 echo "dist: $OUT/ ($version):"

@@ -3,11 +3,13 @@ import CyphonicPosix
 import Foundation
 
 /// Backup and restore of an AS data directory. A backup is itself a complete data
-/// directory — `as.db` as one consistent snapshot (SQLite `VACUUM INTO`, safe while
-/// `serve` runs: it reads one transaction), the CA and AS keys (0600) and certificates —
-/// so restoring is copying it into an empty directory, after both are checked. Nodes
-/// enrolled before the backup keep their addresses and certificates after a restore;
-/// what happened after it (enrolments, revocations) is lost.
+/// directory — `as.db` as one consistent snapshot (SQLite `VACUUM INTO` on a read-only
+/// connection: one read transaction, safe while `serve` runs, and the source is never
+/// migrated or changed), the CA and AS keys (0600) and certificates — so restoring is
+/// copying it into an empty directory, after both are checked. Nothing is written over
+/// or through an existing file or symlink, and keys are private from their first byte.
+/// Nodes enrolled before the backup keep their addresses and certificates after a
+/// restore; what happened after it (enrolments, revocations) is lost.
 public enum ASBackup {
     /// What a backup or restore holds.
     public struct Summary: Sendable, CustomStringConvertible {
@@ -20,61 +22,92 @@ public enum ASBackup {
     static let keys = ["ca.key", "as.key"]
     static let certificates = ["ca.pem", "as.pem"]
 
-    /// Writes a backup of the AS in `dataDir` into `out` (created 0700; it must not hold an AS).
+    /// Writes a backup of the AS in `dataDir` into the new directory `out` (made 0700;
+    /// it must not exist yet).
     public static func backup(dataDir: String, to out: String) throws -> Summary {
         try ASDirectory.check(at: dataDir)
-        try prepareEmpty(out, what: "--out")
-        let store = try ASStore(path: ASDirectory.file(dataDir, "as.db"))
-        try store.snapshot(to: ASDirectory.file(out, "as.db"))
-        try copyFiles(from: dataDir, to: out)
-        return try verify(out)
+        let store = try ASStore(readOnlyPath: ASDirectory.file(dataDir, "as.db"))
+        try makeNewDirectory(out, "--out")
+        do {
+            try store.snapshot(to: ASDirectory.file(out, "as.db"))
+            try copyFiles(from: dataDir, to: out)
+            return try verify(out)
+        } catch {
+            try? FileManager.default.removeItem(atPath: out)  // no half backup left to be trusted
+            throw error
+        }
     }
 
-    /// Restores the backup in `from` into `dataDir` (created 0700; it must not hold an AS).
+    /// Restores the backup in `from` into `dataDir`: a directory that does not exist yet
+    /// (made 0700), or an empty one of ours that no one else may write to (as systemd's
+    /// StateDirectory or `install -d` make it).
     public static func restore(from: String, to dataDir: String) throws -> Summary {
         do { _ = try verify(from) } catch { throw BackupError("\(from) is not a usable backup: \(error)") }
-        try prepareEmpty(dataDir, what: "--data-dir")
-        try FileManager.default.copyItem(atPath: ASDirectory.file(from, "as.db"), toPath: ASDirectory.file(dataDir, "as.db"))
-        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: ASDirectory.file(dataDir, "as.db"))
-        try copyFiles(from: from, to: dataDir)
-        return try verify(dataDir)
+        try prepareTarget(dataDir)
+        let db = ASDirectory.file(from, "as.db")
+        guard let bytes = FileManager.default.contents(atPath: db) else { throw BackupError("cannot read \(db)") }
+        do {
+            try writeNewFile(ASDirectory.file(dataDir, "as.db"), [UInt8](bytes), mode: 0o600)
+            try copyFiles(from: from, to: dataDir)
+            return try verify(dataDir)
+        } catch {
+            for name in ["as.db"] + keys + certificates { unlink(ASDirectory.file(dataDir, name)) }
+            throw error
+        }
     }
 
-    /// The directory holds a whole AS whose database passes SQLite's integrity check.
+    /// The directory holds a whole AS (files that parse and match) whose database passes
+    /// SQLite's integrity check and is not newer than this binary; nothing is changed.
     public static func verify(_ dir: String) throws -> Summary {
         try ASDirectory.check(at: dir)
-        let store = try ASStore(path: ASDirectory.file(dir, "as.db"))
+        let store = try ASStore(readOnlyPath: ASDirectory.file(dir, "as.db"))
         try store.checkIntegrity()
         let settings = try ASSettings.load(from: store)
         return Summary(domain: settings.domain.value, nodes: try store.nodes().count, schemaVersion: store.schemaVersion)
     }
 
-    static func prepareEmpty(_ dir: String, what: String) throws {
-        let fm = FileManager.default
-        var isDirectory: ObjCBool = false
-        if fm.fileExists(atPath: dir, isDirectory: &isDirectory) {
-            guard isDirectory.boolValue else { throw BackupError("\(what): \(dir) is a file, not a directory") }
-            for name in ["as.db"] + keys + certificates where fm.fileExists(atPath: ASDirectory.file(dir, name)) {
-                throw BackupError("\(what): \(ASDirectory.file(dir, name)) exists; refusing to overwrite an AS")
+    /// Makes `path` 0700 with mkdir(2), which fails on anything already there (a directory
+    /// someone else made in the meantime, a symlink); missing parents are made first.
+    static func makeNewDirectory(_ path: String, _ flag: String) throws {
+        let parent = (path as NSString).deletingLastPathComponent
+        if !parent.isEmpty {
+            do { try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) } catch {
+                throw BackupError("\(flag): cannot create \(parent): \(plain(error))")
             }
-        } else {
-            do { try fm.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700]) } catch {
-                throw BackupError("\(what): cannot create \(dir): \(error.localizedDescription)")
-            }
+        }
+        guard mkdir(path, 0o700) == 0 else {
+            let e = errno
+            throw BackupError(
+                e == EEXIST
+                    ? "\(flag): \(path) exists; give a directory that does not exist yet"
+                    : "\(flag): cannot create \(path): \(String(cString: strerror(e)))")
+        }
+    }
+
+    static func prepareTarget(_ dir: String) throws {
+        var st = stat()
+        guard lstat(dir, &st) == 0 else { return try makeNewDirectory(dir, "--data-dir") }
+        guard st.st_mode & S_IFMT == S_IFDIR else { throw BackupError("--data-dir: \(dir) is not a directory (or is a symlink)") }
+        guard st.st_uid == geteuid() else { throw BackupError("--data-dir: \(dir) belongs to uid \(st.st_uid): run restore as its owner") }
+        guard st.st_mode & 0o022 == 0 else {
+            throw BackupError("--data-dir: \(dir) is writable by others (mode \(String(st.st_mode & 0o777, radix: 8)))")
+        }
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        guard entries.isEmpty else {
+            throw BackupError(
+                "--data-dir: \(dir) is not empty (\(entries.sorted().prefix(3).joined(separator: ", "))); restore goes into an empty directory only")
         }
     }
 
     static func copyFiles(from: String, to: String) throws {
-        for (names, mode) in [(keys, 0o600), (certificates, 0o644)] {
+        for (names, mode) in [(keys, mode_t(0o600)), (certificates, mode_t(0o644))] {
             for name in names {
-                let text = try readTextFile(ASDirectory.file(from, name), what: name)
-                guard
-                    FileManager.default.createFile(
-                        atPath: ASDirectory.file(to, name), contents: Data(text.utf8), attributes: [.posixPermissions: mode])
-                else { throw BackupError("cannot write \(ASDirectory.file(to, name))") }
+                try writeNewFile(ASDirectory.file(to, name), try readTextFile(ASDirectory.file(from, name), what: name), mode: mode)
             }
         }
     }
+
+    static func plain(_ error: any Error) -> String { (error as NSError).localizedDescription }
 }
 
 /// A backup or restore that cannot be done; says which directory and why.
@@ -84,9 +117,11 @@ public struct BackupError: Error, CustomStringConvertible {
 }
 
 extension ASStore {
-    /// A consistent copy of the database at `path` (one read transaction; `serve` may run).
+    /// A consistent copy of the database at `path` (one read transaction; `serve` may
+    /// run), private to the owner.
     func snapshot(to path: String) throws {
         _ = try db.withLock { try $0.query("VACUUM INTO ?", [.text(path)]) }
+        chmod(path, 0o600)
     }
 
     /// SQLite's integrity check; throws what it found.

@@ -97,15 +97,11 @@ public final class ASDirectory: Sendable {
         }
     }
 
-    static func writeSecret(_ path: String, _ text: String) throws {
-        guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
-        else { throw InitError.cannotWrite(path) }
-    }
+    /// A private key: created 0600 from the first byte; never over or through an existing file.
+    static func writeSecret(_ path: String, _ text: String) throws { try writeNewFile(path, text, mode: 0o600) }
 
-    static func writePublic(_ path: String, _ text: String) throws {
-        guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o644])
-        else { throw InitError.cannotWrite(path) }
-    }
+    /// A certificate: 0644.
+    static func writePublic(_ path: String, _ text: String) throws { try writeNewFile(path, text, mode: 0o644) }
 }
 
 public enum InitError: Error, CustomStringConvertible, Equatable {

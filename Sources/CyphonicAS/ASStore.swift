@@ -127,6 +127,18 @@ public final class ASStore: Sendable {
         db = Locked(connection)
     }
 
+    /// Opens an existing database without changing it: no migrations, no journal-mode
+    /// switch (backups read the live database of a running, perhaps older, AS this way).
+    /// A database newer than this binary is refused as at start-up.
+    public init(readOnlyPath path: String) throws {
+        self.path = path
+        if access(path, F_OK) != 0 { throw StoreError.notInitialised(path) }
+        let connection = try SQLiteDatabase(path: path, readOnly: true)
+        let version = try connection.query("PRAGMA user_version").first?.first?.int ?? 0
+        guard version <= Int64(Self.migrations.count) else { throw StoreError.schemaTooNew(version) }
+        db = Locked(connection)
+    }
+
     public var schemaVersion: Int64 {
         (try? db.withLock { try $0.query("PRAGMA user_version").first?.first?.int }) ?? nil ?? 0
     }

@@ -1,6 +1,8 @@
 /// A strict JSON (RFC 8259) syntax check that says where a document goes wrong, by line
 /// and column, in words a person understands: a truncated file, a trailing comma (which
-/// Foundation's decoder accepts silently), a missing comma or colon, a bad literal. It
+/// Foundation's decoder accepts silently), a missing comma or colon, a bad literal, a key
+/// given twice in one object (Foundation silently keeps one: a setting appended at the end
+/// of a config would be ignored), nesting deeper than ``maxDepth``. It
 /// builds nothing: run it before decoding, so the decoder only sees well-formed JSON.
 /// Iterative (no recursion), so any input — however deeply nested — is checked in
 /// linear time without trapping.
@@ -42,6 +44,9 @@ public enum JSONSyntax {
         return out
     }
 
+    /// Objects and arrays nested deeper than this are refused (no config needs more).
+    public static let maxDepth = 512
+
     private enum Frame { case object, array }
     private enum Expect { case value, valueOrClose, keyOrClose, key, colon, commaOrClose, end }
 
@@ -51,6 +56,8 @@ public enum JSONSyntax {
         var line = 1
         var lineStart = 0
         var stack: [Frame] = []
+        // The keys seen so far in each open object (raw bytes between the quotes).
+        var keys: [Set<ArraySlice<UInt8>>] = []
         var expect = Expect.value
         var afterComma = false
         func problem(_ message: String, at index: Int? = nil) -> Problem {
@@ -86,7 +93,7 @@ public enum JSONSyntax {
                 }
                 if (c == UInt8(ascii: "}") && stack.last == .object) || (c == UInt8(ascii: "]") && stack.last == .array) {
                     i += 1
-                    stack.removeLast()
+                    if stack.removeLast() == .object { keys.removeLast() }
                     closeValue()
                     continue
                 }
@@ -96,11 +103,19 @@ public enum JSONSyntax {
                     guard expect == .keyOrClose else { throw problem("a trailing comma before '}' is not allowed in JSON") }
                     i += 1
                     stack.removeLast()
+                    keys.removeLast()
                     closeValue()
                     continue
                 }
                 guard c == UInt8(ascii: "\"") else { throw problem("expected a key in double quotes") }
+                let keyStart = i
                 try string(bytes, &i, Position(line: line, lineStart: lineStart))
+                let key = bytes[(keyStart + 1)..<(i - 1)]
+                guard keys[keys.count - 1].insert(key).inserted else {
+                    throw problem(
+                        "the key \"\(String(decoding: key.prefix(40), as: UTF8.self))\" appears twice in this object (only one would count)",
+                        at: keyStart)
+                }
                 expect = .colon
                 afterComma = false
                 continue
@@ -116,12 +131,15 @@ public enum JSONSyntax {
                 }
                 afterComma = false
                 switch c {
-                case UInt8(ascii: "{"):
+                case UInt8(ascii: "{"), UInt8(ascii: "["):
+                    guard stack.count < maxDepth else { throw problem("nested deeper than \(maxDepth) levels") }
                     i += 1
-                    stack.append(.object)
-                    expect = .keyOrClose
-                case UInt8(ascii: "["):
-                    i += 1
+                    if c == UInt8(ascii: "{") {
+                        stack.append(.object)
+                        keys.append([])
+                        expect = .keyOrClose
+                        continue
+                    }
                     stack.append(.array)
                     expect = .valueOrClose
                 case UInt8(ascii: "\""):

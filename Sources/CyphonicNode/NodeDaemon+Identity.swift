@@ -30,7 +30,8 @@ extension NodeDaemon {
             let key = try state.loadOrCreateKey()
             let provision = try ASClient(server: server, caCertificate: ca).login(
                 name: String(token[..<dot]), credential: .token(token), key: key)
-            try state.save(provision, name: String(token[..<dot]), asEndpoint: server)
+            // As given (a DNS name stays a name, resolved at each login: the AS may move).
+            try state.save(provision, name: String(token[..<dot]), asEndpoint: e.asEndpoint)
             logger.info("node: enrolled as \(provision.fqdn) (\(provision.virtualIPv4), \(provision.virtualIPv6)) with the AS at \(server)")
             return
         }
@@ -43,7 +44,7 @@ extension NodeDaemon {
             let stored = try state.certificate()
             let provision = try client.login(
                 name: assignment.name, credential: .certificate(der: stored.derBytes), key: try state.loadOrCreateKey())
-            try state.save(provision, name: assignment.name, asEndpoint: server)
+            try state.save(provision, name: assignment.name, asEndpoint: assignment.asEndpoint)
             if provision.certificate != stored.derBytes {
                 logger.info(
                     "node: the AS renewed our certificate (serial \(stored.serial.map(String.init) ?? "?") → \((try? Certificate(der: provision.certificate))?.serial.map(String.init) ?? "?"))"
@@ -73,7 +74,7 @@ extension NodeDaemon {
             apply: { [weak self] provision in
                 guard let self, provision.certificate != current.withLock({ $0 }), let renewed = try? Certificate(der: provision.certificate)
                 else { return }
-                do { try state.save(provision, name: assignment.name, asEndpoint: server) } catch {
+                do { try state.save(provision, name: assignment.name, asEndpoint: assignment.asEndpoint) } catch {
                     self.logger.error("node: cannot save the renewed certificate in \(dir): \(error)")
                 }
                 current.withLock { $0 = provision.certificate }

@@ -26,3 +26,43 @@ public func readTextFile(_ path: String, what: String) throws(FileError) -> Stri
     guard let text = String(data: data, encoding: .utf8) else { throw FileError(what: what, path: path, reason: "it is not text (UTF-8)") }
     return text
 }
+
+/// Why a new file could not be written, naming it and the reason.
+public struct FileWriteError: Error, Equatable, Sendable, CustomStringConvertible {
+    public let path: String
+    public let reason: String
+    public var description: String { "cannot write \(path): \(reason)" }
+}
+
+/// Creates `path` — which must not exist, not even as a symlink — with exactly `mode`
+/// from the first byte (no window in which a key is readable by others), writes
+/// `bytes` and syncs them to disk. For keys, certificates and backups.
+public func writeNewFile(_ path: String, _ bytes: [UInt8], mode: mode_t) throws(FileWriteError) {
+    let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+    guard fd >= 0 else {
+        let e = errno
+        throw FileWriteError(
+            path: path, reason: e == EEXIST ? "it exists already (refusing to overwrite or follow it)" : String(cString: strerror(e)))
+    }
+    defer { close(fd) }
+    func fail() -> FileWriteError {
+        let e = errno
+        unlink(path)
+        return FileWriteError(path: path, reason: String(cString: strerror(e)))
+    }
+    // The umask may have narrowed `mode`; a public certificate must still be readable.
+    guard fchmod(fd, mode) == 0 else { throw fail() }
+    var written = 0
+    while written < bytes.count {
+        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
+        if n < 0, errno == EINTR { continue }
+        guard n > 0 else { throw fail() }
+        written += n
+    }
+    guard fsync(fd) == 0 else { throw fail() }
+}
+
+/// ``writeNewFile(_:_:mode:)`` for text (UTF-8).
+public func writeNewFile(_ path: String, _ text: String, mode: mode_t) throws(FileWriteError) {
+    try writeNewFile(path, Array(text.utf8), mode: mode)
+}

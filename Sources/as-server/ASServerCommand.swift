@@ -2,12 +2,18 @@ import ArgumentParser
 import CyphonicAS
 import CyphonicCore
 import CyphonicService
+import Foundation
 
 /// `as-server`: the Authentication Service — root CA, enrolment, login, virtual IPs, FQDNs, revocation.
 @main
 struct ASServerCommand: AsyncParsableCommand, ConfigChecking {
     /// Errors of the commands as plain sentences (CyphonicService, PlainErrors.swift).
-    static func main() async { await mainWithPlainErrors() }
+    static func main() async {
+        // Everything the AS writes (database, keys, bundles, backups) is private unless
+        // a file is made public on purpose (certificates, 0644).
+        umask(0o077)
+        await mainWithPlainErrors()
+    }
 
     static let configuration = CommandConfiguration(
         commandName: "as-server",

@@ -2,6 +2,7 @@ import ArgumentParser
 import CyphonicAS
 import CyphonicCore
 import CyphonicPKI
+import CyphonicPosix
 import Foundation
 
 struct ServiceCommand: ParsableCommand {
@@ -43,28 +44,24 @@ struct ServiceCommand: ParsableCommand {
             let (key, cert) = (bundle.key, bundle.certificate)
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             let base = (out as NSString).appendingPathComponent(fqdn.value)
-            guard
-                FileManager.default.createFile(
-                    atPath: base + ".key", contents: Data(try KeyFiles.pem(key).utf8),
-                    attributes: [.posixPermissions: 0o600])
-            else {
-                throw ValidationError("--out: cannot write \(base).key")
-            }
-            try cert.pemString.write(toFile: base + ".pem", atomically: true, encoding: .utf8)
+            // Keys 0600 from the first byte, never over or through an existing file.
+            try writeNewFile(base + ".key", try KeyFiles.pem(key), mode: 0o600)
+            try writeNewFile(base + ".pem", cert.pemString, mode: 0o644)
             var written = ["\(base).key", "\(base).pem"]
             if let signing = bundle.signing {
-                guard
-                    FileManager.default.createFile(
-                        atPath: base + ".sign.key", contents: Data(try KeyFiles.pem(signing.key).utf8),
-                        attributes: [.posixPermissions: 0o600])
-                else { throw ValidationError("--out: cannot write \(base).sign.key") }
-                try signing.certificate.pemString.write(toFile: base + ".sign.pem", atomically: true, encoding: .utf8)
+                try writeNewFile(base + ".sign.key", try KeyFiles.pem(signing.key), mode: 0o600)
+                try writeNewFile(base + ".sign.pem", signing.certificate.pemString, mode: 0o644)
                 written += ["\(base).sign.key", "\(base).sign.pem"]
             }
-            try authority.directory.ca.certificate.pemString.write(
-                toFile: (out as NSString).appendingPathComponent("ca.pem"),
-                atomically: true, encoding: .utf8)
-            written.append((out as NSString).appendingPathComponent("ca.pem"))
+            // One ca.pem serves every bundle in the directory: kept if it is this CA's.
+            let caPath = (out as NSString).appendingPathComponent("ca.pem")
+            let caText = authority.directory.ca.certificate.pemString
+            if let existing = try? readTextFile(caPath, what: "ca.pem") {
+                guard existing == caText else { throw ValidationError("--out: \(caPath) holds another CA's certificate") }
+            } else {
+                try writeNewFile(caPath, caText, mode: 0o644)
+            }
+            written.append(caPath)
             print("wrote \(written.joined(separator: ", ")) for \(r.rawValue) \(fqdn)")
         }
     }

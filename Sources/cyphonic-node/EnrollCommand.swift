@@ -105,7 +105,8 @@ struct LoginCommand: ParsableCommand {
         let provision = try client.login(
             name: assignment.name, credential: .certificate(der: try state.certificate().derBytes),
             key: try state.loadOrCreateKey())
-        try state.save(provision, name: assignment.name, asEndpoint: server)
+        // The endpoint as given (a DNS name stays a name).
+        try state.save(provision, name: assignment.name, asEndpoint: asEndpoint ?? assignment.asEndpoint)
         print("logged in \(provision.fqdn)  \(provision.virtualIPv4)  \(provision.virtualIPv6)  (node id \(provision.nodeID))")
     }
 }

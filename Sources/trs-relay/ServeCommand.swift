@@ -60,6 +60,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "A CA-signed revocation list (PEM) to start with.") var crl: String?
     @Option(name: .customLong("crl-refresh"), help: "Seconds between revocation-list fetches from the AS (default 60).") var crlRefresh: Double?
     @Flag(name: .customLong("no-offloads"), help: "Turn off UDP GRO/GSO (one datagram per batch slot and send).") var noOffloads = false
+    @Flag(name: .customLong("offloads"), help: "Keep UDP GRO/GSO on, over a config file's noOffloads: true.") var offloads = false
 
     /// The flags as a config layer (unset flags leave the file's values).
     var flags: TRSConfig {
@@ -85,8 +86,12 @@ struct ServeCommand: AsyncParsableCommand {
         c.handshakesPerSource = handshakesPerSource
         c.handshakesPerSecond = handshakesPerSecond
         c.socketBuffer = socketBuffer
-        c.noOffloads = noOffloads ? true : nil
+        c.noOffloads = noOffloads ? true : (offloads ? false : nil)
         return c
+    }
+
+    func validate() throws {
+        if noOffloads, offloads { throw ValidationError("--offloads and --no-offloads: give one of them") }
     }
 
     func run() async throws {

@@ -88,11 +88,26 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect(try runTool(asServer, ["init", "--data-dir", dir + "/as", "--domain", "cyphonic.internal"]).status == 0)
         #expect(try runTool(asServer, ["backup", "--data-dir", dir + "/as", "--out", dir + "/b"]).status == 0)
-        // Into a directory that holds an AS: refused, nothing touched.
+        // Keys private, certificates public, the snapshot private.
+        func mode(_ path: String) throws -> Int { try (FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) ?? -1 }
+        #expect(try mode(dir + "/b") == 0o700 && mode(dir + "/b/ca.key") == 0o600 && mode(dir + "/b/as.key") == 0o600)
+        #expect(try mode(dir + "/b/as.db") == 0o600 && mode(dir + "/b/ca.pem") == 0o644)
+        // Into a directory that holds an AS, or anything at --out: refused, nothing touched.
         var r = try runTool(asServer, ["restore", "--from", dir + "/b", "--data-dir", dir + "/as"])
-        #expect(r.status != 0 && r.output.contains("exists; refusing to overwrite an AS"), "\(r.output)")
+        #expect(r.status != 0 && r.output.contains("is not empty"), "\(r.output)")
         r = try runTool(asServer, ["backup", "--data-dir", dir + "/as", "--out", dir + "/b"])
-        #expect(r.status != 0 && r.output.contains("exists; refusing to overwrite an AS"), "\(r.output)")
+        #expect(r.status != 0 && r.output.contains("exists; give a directory that does not exist yet"), "\(r.output)")
+        // A dangling symlink at --out, or as the data directory: never followed.
+        try FileManager.default.createSymbolicLink(atPath: dir + "/link", withDestinationPath: dir + "/elsewhere")
+        r = try runTool(asServer, ["backup", "--data-dir", dir + "/as", "--out", dir + "/link"])
+        #expect(r.status != 0 && !FileManager.default.fileExists(atPath: dir + "/elsewhere"), "\(r.output)")
+        r = try runTool(asServer, ["restore", "--from", dir + "/b", "--data-dir", dir + "/link"])
+        #expect(r.status != 0 && !FileManager.default.fileExists(atPath: dir + "/elsewhere"), "\(r.output)")
+        // An empty directory of ours (as systemd's StateDirectory makes it) is a fine target.
+        try FileManager.default.createDirectory(atPath: dir + "/empty", withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        r = try runTool(asServer, ["restore", "--from", dir + "/b", "--data-dir", dir + "/empty"])
+        #expect(r.status == 0 && r.output.contains("restored cyphonic.internal: 0 node(s)"), "\(r.output)")
+        #expect(try mode(dir + "/empty/ca.key") == 0o600 && mode(dir + "/empty/as.db") == 0o600)
         // A backup without its CA key, and one whose database is cut short.
         try FileManager.default.copyItem(atPath: dir + "/b", toPath: dir + "/nokey")
         try FileManager.default.removeItem(atPath: dir + "/nokey/ca.key")

@@ -175,6 +175,11 @@ import Testing
         #expect(r.output.contains("start the daemon with: cyphonic-node run --config \(dir)/s/node.conf.json"), "\(r.output)")
         r = try runTool(node, ["run", "--config", dir + "/s/node.conf.json", "--check"])
         #expect(r.status == 0 && r.output.contains("config ok"), "the written config is accepted as is: \(r.output)")
+        // A login keeps the AS's name (resolved at each login: the AS may move to another address).
+        r = try runTool(node, ["login", "--state-dir", dir + "/s"])
+        #expect(r.status == 0 && r.output.contains("logged in n3.cyphonic.internal"), "\(r.output)")
+        let stored = try String(contentsOfFile: dir + "/s/node.json", encoding: .utf8)
+        #expect(stored.contains("\"localhost:\(server.port)\""), "\(stored)")
         // Again into the same state: said plainly, nothing overwritten.
         r = try runTool(node, ["enroll", "--as", "localhost:\(server.port)", "--ca", dir + "/as/ca.pem", "--token", tok, "--state-dir", dir + "/s"])
         #expect(r.status != 0 && r.output.contains("holds an enrolment already (n3.cyphonic.internal)"), "\(r.output)")

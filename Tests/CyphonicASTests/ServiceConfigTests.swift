@@ -54,6 +54,35 @@ import Testing
         }
     }
 
+    /// The containers' configs (docker/config) and the node's example, with their paths
+    /// pointed at real files, pass too.
+    @Test func containerConfigsAndTheNodeExamplePassCheckConfig() throws {
+        let dir = try fixture()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let docker = examples + "/../docker/config"
+        for (program, file, from, to) in [
+            (asServer, "as-server.json", "/var/lib/cyphonic-as", dir + "/as"), (nms, "nms-server.json", "/etc/cyphonic/nms", dir + "/nms"),
+            (trs, "trs-relay.json", "/etc/cyphonic/trs", dir + "/trs"),
+        ] {
+            let text = try String(contentsOfFile: docker + "/" + file, encoding: .utf8)
+            #expect(text.contains("\"" + from + "\""), "docker/config/\(file) no longer names \(from)")
+            let path = dir + "/docker-" + file
+            try text.replacingOccurrences(of: "\"" + from + "\"", with: "\"" + to + "\"").write(toFile: path, atomically: true, encoding: .utf8)
+            let r = try runTool(program, ["--check-config", path])
+            #expect(r.status == 0 && r.output.hasPrefix("config ok: "), "docker/config/\(file): \(r.output)")
+        }
+        // The node's example enrols at its first start: its CA and token files must be there.
+        try FileManager.default.copyItem(atPath: dir + "/as/ca.pem", toPath: dir + "/ca.pem")
+        try "node-a.secret\n".write(toFile: dir + "/token", atomically: true, encoding: .utf8)
+        let text = try String(contentsOfFile: examples + "/node.json", encoding: .utf8)
+            .replacingOccurrences(of: "\"/etc/cyphonic/ca.pem\"", with: "\"" + dir + "/ca.pem\"")
+            .replacingOccurrences(of: "\"/etc/cyphonic/token\"", with: "\"" + dir + "/token\"")
+            .replacingOccurrences(of: "\"/var/lib/cyphonic-node\"", with: "\"" + dir + "/node-state\"")
+        try text.write(toFile: dir + "/node.json", atomically: true, encoding: .utf8)
+        let r = try runTool(node, ["--check-config", dir + "/node.json"])
+        #expect(r.status == 0 && r.output.contains("config ok") && r.output.contains("not enrolled yet"), "\(r.output)")
+    }
+
     @Test func brokenCopiesNameTheKeyAndTheFlag() throws {
         let dir = try fixture()
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -80,6 +109,7 @@ import Testing
                 "config key noOffloads (--no-offloads): must be true or false"
             ),
             (trs, "trs-relay.json", "\"logLevel\": \"info\"", "\"logLevel\": \"loud\"", "config key logLevel (--log-level): loud is not a level"),
+            (trs, "trs-relay.json", "\"logLevel\": \"info\"", "\"logLevel\": \"info\", \"refresh\": 5", "the key \"refresh\" appears twice"),
         ]
         for (program, file, from, to, expected) in cases {
             let path = try broken(dir, file, from, to)
@@ -111,7 +141,7 @@ import Testing
         let r = try runTool(node, ["--check-config", dir + "/node.json"])
         #expect(r.status == 1 && r.output.contains("config key wrokers: unknown key"), "\(r.output)")
         let missing = try runTool(node, ["--check-config", examples + "/node.json"])
-        #expect(missing.status == 1 && missing.output.contains("config key stateDir"), "\(missing.output)")
+        #expect(missing.status == 1 && missing.output.contains("config key enroll.ca"), "\(missing.output)")
     }
 
     @Test func flagsOverrideTheFileAndUnsetFlagsKeepIt() throws {

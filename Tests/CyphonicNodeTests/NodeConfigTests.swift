@@ -78,7 +78,8 @@ import Testing
         let defaults = try load(#"{"stateDir": "/x"}"#)
         #expect(c.udpOffload == defaults.udpOffload && c.udpReceiveBuffer == defaults.udpReceiveBuffer)
         #expect(c.tun.offload && c.udpOffload && c.udpReceiveBuffer == 1_048_576)
-        #expect(c.peers.count == 1 && c.pipeline == "multi")
+        #expect(c.peers.isEmpty && c.pipeline == "multi" && c.enroll?.tokenFile == "/etc/cyphonic/token")
+        #expect(c.control == "/run/cyphonic-node/cyphonic-node.sock" && c.resolver.listen == ["127.0.0.53:53"])
     }
 }
 

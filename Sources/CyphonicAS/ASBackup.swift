@@ -87,11 +87,7 @@ public enum ASBackup {
     static func prepareTarget(_ dir: String) throws {
         var st = stat()
         guard lstat(dir, &st) == 0 else { return try makeNewDirectory(dir, "--data-dir") }
-        guard st.st_mode & S_IFMT == S_IFDIR else { throw BackupError("--data-dir: \(dir) is not a directory (or is a symlink)") }
-        guard st.st_uid == geteuid() else { throw BackupError("--data-dir: \(dir) belongs to uid \(st.st_uid): run restore as its owner") }
-        guard st.st_mode & 0o022 == 0 else {
-            throw BackupError("--data-dir: \(dir) is writable by others (mode \(String(st.st_mode & 0o777, radix: 8)))")
-        }
+        do { try checkPrivateDirectory(dir) } catch { throw BackupError("--data-dir: \(error)") }
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
         guard entries.isEmpty else {
             throw BackupError(

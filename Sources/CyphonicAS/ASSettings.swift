@@ -1,6 +1,7 @@
 import CyphonicCore
+import CyphonicPKI
 
-/// The AS configuration fixed at `init` and stored in the database (`settings` table):
+/// The AS configuration fixed at `init` (the NMS/TRS endpoints changeable with `endpoints`) and stored in the database (`settings` table):
 /// overlay domain, address pools, certificate lifetimes, and the NMS/TRS endpoints
 /// handed to nodes at login.
 public struct ASSettings: Sendable, Equatable {
@@ -61,6 +62,24 @@ public struct ASSettings: Sendable, Equatable {
             certificateDays: Int(try get("cert_days")) ?? 30,
             renewBeforeDays: Int(try get("renew_before_days")) ?? 10,
             nmsEndpoints: try endpoints("nms"), trsEndpoints: try endpoints("trs"))
+    }
+}
+
+extension ASDirectory {
+    /// Replaces the NMS and/or TRS endpoints handed to nodes at login (nil keeps a list),
+    /// saved and audited at once; a running `serve` hands them out after its restart.
+    /// Returns the settings now stored.
+    public func updateServiceEndpoints(nms: [Endpoint]?, trs: [Endpoint]?, now: Int64 = unixNow()) throws -> ASSettings {
+        let current = try ASSettings.load(from: store)
+        let updated = try ASSettings(
+            domain: current.domain, pool: current.pool, certificateDays: current.certificateDays, renewBeforeDays: current.renewBeforeDays,
+            nmsEndpoints: nms ?? current.nmsEndpoints, trsEndpoints: trs ?? current.trsEndpoints)
+        try updated.save(to: store)
+        try store.audit(
+            "as.endpoints", current.domain.value,
+            "nms=\(updated.nmsEndpoints.map(\.description).joined(separator: ",")) trs=\(updated.trsEndpoints.map(\.description).joined(separator: ","))",
+            now: now)
+        return updated
     }
 }
 

@@ -66,3 +66,17 @@ public func writeNewFile(_ path: String, _ bytes: [UInt8], mode: mode_t) throws(
 public func writeNewFile(_ path: String, _ text: String, mode: mode_t) throws(FileWriteError) {
     try writeNewFile(path, Array(text.utf8), mode: mode)
 }
+
+/// Checks that `path` is a real directory (not a symlink) owned by this process's user
+/// that no one else may write to, so files put there cannot be swapped or pre-placed by
+/// another user. Throws a sentence naming the problem.
+public func checkPrivateDirectory(_ path: String) throws(FileWriteError) {
+    var st = stat()
+    guard lstat(path, &st) == 0 else { throw FileWriteError(path: path, reason: String(cString: strerror(errno))) }
+    guard st.st_mode & S_IFMT == S_IFDIR else { throw FileWriteError(path: path, reason: "it is not a directory (or is a symlink)") }
+    guard st.st_uid == geteuid() else { throw FileWriteError(path: path, reason: "it belongs to uid \(st.st_uid), not to us (uid \(geteuid()))") }
+    guard st.st_mode & 0o022 == 0 else {
+        throw FileWriteError(
+            path: path, reason: "others may write to it (mode \(String(st.st_mode & 0o777, radix: 8))): files put there could be swapped")
+    }
+}

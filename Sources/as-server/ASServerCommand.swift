@@ -30,7 +30,8 @@ struct ASServerCommand: AsyncParsableCommand, ConfigChecking {
             """,
         version: "as-server \(CyphonicVersion.software), protocol \(CyphonicVersion.protocolVersion)",
         subcommands: [
-            InitCommand.self, NodeCommand.self, ServiceCommand.self, ServeCommand.self, StatusCommand.self, BackupCommand.self, RestoreCommand.self,
+            InitCommand.self, NodeCommand.self, ServiceCommand.self, ServeCommand.self, StatusCommand.self, EndpointsCommand.self, BackupCommand.self,
+            RestoreCommand.self,
         ])
 
     @Option(name: .customLong("check-config"), help: "Check a config file of `serve` (every key, the data directory it names) and exit.")

@@ -58,20 +58,11 @@ struct InitCommand: ParsableCommand {
         guard (48...120).contains(v6.length), v6.address.bytes[0] != 0xff, !v6.address.bytes.allSatisfy({ $0 == 0 }) else {
             throw ValidationError("--vip6: \(vip6) must be a unicast prefix of length 48...120 (e.g. 2001:db8:c0ff:ee::/64)")
         }
-        // Names are resolved now (both families): the AS hands addresses to nodes, which
-        // must be addresses they can send to (not a wildcard, not port 0).
-        func endpoints(_ list: [String], _ flag: String) throws -> [Endpoint] {
-            let resolved = try EndpointFlag.resolved(list, flag)
-            for e in resolved where e.port == 0 || e.address.bytes.allSatisfy({ $0 == 0 }) {
-                throw ValidationError("--\(flag): \(e) is not an address nodes can send to (a wildcard address or port 0)")
-            }
-            return resolved
-        }
         do {
             return try ASSettings(
                 domain: domain, pool: try AddressPool(ipv4: v4, ipv6: v6), certificateDays: certDays,
-                renewBeforeDays: renewBeforeDays, nmsEndpoints: try endpoints(nms, "nms"),
-                trsEndpoints: try endpoints(trs, "trs"))
+                renewBeforeDays: renewBeforeDays, nmsEndpoints: try ServiceEndpoints.resolve(nms, "nms"),
+                trsEndpoints: try ServiceEndpoints.resolve(trs, "trs"))
         } catch let e as ConfigError {
             throw ValidationError(e.description)
         }

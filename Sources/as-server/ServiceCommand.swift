@@ -29,11 +29,14 @@ struct ServiceCommand: ParsableCommand {
             do { fqdn = try FQDN(name) } catch { throw ValidationError("name: \(error)") }
             // Where the bundle goes is checked before anything is issued: a failed write
             // must not leave a certificate behind that nobody holds.
-            var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory), !isDirectory.boolValue {
-                throw ValidationError("--out: \(out) is a file, not a directory")
+            // An existing directory must be ours alone: in one others may write to, a key
+            // or the CA certificate could be swapped before the bundle is installed.
+            var st = stat()
+            if lstat(out, &st) == 0 {
+                do { try checkPrivateDirectory(out) } catch { throw ValidationError("--out: \(error)") }
+            } else {
+                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             }
-            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             let target = (out as NSString).appendingPathComponent(fqdn.value)
             for suffix in [".key", ".pem", ".sign.key", ".sign.pem"] where FileManager.default.fileExists(atPath: target + suffix) {
                 throw ValidationError("--out: \(target + suffix) exists; refusing to overwrite a bundle")
@@ -42,7 +45,6 @@ struct ServiceCommand: ParsableCommand {
             let authority = try ASAuthority(directory: try ASDirectory.open(at: dataDir.path))
             let bundle = try authority.addService(role: r, name: fqdn, days: days)
             let (key, cert) = (bundle.key, bundle.certificate)
-            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             let base = (out as NSString).appendingPathComponent(fqdn.value)
             // Keys 0600 from the first byte, never over or through an existing file.
             try writeNewFile(base + ".key", try KeyFiles.pem(key), mode: 0o600)

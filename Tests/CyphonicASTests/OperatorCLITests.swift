@@ -198,6 +198,19 @@ import Testing
         #expect(r.status == 0, "\(r.output)")
         let status = try runTool(asServer, ["status", "--data-dir", dir + "/named"]).output
         #expect(status.contains("127.0.0.1:4502"), "\(status)")
+        // The NMS moved and a relay was added: `endpoints` replaces the lists (names resolved
+        // now), keeps what it is not given, refuses a wildcard, and a login hands out the new ones.
+        r = try runTool(asServer, ["endpoints", "--data-dir", dir + "/as", "--nms", "127.0.0.1:4602", "--trs", "localhost:4603"])
+        #expect(r.status == 0 && r.output.contains("NMS  127.0.0.1:4602") && r.output.contains("TRS  127.0.0.1:4603"), "\(r.output)")
+        r = try runTool(asServer, ["endpoints", "--data-dir", dir + "/as", "--trs", "0.0.0.0:4603"])
+        #expect(r.status != 0 && r.output.contains("is not an address nodes can send to"), "\(r.output)")
+        r = try runTool(asServer, ["endpoints", "--data-dir", dir + "/as"])
+        #expect(r.output.contains("NMS  127.0.0.1:4602") && r.output.contains("TRS  127.0.0.1:4603"), "unchanged by the refusal: \(r.output)")
+        _ = server.kill(SIGTERM)
+        try server.start()
+        r = try runTool(node, ["login", "--state-dir", dir + "/s"])
+        let provisioned = try String(contentsOfFile: dir + "/s/node.json", encoding: .utf8)
+        #expect(r.status == 0 && provisioned.contains("127.0.0.1:4602") && provisioned.contains("127.0.0.1:4603"), "\(r.output) \(provisioned)")
         // genkey writes the PEM a config's `key` reads.
         r = try runTool(node, ["genkey", "-o", dir + "/k.pem"])
         #expect(r.status == 0)
@@ -234,7 +247,12 @@ import Testing
         // A bundle that cannot be written issues nothing.
         try "x".write(toFile: dir + "/afile", atomically: true, encoding: .utf8)
         r = try runTool(asServer, ["service", "add", "nms", "nms4.cyphonic.internal", "--data-dir", dir + "/as", "--out", dir + "/afile"])
-        #expect(r.status != 0 && r.output.contains("is a file, not a directory"), "\(r.output)")
+        #expect(r.status != 0 && r.output.contains("it is not a directory"), "\(r.output)")
+        // Nor into a directory others may write to (a key or ca.pem could be swapped there).
+        try FileManager.default.createDirectory(atPath: dir + "/shared", withIntermediateDirectories: false)
+        chmod(dir + "/shared", 0o777)
+        r = try runTool(asServer, ["service", "add", "nms", "nms4.cyphonic.internal", "--data-dir", dir + "/as", "--out", dir + "/shared"])
+        #expect(r.status != 0 && r.output.contains("others may write to it (mode 777)"), "\(r.output)")
         #expect(!(try runTool(asServer, ["service", "list", "--data-dir", dir + "/as"]).output.contains("nms4")))
     }
 

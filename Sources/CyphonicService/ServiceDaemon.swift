@@ -36,7 +36,9 @@ public func runServiceDaemon(
                 stop()
             })
     ]
-    if let metricsEndpoint { services.append(MetricsHTTPService(registry: registry, endpoint: metricsEndpoint, logger: logger)) }
+    if let metricsEndpoint {
+        services.append(MetricsHTTPService(registry: registry, endpoint: metricsEndpoint, logger: logger, processMetrics: true))
+    }
     let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
     try await group.run()
     logger.info("\(program): shut down cleanly")

@@ -76,7 +76,9 @@ struct ServeCommand: AsyncParsableCommand {
         let asMetrics = ASMetrics()
         let server = ASServer(authority: authority, listen: launch.listen, metrics: asMetrics, limits: launch.limits, logger: logger)
         var services: [any Service] = [UDPServerService(start: server.start, stop: server.stop)]
-        if let endpoint = launch.metrics { services.append(MetricsHTTPService(registry: asMetrics.registry, endpoint: endpoint, logger: logger)) }
+        if let endpoint = launch.metrics {
+            services.append(MetricsHTTPService(registry: asMetrics.registry, endpoint: endpoint, logger: logger, processMetrics: true))
+        }
         let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         logger.info("as-server: serving \(directory.settings.domain) from \(launch.dataDir)")
         try await group.run()

@@ -108,6 +108,10 @@ import Testing
         let server = try Server(dataDir: dir)
         try server.start()
         let client = ASClient(server: server.endpoint, caCertificate: ca)
+        // The process's own figures, read at each scrape (docs/deploy.md, "What to monitor").
+        #expect(try server.metric("process_resident_memory_bytes") > 1_000_000)
+        #expect(try server.metric("process_threads") >= 2)
+        #expect(try server.metric("process_cpu_seconds_total") > 0)
 
         // Enrol three nodes with the library, one with the command line.
         var keys: [String: X25519PrivateKey] = [:]

@@ -11,7 +11,7 @@ import Logging
 /// `maxFailures`), every key optional (unset: the defaults `serve --help` gives). Flags
 /// override the file; ``launch()`` checks every value, naming the key. What `init` fixed
 /// (domain, pools, NMS and TRS endpoints) lives in the database, not here.
-public struct ASServeConfig: ServiceConfig {
+public struct ASServeConfig: ServiceConfig, HandshakeGuardKeys {
     public var dataDir: String?
     public var listen: [String]?
     public var metrics: String?

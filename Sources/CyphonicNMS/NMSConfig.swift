@@ -10,7 +10,7 @@ import Logging
 /// `maxNodes`; the repeatable `--relay` and `--allow` are lists), every key optional
 /// (unset: the default ``NMSSettings`` and `serve --help` give). Flags override the file;
 /// ``launch()`` checks every value, naming the key.
-public struct NMSConfig: ServiceConfig {
+public struct NMSConfig: ServiceConfig, HandshakeGuardKeys, RevocationKeys {
     public var bundle: String?
     public var name: String?
     public var listen: [String]?
@@ -87,33 +87,12 @@ public struct NMSConfig: ServiceConfig {
             do { rules += try AccessPolicy.parse(file: text) } catch { throw ConfigFileError.invalid("policy", "\(policy): \(error)") }
         }
         s.policy = AccessPolicy(rules: rules)
-        let level = try ConfigCheck.logLevel(logLevel)
-        let metricsEndpoint = try ConfigCheck.metrics(metrics, default: Self.defaultMetrics)
-        let refreshEvery = try ConfigCheck.range(crlRefresh, "crlRefresh", 1...86_400, default: 60)
-        let bundlePath = try ConfigCheck.required(bundle, "bundle", "the directory `as-server service add nms NAME --out DIR` wrote")
-        let identity: NMSIdentity
-        do { identity = try NMSIdentity.load(bundle: bundlePath, name: name) } catch { throw ConfigFileError.invalid("bundle", "\(error)") }
-        var revocations: RevocationList?
-        if let crl {
-            do { revocations = try loadRevocationList(crl, issuedBy: identity.ca) } catch { throw ConfigFileError.invalid("crl", "\(error)") }
-        }
-        let asServer = try `as`.map { try ConfigCheck.resolve([$0], "as")[0] }
-        return NMSLaunch(
-            settings: s, identity: identity, revocations: revocations, asEndpoint: asServer, crlRefreshSeconds: refreshEvery,
-            metrics: metricsEndpoint, control: control ?? Self.defaultControl, logLevel: level)
+        return try .check(
+            settings: s, role: "nms", bundle: bundle, load: { try NMSIdentity.load(bundle: $0, name: name) }, logLevel: logLevel, metrics: metrics,
+            defaultMetrics: Self.defaultMetrics, control: control, defaultControl: Self.defaultControl, crl: crl, crlRefresh: crlRefresh,
+            as: `as`)
     }
 }
 
 /// An NMS's configuration with every value checked and its files read.
-public struct NMSLaunch: Sendable {
-    public let settings: NMSSettings
-    public let identity: NMSIdentity
-    /// The revocation list to start with (`crl`), checked against the bundle's CA.
-    public let revocations: RevocationList?
-    /// The AS to fetch revocation lists from, resolved.
-    public let asEndpoint: Endpoint?
-    public let crlRefreshSeconds: Double
-    public let metrics: Endpoint?
-    public let control: String
-    public let logLevel: Logger.Level
-}
+public typealias NMSLaunch = ServiceLaunch<NMSSettings, NMSIdentity>

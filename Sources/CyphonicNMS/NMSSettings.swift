@@ -137,3 +137,5 @@ public struct BundleError: Error, CustomStringConvertible {
     public let description: String
     init(_ d: String) { description = d }
 }
+
+extension NMSIdentity: BundledIdentity {}

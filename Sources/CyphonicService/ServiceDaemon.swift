@@ -46,16 +46,6 @@ public func runServiceDaemon(
 
 /// `--flag` values naming endpoints, for the programs' command lines.
 public enum EndpointFlag {
-    /// Addresses to bind: IP literals only (a socket binds an address).
-    public static func literal(_ list: [String], _ flag: String) throws -> [Endpoint] {
-        try list.map {
-            guard let e = Endpoint($0) else {
-                throw ValidationError("--\(flag): \($0) is not ADDRESS:PORT or [V6]:PORT (an IP address to bind: names are not resolved here)")
-            }
-            return e
-        }
-    }
-
     /// Another host: IP literals or DNS names, resolved now (both families).
     public static func resolved(_ list: [String], _ flag: String) throws -> [Endpoint] {
         try list.flatMap { text -> [Endpoint] in

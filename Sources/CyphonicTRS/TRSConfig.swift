@@ -8,7 +8,7 @@ import Logging
 /// the flags, one key per flag named as the flag in camelCase (`--max-sessions` is
 /// `maxSessions`), every key optional (unset: the default ``TRSSettings`` and `serve
 /// --help` give). Flags override the file; ``launch()`` checks every value, naming the key.
-public struct TRSConfig: ServiceConfig {
+public struct TRSConfig: ServiceConfig, HandshakeGuardKeys, RevocationKeys {
     public var bundle: String?
     public var name: String?
     public var listen: [String]?
@@ -62,33 +62,12 @@ public struct TRSConfig: ServiceConfig {
         s.handshakeGuard = try .configured(loadThreshold: handshakeLoadThreshold, perSource: handshakesPerSource, perSecond: handshakesPerSecond)
         s.socketBufferBytes = try ConfigCheck.range(socketBuffer, "socketBuffer", 0...(256 << 20), default: d.socketBufferBytes)
         s.offloads = !(noOffloads ?? false)
-        let level = try ConfigCheck.logLevel(logLevel)
-        let metricsEndpoint = try ConfigCheck.metrics(metrics, default: Self.defaultMetrics)
-        let refreshEvery = try ConfigCheck.range(crlRefresh, "crlRefresh", 1...86_400, default: 60)
-        let bundlePath = try ConfigCheck.required(bundle, "bundle", "the directory `as-server service add trs NAME --out DIR` wrote")
-        let identity: TRSIdentity
-        do { identity = try TRSIdentity.load(bundle: bundlePath, name: name) } catch { throw ConfigFileError.invalid("bundle", "\(error)") }
-        var initial: RevocationList?
-        if let crl {
-            do { initial = try loadRevocationList(crl, issuedBy: identity.ca) } catch { throw ConfigFileError.invalid("crl", "\(error)") }
-        }
-        let asServer = try `as`.map { try ConfigCheck.resolve([$0], "as")[0] }
-        return TRSLaunch(
-            settings: s, identity: identity, revocations: initial, asEndpoint: asServer, crlRefreshSeconds: refreshEvery,
-            metrics: metricsEndpoint, control: control ?? Self.defaultControl, logLevel: level)
+        return try .check(
+            settings: s, role: "trs", bundle: bundle, load: { try TRSIdentity.load(bundle: $0, name: name) }, logLevel: logLevel, metrics: metrics,
+            defaultMetrics: Self.defaultMetrics, control: control, defaultControl: Self.defaultControl, crl: crl, crlRefresh: crlRefresh,
+            as: `as`)
     }
 }
 
 /// A relay's configuration with every value checked and its files read.
-public struct TRSLaunch: Sendable {
-    public let settings: TRSSettings
-    public let identity: TRSIdentity
-    /// The revocation list to start with (`crl`), checked against the bundle's CA.
-    public let revocations: RevocationList?
-    /// The AS to fetch revocation lists from, resolved.
-    public let asEndpoint: Endpoint?
-    public let crlRefreshSeconds: Double
-    public let metrics: Endpoint?
-    public let control: String
-    public let logLevel: Logger.Level
-}
+public typealias TRSLaunch = ServiceLaunch<TRSSettings, TRSIdentity>

@@ -91,3 +91,5 @@ public struct TRSBundleError: Error, CustomStringConvertible {
     public let description: String
     init(_ d: String) { description = d }
 }
+
+extension TRSIdentity: BundledIdentity {}

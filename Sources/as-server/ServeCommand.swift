@@ -33,16 +33,8 @@ struct ServeCommand: AsyncParsableCommand {
         name: .customLong("max-password-checks"),
         help: "PBKDF2 token checks per second across all sources, at most; token logins beyond it are answered rateLimited (default 20).")
     var maxPasswordChecks: Int?
-    @Option(
-        name: .customLong("handshake-load-threshold"),
-        help: "Handshake initiations per second above which every source must first repeat a cookie (proving its address; default 40).")
-    var handshakeLoadThreshold: Int?
-    @Option(
-        name: .customLong("handshakes-per-source"), help: "Handshakes one source (IPv4 address, IPv6 /64) may start per second (burst 4x; default 4)."
-    )
-    var handshakesPerSource: Double?
-    @Option(name: .customLong("handshakes-per-second"), help: "Handshakes per second in total, at most (default 500).")
-    var handshakesPerSecond: Double?
+
+    @OptionGroup var handshakeGuard: HandshakeGuardOptions
 
     /// The flags as a config layer (unset flags leave the file's values).
     var flags: ASServeConfig {
@@ -55,9 +47,7 @@ struct ServeCommand: AsyncParsableCommand {
         c.failureWindow = failureWindow
         c.maxSessions = maxSessions
         c.maxPasswordChecks = maxPasswordChecks
-        c.handshakeLoadThreshold = handshakeLoadThreshold
-        c.handshakesPerSource = handshakesPerSource
-        c.handshakesPerSecond = handshakesPerSecond
+        handshakeGuard.apply(to: &c)
         return c
     }
 

@@ -31,10 +31,6 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "HTTP endpoint for Prometheus metrics (/metrics; default \(NMSConfig.defaultMetrics)); \"\" turns it off.") var metrics: String?
     @Option(help: "Unix socket for `nms-server status` (default \(NMSConfig.defaultControl)).") var control: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info (default), notice, warning, error or critical.") var logLevel: String?
-    @Option(name: .customLong("as"), help: "AS endpoint to fetch the revocation list from (HOST:PORT); without it only --crl applies.")
-    var asEndpoint: String?
-    @Option(help: "A CA-signed revocation list (PEM) to start with.") var crl: String?
-    @Option(name: .customLong("crl-refresh"), help: "Seconds between revocation-list fetches from the AS (default 60).") var crlRefresh: Double?
     @Option(help: "Seconds between a node's keepalives (default 5).") var keepalive: Int?
     @Option(name: .customLong("expire-after"), help: "Keepalive intervals without a word after which a registration expires (default 3).")
     var expireAfter: Int?
@@ -58,14 +54,6 @@ struct ServeCommand: AsyncParsableCommand {
     var maxPendingDirections: Int?
     @Option(name: .customLong("max-pending-directions-per-node"), help: "Directions in progress for one initiator, at most (default 64).")
     var maxPendingDirectionsPerNode: Int?
-    @Option(name: .customLong("handshake-load-threshold"), help: "Initiations per second above which every source must repeat a cookie (default 40).")
-    var handshakeLoadThreshold: Int?
-    @Option(
-        name: .customLong("handshakes-per-source"), help: "Handshakes one source (IPv4 address, IPv6 /64) may start per second (burst 4x; default 4)."
-    )
-    var handshakesPerSource: Double?
-    @Option(name: .customLong("handshakes-per-second"), help: "Handshakes per second in total, at most (default 500).") var handshakesPerSecond:
-        Double?
     @Option(help: "Registrations checked at once: 4 x this (0: one per CPU; default 0).") var workers: Int?
     @Option(
         name: .customLong("receive-threads"),
@@ -73,6 +61,9 @@ struct ServeCommand: AsyncParsableCommand {
     var receiveThreads: Int?
     @Option(name: .customLong("udp-receive-buffer"), help: "Receive buffer of each UDP socket in bytes (0: the kernel's default; default 4194304).")
     var udpReceiveBuffer: Int?
+
+    @OptionGroup var revocation: RevocationOptions
+    @OptionGroup var handshakeGuard: HandshakeGuardOptions
 
     /// The flags as a config layer (unset flags leave the file's values).
     var flags: NMSConfig {
@@ -84,9 +75,6 @@ struct ServeCommand: AsyncParsableCommand {
         c.metrics = metrics
         c.control = control
         c.logLevel = logLevel
-        c.as = asEndpoint
-        c.crl = crl
-        c.crlRefresh = crlRefresh
         c.keepalive = keepalive
         c.expireAfter = expireAfter
         c.directionTimeout = directionTimeout
@@ -99,12 +87,11 @@ struct ServeCommand: AsyncParsableCommand {
         c.maxPendingHandshakes = maxPendingHandshakes
         c.maxPendingDirections = maxPendingDirections
         c.maxPendingDirectionsPerNode = maxPendingDirectionsPerNode
-        c.handshakeLoadThreshold = handshakeLoadThreshold
-        c.handshakesPerSource = handshakesPerSource
-        c.handshakesPerSecond = handshakesPerSecond
         c.workers = workers
         c.receiveThreads = receiveThreads
         c.udpReceiveBuffer = udpReceiveBuffer
+        revocation.apply(to: &c)
+        handshakeGuard.apply(to: &c)
         return c
     }
 
@@ -119,13 +106,7 @@ struct ServeCommand: AsyncParsableCommand {
         let settings = launch.settings
         let server = try NMSServer(
             identity: launch.identity, settings: settings, revocations: launch.revocations, metrics: nmsMetrics, logger: logger)
-        let refresher = launch.asEndpoint.map {
-            ASClient(server: $0, caCertificate: launch.identity.ca).revocationRefresher(
-                key: launch.identity.key, every: launch.crlRefreshSeconds, logger: logger
-            ) { list in
-                do { try server.applyRevocations(list) } catch { logger.error("nms: revocation list not applied: \(error)") }
-            }
-        }
+        let refresher = launch.revocationRefresher(logger: logger) { try server.applyRevocations($0) }
         logger.info(
             "nms-server: \(launch.identity.name); keepalive \(settings.keepAliveSeconds) s, policy \(settings.policy.rules.isEmpty ? "same group only" : settings.policy.rules.map(\.description).joined(separator: " ")), relays \(settings.relays.isEmpty ? "none" : settings.relays.map(\.description).joined(separator: " "))"
         )

@@ -44,23 +44,14 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(
         name: .customLong("packets-per-second"), help: "Datagrams one end of a session may send per second (burst: a tenth of it; default 400000).")
     var packetsPerSecond: Int?
-    @Option(name: .customLong("handshake-load-threshold"), help: "Initiations per second above which every source must repeat a cookie (default 40).")
-    var handshakeLoadThreshold: Int?
-    @Option(
-        name: .customLong("handshakes-per-source"), help: "Handshakes one source (IPv4 address, IPv6 /64) may start per second (burst 4x; default 4)."
-    )
-    var handshakesPerSource: Double?
-    @Option(name: .customLong("handshakes-per-second"), help: "Handshakes per second in total, at most (default 500).") var handshakesPerSecond:
-        Double?
     @Option(
         name: .customLong("socket-buffer"), help: "Receive and send buffer of each UDP socket in bytes (0: the kernel's default; default 8388608).")
     var socketBuffer: Int?
-    @Option(name: .customLong("as"), help: "AS endpoint to fetch the revocation list from (HOST:PORT); without it only --crl applies.")
-    var asEndpoint: String?
-    @Option(help: "A CA-signed revocation list (PEM) to start with.") var crl: String?
-    @Option(name: .customLong("crl-refresh"), help: "Seconds between revocation-list fetches from the AS (default 60).") var crlRefresh: Double?
     @Flag(name: .customLong("no-offloads"), help: "Turn off UDP GRO/GSO (one datagram per batch slot and send).") var noOffloads = false
     @Flag(name: .customLong("offloads"), help: "Keep UDP GRO/GSO on, over a config file's noOffloads: true.") var offloads = false
+
+    @OptionGroup var revocation: RevocationOptions
+    @OptionGroup var handshakeGuard: HandshakeGuardOptions
 
     /// The flags as a config layer (unset flags leave the file's values).
     var flags: TRSConfig {
@@ -71,9 +62,6 @@ struct ServeCommand: AsyncParsableCommand {
         c.metrics = metrics
         c.control = control
         c.logLevel = logLevel
-        c.as = asEndpoint
-        c.crl = crl
-        c.crlRefresh = crlRefresh
         c.refresh = refresh
         c.sessionIdle = sessionIdle
         c.nodeIdle = nodeIdle
@@ -82,11 +70,10 @@ struct ServeCommand: AsyncParsableCommand {
         c.maxNodes = maxNodes
         c.maxPendingHandshakes = maxPendingHandshakes
         c.packetsPerSecond = packetsPerSecond
-        c.handshakeLoadThreshold = handshakeLoadThreshold
-        c.handshakesPerSource = handshakesPerSource
-        c.handshakesPerSecond = handshakesPerSecond
         c.socketBuffer = socketBuffer
         c.noOffloads = noOffloads ? true : (offloads ? false : nil)
+        revocation.apply(to: &c)
+        handshakeGuard.apply(to: &c)
         return c
     }
 
@@ -104,13 +91,7 @@ struct ServeCommand: AsyncParsableCommand {
         let trsMetrics = TRSMetrics()
         let server = try TRSServer(identity: launch.identity, settings: launch.settings, metrics: trsMetrics, logger: logger)
         if let initial = launch.revocations { try server.applyRevocations(initial) }
-        let refresher = launch.asEndpoint.map {
-            ASClient(server: $0, caCertificate: launch.identity.ca).revocationRefresher(
-                key: launch.identity.key, every: launch.crlRefreshSeconds, logger: logger
-            ) { list in
-                do { try server.applyRevocations(list) } catch { logger.error("trs: revocation list not applied: \(error)") }
-            }
-        }
+        let refresher = launch.revocationRefresher(logger: logger) { try server.applyRevocations($0) }
         let settings = launch.settings
         logger.info("trs-relay: \(launch.identity.name); refresh \(settings.refreshSeconds) s, sessions idle after \(settings.sessionIdleSeconds) s")
         try await runServiceDaemon(

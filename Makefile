@@ -9,7 +9,7 @@ RELEASE_BUILD = $(SWIFT) build -c release --static-swift-stdlib
 # Debian packages: the build (libcrypto, SQLite), and the tests' real tools (namespaces,
 # nftables, iperf3, ping, dig, curl, the python3 flood sender).
 BUILD_PACKAGES = libssl-dev libsqlite3-dev pkg-config
-TEST_PACKAGES = $(BUILD_PACKAGES) openssl iproute2 nftables iperf3 iputils-ping dnsutils procps curl python3 libc-bin systemd sqlite3
+TEST_PACKAGES = $(BUILD_PACKAGES) openssl iproute2 nftables iperf3 iputils-ping dnsutils procps curl python3 libc-bin systemd sqlite3 postgresql
 
 .PHONY: dist docker-test build release test fuzz bench bench-tunnel bench-hub bench-setup bench-relay bench-nms bench-pipeline lab-up lab-down lab-status lab-smoke lab-smoke-nat lab-eval clean format format-check
 
@@ -21,13 +21,16 @@ release:
 	@scripts/ensure-packages.sh $(BUILD_PACKAGES)
 	$(RELEASE_BUILD)
 
-# Then the lab end to end (lab/smoke.sh, then its NAT scenario, lab/smoke-nat.sh) with the
-# debug binaries just built, when root.
+# When root, the AS suite a second time on a throwaway PostgreSQL cluster (the AS's
+# second backend, two replicas on one database), then the lab end to end (lab/smoke.sh,
+# then its NAT scenario, lab/smoke-nat.sh) with the debug binaries just built.
 test:
 	@scripts/ensure-packages.sh $(TEST_PACKAGES)
 	@scripts/format-check.sh
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	@if [ "$$(id -u)" -eq 0 ]; then scripts/with-postgres.sh $(SWIFT) test --skip-build --filter CyphonicASTests; \
+	else echo "AS suite on PostgreSQL skipped: needs root (runs a throwaway cluster as the postgres user)"; fi
 	@if [ "$$(id -u)" -eq 0 ]; then BIN=.build/debug lab/smoke.sh && BIN=.build/debug lab/smoke-nat.sh; \
 	else echo "lab-smoke and lab-smoke-nat skipped: need root (network namespaces, TUN)"; fi
 

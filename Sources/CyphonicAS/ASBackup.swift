@@ -26,6 +26,11 @@ public enum ASBackup {
     /// it must not exist yet).
     public static func backup(dataDir: String, to out: String) throws -> Summary {
         try ASDirectory.check(at: dataDir)
+        if let target = try ASDirectory.postgresTarget(at: dataDir) {
+            throw BackupError(
+                "this AS keeps its database in PostgreSQL (\(target)): back it up with pg_dump, and this directory's "
+                    + "keys and certificates with it (docs/scale.md)")
+        }
         let store = try ASStore(readOnlyPath: ASDirectory.file(dataDir, "as.db"))
         try makeNewDirectory(out, "--out")
         do {

@@ -4,10 +4,12 @@ import CyphonicPKI
 import CyphonicPosix
 import Foundation
 
-/// The AS data directory: `as.db` (SQLite), `ca.key` (the root CA's Ed25519 key, mode
-/// 0600), `ca.pem`, `as.key` (the AS's X25519 service key, 0600) and `as.pem`.
-/// ``initialise(at:settings:serviceName:now:)`` creates all of it and refuses an
-/// existing directory; ``open(at:)`` loads it.
+/// The AS data directory: `as.db` (SQLite) — or `database` (0600), one PostgreSQL URL
+/// shared by every AS replica —, `ca.key` (the root CA's Ed25519 key, mode 0600),
+/// `ca.pem`, `as.key` (the AS's X25519 service key, 0600) and `as.pem`.
+/// ``initialise(at:settings:serviceName:database:now:)`` creates all of it and refuses an
+/// existing directory (or a PostgreSQL database that already holds an AS); ``open(at:)``
+/// loads it. A further replica is a copy of the directory on another host.
 public final class ASDirectory: Sendable {
     public let path: String
     public let store: ASStore
@@ -33,13 +35,16 @@ public final class ASDirectory: Sendable {
     /// Creates a new AS: database with schema, root CA, the AS service certificate
     /// (named `serviceName`, default `as.<domain>`), and an empty CRL.
     public static func initialise(
-        at path: String, settings: ASSettings, serviceName: FQDN? = nil,
+        at path: String, settings: ASSettings, serviceName: FQDN? = nil, database: String? = nil,
         now: Int64 = unixNow()
     ) throws -> ASDirectory {
         let fm = FileManager.default
-        for name in ["as.db", "ca.key", "ca.pem", "as.key", "as.pem"] where fm.fileExists(atPath: file(path, name)) {
+        for name in ["as.db", databaseFile, "ca.key", "ca.pem", "as.key", "as.pem"] where fm.fileExists(atPath: file(path, name)) {
             throw InitError.alreadyInitialised(file(path, name))
         }
+        let target = try database.map { try PostgresTarget(url: $0) }
+        // Connect (and refuse a database that holds an AS) before any key is made.
+        let postgres = try target.map { try ASStore(postgres: $0, create: true) }
         try fm.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let caKey = try Ed25519PrivateKey()
         let ca = try CertificateAuthority.create(
@@ -56,7 +61,8 @@ public final class ASDirectory: Sendable {
         try writePublic(file(path, "ca.pem"), ca.certificate.pemString)
         try writeSecret(file(path, "as.key"), try KeyFiles.pem(asKey))
         try writePublic(file(path, "as.pem"), asCert.pemString)
-        let store = try ASStore(path: file(path, "as.db"), create: true)
+        if let database { try writeSecret(file(path, databaseFile), database + "\n") }
+        let store = try postgres ?? ASStore(path: file(path, "as.db"), create: true)
         try settings.save(to: store)
         try store.addService(
             name: name.value, role: CertificateRole.as.rawValue,
@@ -76,7 +82,7 @@ public final class ASDirectory: Sendable {
 
     /// Opens an initialised directory.
     public static func open(at path: String) throws -> ASDirectory {
-        let store = try ASStore(path: file(path, "as.db"))
+        let store = try openStore(at: path)
         let caKey = try KeyFiles.ed25519(pem: try readTextFile(file(path, "ca.key"), what: "the CA key"))
         let caCert = try Certificate(pem: try readTextFile(file(path, "ca.pem"), what: "the CA certificate"))
         let ca = try CertificateAuthority(certificate: caCert, key: caKey)
@@ -88,6 +94,23 @@ public final class ASDirectory: Sendable {
         return ASDirectory(
             path: path, store: store, ca: ca, serviceKey: asKey, serviceCertificate: asCert,
             settings: try ASSettings.load(from: store))
+    }
+
+    /// The file that names a PostgreSQL database; without it the AS keeps `as.db`.
+    public static let databaseFile = "database"
+
+    /// The PostgreSQL database named in the directory's `database` file, if there is one.
+    public static func postgresTarget(at path: String) throws -> PostgresTarget? {
+        let name = file(path, databaseFile)
+        guard access(name, F_OK) == 0 else { return nil }
+        let url = try readTextFile(name, what: "the database URL").trimmingCharacters(in: .whitespacesAndNewlines)
+        do { return try PostgresTarget(url: url) } catch { throw InitError.mismatch("\(name): \(error)") }
+    }
+
+    /// The store of the AS in `path`: its PostgreSQL database, or else its `as.db`.
+    public static func openStore(at path: String) throws -> ASStore {
+        if let target = try postgresTarget(at: path) { return try ASStore(postgres: target) }
+        return try ASStore(path: file(path, "as.db"))
     }
 
     /// Signs a CRL over `serials` valid for a week (the store calls this inside its transaction).

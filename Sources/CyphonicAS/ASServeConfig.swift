@@ -70,7 +70,8 @@ public struct ASLaunch: Sendable {
 
 extension ASDirectory {
     /// Checks, without writing anything, that `path` holds an initialised AS: the CA and
-    /// AS keys and certificates read and match, and the database is an SQLite file.
+    /// AS keys and certificates read and match, and the database is an SQLite file (or
+    /// the `database` file names a PostgreSQL URL that parses; it is not connected to).
     public static func check(at path: String) throws {
         let caKey = try KeyFiles.ed25519(pem: try readTextFile(file(path, "ca.key"), what: "the CA key"))
         let caCert = try Certificate(pem: try readTextFile(file(path, "ca.pem"), what: "the CA certificate"))
@@ -78,6 +79,7 @@ extension ASDirectory {
         let asKey = try KeyFiles.x25519(pem: try readTextFile(file(path, "as.key"), what: "the AS key"))
         let asCert = try Certificate(pem: try readTextFile(file(path, "as.pem"), what: "the AS certificate"))
         guard asCert.x25519PublicKey == asKey.publicKey else { throw InitError.mismatch("as.pem does not carry the key in as.key") }
+        if try postgresTarget(at: path) != nil { return }
         let db = file(path, "as.db")
         guard let handle = FileHandle(forReadingAtPath: db) else { throw InitError.mismatch("cannot read \(db) (missing, or permission denied)") }
         defer { try? handle.close() }

@@ -410,6 +410,6 @@ public final class ASServer: Sendable {
 
     func updatePoolGauges() {
         metrics.poolCapacity.set(authority.directory.settings.pool.capacity)
-        if let n = try? authority.store.nodes().count { metrics.poolUsed.set(Int64(n)) }
+        if let n = try? authority.store.nodeCount() { metrics.poolUsed.set(Int64(n)) }
     }
 }

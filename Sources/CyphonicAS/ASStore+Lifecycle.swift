@@ -62,21 +62,23 @@ extension ASStore {
                     if index == free { free += 1 } else if index > free { break }
                 }
                 guard let (v4, v6) = pool.addresses(index: free) else { throw StoreError.poolExhausted(pool.description) }
+                let id: Int64
                 do {
-                    try db.query(
-                        """
-                        INSERT INTO nodes(name, fqdn, grp, addr_index, vip4, vip6, token_hash, token_salt, token_iterations,
-                                          state, created_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)
-                        """,
-                        [
-                            .text(name), .text(fqdn.value), group.map { .text($0) } ?? .null, .integer(free),
-                            .text(v4.description), .text(v6.description), .blob(tokenHash), .blob(salt),
-                            .integer(Int64(iterations)), .integer(now),
-                        ])
-                } catch let e as SQLiteError where e.isConstraint {
+                    id =
+                        try db.query(
+                            """
+                            INSERT INTO nodes(name, fqdn, grp, addr_index, vip4, vip6, token_hash, token_salt, token_iterations,
+                                              state, created_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?) RETURNING id
+                            """,
+                            [
+                                .text(name), .text(fqdn.value), group.map { .text($0) } ?? .null, .integer(free),
+                                .text(v4.description), .text(v6.description), .blob(tokenHash), .blob(salt),
+                                .integer(Int64(iterations)), .integer(now),
+                            ]
+                        ).first?.first?.int ?? 0
+                } catch let e as StoreFailure where e.isConstraint {
                     throw StoreError.nameTaken(name)
                 }
-                let id = db.lastInsertRowID
                 try Self.audit(db, now, "node.add", name, "vip4=\(v4) vip6=\(v6)")
                 return Self.node(try db.query("SELECT \(Self.nodeColumns) FROM nodes n WHERE n.id = ?", [.integer(id)])[0])
             }
@@ -111,7 +113,9 @@ extension ASStore {
                 try db.query(
                     """
                     INSERT INTO retired_addresses(addr_index, vip4, vip6, until, node) VALUES(?, ?, ?, ?, ?)
-                    ON CONFLICT(addr_index) DO UPDATE SET until = MAX(until, excluded.until), vip4 = excluded.vip4,
+                    ON CONFLICT(addr_index) DO UPDATE SET
+                      until = CASE WHEN excluded.until > retired_addresses.until THEN excluded.until ELSE retired_addresses.until END,
+                      vip4 = excluded.vip4,
                       vip6 = excluded.vip6, node = excluded.node
                     """, [.integer(index), .text(removed.vip4), .text(removed.vip6), .integer(until), .text(removed.name)])
                 try Self.audit(
@@ -173,20 +177,19 @@ extension ASStore {
     {
         try db.withLock { db in
             try db.transaction {
-                try db.query(
+                let changed = try db.execute(
                     "UPDATE nodes SET last_login_at = ? WHERE id = ? AND state = 'active' AND public_key = ?",
                     [.integer(now), .integer(nodeID), .blob(publicKey)])
-                guard try db.query("SELECT changes()").first?.first?.int == 1 else { return .notActive }
+                guard changed == 1 else { return .notActive }
                 let newest = try Self.newestCertificate(db, nodeID: nodeID)
                 guard let renewed, (newest?.notAfter ?? Int64.min) <= threshold else {
                     guard let newest else { throw StoreError.notFound("certificate of node \(nodeID)") }
                     return .recorded(certificate: newest.der, issued: false)
                 }
                 try Self.insertCertificate(db, renewed, nodeID: nodeID)
-                try db.query(
+                let pruned = try db.execute(
                     "DELETE FROM certificates WHERE node_id = ? AND revoked_at IS NULL AND not_after <= ? AND serial <> ?",
                     [.integer(nodeID), .integer(now), .integer(Int64(bitPattern: renewed.serial))])
-                let pruned = try db.query("SELECT changes()").first?.first?.int ?? 0
                 try Self.audit(db, now, "node.renew", "\(nodeID)", "serial=\(renewed.serial) pruned_expired=\(pruned)")
                 return .recorded(certificate: renewed.der, issued: true)
             }
@@ -214,7 +217,7 @@ extension ASStore {
         }
     }
 
-    static func newestCertificate(_ db: SQLiteDatabase, nodeID: Int64) throws -> (der: [UInt8], notAfter: Int64)? {
+    static func newestCertificate(_ db: any StoreConnection, nodeID: Int64) throws -> (der: [UInt8], notAfter: Int64)? {
         try db.query(
             "SELECT der, not_after FROM certificates WHERE node_id = ? AND revoked_at IS NULL ORDER BY not_after DESC LIMIT 1",
             [.integer(nodeID)]

@@ -37,6 +37,7 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     case notFound(String)
     case tokenAlreadyUsed(String)
     case schemaTooNew(Int64)
+    case alreadyHoldsAnAS(String)
 
     public var description: String {
         switch self {
@@ -47,18 +48,27 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
         case .notFound(let n): return "no node or service named \(n)"
         case .tokenAlreadyUsed(let n): return "the enrolment token of \(n) was already used"
         case .schemaTooNew(let v): return "database schema version \(v) is newer than this as-server understands"
+        case .alreadyHoldsAnAS(let d):
+            return "\(d) already holds an AS; a further replica copies the first one's data directory instead of running init"
         }
     }
 }
 
-/// The AS's durable state in SQLite (WAL mode, one transaction per operation, so a
-/// `kill -9` loses nothing that was committed). Uniqueness of names, FQDNs and virtual
-/// addresses is enforced by the schema. `Sendable`: the connection is used under a mutex.
+/// The AS's durable state: SQLite on one host (WAL mode), or PostgreSQL shared by several
+/// AS replicas; the same statements and versioned migrations on both. One transaction
+/// per operation, so a `kill -9` loses nothing that was committed, and one writer at a
+/// time across every replica (see ``StoreConnection``), so addresses, names and tokens
+/// are never handed out twice. Uniqueness of names, FQDNs and virtual addresses is also
+/// enforced by the schema. `Sendable`: the connection is used under a mutex.
 public final class ASStore: Sendable {
-    let db: Locked<SQLiteDatabase>
-    public let path: String
+    let db: Locked<any StoreConnection>
+    /// Where the database is: the SQLite file, or the PostgreSQL URL without password.
+    public let location: String
+    /// SQLite or PostgreSQL.
+    let dialect: StoreDialect
 
-    /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+    /// Schema migrations in SQLite's words (``StoreDialect/translate(_:)`` makes them
+    /// PostgreSQL's), applied in order; the database records how many ran.
     static let migrations: [String] = [
         """
         CREATE TABLE settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -110,38 +120,39 @@ public final class ASStore: Sendable {
         """,
     ]
 
-    /// Opens (and with `create`, creates) the database and applies pending migrations.
+    /// Opens (and with `create`, creates) the SQLite database and applies pending migrations.
     public init(path: String, create: Bool = false) throws {
-        self.path = path
         if !create, access(path, F_OK) != 0 { throw StoreError.notInitialised(path) }
         let connection = try SQLiteDatabase(path: path)
-        try connection.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
-        let version = try connection.query("PRAGMA user_version").first?.first?.int ?? 0
-        guard version <= Int64(Self.migrations.count) else { throw StoreError.schemaTooNew(version) }
-        for (i, sql) in Self.migrations.enumerated() where Int64(i) >= version {
-            try connection.transaction {
-                try connection.execute(sql)
-                try connection.execute("PRAGMA user_version = \(i + 1)")
-            }
-        }
-        db = Locked(connection)
+        try connection.executeScript("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+        try connection.migrate(Self.migrations)
+        (location, dialect, db) = (path, .sqlite, Locked(connection))
     }
 
-    /// Opens an existing database without changing it: no migrations, no journal-mode
+    /// Opens an existing SQLite database without changing it: no migrations, no journal-mode
     /// switch (backups read the live database of a running, perhaps older, AS this way).
     /// A database newer than this binary is refused as at start-up.
     public init(readOnlyPath path: String) throws {
-        self.path = path
         if access(path, F_OK) != 0 { throw StoreError.notInitialised(path) }
         let connection = try SQLiteDatabase(path: path, readOnly: true)
-        let version = try connection.query("PRAGMA user_version").first?.first?.int ?? 0
+        let version = try connection.schemaVersion()
         guard version <= Int64(Self.migrations.count) else { throw StoreError.schemaTooNew(version) }
-        db = Locked(connection)
+        (location, dialect, db) = (path, .sqlite, Locked(connection))
     }
 
-    public var schemaVersion: Int64 {
-        (try? db.withLock { try $0.query("PRAGMA user_version").first?.first?.int }) ?? nil ?? 0
+    /// Connects to a PostgreSQL database (which must exist) and applies pending migrations
+    /// (once, whichever replica comes first). With `create`, a database that already holds
+    /// an AS is refused: a second replica copies the first one's data directory instead.
+    public init(postgres target: PostgresTarget, create: Bool = false) throws {
+        let connection = try PostgresStoreConnection(target)
+        if create, try connection.schemaVersion() > 0, try !connection.query("SELECT 1 FROM settings LIMIT 1").isEmpty {
+            throw StoreError.alreadyHoldsAnAS(target.description)
+        }
+        try connection.migrate(Self.migrations)
+        (location, dialect, db) = (target.description, .postgres, Locked(connection))
     }
+
+    public var schemaVersion: Int64 { (try? db.withLock { try $0.schemaVersion() }) ?? 0 }
 
     // MARK: settings
 
@@ -169,7 +180,7 @@ public final class ASStore: Sendable {
         (SELECT not_after FROM certificates c WHERE c.node_id = n.id AND c.revoked_at IS NULL ORDER BY not_after DESC LIMIT 1)
         """
 
-    static func node(_ r: [SQLiteValue]) -> NodeRecord {
+    static func node(_ r: [StoreValue]) -> NodeRecord {
         NodeRecord(
             id: r[0].int ?? 0, name: r[1].string ?? "", fqdn: r[2].string ?? "", group: r[3].string,
             vip4: r[4].string ?? "", vip6: r[5].string ?? "", state: NodeRecord.State(rawValue: r[6].string ?? "") ?? .revoked,
@@ -202,12 +213,12 @@ public final class ASStore: Sendable {
     public func enrol(nodeID: Int64, publicKey: [UInt8], certificate: IssuedCertificate, now: Int64) throws {
         try db.withLock { db in
             try db.transaction {
-                try db.query(
+                let changed = try db.execute(
                     """
                     UPDATE nodes SET token_used = 1, state = 'active', public_key = ?, enrolled_at = ?, last_login_at = ?
                     WHERE id = ? AND token_used = 0 AND state = 'pending'
                     """, [.blob(publicKey), .integer(now), .integer(now), .integer(nodeID)])
-                guard try db.query("SELECT changes()").first?.first?.int == 1 else {
+                guard changed == 1 else {
                     throw StoreError.tokenAlreadyUsed("node \(nodeID)")
                 }
                 try Self.insertCertificate(db, certificate, nodeID: nodeID)
@@ -302,13 +313,18 @@ public final class ASStore: Sendable {
         try db.withLock { try Self.audit($0, now, action, subject, detail) }
     }
 
+    /// How many nodes the AS holds (any state).
+    public func nodeCount() throws -> Int {
+        try db.withLock { Int(try $0.query("SELECT COUNT(*) FROM nodes").first?.first?.int ?? 0) }
+    }
+
     public func auditCount(action: String) throws -> Int {
         try db.withLock { Int(try $0.query("SELECT COUNT(*) FROM audit WHERE action = ?", [.text(action)]).first?.first?.int ?? 0) }
     }
 
     // MARK: helpers (run inside the caller's lock and transaction)
 
-    static func insertCertificate(_ db: SQLiteDatabase, _ c: IssuedCertificate, nodeID: Int64?) throws {
+    static func insertCertificate(_ db: any StoreConnection, _ c: IssuedCertificate, nodeID: Int64?) throws {
         try db.query(
             """
             INSERT INTO certificates(serial, node_id, subject, role, not_before, not_after, der) VALUES(?, ?, ?, ?, ?, ?, ?)
@@ -319,14 +335,14 @@ public final class ASStore: Sendable {
             ])
     }
 
-    static func revokeCertificates(_ db: SQLiteDatabase, nodeID: Int64, now: Int64) throws -> [UInt64] {
+    static func revokeCertificates(_ db: any StoreConnection, nodeID: Int64, now: Int64) throws -> [UInt64] {
         let serials = try db.query("SELECT serial FROM certificates WHERE node_id = ? AND revoked_at IS NULL", [.integer(nodeID)])
             .compactMap { $0[0].int.map { UInt64(bitPattern: $0) } }
         try db.query("UPDATE certificates SET revoked_at = ? WHERE node_id = ? AND revoked_at IS NULL", [.integer(now), .integer(nodeID)])
         return serials
     }
 
-    static func publishCRL(_ db: SQLiteDatabase, now: Int64, sign: ([UInt64], UInt64) throws -> [UInt8]) throws {
+    static func publishCRL(_ db: any StoreConnection, now: Int64, sign: ([UInt64], UInt64) throws -> [UInt8]) throws {
         // Expired certificates are refused anyway: listing them would only grow the list.
         let serials = try db.query(
             "SELECT serial FROM certificates WHERE revoked_at IS NOT NULL AND not_after > ? ORDER BY serial",
@@ -340,7 +356,7 @@ public final class ASStore: Sendable {
         try db.query("DELETE FROM crls WHERE number <= ?", [.integer(Int64(number) - 16)])
     }
 
-    static func audit(_ db: SQLiteDatabase, _ now: Int64, _ action: String, _ subject: String, _ detail: String) throws {
+    static func audit(_ db: any StoreConnection, _ now: Int64, _ action: String, _ subject: String, _ detail: String) throws {
         try db.query(
             "INSERT INTO audit(at, action, subject, detail) VALUES(?, ?, ?, ?)",
             [.integer(now), .text(action), .text(subject), .text(detail)])

@@ -11,7 +11,9 @@ public struct SQLiteError: Error, CustomStringConvertible, Sendable {
 
 /// A thin wrapper over one `sqlite3` connection: prepared statements, transactions.
 /// Not thread-safe: the owner serialises access (``ASStore`` holds it under a lock).
-final class SQLiteDatabase {
+final class SQLiteDatabase: StoreConnection {
+    let dialect = StoreDialect.sqlite
+    var location: String { path }
     private let db: OpaquePointer
     /// The file, named in every error.
     let path: String
@@ -37,14 +39,14 @@ final class SQLiteDatabase {
     }
 
     /// Runs SQL with no parameters (schema, pragmas); several statements allowed.
-    func execute(_ sql: String) throws(SQLiteError) {
+    func executeScript(_ sql: String) throws(SQLiteError) {
         let rc = sqlite3_exec(db, sql, nil, nil, nil)
         guard rc == SQLITE_OK else { throw error(rc) }
     }
 
     /// Runs one statement with parameters; returns every row.
     @discardableResult
-    func query(_ sql: String, _ parameters: [SQLiteValue] = []) throws(SQLiteError) -> [[SQLiteValue]] {
+    func query(_ sql: String, _ parameters: [StoreValue]) throws(SQLiteError) -> [[StoreValue]] {
         var stmt: OpaquePointer?
         var rc = sqlite3_prepare_v2(db, sql, -1, &stmt, nil)
         guard rc == SQLITE_OK, let stmt else { throw error(rc) }
@@ -63,12 +65,12 @@ final class SQLiteDatabase {
             }
             guard rc == SQLITE_OK else { throw error(rc) }
         }
-        var rows: [[SQLiteValue]] = []
+        var rows: [[StoreValue]] = []
         while true {
             rc = sqlite3_step(stmt)
             if rc == SQLITE_DONE { break }
             guard rc == SQLITE_ROW else { throw error(rc) }
-            var row: [SQLiteValue] = []
+            var row: [StoreValue] = []
             for c in 0..<sqlite3_column_count(stmt) {
                 switch sqlite3_column_type(stmt, c) {
                 case SQLITE_INTEGER: row.append(.integer(sqlite3_column_int64(stmt, c)))
@@ -85,30 +87,35 @@ final class SQLiteDatabase {
         return rows
     }
 
-    var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(db) }
+    @discardableResult
+    func execute(_ sql: String, _ parameters: [StoreValue]) throws(SQLiteError) -> Int {
+        try query(sql, parameters)
+        return Int(sqlite3_changes(db))
+    }
 
     /// Runs `body` in one IMMEDIATE transaction: committed if it returns, rolled back if it throws.
     func transaction<R>(_ body: () throws -> R) throws -> R {
-        try execute("BEGIN IMMEDIATE")
+        try executeScript("BEGIN IMMEDIATE")
         do {
             let r = try body()
-            try execute("COMMIT")
+            try executeScript("COMMIT")
             return r
         } catch {
-            try? execute("ROLLBACK")
+            try? executeScript("ROLLBACK")
             throw error
         }
     }
-}
 
-/// One SQLite value.
-enum SQLiteValue: Equatable, Sendable {
-    case null
-    case integer(Int64)
-    case text(String)
-    case blob([UInt8])
+    func schemaVersion() throws -> Int64 { try query("PRAGMA user_version", []).first?.first?.int ?? 0 }
 
-    var int: Int64? { if case .integer(let v) = self { return v } else { return nil } }
-    var string: String? { if case .text(let v) = self { return v } else { return nil } }
-    var bytes: [UInt8]? { if case .blob(let v) = self { return v } else { return nil } }
+    func migrate(_ migrations: [String]) throws {
+        let version = try schemaVersion()
+        guard version <= Int64(migrations.count) else { throw StoreError.schemaTooNew(version) }
+        for (i, sql) in migrations.enumerated() where Int64(i) >= version {
+            try transaction {
+                try executeScript(dialect.translate(sql))
+                try executeScript("PRAGMA user_version = \(i + 1)")
+            }
+        }
+    }
 }

@@ -21,6 +21,15 @@ struct InitCommand: ParsableCommand {
     var renewBeforeDays = 10
     @Option(name: .customLong("service-name"), help: "Name in the AS's own certificate (default as.DOMAIN).")
     var serviceName: String?
+    @Option(
+        help: ArgumentHelp(
+            "Keep the database in PostgreSQL instead of the directory's as.db (several AS replicas share it).",
+            discussion: """
+                postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE, or postgresql://USER@/DATABASE?host=/run/postgresql \
+                for the Unix socket. The database must exist and hold no AS yet; the URL is kept in DATA-DIR/database \
+                (0600). A further replica is a copy of DATA-DIR on another host.
+                """))
+    var database: String?
 
     func run() throws {
         guard !dataDir.path.isEmpty else { throw ValidationError("--data-dir: give a directory (it is created, mode 0700)") }
@@ -33,10 +42,11 @@ struct InitCommand: ParsableCommand {
             at: dataDir.path, settings: settings,
             serviceName: try serviceName.map { name in
                 do { return try FQDN(name) } catch { throw ValidationError("--service-name: \(error)") }
-            })
+            }, database: database)
         // The directory holds the CA key and token hashes: only its owner may enter it.
         try? FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: dataDir.path)
         print("initialised \(dataDir.path)")
+        print("  database    \(dir.store.location)")
         print("  domain      \(settings.domain)")
         print("  pools       \(settings.pool) (\(settings.pool.capacity) nodes)")
         print("  CA          \(dir.ca.certificate.commonName ?? "?"), SHA-256 \(Hex.encode(dir.ca.certificate.sha256Fingerprint))")

@@ -48,7 +48,7 @@ struct NodeCommand: ParsableCommand {
         @OptionGroup var output: OutputOption
 
         func run() throws {
-            let store = try ASStore(path: ASDirectory.file(dataDir.path, "as.db"))
+            let store = try ASDirectory.openStore(at: dataDir.path)
             let nodes = try store.nodes()
             if output.json { return try printJSON(nodes) }
             let quarantined = try store.quarantinedAddresses(now: unixNow())
@@ -76,7 +76,7 @@ struct NodeCommand: ParsableCommand {
         var name: String
 
         func run() throws {
-            guard let n = try ASStore(path: ASDirectory.file(dataDir.path, "as.db")).node(named: name) else {
+            guard let n = try ASDirectory.openStore(at: dataDir.path).node(named: name) else {
                 throw ValidationError("no node named \(name)")
             }
             if output.json { return try printJSON(n) }

@@ -74,7 +74,7 @@ struct ServiceCommand: ParsableCommand {
         @OptionGroup var output: OutputOption
 
         func run() throws {
-            let services = try ASStore(path: ASDirectory.file(dataDir.path, "as.db")).services()
+            let services = try ASDirectory.openStore(at: dataDir.path).services()
             if output.json { return try printJSON(services) }
             for s in services {
                 print("\(s.role.padding(toLength: 5, withPad: " ", startingAt: 0)) \(s.name)  serial \(s.serial)  expires \(formatTime(s.notAfter))")

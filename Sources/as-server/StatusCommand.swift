@@ -12,6 +12,7 @@ struct StatusCommand: ParsableCommand {
         let nodes = try dir.store.nodes()
         let count = { (s: NodeRecord.State) in nodes.filter { $0.state == s }.count }
         print("domain        \(dir.settings.domain)")
+        print("database      \(dir.store.location)")
         print("schema        v\(dir.store.schemaVersion)")
         print("nodes         \(nodes.count) (active \(count(.active)), pending \(count(.pending)), revoked \(count(.revoked)))")
         let quarantined = try dir.store.quarantinedAddresses(now: unixNow()).count

@@ -1,0 +1,188 @@
+import CyphonicCore
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import PostgresNIO
+
+/// A PostgreSQL failure: what the store was doing and what the server (or the
+/// connection) said. Carries the SQLSTATE so a unique violation can be told apart.
+public struct PostgresStoreError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public let sqlState: String?
+    public var description: String { message + (sqlState.map { " (SQLSTATE \($0))" } ?? "") }
+    /// A UNIQUE or other integrity constraint failed (SQLSTATE class 23).
+    public var isConstraint: Bool { sqlState?.hasPrefix("23") ?? false }
+}
+
+/// The AS database on PostgreSQL through postgres-nio, used synchronously like the
+/// SQLite connection: each statement is sent on the NIO singleton event-loop group and
+/// waited for on the calling thread (never an event-loop thread: the AS calls its store
+/// from its receive threads, its login workers and the command line). A connection that
+/// failed is dropped and made anew by the next statement, so the AS rides out a
+/// PostgreSQL restart. Not thread-safe: ``ASStore`` holds it under its lock.
+final class PostgresStoreConnection: StoreConnection {
+    let dialect = StoreDialect.postgres
+    let target: PostgresTarget
+    var location: String { target.description }
+    private var connection: PostgresConnection?
+    private var connectionCount = 0
+    private var inTransaction = false
+    private let logger: Logger
+
+    /// The advisory lock every write transaction takes (one writer at a time across all
+    /// AS replicas, as SQLite's `BEGIN IMMEDIATE` gives one host): "CYPHONIC" in ASCII.
+    static let writerLock: Int64 = 0x4359_5048_4f4e_4943
+
+    init(_ target: PostgresTarget, logger: Logger = Logger(label: "cyphonic.as.postgres")) throws {
+        self.target = target
+        var quiet = logger
+        quiet.logLevel = .warning
+        self.logger = quiet
+        _ = try connected()
+    }
+
+    deinit {
+        if let connection { try? connection.close().wait() }
+    }
+
+    private func connected() throws -> PostgresConnection {
+        if let connection, !connection.isClosed { return connection }
+        connection = nil
+        var configuration: PostgresConnection.Configuration
+        if let socket = target.socketPath {
+            configuration = .init(unixSocketPath: socket, username: target.user, password: target.password, database: target.database)
+        } else {
+            configuration = .init(
+                host: target.host ?? "", port: target.port, username: target.user, password: target.password,
+                database: target.database, tls: .disable)
+        }
+        configuration.options.connectTimeout = .seconds(5)
+        connectionCount += 1
+        do {
+            let made = try PostgresConnection.connect(
+                on: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration, id: connectionCount,
+                logger: logger
+            ).wait()
+            connection = made
+            return made
+        } catch {
+            throw Self.failure(error, doing: "cannot connect to \(target)")
+        }
+    }
+
+    /// `?` placeholders become `$1`, `$2`, … (the store's SQL has no `?` in literals).
+    static func numbered(_ sql: String) -> String {
+        var out = ""
+        var n = 0
+        for ch in sql {
+            if ch == "?" {
+                n += 1
+                out += "$\(n)"
+            } else {
+                out.append(ch)
+            }
+        }
+        return out
+    }
+
+    private func run(_ sql: String, _ parameters: [StoreValue]) throws -> PostgresQueryResult {
+        var binds = PostgresBindings(capacity: parameters.count)
+        for p in parameters {
+            switch p {
+            case .null: binds.appendNull()
+            case .integer(let v): binds.append(v)
+            case .text(let s): binds.append(s)
+            case .blob(let b): binds.append(ByteBuffer(bytes: b))
+            }
+        }
+        let query = PostgresQuery(unsafeSQL: Self.numbered(sql), binds: binds)
+        let connection = try connected()
+        do {
+            return try connection.query(query, logger: logger).wait()
+        } catch {
+            if connection.isClosed { self.connection = nil }
+            throw Self.failure(error, doing: "the database \(target)")
+        }
+    }
+
+    @discardableResult
+    func query(_ sql: String, _ parameters: [StoreValue]) throws -> [[StoreValue]] {
+        try run(sql, parameters).rows.map { row in try row.map(Self.value) }
+    }
+
+    @discardableResult
+    func execute(_ sql: String, _ parameters: [StoreValue]) throws -> Int {
+        try run(sql, parameters).metadata.rows ?? 0
+    }
+
+    static func value(_ cell: PostgresCell) throws -> StoreValue {
+        guard cell.bytes != nil else { return .null }
+        switch cell.dataType {
+        case .int2, .int4, .int8: return .integer(try cell.decode(Int64.self))
+        case .text, .varchar, .name, .bpchar: return .text(try cell.decode(String.self))
+        case .bytea:
+            let buffer = try cell.decode(ByteBuffer.self)
+            return .blob(Array(buffer.readableBytesView))
+        case .bool: return .integer(try cell.decode(Bool.self) ? 1 : 0)
+        default:
+            throw PostgresStoreError(message: "column \(cell.columnName) has type \(cell.dataType), which the AS store does not use", sqlState: nil)
+        }
+    }
+
+    func transaction<R>(_ body: () throws -> R) throws -> R {
+        precondition(!inTransaction, "AS store transactions do not nest")
+        try execute("BEGIN", [])
+        inTransaction = true
+        defer { inTransaction = false }
+        do {
+            try execute("SELECT pg_advisory_xact_lock(\(Self.writerLock))", [])
+            let r = try body()
+            try execute("COMMIT", [])
+            return r
+        } catch {
+            if connection != nil { _ = try? execute("ROLLBACK", []) }
+            throw error
+        }
+    }
+
+    func schemaVersion() throws -> Int64 {
+        let exists = try query("SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'schema_version'", [])
+        guard !exists.isEmpty else { return 0 }
+        return try query("SELECT version FROM schema_version", []).first?.first?.int ?? 0
+    }
+
+    /// All pending migrations in one transaction under the writer lock: two replicas
+    /// starting at once migrate once (PostgreSQL's DDL is transactional).
+    func migrate(_ migrations: [String]) throws {
+        try transaction {
+            try execute("CREATE TABLE IF NOT EXISTS schema_version(version BIGINT NOT NULL)", [])
+            if try query("SELECT version FROM schema_version", []).isEmpty {
+                try execute("INSERT INTO schema_version(version) VALUES(0)", [])
+            }
+            let version = try query("SELECT version FROM schema_version", []).first?.first?.int ?? 0
+            guard version <= Int64(migrations.count) else { throw StoreError.schemaTooNew(version) }
+            for (i, sql) in migrations.enumerated() where Int64(i) >= version {
+                // One statement per call (the extended protocol takes one).
+                for statement in dialect.translate(sql).split(separator: ";") {
+                    let text = statement.trimmingCharacters(in: .whitespacesAndNewlines)
+                    if !text.isEmpty { try execute(text, []) }
+                }
+                try execute("UPDATE schema_version SET version = ?", [.integer(Int64(i + 1))])
+            }
+        }
+    }
+
+    static func failure(_ error: any Error, doing what: String) -> PostgresStoreError {
+        if let e = error as? PSQLError {
+            if let info = e.serverInfo {
+                return PostgresStoreError(
+                    message: "\(what): \(info[.message] ?? "error")\(info[.detail].map { ": \($0)" } ?? "")",
+                    sqlState: info[.sqlState])
+            }
+            return PostgresStoreError(message: "\(what): \(e.code.description)\(e.underlying.map { ": \($0)" } ?? "")", sqlState: nil)
+        }
+        if let e = error as? PostgresStoreError { return e }
+        return PostgresStoreError(message: "\(what): \(error)", sqlState: nil)
+    }
+}

@@ -1,0 +1,69 @@
+import Foundation
+
+/// Where a PostgreSQL AS database is, from a URL in libpq's form:
+/// `postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE` over TCP, or
+/// `postgresql://USER@/DATABASE?host=/run/postgresql` over the Unix socket in that
+/// directory (libpq's `host=` parameter; the port, also as `port=`, names the socket
+/// file). Parsing names
+/// what is wrong; ``description`` never shows the password.
+public struct PostgresTarget: Sendable, Equatable, CustomStringConvertible {
+    public var user: String
+    public var password: String?
+    /// A TCP host (name or address); nil with ``socketDirectory``.
+    public var host: String?
+    public var port: Int
+    /// The directory of the server's Unix socket (`.s.PGSQL.PORT` in it).
+    public var socketDirectory: String?
+    public var database: String
+
+    public init(url: String) throws {
+        let what = "database"
+        guard let c = URLComponents(string: url), let scheme = c.scheme?.lowercased() else {
+            throw ConfigError.invalid(what, "not a URL; give postgresql://USER@HOST[:PORT]/DATABASE")
+        }
+        guard scheme == "postgresql" || scheme == "postgres" else {
+            throw ConfigError.invalid(what, "scheme \(scheme): only postgresql:// is supported (SQLite is the default without a URL)")
+        }
+        guard let user = c.user, !user.isEmpty else { throw ConfigError.invalid(what, "no user (postgresql://USER@…)") }
+        let database = String(c.path.drop(while: { $0 == "/" }))
+        guard !database.isEmpty, !database.contains("/") else {
+            throw ConfigError.invalid(what, "no database name (postgresql://USER@HOST/DATABASE)")
+        }
+        var socketDirectory: String?
+        var queryPort: Int?
+        for item in c.queryItems ?? [] {
+            switch item.name {
+            case "host":
+                guard let dir = item.value, dir.hasPrefix("/") else {
+                    throw ConfigError.invalid(what, "host= must be the absolute directory of the server's Unix socket")
+                }
+                socketDirectory = dir
+            case "port":
+                guard let p = item.value.flatMap({ Int($0) }) else { throw ConfigError.invalid(what, "port= must be a number") }
+                queryPort = p
+            default:
+                throw ConfigError.invalid(what, "unknown parameter \(item.name) (only host= and port= are understood)")
+            }
+        }
+        let host = c.host.flatMap { $0.isEmpty ? nil : $0 }
+        guard (host == nil) != (socketDirectory == nil) else {
+            throw ConfigError.invalid(what, "give either a host (postgresql://USER@HOST/DB) or host=/socket/dir, not both or neither")
+        }
+        let port = queryPort ?? c.port ?? 5432
+        guard (1...65535).contains(port) else { throw ConfigError.invalid(what, "port \(port) out of range") }
+        self.user = user
+        self.password = c.password
+        self.host = host
+        self.port = port
+        self.socketDirectory = socketDirectory
+        self.database = database
+    }
+
+    /// The Unix socket's path, when connecting through one.
+    public var socketPath: String? { socketDirectory.map { "\($0)/.s.PGSQL.\(port)" } }
+
+    public var description: String {
+        if let socketDirectory { return "postgresql://\(user)@/\(database)?host=\(socketDirectory) (port \(port))" }
+        return "postgresql://\(user)@\(host ?? ""):\(port)/\(database)"
+    }
+}

@@ -11,7 +11,7 @@ RELEASE_BUILD = $(SWIFT) build -c release --static-swift-stdlib
 BUILD_PACKAGES = libssl-dev libsqlite3-dev pkg-config
 TEST_PACKAGES = $(BUILD_PACKAGES) openssl iproute2 nftables iperf3 iputils-ping dnsutils procps curl python3 libc-bin systemd sqlite3 postgresql
 
-.PHONY: dist docker-test build release test fuzz bench bench-tunnel bench-hub bench-setup bench-relay bench-nms bench-pipeline lab-up lab-down lab-status lab-smoke lab-smoke-nat lab-eval clean format format-check
+.PHONY: dist docker-test build release test fuzz bench bench-tunnel bench-hub bench-setup bench-relay bench-nms bench-nms-replicas bench-pipeline lab-up lab-down lab-status lab-smoke lab-smoke-nat lab-smoke-ha lab-eval clean format format-check
 
 build:
 	@scripts/ensure-packages.sh $(BUILD_PACKAGES)
@@ -21,18 +21,19 @@ release:
 	@scripts/ensure-packages.sh $(BUILD_PACKAGES)
 	$(RELEASE_BUILD)
 
-# When root, the AS suite a second time on a throwaway PostgreSQL cluster (the AS's
-# second backend, two replicas on one database), then the lab end to end (lab/smoke.sh,
-# then its NAT scenario, lab/smoke-nat.sh) with the debug binaries just built.
+# When root, the AS suite a second time and the NMS replica tests on a throwaway
+# PostgreSQL cluster (the AS's second backend, two AS and two NMS replicas on one
+# database), then the lab end to end (lab/smoke.sh, then its NAT scenario,
+# lab/smoke-nat.sh, then its HA scenario, lab/smoke-ha.sh) with the debug binaries just built.
 test:
 	@scripts/ensure-packages.sh $(TEST_PACKAGES)
 	@scripts/format-check.sh
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
-	@if [ "$$(id -u)" -eq 0 ]; then scripts/with-postgres.sh $(SWIFT) test --skip-build --filter CyphonicASTests; \
+	@if [ "$$(id -u)" -eq 0 ]; then scripts/with-postgres.sh $(SWIFT) test --skip-build --filter "CyphonicASTests|NMSReplicaTests"; \
 	else echo "AS suite on PostgreSQL skipped: needs root (runs a throwaway cluster as the postgres user)"; fi
-	@if [ "$$(id -u)" -eq 0 ]; then BIN=.build/debug lab/smoke.sh && BIN=.build/debug lab/smoke-nat.sh; \
-	else echo "lab-smoke and lab-smoke-nat skipped: need root (network namespaces, TUN)"; fi
+	@if [ "$$(id -u)" -eq 0 ]; then BIN=.build/debug lab/smoke.sh && BIN=.build/debug lab/smoke-nat.sh && BIN=.build/debug lab/smoke-ha.sh; \
+	else echo "lab-smoke, lab-smoke-nat and lab-smoke-ha skipped: need root (network namespaces, TUN)"; fi
 
 # One tarball per program (binary with the Swift runtime linked in, example config,
 # hardened systemd unit) in dist/, with SHA256SUMS; staged in .build/dist for docker/.
@@ -89,10 +90,21 @@ bench-nms:
 	$(RELEASE_BUILD)
 	./.build/release/cyphonic-bench nms
 
+# The same with NMS replicas sharing a PostgreSQL directory (a throwaway cluster; root):
+# nodes sharded i mod N, directions between random pairs (most across replicas), and
+# PostgreSQL's load. NMS_NODES=1000000 for the 1 M run of docs/scale.md.
+NMS_REPLICAS ?= 2
+NMS_NODES ?= 100000
+bench-nms-replicas:
+	@scripts/ensure-packages.sh $(BUILD_PACKAGES) postgresql
+	$(RELEASE_BUILD)
+	scripts/with-postgres.sh ./.build/release/cyphonic-bench nms --replicas $(NMS_REPLICAS) --nodes $(NMS_NODES)
+
 # The lab (DESIGN §6, lab/README.md): as-server, nms-server and trs-relay in cy-cloud,
 # 1 responder and 10 initiators that reach each other by name through the NMS and their
 # resolvers (root). `make lab-up SCENARIO=nat` adds NAT routers, their LANs and a v4-only
-# and a v6-only island, one node pair per route of DESIGN §5.
+# and a v6-only island, one node pair per route of DESIGN §5. `SCENARIO=ha`: the cloud as
+# replicas (PostgreSQL, 2 AS, 2 NMS, 2 relays, each in its own namespace) and a relayed pair.
 # PROMETHEUS=1 also starts Prometheus in cy-cloud, scraping every daemon, browsable at
 # 127.0.0.1:9090 on this host until lab-down.
 SCENARIO ?=
@@ -100,7 +112,7 @@ PROMETHEUS ?=
 LAB_PACKAGES = $(BUILD_PACKAGES) iproute2 nftables iperf3 iputils-ping dnsutils procps python3 libc-bin curl
 lab-up:
 	@[ "$$(id -u)" -eq 0 ] || { echo "lab-up needs root (network namespaces, TUN)"; exit 1; }
-	@scripts/ensure-packages.sh $(LAB_PACKAGES) $(if $(PROMETHEUS),prometheus socat)
+	@scripts/ensure-packages.sh $(LAB_PACKAGES) $(if $(PROMETHEUS),prometheus socat) $(if $(filter ha,$(SCENARIO)),postgresql)
 	$(RELEASE_BUILD)
 	@SCENARIO=$(SCENARIO) PROMETHEUS=$(PROMETHEUS) lab/lab.sh up
 
@@ -139,6 +151,14 @@ lab-smoke-nat:
 	@scripts/ensure-packages.sh $(LAB_PACKAGES)
 	$(RELEASE_BUILD)
 	@lab/smoke-nat.sh
+
+# The HA scenario end to end (lab/smoke-ha.sh): PostgreSQL, 2 AS, 2 NMS replicas and 2
+# relays in namespaces of their own; one of each killed with kill -9 while pings run.
+lab-smoke-ha:
+	@[ "$$(id -u)" -eq 0 ] || { echo "lab-smoke-ha needs root (network namespaces, TUN)"; exit 1; }
+	@scripts/ensure-packages.sh $(LAB_PACKAGES) postgresql
+	$(RELEASE_BUILD)
+	@lab/smoke-ha.sh
 
 # One formatter for the tree (swift-format from the toolchain, config in .swift-format).
 format:

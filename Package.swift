@@ -47,6 +47,15 @@ let package = Package(
                 "CyphonicCore", "CyphonicWire", "CyphonicCrypto", "CyphonicPKI", "CyphonicDataPlane", "CyphonicPosix", "CyphonicService",
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // PostgreSQL for the services that run as several replicas (AS store, NMS directory).
+        .target(
+            name: "CyphonicPostgres",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]),
         // The CYPHONIC resolver's DNS message codec (pure, fuzzed).
         .target(name: "CyphonicDNS"),
         // What every program runs on: metrics over HTTP, logging, receive threads.
@@ -68,10 +77,9 @@ let package = Package(
             name: "CyphonicAS",
             dependencies: [
                 "CyphonicCore", "CyphonicWire", "CyphonicCrypto", "CyphonicPKI", "CyphonicPosix", "CyphonicSignaling",
-                "CyphonicService", "CCyphonicSQLite",
+                "CyphonicService", "CCyphonicSQLite", "CyphonicPostgres",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
@@ -79,8 +87,10 @@ let package = Package(
             name: "CyphonicNMS",
             dependencies: [
                 "CyphonicCore", "CyphonicWire", "CyphonicCrypto", "CyphonicPKI", "CyphonicPosix", "CyphonicSignaling",
-                "CyphonicService",
+                "CyphonicService", "CyphonicPostgres",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
         .target(
@@ -139,7 +149,7 @@ let package = Package(
             name: "cyphonic-bench",
             dependencies: [
                 "CyphonicCrypto", "CyphonicAS", "CyphonicNode", "CyphonicCore", "CyphonicService", "CyphonicNMS",
-                "CyphonicSignaling", "CyphonicPKI", "CyphonicWire", "CyphonicDataPlane", "CyphonicPosix",
+                "CyphonicSignaling", "CyphonicPKI", "CyphonicWire", "CyphonicDataPlane", "CyphonicPosix", "CyphonicPostgres",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ], path: "Benchmarks/cyphonic-bench"),
@@ -172,7 +182,8 @@ let package = Package(
         .testTarget(
             name: "CyphonicNMSTests",
             dependencies: [
-                "CyphonicNMS", "CyphonicSignaling", "CyphonicPKI", "CyphonicCrypto", "CyphonicWire", "CyphonicCore", "CyphonicPosix",
+                "CyphonicNMS", "CyphonicPostgres", "CyphonicSignaling", "CyphonicPKI", "CyphonicCrypto", "CyphonicWire", "CyphonicCore",
+                "CyphonicPosix",
                 "CyphonicTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -186,7 +197,8 @@ let package = Package(
         .testTarget(
             name: "CyphonicASTests",
             dependencies: [
-                "CyphonicAS", "CyphonicNode", "CyphonicSignaling", "CyphonicPKI", "CyphonicCrypto", "CyphonicWire", "CyphonicPosix",
+                "CyphonicAS", "CyphonicPostgres", "CyphonicNode", "CyphonicSignaling", "CyphonicPKI", "CyphonicCrypto", "CyphonicWire",
+                "CyphonicPosix",
                 "CyphonicService", "CyphonicCore", "CyphonicTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]),

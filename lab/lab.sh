@@ -13,6 +13,8 @@
 #                      registered with the NMS, print what to try
 #                      SCENARIO=nat: then NAT routers, their LANs, a v4-only and a v6-only
 #                      island with one node pair per row of DESIGN §5 (lab/README.md)
+#                      SCENARIO=ha: the cloud as replicas instead of cy-cloud (lab/ha.sh):
+#                      PostgreSQL, 2 AS, 2 NMS, 2 relays, each in a namespace of its own
 #   lab/lab.sh status  each node's registration, NAT behaviour and tunnels; the NMS's and
 #                      the TRS's view; with the NAT scenario, each pair's route
 #   lab/lab.sh down    stop every process, remove every namespace, file and resolv.conf it
@@ -20,7 +22,7 @@
 #
 # Environment: LAB_INITIATORS (default 10), LAB_DIR (default /run/cyphonic-lab),
 # BIN (default .build/release), LAB_PIPELINE (multi or single), LAB_TIMEOUT (seconds to
-# wait for registrations, default 60), SCENARIO (empty or nat; for up), PROMETHEUS=1 (for
+# wait for registrations, default 60), SCENARIO (empty, nat or ha; for up), PROMETHEUS=1 (for
 # up: Prometheus in cy-cloud scraping every daemon, browsable from this host at
 # 127.0.0.1:$LAB_PROMETHEUS_PORT, default 9090), LAB_SCRAPE_INTERVAL (default 2s).
 set -Eeuo pipefail
@@ -32,7 +34,8 @@ DIR=${LAB_DIR:-/run/cyphonic-lab}
 BIN=${BIN:-.build/release}
 PIPELINE=${LAB_PIPELINE:-multi}
 TIMEOUT=${LAB_TIMEOUT:-60}
-SCENARIO=${SCENARIO:-}
+# Commands on a running lab (status, add-node, …) take the scenario it was brought up with.
+SCENARIO=${SCENARIO:-$([ "${1:-}" != up ] && grep -vx base "$DIR/scenario" 2>/dev/null || true)}
 PROMETHEUS=${PROMETHEUS:-}
 PROM_PORT=${LAB_PROMETHEUS_PORT:-9090}
 PROM_URL=""
@@ -45,6 +48,7 @@ CLOUD4=198.19.0.2
 CLOUD6=2001:db8:1::2
 RESP4=198.19.0.10
 RESP6=2001:db8:1::10
+. lab/ha.sh
 
 inits() { for i in $(seq 1 "$N"); do printf 'cy-init%02d\n' "$i"; done; }
 # node_name NAMESPACE — cy-resp: responder, cy-init01: init01, cy-lan1: lan1, …
@@ -90,7 +94,7 @@ down() {
   rmdir /etc/netns 2>/dev/null  # only when empty: someone else's entries stay
   local scenario
   scenario=$(cat "$DIR/scenario" 2>/dev/null)
-  rm -rf "$DIR"
+  rm -rf "$DIR" "${DIR}-pg"
   say "down${scenario:+ ($scenario lab)}: every cy-* namespace, its processes, /etc/netns/cy-* and $DIR removed"
 }
 
@@ -120,7 +124,19 @@ metrics_address() {
 # as_endpoint NAMESPACE — the AS over the family the namespace's underlay has: IPv4 when
 # it has an IPv4 address, else IPv6 (the v6-only island).
 as_endpoint() {
+  if [ "$SCENARIO" = ha ]; then
+    # HA: half the nodes enrol at each AS replica (by a checksum of the namespace name).
+    local n
+    n=$(printf %s "$1" | cksum | cut -d' ' -f1)
+    echo "$(ha_addr4 "as$((n % 2 + 1))"):4501"
+    return 0
+  fi
   if [ -n "$(ip -n "$1" -4 -o addr show scope global)" ]; then echo "$CLOUD4:4501"; else echo "[$CLOUD6]:4501"; fi
+}
+
+# as_cli ARGS… — the AS's command line (HA: in cy-as1, where PostgreSQL is reachable).
+as_cli() {
+  if [ "$SCENARIO" = ha ]; then ha_as_cli "$@"; else "$BIN/as-server" "$@"; fi
 }
 
 # enrol NAME NAMESPACE [GROUP] — adds the node to the AS, enrols it with
@@ -128,7 +144,7 @@ as_endpoint() {
 enrol() {
   local group=()
   [ -n "${3:-}" ] && group=(--group "$3")
-  "$BIN/as-server" node add "$1" "${group[@]}" --data-dir "$DIR/as" --json \
+  as_cli node add "$1" "${group[@]}" --data-dir "$DIR/as" --json \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' >"$DIR/$1.token"
   ip netns exec "$2" "$BIN/cyphonic-node" enroll --as "$(as_endpoint "$2")" --ca "$DIR/as/ca.pem" \
     --token-file "$DIR/$1.token" --state-dir "$DIR/$1" >/dev/null
@@ -154,7 +170,7 @@ add_node() {
 
 # enrol_by_daemon NAME NAMESPACE — a node that enrols itself at its first start.
 enrol_by_daemon() {
-  "$BIN/as-server" node add "$1" --data-dir "$DIR/as" --json \
+  as_cli node add "$1" --data-dir "$DIR/as" --json \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' >"$DIR/$1.token"
   chmod 600 "$DIR/$1.token"
   cat >"$DIR/$1.json" <<EOF
@@ -178,7 +194,10 @@ wait_for() {
   done
 }
 
-registered() { "$BIN/nms-server" status --control "$DIR/nms.sock" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["registered"])'; }
+registered() {
+  if [ "$SCENARIO" = ha ]; then ha_registered; return 0; fi
+  "$BIN/nms-server" status --control "$DIR/nms.sock" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["registered"])'
+}
 
 start_nms() {
   ip netns exec $CLOUD "$BIN/nms-server" serve --bundle "$DIR/nms" \
@@ -251,21 +270,41 @@ up() {
   case "$SCENARIO" in
     "") ;;
     nat) [ "$N" -ge 2 ] || { say "SCENARIO=nat needs LAB_INITIATORS >= 2 (init02 is in a pair)"; exit 1; } ;;
-    *) say "unknown SCENARIO '$SCENARIO' (empty or nat)"; exit 1 ;;
+    ha) id postgres >/dev/null 2>&1 || { say "SCENARIO=ha needs PostgreSQL (apt-get install postgresql)"; exit 1; } ;;
+    *) say "unknown SCENARIO '$SCENARIO' (empty, nat or ha)"; exit 1 ;;
   esac
   trap 'failed' ERR
   mkdir -p "$DIR"
   chmod 700 "$DIR"
   echo "${SCENARIO:-base}" >"$DIR/scenario"
-  say "[1/7] namespaces: $TOPO_NET (bridge), $CLOUD, $RESP, cy-init01 … $(inits | tail -1)"
+  say "[1/7] namespaces: $TOPO_NET (bridge), $([ "$SCENARIO" = ha ] && echo "cy-pg, cy-as1 … cy-trs2" || echo $CLOUD), $RESP, cy-init01 … $(inits | tail -1)"
   topology_bridge
-  topology_attach $CLOUD $CLOUD4 cloud $CLOUD6
+  [ "$SCENARIO" = ha ] || topology_attach $CLOUD $CLOUD4 cloud $CLOUD6
   topology_attach $RESP $RESP4 resp $RESP6
   for i in $(seq 1 "$N"); do
     # shellcheck disable=SC2046
     topology_attach $(topology_initiator "$i")
   done
 
+  if [ "$SCENARIO" = ha ]; then
+    say "[2-4/7] the cloud as replicas (lab/ha.sh)"
+    ha_cloud_up
+  else
+    cloud_up
+  fi
+
+  say "[5/7] enrolling responder and $N initiators"
+  enrol responder $RESP
+  for ns in $(inits | head -n -1); do enrol "$(node_name "$ns")" "$ns"; done
+  # The last initiator enrols itself: its daemon's `enroll` config (token file, CA, AS).
+  local last
+  last=$(inits | tail -1)
+  enrol_by_daemon "$(node_name "$last")" "$last"
+  up_nodes
+}
+
+# cloud_up — as-server, trs-relay and nms-server in cy-cloud (the base and NAT scenarios).
+cloud_up() {
   say "[2/7] as-server in $CLOUD at $CLOUD4:4501 and [$CLOUD6]:4501"
   "$BIN/as-server" init --data-dir "$DIR/as" --domain $DOMAIN --nms $CLOUD4:4502 --nms "[$CLOUD6]:4502" \
     --trs $CLOUD4:4503 --trs "[$CLOUD6]:4503" >/dev/null
@@ -281,15 +320,11 @@ up() {
   say "[4/7] nms-server in $CLOUD at $CLOUD4:4502 and [$CLOUD6]:4502 (NAT probes :4512)"
   start_nms
   wait_for "the nms-server to listen" 10 grep -q "listening" "$DIR/nms.log"
+}
 
-  say "[5/7] enrolling responder and $N initiators"
-  enrol responder $RESP
-  for ns in $(inits | head -n -1); do enrol "$(node_name "$ns")" "$ns"; done
-  # The last initiator enrols itself: its daemon's `enroll` config (token file, CA, AS).
-  local last
-  last=$(inits | tail -1)
-  enrol_by_daemon "$(node_name "$last")" "$last"
-
+# up_nodes — starts the node daemons, waits for their registrations, then the scenario's
+# extra nodes, and prints what to try.
+up_nodes() {
   say "[6/7] starting cyphonic-node ($PIPELINE pipeline) in every node namespace"
   start_node $RESP
   for ns in $(inits); do start_node "$ns"; done
@@ -321,6 +356,10 @@ up() {
     nat_up
     count=$(registered)
   fi
+  if [ "$SCENARIO" = ha ]; then
+    ha_nat_up
+    count=$(registered)
+  fi
   if [ -n "$PROMETHEUS" ]; then
     say "Prometheus in $CLOUD, scraping every daemon every $SCRAPE"
     start_prometheus
@@ -335,7 +374,7 @@ up() {
 CYPHONIC lab is up: $count nodes registered with the NMS.
   responder   responder.$DOMAIN  $rvip4 $rvip6  (namespace $RESP, underlay $RESP4 / $RESP6)
   initiators  init01 … $(printf 'init%02d' "$N").$DOMAIN  (namespaces cy-init01 …, underlay 198.19.0.11 … / 2001:db8:1::11 …)
-  cloud       as-server $CLOUD4:4501, nms-server $CLOUD4:4502, trs-relay $CLOUD4:4503 (namespace $CLOUD, also on [$CLOUD6])
+  cloud       $([ "$SCENARIO" = ha ] && echo "replicas: as-server .31/.32:4501, nms-server .33/.34:4502, trs-relay .35/.36:4503, PostgreSQL .30:5432 (namespaces cy-as1 … cy-pg)" || echo "as-server $CLOUD4:4501, nms-server $CLOUD4:4502, trs-relay $CLOUD4:4503 (namespace $CLOUD, also on [$CLOUD6])")
   state, configs and logs in $DIR
 
 Try (the first lookup of a name sets up its tunnel through the NMS):
@@ -356,6 +395,8 @@ EOF
     echo "Prometheus (in $CLOUD, left running until lab-down): ip netns exec $CLOUD curl -s 127.0.0.1:9090/api/v1/query?query=up"
   fi
   if [ "$SCENARIO" = nat ]; then nat_try; fi
+  if [ "$SCENARIO" = ha ]; then ha_try; fi
+  return 0
 }
 
 # The NAT scenario (SCENARIO=nat, lab/README.md): one pair per row of DESIGN §5, as
@@ -463,20 +504,24 @@ node_sockets() {
   local s
   for s in "$DIR"/responder.sock "$DIR"/init*.sock "$DIR"/*.sock; do
     [ -S "$s" ] || continue
-    case "${s##*/}" in nms.sock | trs.sock) continue ;; esac
+    case "${s##*/}" in nms*.sock | trs*.sock) continue ;; esac
     echo "$s"
   done | awk '!seen[$0]++'
 }
 
 status() {
-  [ -S "$DIR/nms.sock" ] || { say "no lab is up ($DIR/nms.sock missing)"; exit 1; }
   local s scenario
   scenario=$(cat "$DIR/scenario" 2>/dev/null || echo base)
+  [ -S "$DIR/nms.sock" ] || [ "$scenario" = ha ] || { say "no lab is up ($DIR/nms.sock missing)"; exit 1; }
   for s in $(node_sockets); do
     "$BIN/cyphonic-node" status --control "$s" --json | python3 -c "$STATUS_PY" \
       || echo "$(basename "$s" .sock): no status from its daemon ($s)"
   done
   echo
+  if [ "$scenario" = ha ]; then
+    ha_status
+    return 0
+  fi
   "$BIN/nms-server" status --control "$DIR/nms.sock"
   echo
   "$BIN/trs-relay" status --control "$DIR/trs.sock" || echo "trs-relay: no status ($DIR/trs.sock)"
@@ -509,7 +554,7 @@ case "${1:-}" in
   nat-mode) topology_nat_mode "$2" "$3" ;;
   nat-pairs) echo "$NAT_PAIRS" ;;
   *)
-    echo "usage: [SCENARIO=nat] $0 up | down | status | start-nms | start-trs | start-node NAMESPACE" >&2
+    echo "usage: [SCENARIO=nat|ha] $0 up | down | status | start-nms | start-trs | start-node NAMESPACE" >&2
     echo "       | add-node NAME NAMESPACE [GROUP] | block|unblock ROUTER IPV4 | nat-mode ROUTER eim|symmetric | nat-pairs" >&2
     exit 2
     ;;

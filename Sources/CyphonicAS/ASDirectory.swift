@@ -2,6 +2,7 @@ import CyphonicCore
 import CyphonicCrypto
 import CyphonicPKI
 import CyphonicPosix
+import CyphonicPostgres
 import Foundation
 
 /// The AS data directory: `as.db` (SQLite) — or `database` (0600), one PostgreSQL URL

@@ -1,4 +1,5 @@
 import CyphonicCore
+import CyphonicPostgres
 
 /// A node as the AS knows it.
 public struct NodeRecord: Sendable, Equatable, Codable {

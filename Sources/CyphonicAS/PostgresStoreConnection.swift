@@ -1,75 +1,23 @@
-import CyphonicCore
+import CyphonicPostgres
 import Foundation
-import Logging
 import NIOCore
-import NIOPosix
 import PostgresNIO
 
-/// A PostgreSQL failure: what the store was doing and what the server (or the
-/// connection) said. Carries the SQLSTATE so a unique violation can be told apart.
-public struct PostgresStoreError: Error, CustomStringConvertible, Sendable {
-    public let message: String
-    public let sqlState: String?
-    public var description: String { message + (sqlState.map { " (SQLSTATE \($0))" } ?? "") }
-    /// A UNIQUE or other integrity constraint failed (SQLSTATE class 23).
-    public var isConstraint: Bool { sqlState?.hasPrefix("23") ?? false }
-}
-
-/// The AS database on PostgreSQL through postgres-nio, used synchronously like the
-/// SQLite connection: each statement is sent on the NIO singleton event-loop group and
-/// waited for on the calling thread (never an event-loop thread: the AS calls its store
-/// from its receive threads, its login workers and the command line). A connection that
-/// failed is dropped and made anew by the next statement, so the AS rides out a
-/// PostgreSQL restart. Not thread-safe: ``ASStore`` holds it under its lock.
+/// The AS database on PostgreSQL: ``StoreConnection`` over one
+/// ``BlockingPostgresConnection`` (statements waited for on the calling thread: the AS
+/// calls its store from its receive threads, its login workers and the command line,
+/// never an event loop). Not thread-safe: ``ASStore`` holds it under its lock.
 final class PostgresStoreConnection: StoreConnection {
     let dialect = StoreDialect.postgres
-    let target: PostgresTarget
-    var location: String { target.description }
-    private var connection: PostgresConnection?
-    private var connectionCount = 0
+    let connection: BlockingPostgresConnection
+    var location: String { connection.target.description }
     private var inTransaction = false
-    private let logger: Logger
 
     /// The advisory lock every write transaction takes (one writer at a time across all
     /// AS replicas, as SQLite's `BEGIN IMMEDIATE` gives one host): "CYPHONIC" in ASCII.
     static let writerLock: Int64 = 0x4359_5048_4f4e_4943
 
-    init(_ target: PostgresTarget, logger: Logger = Logger(label: "cyphonic.as.postgres")) throws {
-        self.target = target
-        var quiet = logger
-        quiet.logLevel = .warning
-        self.logger = quiet
-        _ = try connected()
-    }
-
-    deinit {
-        if let connection { try? connection.close().wait() }
-    }
-
-    private func connected() throws -> PostgresConnection {
-        if let connection, !connection.isClosed { return connection }
-        connection = nil
-        var configuration: PostgresConnection.Configuration
-        if let socket = target.socketPath {
-            configuration = .init(unixSocketPath: socket, username: target.user, password: target.password, database: target.database)
-        } else {
-            configuration = .init(
-                host: target.host ?? "", port: target.port, username: target.user, password: target.password,
-                database: target.database, tls: .disable)
-        }
-        configuration.options.connectTimeout = .seconds(5)
-        connectionCount += 1
-        do {
-            let made = try PostgresConnection.connect(
-                on: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration, id: connectionCount,
-                logger: logger
-            ).wait()
-            connection = made
-            return made
-        } catch {
-            throw Self.failure(error, doing: "cannot connect to \(target)")
-        }
-    }
+    init(_ target: PostgresTarget) throws { connection = try BlockingPostgresConnection(target) }
 
     /// `?` placeholders become `$1`, `$2`, … (the store's SQL has no `?` in literals).
     static func numbered(_ sql: String) -> String {
@@ -96,14 +44,7 @@ final class PostgresStoreConnection: StoreConnection {
             case .blob(let b): binds.append(ByteBuffer(bytes: b))
             }
         }
-        let query = PostgresQuery(unsafeSQL: Self.numbered(sql), binds: binds)
-        let connection = try connected()
-        do {
-            return try connection.query(query, logger: logger).wait()
-        } catch {
-            if connection.isClosed { self.connection = nil }
-            throw Self.failure(error, doing: "the database \(target)")
-        }
+        return try connection.run(Self.numbered(sql), binds)
     }
 
     @discardableResult
@@ -141,7 +82,7 @@ final class PostgresStoreConnection: StoreConnection {
             try execute("COMMIT", [])
             return r
         } catch {
-            if connection != nil { _ = try? execute("ROLLBACK", []) }
+            _ = try? execute("ROLLBACK", [])
             throw error
         }
     }
@@ -171,18 +112,5 @@ final class PostgresStoreConnection: StoreConnection {
                 try execute("UPDATE schema_version SET version = ?", [.integer(Int64(i + 1))])
             }
         }
-    }
-
-    static func failure(_ error: any Error, doing what: String) -> PostgresStoreError {
-        if let e = error as? PSQLError {
-            if let info = e.serverInfo {
-                return PostgresStoreError(
-                    message: "\(what): \(info[.message] ?? "error")\(info[.detail].map { ": \($0)" } ?? "")",
-                    sqlState: info[.sqlState])
-            }
-            return PostgresStoreError(message: "\(what): \(e.code.description)\(e.underlying.map { ": \($0)" } ?? "")", sqlState: nil)
-        }
-        if let e = error as? PostgresStoreError { return e }
-        return PostgresStoreError(message: "\(what): \(error)", sqlState: nil)
     }
 }

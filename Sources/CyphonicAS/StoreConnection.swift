@@ -1,3 +1,5 @@
+import CyphonicPostgres
+
 /// One value in or out of the AS database, the same for every backend.
 enum StoreValue: Equatable, Sendable {
     case null

@@ -1,8 +1,10 @@
 import CyphonicCore
 import CyphonicPKI
 import CyphonicPosix
+import CyphonicPostgres
 import CyphonicService
 import CyphonicSignaling
+import Glibc
 import Logging
 
 /// `nms-server serve`'s configuration: the config file (JSON, examples/nms-server.json)
@@ -39,6 +41,8 @@ public struct NMSConfig: ServiceConfig, HandshakeGuardKeys, RevocationKeys {
     public var workers: Int?
     public var receiveThreads: Int?
     public var udpReceiveBuffer: Int?
+    public var database: String?
+    public var replica: String?
 
     public init() {}
 
@@ -60,7 +64,11 @@ public struct NMSConfig: ServiceConfig, HandshakeGuardKeys, RevocationKeys {
         let d = s
         s.listen = try ConfigCheck.bind(listen, "listen", default: d.listen)
         s.probeListen = try ConfigCheck.bind(probeListen, "probeListen", default: d.probeListen)
-        s.relays = try ConfigCheck.resolve(relay ?? [], "relay")
+        do {
+            s.relayHosts = try RelayHost.parse(relay ?? []) { try ConfigCheck.resolve([$0], "relay") }
+        } catch let e as RelayConfigError {
+            throw ConfigFileError.invalid("relay", e.description)
+        }
         s.keepAliveSeconds = try ConfigCheck.range(keepalive, "keepalive", 1...3600, default: d.keepAliveSeconds)
         s.expireAfterIntervals = try ConfigCheck.range(expireAfter, "expireAfter", 2...100, default: d.expireAfterIntervals)
         s.directionTimeoutMilliseconds = try ConfigCheck.range(
@@ -87,10 +95,28 @@ public struct NMSConfig: ServiceConfig, HandshakeGuardKeys, RevocationKeys {
             do { rules += try AccessPolicy.parse(file: text) } catch { throw ConfigFileError.invalid("policy", "\(policy): \(error)") }
         }
         s.policy = AccessPolicy(rules: rules)
+        if let database {
+            do { s.database = try PostgresTarget(url: database) } catch {
+                throw ConfigFileError.invalid("database", "\(error)".replacingOccurrences(of: "--database: ", with: ""))
+            }
+            // Unique among the replicas: this host's name and where it listens.
+            s.replica = replica ?? "\(Self.hostName())/\(s.listen.first?.description ?? "nms")"
+            guard (1...200).contains(s.replica.utf8.count) else { throw ConfigFileError.invalid("replica", "give 1-200 bytes") }
+        } else if replica != nil {
+            throw ConfigFileError.invalid("replica", "names this NMS among replicas sharing a database: give database too")
+        }
         return try .check(
             settings: s, role: "nms", bundle: bundle, load: { try NMSIdentity.load(bundle: $0, name: name) }, logLevel: logLevel, metrics: metrics,
             defaultMetrics: Self.defaultMetrics, control: control, defaultControl: Self.defaultControl, crl: crl, crlRefresh: crlRefresh,
             as: `as`)
+    }
+}
+
+extension NMSConfig {
+    static func hostName() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count) == 0 else { return "nms" }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
 

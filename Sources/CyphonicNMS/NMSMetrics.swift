@@ -13,6 +13,10 @@ public final class NMSMetrics: Sendable {
     public let expired: Counter
     public let signatures: Counter
     public let authorizationsSigned: Counter
+    /// Direction requests that said their relay stopped answering.
+    public let relayReports: Counter
+    /// Messages to other NMS replicas (directions to deliver, confirmations to return).
+    public let replicaMessages: Counter
     private let registrations: [String: Counter]
     private let directions: [String: Counter]
     private let refusals: [String: Counter]
@@ -20,7 +24,9 @@ public final class NMSMetrics: Sendable {
 
     public static let registrationResults = ["ok", "replaced", "untrusted", "expired", "revoked", "key_mismatch", "bad_request", "full"]
     public static let directionResults = Route.Kind.allCases.flatMap { k in ["ok", "refused", "timeout"].map { "\(k.rawValue)/\($0)" } }
-    public static let refusalReasons = ["not_found", "forbidden", "self", "no_relay", "responder_refused", "responder_timeout", "bad_request"]
+    public static let refusalReasons = [
+        "not_found", "forbidden", "self", "no_relay", "responder_refused", "responder_timeout", "bad_request", "directory_unavailable",
+    ]
     public static let dropReasons = [
         "malformed", "unexpected_type", "unknown_session", "handshake_failed", "replay", "authentication_failed", "table_full",
         "bad_request", "cookie_sent", "handshake_source_limit", "handshake_busy", "unknown_probe", "stale_confirmation",
@@ -36,6 +42,10 @@ public final class NMSMetrics: Sendable {
         probes = registry.makeCounter(descriptor: Self.name("nat_probes", "NAT probes received"))
         expired = registry.makeCounter(descriptor: Self.name("expired_nodes", "Registrations expired (silent) or revoked"))
         signatures = registry.makeCounter(descriptor: Self.name("signatures", "Ed25519 signatures made (each covers a batch)"))
+        replicaMessages = registry.makeCounter(
+            descriptor: Self.name("replica_messages", "Messages sent to other NMS replicas (directions, confirmations)"))
+        relayReports = registry.makeCounter(
+            descriptor: Self.name("relay_reports", "Direction requests replacing a path whose relay stopped answering"))
         authorizationsSigned = registry.makeCounter(
             descriptor: Self.name("authorizations_signed", "Route authorizations signed (over signatures: the batching)"))
         func labelled(_ metric: String, _ help: String, _ label: String, _ values: [String]) -> [String: Counter] {

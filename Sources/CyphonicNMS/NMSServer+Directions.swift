@@ -8,8 +8,9 @@ import CyphonicWire
 extension NMSServer {
     /// Answers `initiator`'s request for a tunnel to `target`: a refusal (error answer
     /// naming why), or a direction to the responder (once the batch signer signed its
-    /// authorization), remembered until it confirms.
-    func direction(to target: String, from initiator: String, transaction: UInt32, now: Int64) {
+    /// authorization), remembered until it confirms. `avoidRelay`: the initiator's relay
+    /// for the path this one replaces stopped answering (reported, and not chosen again).
+    func direction(to target: String, from initiator: String, transaction: UInt32, avoidRelay: Endpoint? = nil, now: Int64) {
         @Sendable func refuse(_ reason: String, _ code: StatusCode, _ text: String, route: Route.Kind? = nil) {
             metrics.refusal(reason)
             if let route { metrics.direction(route, "refused") }
@@ -17,8 +18,31 @@ extension NMSServer {
             send(SignalingMessage(transactionID: transaction, body: .error(code: code, message: text)), to: initiator, status: code)
         }
         guard target != initiator else { return refuse("self", .badRequest, "a node cannot direct a tunnel to itself") }
-        guard let i = registry.node(named: initiator) else { return }
-        guard let r = registry.node(named: target) else { return refuse("not_found", .notFound, "\(target) is not registered") }
+        guard let initiatorRecord = registry.node(named: initiator) else { return }
+        let i = DirectoryEntry(initiatorRecord)
+        // The responder: registered here, or with another replica (the shared directory).
+        let r: DirectoryEntry
+        let remote: String?
+        if let local = registry.node(named: target) {
+            (r, remote) = (DirectoryEntry(local), nil)
+        } else if let shared {
+            let found: (replica: String, entry: DirectoryEntry, alive: Bool)?
+            do { found = try shared.lookup(target, now: now) } catch {
+                logger.warning("nms: shared directory lookup of \(target) failed: \(error)")
+                return refuse("directory_unavailable", .unavailable, "the shared directory cannot be reached; try again")
+            }
+            guard let found, found.replica != shared.replica else {
+                return refuse("not_found", .notFound, "\(target) is not registered")
+            }
+            // Its replica stopped: it is registering with another (not "no such name",
+            // which the initiator would remember for a while).
+            guard found.alive else {
+                return refuse("replica_down", .unavailable, "\(target)'s NMS replica stopped answering; it is moving to another, try again")
+            }
+            (r, remote) = (found.entry, found.replica)
+        } else {
+            return refuse("not_found", .notFound, "\(target) is not registered")
+        }
         // Group names stay private: the refusal says no more than that policy forbids it.
         guard settings.policy.allows(from: i.group, to: r.group) else {
             return refuse("forbidden", .forbidden, "policy does not allow a tunnel to \(target)")
@@ -45,13 +69,20 @@ extension NMSServer {
         // Routes that may use the relay (relay; a punch that fails falls back to it) get
         // the relay's lifetime: the relay checks the authorization at every bind.
         let relayable = route.kind == .relay || (route.kind == .punched && !settings.relays.isEmpty)
+        if let avoidRelay {
+            relaySelector.report(avoidRelay, by: initiator, now: now)
+            metrics.relayReports.increment()
+        }
+        let relay =
+            relayable ? relaySelector.pick(between: i.signalingEndpoint, and: r.signalingEndpoint, avoid: avoidRelay, now: now) : nil
         let expires = UInt64(now) + UInt64(relayable ? settings.relayAuthorizationSeconds : settings.authorizationSeconds)
         guard let pathID = try? SecureRandom.u64() | 1 else {
             unreserve()
             return refuse("bad_request", .internalError, "internal error")
         }
         let unsigned = PathAuthorization(
-            processCode: route.processCode, pathID: pathID, expires: expires, initiatorKey: i.staticKey, responderKey: r.staticKey)
+            processCode: route.processCode, pathID: pathID, expires: expires, initiatorKey: i.staticKey, responderKey: r.staticKey,
+            relayID: relay?.relayID ?? PathAuthorization.anyRelay)
         signer.submit(unsigned) { [self] result in
             guard case .success(let authorization) = result else {
                 unreserve()
@@ -62,18 +93,21 @@ extension NMSServer {
                 pathID: pathID, processCode: route.processCode, role: .responder, peerNodeID: i.nodeID,
                 peerFQDN: i.name, peerVirtualIPv4: i.virtualIPv4, peerVirtualIPv6: i.virtualIPv6,
                 peerStaticKey: i.staticKey, peerEndpoints: Array(route.toResponder.prefix(WireLimits.maxEndpoints)),
-                relay: relayable ? settings.relay(for: r.signalingEndpoint) : nil, expires: expires, authorization: authorization.bytes)
+                relay: relay?.endpoint(for: r.signalingEndpoint), expires: expires, authorization: authorization.bytes)
             let message = SignalingMessage(transactionID: UInt32(truncatingIfNeeded: pathID), body: .routeDirection(toResponder))
             let pendingCount = directions.withLock {
                 $0.reserved -= 1
                 $0.entries[pathID] = PendingDirection(
                     initiator: initiator, initiatorTransaction: transaction, responder: target, route: route,
-                    authorization: authorization.bytes, expires: expires, created: monotonicMilliseconds(), resent: false,
+                    authorization: authorization.bytes, relay: relay, responderEntry: r, responderReplica: remote, expires: expires,
+                    created: monotonicMilliseconds(), resent: false,
                     responderMessage: message)
                 return $0.count
             }
             metrics.pendingDirections.set(Int64(pendingCount))
-            logger.debug("nms: direction \(initiator) → \(target): \(route.kind.rawValue) (\(route.reason)), path \(pathID)")
+            logger.debug(
+                "nms: direction \(initiator) → \(target): \(route.kind.rawValue) (\(route.reason)), path \(pathID)\(relay.map { ", relay \($0)" } ?? "")"
+            )
             send(message, to: target)
         }
     }
@@ -88,6 +122,8 @@ extension NMSServer {
                 return p
             })
         else {
+            // A direction another replica asked us to deliver: its confirmation goes back there.
+            if forwardConfirmation(c, from: responder) { return }
             metrics.drop("stale_confirmation")
             return
         }
@@ -101,7 +137,8 @@ extension NMSServer {
                 to: p.initiator, status: c.status)
             return
         }
-        guard let r = registry.node(named: responder), let i = registry.node(named: p.initiator) else { return }
+        let r = p.responderEntry
+        guard let i = registry.node(named: p.initiator) else { return }
         var endpoints = p.route.toInitiator
         if p.route.kind == .local {
             let family = endpoints.first?.address.isIPv4 ?? true
@@ -112,7 +149,7 @@ extension NMSServer {
             pathID: c.pathID, processCode: p.route.processCode, role: .initiator, peerNodeID: r.nodeID,
             peerFQDN: r.name, peerVirtualIPv4: r.virtualIPv4, peerVirtualIPv6: r.virtualIPv6,
             peerStaticKey: r.staticKey, peerEndpoints: Array(endpoints.prefix(WireLimits.maxEndpoints)),
-            relay: p.route.kind == .relay || p.route.kind == .punched ? settings.relay(for: i.signalingEndpoint) : nil, expires: p.expires,
+            relay: p.relay?.endpoint(for: i.signalingEndpoint), expires: p.expires,
             authorization: p.authorization)
         if send(SignalingMessage(transactionID: p.initiatorTransaction, body: .routeDirection(toInitiator)), to: p.initiator) {
             metrics.direction(p.route.kind, "ok")
@@ -126,7 +163,7 @@ extension NMSServer {
         guard now - lastDirectionSweep.load(ordering: .relaxed) >= 100 else { return }
         lastDirectionSweep.store(now, ordering: .relaxed)
         let timeout = Int64(settings.directionTimeoutMilliseconds)
-        var resend: [PendingDirection] = []
+        var resend: [(UInt64, PendingDirection)] = []
         let late = directions.withLock { d -> [PendingDirection] in
             var late: [PendingDirection] = []
             for (id, p) in d.entries {
@@ -136,12 +173,12 @@ extension NMSServer {
                     d.release(p.initiator, transaction: p.initiatorTransaction)
                 } else if !p.resent, now - p.created >= timeout / 2 {
                     d.entries[id]?.resent = true
-                    resend.append(p)
+                    resend.append((id, p))
                 }
             }
             return late
         }
-        for p in resend { send(p.responderMessage, to: p.responder) }
+        for (id, p) in resend { sendToResponder(p.responderMessage, p.responder, via: p.responderReplica, pathID: id) }
         for p in late {
             metrics.direction(p.route.kind, "timeout")
             metrics.refusal("responder_timeout")

@@ -67,6 +67,7 @@ extension NMSServer {
             session: session.compact(), probeToken: token, now: now)
         let (replaced, full) = registry.register(record)
         guard !full else { return refuse("full", .unavailable, "registry full") }
+        shared?.publish(DirectoryEntry(record))
         metrics.registration(replaced == nil ? "ok" : "replaced")
         metrics.registeredNodes.set(Int64(registry.count))
         logger.info("nms: \(replaced == nil ? "registered" : "re-registered") \(fqdn) (\(v4), \(v6)) from \(from)")
@@ -89,6 +90,7 @@ extension NMSServer {
             return
         }
         // Authenticated: the node may have moved (roaming); its signaling goes where it is now.
+        var moved: DirectoryEntry?
         let fresh =
             registry.withNode(sessionIndex: header.receiverIndex) { r -> Bool in
                 guard r.session.accept(header.counter, now: now) else { return false }
@@ -98,6 +100,7 @@ extension NMSServer {
                     r.socketIndex = index
                     let view = FamilyView(mapped: from, mapping: r.network.local.contains(from) ? .none : .unknown)
                     if from.address.isIPv4 { r.network.v4 = view } else { r.network.v6 = view }
+                    if shared != nil { moved = DirectoryEntry(r) }
                 }
                 return true
             } ?? false
@@ -105,16 +108,18 @@ extension NMSServer {
             metrics.drop("replay")
             return
         }
+        if let moved { shared?.publish(moved) }
         switch message.body {
         case .keepAlive:
             metrics.keepalives.increment()
             send(SignalingMessage(transactionID: message.transactionID, body: .keepAliveAck(observed: from)), to: fqdn)
-        case .directionRequest(let target):
-            direction(to: target.value, from: fqdn, transaction: message.transactionID, now: now)
+        case .directionRequest(let target, let avoid):
+            direction(to: target.value, from: fqdn, transaction: message.transactionID, avoidRelay: avoid, now: now)
         case .routeDirectionConfirmation(let c):
             confirmation(c, from: fqdn, now: now)
         case .finalization:
             if registry.remove(named: fqdn, sessionIndex: header.receiverIndex) != nil {
+                shared?.withdraw(fqdn)
                 metrics.registeredNodes.set(Int64(registry.count))
                 logger.info("nms: \(fqdn) signed off (finalization)")
             }
@@ -159,6 +164,7 @@ extension NMSServer {
             return NATProbeResult(primary: primary, probe: second, mapping: mapping)
         }
         if let result = result ?? nil {
+            if let shared, let r = registry.node(named: fqdn) { shared.publish(DirectoryEntry(r)) }
             logger.debug("nms: \(fqdn) maps \(result.primary) / \(result.probe.map(\.description) ?? "-"): \(result.mapping)")
             send(SignalingMessage(transactionID: 0, body: .natProbeResult(result)), to: fqdn)
         }

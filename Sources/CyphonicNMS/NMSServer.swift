@@ -44,6 +44,12 @@ public final class NMSServer: Sendable {
     let signingCertificateDER: [UInt8]
     let refusalLog: LogLimiter
     let signer: BatchSigner
+    /// Which relay host carries each new relayable path.
+    public let relaySelector: RelaySelector
+    /// The directory shared with other replicas (nil: this NMS serves alone).
+    public let shared: SharedDirectory?
+    /// Directions another replica sent us to deliver: path → that replica, until when.
+    let forwarded = Mutex([UInt64: (origin: String, until: Int64)]())
 
     /// Directions in progress: those sent to their responder, and those being signed
     /// (reserved), counted per initiator so that no node can take the whole table.
@@ -89,6 +95,12 @@ public final class NMSServer: Sendable {
         let responder: String
         let route: Route
         let authorization: [UInt8]
+        /// The relay host the path may use (relay routes, punches that may fall back).
+        let relay: RelayHost?
+        /// The responder as the direction found it, and the replica it is registered
+        /// with when that is another one (its direction and confirmation go through it).
+        let responderEntry: DirectoryEntry
+        let responderReplica: String?
         let expires: UInt64
         let created: Int64
         var resent: Bool
@@ -114,6 +126,8 @@ public final class NMSServer: Sendable {
         signingCertificateDER = identity.signingCertificate.derBytes
         refusalLog = LogLimiter(perSecond: 10)
         signer = BatchSigner(key: identity.signingKey, metrics: metrics)
+        relaySelector = RelaySelector(hosts: settings.relayHosts)
+        shared = try settings.database.map { try SharedDirectory(target: $0, replica: settings.replica, logger: logger) }
     }
 
     /// The verifier with the revocation list in force.
@@ -122,6 +136,13 @@ public final class NMSServer: Sendable {
     /// Binds every socket and starts the receive threads.
     public func start() throws {
         signer.start()
+        if let shared {
+            let registry = self.registry
+            shared.start(
+                onMessage: { [weak self] in self?.replicaMessage($0) },
+                registrations: { registry.all().map(DirectoryEntry.init) })
+            logger.info("nms: replica \(shared.replica), sharing registrations in \(shared.target)")
+        }
         var started: [(loops: [ReceiveLoop], probe: Bool)] = []
         let threads = settings.receiveThreads > 0 ? settings.receiveThreads : max(1, Self.cores - 1)
         do {
@@ -172,6 +193,7 @@ public final class NMSServer: Sendable {
             entry.loops.first?.socket.close()
         }
         signer.stop()
+        shared?.stop()
         logger.info("nms: stopped")
     }
 
@@ -185,6 +207,7 @@ public final class NMSServer: Sendable {
         }
         guard newer else { return }
         let gone = registry.expire(lastSeenBefore: Int64.min) { crl.contains($0.serial) }
+        for r in gone { shared?.withdraw(r.fqdn) }
         metrics.expired.increment(by: Int64(gone.count))
         metrics.registeredNodes.set(Int64(registry.count))
         logger.info(
@@ -283,11 +306,13 @@ public final class NMSServer: Sendable {
         // A tenth of the registry a second (at least 10 000): every record within 10 s.
         let gone = registry.expireSome(lastSeenBefore: cutoff, limit: max(10_000, registry.count / 10)) { $0.notAfter < now }
         if !gone.isEmpty {
+            for r in gone { shared?.withdraw(r.fqdn) }
             metrics.expired.increment(by: Int64(gone.count))
             let names = gone.prefix(10).map(\.fqdn).joined(separator: ", ")
             logger.info("nms: \(gone.count) registration(s) expired (silent or certificate expired): \(names)\(gone.count > 10 ? ", …" : "")")
         }
         metrics.registeredNodes.set(Int64(registry.count))
+        if shared != nil { forwarded.withLock { f in f = f.filter { $0.value.until > now } } }
         if let n = refusalLog.takeSuppressed(now: now) { logger.notice("nms: \(n) refusals not logged (rate limit)") }
     }
 }

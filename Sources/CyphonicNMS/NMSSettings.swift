@@ -1,6 +1,7 @@
 import CyphonicCore
 import CyphonicCrypto
 import CyphonicPKI
+import CyphonicPostgres
 import CyphonicSignaling
 import Foundation
 
@@ -34,14 +35,18 @@ public struct NMSSettings: Sendable {
     public var handshakeTimeout: Int64 = 10
     /// Who may reach whom.
     public var policy = AccessPolicy()
-    /// TRS endpoints handed out in relay directions (empty: relay routes are refused);
-    /// each node is given the first of the family it registered on.
-    public var relays: [Endpoint] = []
+    /// The relay hosts of relay directions (none: relay routes are refused); each path
+    /// gets one (``RelaySelector``), each end that host's endpoint of its family.
+    public var relayHosts: [RelayHost] = []
 
-    /// The relay for a node registered from `signaling`: the first of its family, else the first.
-    public func relay(for signaling: Endpoint) -> Endpoint? {
-        relays.first { $0.address.isIPv4 == signaling.address.isIPv4 } ?? relays.first
-    }
+    /// The PostgreSQL database NMS replicas share (``SharedDirectory``); nil: this NMS
+    /// serves alone, with its registrations in memory only.
+    public var database: PostgresTarget?
+    /// This replica's name among those sharing `database` (unique; its NOTIFY channel).
+    public var replica = ""
+
+    /// Every relay endpoint.
+    public var relays: [Endpoint] { relayHosts.flatMap(\.endpoints) }
     /// The guard in front of every handshake initiation.
     public var handshakeGuard = HandshakeGuard.Limits()
     /// Threads receiving on each signaling socket (0: one per CPU but one, which the

@@ -24,25 +24,33 @@ public enum AuthorizationError: Error, Equatable, Sendable, CustomStringConverti
 
 /// The authorization an NMS puts in every ``RouteDirection`` (docs/protocol.md §4):
 /// which two nodes (by their X25519 static keys) may build path `pathID` and how, until
-/// `expires`, signed with the NMS's Ed25519 signing key. A node, and later a TRS,
-/// checks it offline against the NMS signing certificate (issued by the CA, role nms).
+/// `expires`, and through which relay (``relayID``: SHA-256 of the relay's certificate
+/// name, all zero for any relay of the CA), signed with the NMS's Ed25519 signing key. A
+/// node, and a TRS, checks it offline against the NMS signing certificate (issued by the
+/// CA, role nms); a TRS refuses an authorization that names another relay.
 ///
 /// Under load the NMS signs authorizations in batches (one Ed25519 signature bounds it
 /// at ~22 000 a second per core here): each is a leaf of a Merkle tree (SHA-256, leaf
 /// and node hashes domain-separated), the signature covers the root, and every
 /// authorization carries its leaf index and the sibling hashes up to the root. A batch
-/// of one has no siblings. Layout: version (1 = 2), process code, path id (u64),
-/// expires (u64), initiator key (32), responder key (32), leaf index (u8), depth (u8,
-/// at most ``maxDepth``), depth × 32 bytes of siblings, Ed25519 signature (64) over the
-/// domain string followed by the root. 148 bytes alone, 308 in a batch of 32.
+/// of one has no siblings. Layout: version (1 = 3), process code, path id (u64),
+/// expires (u64), initiator key (32), responder key (32), relay id (32), leaf index
+/// (u8), depth (u8, at most ``maxDepth``), depth × 32 bytes of siblings, Ed25519
+/// signature (64) over the domain string followed by the root. 180 bytes alone, 340 in
+/// a batch of 32.
 public struct PathAuthorization: Equatable, Sendable {
-    public static let version: UInt8 = 2
+    public static let version: UInt8 = 3
     public static let maxDepth = 5
     /// The largest batch one signature covers.
     public static let maxBatch = 1 << maxDepth
-    static let fieldsSize = 2 + 8 + 8 + 32 + 32
+    static let fieldsSize = 2 + 8 + 8 + 32 + 32 + 32
     public static let maxSize = fieldsSize + 2 + maxDepth * 32 + 64
-    static let domain = Array("CYPHONIC path authorization v2".utf8)
+    static let domain = Array("CYPHONIC path authorization v3".utf8)
+    /// The relay id that lets any relay of the CA carry the path.
+    public static let anyRelay = [UInt8](repeating: 0, count: 32)
+
+    /// The id an authorization names a relay by: SHA-256 of its certificate name.
+    public static func relayID(name: String) -> [UInt8] { SHA256.hash(Array(name.lowercased().utf8)) }
 
     public var processCode: ProcessCode
     public var pathID: UInt64
@@ -50,18 +58,27 @@ public struct PathAuthorization: Equatable, Sendable {
     public var expires: UInt64
     public var initiatorKey: [UInt8]
     public var responderKey: [UInt8]
+    /// The relay that may carry the path (``relayID(name:)``), or ``anyRelay``.
+    public var relayID: [UInt8]
     /// The leaf's position in its batch and the sibling hashes up to the root.
     public var leafIndex: UInt8 = 0
     public var siblings: [[UInt8]] = []
     public var signature: [UInt8] = []
 
-    public init(processCode: ProcessCode, pathID: UInt64, expires: UInt64, initiatorKey: [UInt8], responderKey: [UInt8]) {
+    public init(
+        processCode: ProcessCode, pathID: UInt64, expires: UInt64, initiatorKey: [UInt8], responderKey: [UInt8],
+        relayID: [UInt8] = PathAuthorization.anyRelay
+    ) {
         self.processCode = processCode
         self.pathID = pathID
         self.expires = expires
         self.initiatorKey = initiatorKey
         self.responderKey = responderKey
+        self.relayID = relayID
     }
+
+    /// Whether the relay whose certificate name is `name` may carry this path.
+    public func allowsRelay(named name: String) -> Bool { relayID == Self.anyRelay || relayID == Self.relayID(name: name) }
 
     var fields: [UInt8] {
         var w = ByteWriter(capacity: Self.fieldsSize)
@@ -71,6 +88,7 @@ public struct PathAuthorization: Equatable, Sendable {
         w.u64(expires)
         w.raw(initiatorKey)
         w.raw(responderKey)
+        w.raw(relayID)
         return w.bytes
     }
 
@@ -80,19 +98,20 @@ public struct PathAuthorization: Equatable, Sendable {
     /// Signs a new authorization on its own.
     public static func sign(
         processCode: ProcessCode, pathID: UInt64, expires: UInt64, initiatorKey: [UInt8], responderKey: [UInt8],
-        with key: Ed25519PrivateKey
+        relayID: [UInt8] = PathAuthorization.anyRelay, with key: Ed25519PrivateKey
     ) throws -> PathAuthorization {
         try signBatch(
             [
                 PathAuthorization(
-                    processCode: processCode, pathID: pathID, expires: expires, initiatorKey: initiatorKey, responderKey: responderKey)
+                    processCode: processCode, pathID: pathID, expires: expires, initiatorKey: initiatorKey, responderKey: responderKey,
+                    relayID: relayID)
             ], with: key)[0]
     }
 
     /// Signs up to ``maxBatch`` authorizations with one signature over their Merkle root.
     public static func signBatch(_ batch: [PathAuthorization], with key: Ed25519PrivateKey) throws -> [PathAuthorization] {
         guard !batch.isEmpty, batch.count <= maxBatch,
-            batch.allSatisfy({ $0.initiatorKey.count == 32 && $0.responderKey.count == 32 })
+            batch.allSatisfy({ $0.initiatorKey.count == 32 && $0.responderKey.count == 32 && $0.relayID.count == 32 })
         else { throw AuthorizationError.malformed }
         var depth = 0
         while 1 << depth < batch.count { depth += 1 }
@@ -128,6 +147,7 @@ public struct PathAuthorization: Equatable, Sendable {
         expires = u64(10)
         initiatorKey = Array(bytes[18..<50])
         responderKey = Array(bytes[50..<82])
+        relayID = Array(bytes[82..<114])
         leafIndex = bytes[f]
         siblings = (0..<depth).map { Array(bytes[(f + 2 + $0 * 32)..<(f + 2 + $0 * 32 + 32)]) }
         signature = Array(bytes[(f + 2 + depth * 32)...])

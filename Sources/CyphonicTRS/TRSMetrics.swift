@@ -26,7 +26,7 @@ public final class TRSMetrics: Sendable {
     /// Relayed traffic by the families of its two legs.
     public static let families = ["ipv4", "ipv6", "ipv4_to_ipv6", "ipv6_to_ipv4"]
     public static let refusalReasons = [
-        "malformed", "untrusted_signer", "bad_signature", "expired", "wrong_path", "wrong_code", "wrong_node", "conflict",
+        "malformed", "untrusted_signer", "bad_signature", "expired", "wrong_path", "wrong_code", "wrong_relay", "wrong_node", "conflict",
         "node_limit", "table_full", "not_registered",
     ]
     public static let dropReasons = [

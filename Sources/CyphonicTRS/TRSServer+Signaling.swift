@@ -185,6 +185,11 @@ extension TRSServer {
             default: return refuse("malformed", .badRequest, "\(error)")
             }
         }
+        // An authorization that names a relay is for that relay only (another relay host
+        // of the overlay, chosen by the NMS for this path, carries it).
+        guard authorization.allowsRelay(named: relayName) else {
+            return refuse("wrong_relay", .forbidden, "the route authorization names another relay")
+        }
         let result = table.withLock {
             $0.bind(
                 authorization, nodeKey: key, address: SocketAddress(from), socketIndex: socketIndex, indices: q.sessionIndices,

@@ -31,6 +31,8 @@ import Synchronization
 /// `Sendable`.
 public final class TRSServer: Sendable {
     public let identity: TRSIdentity
+    /// The name route authorizations name this relay by: its certificate's.
+    var relayName: String { identity.certificate.commonName ?? identity.name }
     public let settings: TRSSettings
     public let metrics: TRSMetrics
     /// Node handshakes: the guard and the pending table (the NMS runs the same).

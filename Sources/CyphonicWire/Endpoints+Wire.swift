@@ -17,31 +17,31 @@ public enum WireLimits {
 }
 
 extension ByteWriter {
-    mutating func address(_ a: IPAddress) {
+    public mutating func address(_ a: IPAddress) {
         u8(a.isIPv4 ? 4 : 6)
         raw(a.bytes)
     }
 
-    mutating func endpoint(_ e: Endpoint) {
+    public mutating func endpoint(_ e: Endpoint) {
         address(e.address)
         u16(e.port)
     }
 
-    mutating func optionalEndpoint(_ e: Endpoint?) {
+    public mutating func optionalEndpoint(_ e: Endpoint?) {
         if let e { endpoint(e) } else { u8(0) }
     }
 
-    mutating func endpoints(_ list: [Endpoint]) throws(EncodeError) {
+    public mutating func endpoints(_ list: [Endpoint]) throws(EncodeError) {
         guard list.count <= WireLimits.maxEndpoints else { throw .fieldTooLong(list.count) }
         u8(UInt8(list.count))
         for e in list { endpoint(e) }
     }
 
-    mutating func fqdn(_ name: FQDN) throws(EncodeError) { try string(name.value) }
+    public mutating func fqdn(_ name: FQDN) throws(EncodeError) { try string(name.value) }
 }
 
 extension ByteReader {
-    mutating func address(family: UInt8, field: String) throws(DecodeError) -> IPAddress {
+    public mutating func address(family: UInt8, field: String) throws(DecodeError) -> IPAddress {
         switch family {
         case 4: return IPAddress(bytes: try bytes(4))!
         case 6: return IPAddress(bytes: try bytes(16))!
@@ -49,28 +49,28 @@ extension ByteReader {
         }
     }
 
-    mutating func address(field: String) throws(DecodeError) -> IPAddress {
+    public mutating func address(field: String) throws(DecodeError) -> IPAddress {
         try address(family: try u8(), field: field)
     }
 
     /// An IPv4 address with no family byte (virtual IPv4 fields).
-    mutating func ipv4() throws(DecodeError) -> IPAddress { IPAddress(bytes: try bytes(4))! }
+    public mutating func ipv4() throws(DecodeError) -> IPAddress { IPAddress(bytes: try bytes(4))! }
     /// An IPv6 address with no family byte (virtual IPv6 fields).
-    mutating func ipv6() throws(DecodeError) -> IPAddress { IPAddress(bytes: try bytes(16))! }
+    public mutating func ipv6() throws(DecodeError) -> IPAddress { IPAddress(bytes: try bytes(16))! }
 
-    mutating func endpoint(field: String) throws(DecodeError) -> Endpoint {
+    public mutating func endpoint(field: String) throws(DecodeError) -> Endpoint {
         let a = try address(field: field)
         return Endpoint(address: a, port: try u16())
     }
 
-    mutating func optionalEndpoint(field: String) throws(DecodeError) -> Endpoint? {
+    public mutating func optionalEndpoint(field: String) throws(DecodeError) -> Endpoint? {
         let family = try u8()
         if family == 0 { return nil }
         let a = try address(family: family, field: field)
         return Endpoint(address: a, port: try u16())
     }
 
-    mutating func endpoints(field: String) throws(DecodeError) -> [Endpoint] {
+    public mutating func endpoints(field: String) throws(DecodeError) -> [Endpoint] {
         let n = Int(try u8())
         guard n <= WireLimits.maxEndpoints else { throw .invalidField(field) }
         var out: [Endpoint] = []
@@ -79,7 +79,7 @@ extension ByteReader {
         return out
     }
 
-    mutating func fqdn(field: String) throws(DecodeError) -> FQDN {
+    public mutating func fqdn(field: String) throws(DecodeError) -> FQDN {
         let s = try string(limit: WireLimits.maxNameBytes, field: field)
         // Only the canonical form (lower case, no trailing dot) is accepted, so a name
         // has exactly one encoding.

@@ -8,7 +8,9 @@ public enum SignalingBody: Equatable, Sendable {
     case registrationAck(RegistrationAck)
     case keepAlive
     case keepAliveAck(observed: Endpoint)
-    case directionRequest(target: FQDN)
+    /// Node → NMS: a tunnel to `target`; `avoidRelay` names a relay (one of its
+    /// endpoints) that stopped answering for the path this request replaces.
+    case directionRequest(target: FQDN, avoidRelay: Endpoint? = nil)
     case routeDirection(RouteDirection)
     case routeDirectionConfirmation(RouteDirectionConfirmation)
     case finalization(FinalizationReason)
@@ -102,8 +104,9 @@ public struct SignalingMessage: Equatable, Sendable {
             break
         case .keepAliveAck(let observed):
             w.endpoint(observed)
-        case .directionRequest(let target):
+        case .directionRequest(let target, let avoid):
             try w.fqdn(target)
+            w.optionalEndpoint(avoid)
         case .routeDirection(let d):
             w.u64(d.pathID)
             w.u8(d.processCode.rawValue)
@@ -208,7 +211,8 @@ public struct SignalingMessage: Equatable, Sendable {
         case 6:
             body = .keepAliveAck(observed: try r.endpoint(field: "keepAliveAck.observed"))
         case 7:
-            body = .directionRequest(target: try r.fqdn(field: "directionRequest.target"))
+            let target = try r.fqdn(field: "directionRequest.target")
+            body = .directionRequest(target: target, avoidRelay: try r.optionalEndpoint(field: "directionRequest.avoidRelay"))
         case 8:
             let path = try r.u64()
             guard let code = ProcessCode(rawValue: try r.u8()) else { throw .invalidField("routeDirection.processCode") }

@@ -40,7 +40,26 @@ struct ServeCommand: AsyncParsableCommand {
         Int?
     @Option(help: "Let nodes of group A reach nodes of group B: A:B (repeatable; * is any group).") var allow: [String] = []
     @Option(help: "File of A:B rules, one per line (# comments).") var policy: String?
-    @Option(help: "TRS endpoint for relayed routes (repeatable; each node gets the first of its family).") var relay: [String] = []
+    @Option(
+        help: ArgumentHelp(
+            "A relay for relayed routes (repeatable): NAME=HOST:PORT[,HOST:PORT] for a trs-relay host by its certificate name, or HOST:PORT.",
+            discussion: """
+                Each path gets one relay host (the least loaded that serves both ends' IP families; a relay reported \
+                down by two nodes is skipped for 30 s) and its authorization names that host, which refuses other \
+                paths. Bare HOST:PORT values form one unnamed relay whose paths any relay of the CA accepts.
+                """))
+    var relay: [String] = []
+    @Option(
+        help: ArgumentHelp(
+            "Share registrations with other NMS replicas in this PostgreSQL database (postgresql://USER@HOST/DB or postgresql://USER@/DB?host=/run/postgresql).",
+            discussion: """
+                Each replica keeps its own nodes' sessions; directions to a node registered with another replica go \
+                through that one (docs/scale.md). Give every replica the same bundle and database, and each node all \
+                of their endpoints (as-server init --nms, repeatable).
+                """))
+    var database: String?
+    @Option(help: "This replica's name among those sharing --database (default HOSTNAME/FIRST-LISTEN-ENDPOINT); unique.")
+    var replica: String?
     @Option(
         name: .customLong("relay-authorization-lifetime"),
         help:
@@ -82,6 +101,8 @@ struct ServeCommand: AsyncParsableCommand {
         c.allow = allow.isEmpty ? nil : allow
         c.policy = policy
         c.relay = relay.isEmpty ? nil : relay
+        c.database = database
+        c.replica = replica
         c.relayAuthorizationLifetime = relayAuthorizationLifetime
         c.maxNodes = maxNodes
         c.maxPendingHandshakes = maxPendingHandshakes
@@ -108,7 +129,7 @@ struct ServeCommand: AsyncParsableCommand {
             identity: launch.identity, settings: settings, revocations: launch.revocations, metrics: nmsMetrics, logger: logger)
         let refresher = launch.revocationRefresher(logger: logger) { try server.applyRevocations($0) }
         logger.info(
-            "nms-server: \(launch.identity.name); keepalive \(settings.keepAliveSeconds) s, policy \(settings.policy.rules.isEmpty ? "same group only" : settings.policy.rules.map(\.description).joined(separator: " ")), relays \(settings.relays.isEmpty ? "none" : settings.relays.map(\.description).joined(separator: " "))"
+            "nms-server: \(launch.identity.name); keepalive \(settings.keepAliveSeconds) s, policy \(settings.policy.rules.isEmpty ? "same group only" : settings.policy.rules.map(\.description).joined(separator: " ")), relays \(settings.relayHosts.isEmpty ? "none" : settings.relayHosts.map(\.description).joined(separator: " "))"
         )
         try await runServiceDaemon(
             program: "nms-server", logger: logger, start: server.start, stop: server.stop, controlPath: launch.control,

@@ -1,6 +1,7 @@
 import CyphonicCore
 import CyphonicCrypto
 import CyphonicPKI
+import CyphonicPostgres
 import CyphonicSignaling
 import CyphonicWire
 import Foundation

@@ -1,6 +1,7 @@
 import CyphonicCore
 import CyphonicCrypto
 import CyphonicPKI
+import CyphonicPostgres
 import CyphonicWire
 import Foundation
 import Synchronization

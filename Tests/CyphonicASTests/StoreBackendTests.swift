@@ -1,3 +1,4 @@
+import CyphonicPostgres
 import Foundation
 import Testing
 

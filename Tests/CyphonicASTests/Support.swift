@@ -1,4 +1,5 @@
 import CyphonicCore
+import CyphonicPostgres
 import CyphonicTestSupport
 import Foundation
 

@@ -21,21 +21,29 @@ final class NMSFixture {
         try CertificateAuthority.create(name: name, key: try Ed25519PrivateKey(), serial: try CertificateAuthority.randomSerial())
     }
 
-    init(revoked: [UInt64] = [], _ configure: (inout NMSSettings) -> Void = { _ in }) throws {
-        ca = try Self.makeCA()
-        let name = try FQDN("nms.cyphonic.internal")
+    /// A new CA and NMS identity, or `sharing` another fixture's (a second replica of the
+    /// same NMS: same bundle).
+    init(sharing other: NMSFixture? = nil, revoked: [UInt64] = [], _ configure: (inout NMSSettings) -> Void = { _ in }) throws {
+        if let other {
+            (ca, identity) = (other.ca, other.identity)
+        } else {
+            ca = try Self.makeCA()
+            let name = try FQDN("nms.cyphonic.internal")
+            let now = unixNow()
+            let key = try X25519PrivateKey()
+            let signing = try Ed25519PrivateKey()
+            identity = NMSIdentity(
+                name: name.value, key: key,
+                certificate: try ca.issue(
+                    .service(.nms, name: name, serial: try CertificateAuthority.randomSerial(), validFrom: now - 300, days: 1),
+                    publicKey: key.publicKey),
+                signingKey: signing,
+                signingCertificate: try ca.issue(
+                    .service(.nms, name: name, serial: try CertificateAuthority.randomSerial(), validFrom: now - 300, days: 1),
+                    signingKey: signing.publicKey),
+                ca: ca.certificate)
+        }
         let now = unixNow()
-        let key = try X25519PrivateKey()
-        let signing = try Ed25519PrivateKey()
-        identity = NMSIdentity(
-            name: name.value, key: key,
-            certificate: try ca.issue(
-                .service(.nms, name: name, serial: try CertificateAuthority.randomSerial(), validFrom: now - 300, days: 1), publicKey: key.publicKey),
-            signingKey: signing,
-            signingCertificate: try ca.issue(
-                .service(.nms, name: name, serial: try CertificateAuthority.randomSerial(), validFrom: now - 300, days: 1),
-                signingKey: signing.publicKey),
-            ca: ca.certificate)
         var settings = NMSSettings()
         settings.listen = [Endpoint("127.0.0.1:0")!]
         settings.probeListen = [Endpoint("127.0.0.1:0")!]

@@ -17,7 +17,7 @@ import Testing
 
     @Test func roundTripsAndVerifiesForBothSides() throws {
         let auth = try make()
-        #expect(auth.bytes.count == 148 && PathAuthorization.maxSize <= WireLimits.maxAuthorizationBytes)
+        #expect(auth.bytes.count == 180 && PathAuthorization.maxSize <= WireLimits.maxAuthorizationBytes)
         let read = try PathAuthorization(bytes: auth.bytes)
         #expect(read == auth && read.processCode == .natTraversal)
         try read.verify(signer: signer.publicKey, pathID: 42, between: a, and: b, now: 1_000)
@@ -39,6 +39,22 @@ import Testing
             #expect(tampered == nil || (try? tampered!.verify(signer: signer.publicKey, pathID: 42, between: a, and: b, now: 1)) == nil, "byte \(i)")
         }
         #expect(throws: AuthorizationError.malformed) { try PathAuthorization(bytes: Array(auth.bytes.dropLast())) }
+    }
+
+    @Test func theRelayItNamesIsSignedAndOnlyThatRelayIsAllowed() throws {
+        let named = try PathAuthorization.sign(
+            processCode: .relay, pathID: 7, expires: 2_000_000_000, initiatorKey: a, responderKey: b,
+            relayID: PathAuthorization.relayID(name: "trs1.cyphonic.internal"), with: signer)
+        let read = try PathAuthorization(bytes: named.bytes)
+        try read.verify(signer: signer.publicKey, pathID: 7, between: a, and: b, now: 1)
+        #expect(read.allowsRelay(named: "trs1.cyphonic.internal") && read.allowsRelay(named: "TRS1.cyphonic.internal"))
+        #expect(!read.allowsRelay(named: "trs2.cyphonic.internal"))
+        // Naming another relay afterwards breaks the signature.
+        var moved = read
+        moved.relayID = PathAuthorization.relayID(name: "trs2.cyphonic.internal")
+        #expect(throws: AuthorizationError.badSignature) { try moved.verify(signer: signer.publicKey, pathID: 7, between: a, and: b, now: 1) }
+        // Without a name, any relay of the CA may carry it.
+        #expect(try make().allowsRelay(named: "trs9.example"))
     }
 
     @Test func oneSignatureCoversABatchAndEachLeafOnlyItself() throws {

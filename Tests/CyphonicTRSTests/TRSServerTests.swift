@@ -64,13 +64,15 @@ import Testing
         }
 
         func authorization(
-            _ a: SimulatedNode, _ b: SimulatedNode, path: UInt64, expires: Int64 = unixNow() + 60, by key: Ed25519PrivateKey? = nil
+            _ a: SimulatedNode, _ b: SimulatedNode, path: UInt64, expires: Int64 = unixNow() + 60, by key: Ed25519PrivateKey? = nil,
+            relay: String? = nil
         )
             throws -> PathAuthorization
         {
             try PathAuthorization.sign(
                 processCode: .relay, pathID: path, expires: UInt64(expires), initiatorKey: a.key.publicKey.bytes,
-                responderKey: b.key.publicKey.bytes, with: key ?? signing)
+                responderKey: b.key.publicKey.bytes, relayID: relay.map { PathAuthorization.relayID(name: $0) } ?? PathAuthorization.anyRelay,
+                with: key ?? signing)
         }
 
         /// Sends a relay request and returns the relay's answer.
@@ -212,6 +214,29 @@ import Testing
         let s = f.status
         #expect(s.refused["bad_signature"] == 1 && s.refused["untrusted_signer"] == 1 && s.refused["expired"] == 1 && s.refused["wrong_node"] == 1)
         #expect(s.dropped["replay"] == 1 && s.sessions == 1)
+    }
+
+    /// With several relay hosts the NMS names the one that carries a path: this relay
+    /// binds paths named for it (or for any relay), and refuses those for another host.
+    @Test func anAuthorizationNamingAnotherRelayIsRefused() throws {
+        let f = try Fixture()
+        let (a, sa) = try f.node("a")
+        let (b, sb) = try f.node("b")
+        defer {
+            sa.close()
+            sb.close()
+        }
+        guard case .error(let code, let text) = try f.request(a, sa, try f.authorization(a, b, path: 11, relay: "trs2.cyphonic.internal")).0
+        else {
+            Issue.record("a path named for another relay was bound")
+            return
+        }
+        #expect(code == .forbidden && text.contains("another relay"))
+        let mine = try f.request(a, sa, try f.authorization(a, b, path: 12, relay: "TRS.cyphonic.internal")).0
+        #expect(mine == .relayGrant(RelayGrant(pathID: 12, peerBound: false, idleSeconds: 120)))
+        let any = try f.request(b, sb, try f.authorization(a, b, path: 13)).0
+        #expect(any == .relayGrant(RelayGrant(pathID: 13, peerBound: false, idleSeconds: 120)))
+        #expect(f.status.refused["wrong_relay"] == 1)
     }
 
     @Test func aFloodingEndIsCutToItsRateWithoutStarvingTheOther() throws {

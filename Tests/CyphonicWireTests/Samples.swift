@@ -44,6 +44,7 @@ enum Samples {
         .init(transactionID: 7, body: .keepAlive),
         .init(transactionID: 8, body: .keepAliveAck(observed: v6)),
         .init(transactionID: 9, body: .directionRequest(target: fqdn)),
+        .init(transactionID: 9, body: .directionRequest(target: fqdn, avoidRelay: Endpoint("198.19.0.3:4503")!)),
         .init(
             transactionID: 10,
             body: .routeDirection(

@@ -139,6 +139,10 @@ extension NodeSignaling {
                     }
                     s.registration = nil
                     s.phase = .retrying
+                    // It has not answered for 4.5 s: the next NMS replica at once, over the
+                    // same IP family (with one NMS, the same endpoint again: a restart).
+                    s.nmsIndex = nextNMSIndex(after: s.nmsIndex)
+                    s.attempts = 0
                     return .register("missed keepalive acks from the NMS")
                 }
                 if now - r.lastKeepAliveSent >= r.keepAliveSeconds {
@@ -176,6 +180,17 @@ extension NodeSignaling {
 
     /// Seconds a keepalive ack may take before the keepalive is sent again.
     static let ackWaitSeconds = 1.5
+
+    /// The next NMS endpoint of the same IP family as `index`'s (cyclically; `index`
+    /// itself when it is the only one of its family).
+    func nextNMSIndex(after index: Int) -> Int {
+        let current = index % nms.count
+        for step in 1...nms.count {
+            let i = (current + step) % nms.count
+            if nms[i].address.isIPv4 == nms[current].address.isIPv4 { return i }
+        }
+        return current
+    }
 
     static func mappingName(_ m: NATProbeResult.Mapping) -> String {
         switch m {

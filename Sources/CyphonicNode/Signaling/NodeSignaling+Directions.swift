@@ -50,6 +50,8 @@ struct PathInfo {
     var directSince = 0.0
     /// When the NMS directed it (a path that never gets a tunnel is dropped).
     var created = monotonicSeconds()
+    /// When we last asked the NMS for another relay for it (its relay stopped answering).
+    var lastReroute = 0.0
 }
 
 /// A name being set up for the resolver; later queries for it join.
@@ -65,6 +67,8 @@ struct Lookup {
     var lastAsk = 0.0
     /// The handshake was moved to where a peer's punch came from (once).
     var retargeted = false
+    /// A reroute: the relay of the path this lookup replaces stopped answering.
+    var avoidRelay: Endpoint? = nil
 }
 
 extension NodeSignaling {
@@ -214,7 +218,10 @@ extension NodeSignaling {
                 // The handshake goes through the relay once it bound both ends (its grant says so).
                 var viaRelay = d
                 viaRelay.peerEndpoints = [d.relay!]
-                _ = adopt(viaRelay, for: fqdn, transactionID: transactionID, now: now)
+                // A reroute of a live tunnel: the session moved to the new relay above.
+                if adopt(viaRelay, for: fqdn, transactionID: transactionID, now: now), let addresses = manager.liveAddresses(of: fqdn) {
+                    finish(fqdn, .up(addresses), transactionID: transactionID)
+                }
             }
             logger.info("signaling: tunnel with \(fqdn) through the relay at \(d.relay!) (path \(d.pathID))")
             return
@@ -235,6 +242,32 @@ extension NodeSignaling {
             manager.initiate(fqdn: fqdn, endpoint: SocketAddress(first))
         }
     }
+
+    /// Asks the NMS for a new path to `fqdn` through another relay than `relay`, which
+    /// stopped answering (we initiated the path; its responder waits for the new
+    /// direction). The live session moves to the new relay when it comes. At most every
+    /// ``rerouteSeconds`` per peer, and not while a lookup for it is in flight.
+    func reroute(_ fqdn: String, avoiding relay: Endpoint, now: Double) {
+        guard let name = try? FQDN(fqdn) else { return }
+        let tid = state.withLock { s -> UInt32? in
+            guard s.registration != nil, s.lookups[fqdn] == nil, let p = s.paths[fqdn], p.relay == relay,
+                now - p.lastReroute >= Self.rerouteSeconds
+            else { return nil }
+            s.paths[fqdn]!.lastReroute = now
+            let tid = UInt32.random(in: 1...UInt32.max)
+            var lookup = Lookup(transactionID: tid, waiters: [], deadline: now + 10, started: now, lastAsk: now)
+            lookup.avoidRelay = relay
+            s.lookups[fqdn] = lookup
+            s.counters.relayReroutes += 1
+            return tid
+        }
+        guard let tid else { return }
+        logger.notice("signaling: the relay at \(relay) is not answering; asking the NMS for another relay for \(fqdn)")
+        sendToNMS(.directionRequest(target: name, avoidRelay: relay), transactionID: tid)
+    }
+
+    /// Seconds between reroute requests for one peer.
+    static let rerouteSeconds = 5.0
 
     /// Responder: confirms a direction to the NMS with our current local endpoints.
     func confirm(_ d: RouteDirection, transactionID: UInt32) {
@@ -332,7 +365,7 @@ extension NodeSignaling {
         var expired: [(String, UInt32)] = []
         var retry: [(String, Endpoint)] = []
         var punches: [String] = []
-        var askAgain: [(String, UInt32)] = []
+        var askAgain: [(String, UInt32, Endpoint?)] = []
         state.withLock { s in
             for (fqdn, l) in s.lookups {
                 if now > l.deadline {
@@ -340,7 +373,7 @@ extension NodeSignaling {
                 } else if l.direction == nil, now - l.lastAsk >= Self.askAgainSeconds {
                     // The request or its answer was lost: ask again, same transaction.
                     s.lookups[fqdn]!.lastAsk = now
-                    askAgain.append((fqdn, l.transactionID))
+                    askAgain.append((fqdn, l.transactionID, l.avoidRelay))
                 } else if let d = l.direction, now - l.lastTry >= Self.retrySeconds, !d.peerEndpoints.isEmpty,
                     s.paths[fqdn].map({ $0.mode != .relayed || $0.peerBound }) ?? true
                 {
@@ -350,12 +383,19 @@ extension NodeSignaling {
                     retry.append((fqdn, d.peerEndpoints[next]))
                 }
             }
+            // A lookup unanswered for 2 s while the NMS has been silent as long: ask for a
+            // keepalive ack now (a dead NMS is then noticed 4.5 s later, not up to 9.5 s).
+            if let r = s.registration, !r.awaitingAck, now - r.lastAck >= 2,
+                s.lookups.values.contains(where: { $0.direction == nil && now - $0.started >= 2 })
+            {
+                s.registration!.lastKeepAliveSent = now - r.keepAliveSeconds
+            }
             for (fqdn, p) in s.paths where p.punchesLeft > 0 { punches.append(fqdn) }
             s.negative = s.negative.filter { $0.value > now }
         }
         for (fqdn, tid) in expired { finish(fqdn, .failed("tunnel set-up to \(fqdn) timed out", reason: "timeout"), transactionID: tid) }
-        for (fqdn, tid) in askAgain {
-            if let name = try? FQDN(fqdn) { sendToNMS(.directionRequest(target: name), transactionID: tid) }
+        for (fqdn, tid, avoid) in askAgain {
+            if let name = try? FQDN(fqdn) { sendToNMS(.directionRequest(target: name, avoidRelay: avoid), transactionID: tid) }
         }
         for (fqdn, e) in retry where !manager.hasSession(fqdn) && !manager.isInitiating(fqdn) {
             manager.initiate(fqdn: fqdn, endpoint: SocketAddress(e))

@@ -251,5 +251,20 @@ extension NodeSignaling {
         }
         for relay in connect { connectRelay(relay, now: now) }
         for fqdn in refresh { requestRelay(fqdn) }
+        // A relay that lost us and does not take us back after three attempts (about 3 s
+        // of handshakes unanswered) is gone: the paths we initiated through it ask the NMS
+        // for another relay (their responders get the new direction from the NMS).
+        let stranded = state.withLock { s -> [(String, Endpoint)] in
+            s.paths.compactMap { fqdn, p -> (String, Endpoint)? in
+                guard p.role == .initiator, p.mode == .relayed, let r = p.relay, let link = s.relays[r], link.session == nil,
+                    link.attempts >= Self.relayAttemptsBeforeReroute
+                else { return nil }
+                return (fqdn, r)
+            }
+        }
+        for (fqdn, relay) in stranded { reroute(fqdn, avoiding: relay, now: now) }
     }
+
+    /// Unanswered connection attempts after which a relay's paths are moved to another.
+    static let relayAttemptsBeforeReroute = 3
 }

@@ -88,6 +88,8 @@ public final class NodeSignaling: Sendable {
         public var relayRefusals: UInt64 = 0
         public var switchesToDirect: UInt64 = 0
         public var fallbacksToRelay: UInt64 = 0
+        /// New paths asked for because a relay stopped answering.
+        public var relayReroutes: UInt64 = 0
     }
 
     let nms: [Endpoint]
@@ -120,6 +122,15 @@ public final class NodeSignaling: Sendable {
         self.overlay = overlay
         self.manager = manager
         self.logger = logger
+        // Nodes spread over the NMS replicas: each starts at one of the endpoints of the
+        // first endpoint's family, by its virtual IPv4 address (the AS hands them out in
+        // order, so consecutive nodes alternate); with one NMS, at its first endpoint.
+        if let family = self.nms.first?.address.isIPv4 {
+            let firsts = self.nms.indices.filter { self.nms[$0].address.isIPv4 == family }
+            let vip = certificate.ipAddresses.first { $0.isIPv4 }.map { $0.bytes.reduce(UInt64(0)) { $0 << 8 | UInt64($1) } } ?? 0
+            let start = firsts[Int(vip % UInt64(firsts.count))]
+            state.withLock { $0.nmsIndex = start }
+        }
         if self.nms.isEmpty {
             state.withLock {
                 $0.phase = .disabled

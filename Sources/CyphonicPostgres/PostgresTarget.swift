@@ -5,7 +5,7 @@ import Foundation
 /// `postgresql://USER@/DATABASE?host=/run/postgresql` over the Unix socket in that
 /// directory (libpq's `host=` parameter; the port, also as `port=`, names the socket
 /// file). Parsing names
-/// what is wrong; ``description`` never shows the password.
+/// what is wrong (as `--database: …`); ``description`` never shows the password.
 public struct PostgresTarget: Sendable, Equatable, CustomStringConvertible {
     public var user: String
     public var password: String?
@@ -17,17 +17,17 @@ public struct PostgresTarget: Sendable, Equatable, CustomStringConvertible {
     public var database: String
 
     public init(url: String) throws {
-        let what = "database"
+        let what = "--database"
         guard let c = URLComponents(string: url), let scheme = c.scheme?.lowercased() else {
-            throw ConfigError.invalid(what, "not a URL; give postgresql://USER@HOST[:PORT]/DATABASE")
+            throw PostgresTargetError(what, "not a URL; give postgresql://USER@HOST[:PORT]/DATABASE")
         }
         guard scheme == "postgresql" || scheme == "postgres" else {
-            throw ConfigError.invalid(what, "scheme \(scheme): only postgresql:// is supported (SQLite is the default without a URL)")
+            throw PostgresTargetError(what, "scheme \(scheme): only postgresql:// is supported")
         }
-        guard let user = c.user, !user.isEmpty else { throw ConfigError.invalid(what, "no user (postgresql://USER@…)") }
+        guard let user = c.user, !user.isEmpty else { throw PostgresTargetError(what, "no user (postgresql://USER@…)") }
         let database = String(c.path.drop(while: { $0 == "/" }))
         guard !database.isEmpty, !database.contains("/") else {
-            throw ConfigError.invalid(what, "no database name (postgresql://USER@HOST/DATABASE)")
+            throw PostgresTargetError(what, "no database name (postgresql://USER@HOST/DATABASE)")
         }
         var socketDirectory: String?
         var queryPort: Int?
@@ -35,22 +35,22 @@ public struct PostgresTarget: Sendable, Equatable, CustomStringConvertible {
             switch item.name {
             case "host":
                 guard let dir = item.value, dir.hasPrefix("/") else {
-                    throw ConfigError.invalid(what, "host= must be the absolute directory of the server's Unix socket")
+                    throw PostgresTargetError(what, "host= must be the absolute directory of the server's Unix socket")
                 }
                 socketDirectory = dir
             case "port":
-                guard let p = item.value.flatMap({ Int($0) }) else { throw ConfigError.invalid(what, "port= must be a number") }
+                guard let p = item.value.flatMap({ Int($0) }) else { throw PostgresTargetError(what, "port= must be a number") }
                 queryPort = p
             default:
-                throw ConfigError.invalid(what, "unknown parameter \(item.name) (only host= and port= are understood)")
+                throw PostgresTargetError(what, "unknown parameter \(item.name) (only host= and port= are understood)")
             }
         }
         let host = c.host.flatMap { $0.isEmpty ? nil : $0 }
         guard (host == nil) != (socketDirectory == nil) else {
-            throw ConfigError.invalid(what, "give either a host (postgresql://USER@HOST/DB) or host=/socket/dir, not both or neither")
+            throw PostgresTargetError(what, "give either a host (postgresql://USER@HOST/DB) or host=/socket/dir, not both or neither")
         }
         let port = queryPort ?? c.port ?? 5432
-        guard (1...65535).contains(port) else { throw ConfigError.invalid(what, "port \(port) out of range") }
+        guard (1...65535).contains(port) else { throw PostgresTargetError(what, "port \(port) out of range") }
         self.user = user
         self.password = c.password
         self.host = host
@@ -66,4 +66,10 @@ public struct PostgresTarget: Sendable, Equatable, CustomStringConvertible {
         if let socketDirectory { return "postgresql://\(user)@/\(database)?host=\(socketDirectory) (port \(port))" }
         return "postgresql://\(user)@\(host ?? ""):\(port)/\(database)"
     }
+}
+
+/// A database URL that cannot be used: the flag and why (`--database: no user …`).
+public struct PostgresTargetError: Error, CustomStringConvertible, Equatable, Sendable {
+    public let description: String
+    init(_ flag: String, _ why: String) { description = "\(flag): \(why)" }
 }

@@ -1,0 +1,310 @@
+import CyphonicCore
+import CyphonicCrypto
+import CyphonicPosix
+import CyphonicPostgres
+import CyphonicSignaling
+import Dispatch
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+import Synchronization
+
+/// The directory NMS replicas share in PostgreSQL (docs/scale.md): which replica each
+/// node is registered with and its ``DirectoryEntry``, in UNLOGGED tables (soft state:
+/// nodes register again, and each replica publishes all of its registrations again
+/// after a PostgreSQL restart). Keepalives never touch it: a replica writes at
+/// registration, roaming, NAT probe results and sign-off, batched (one statement per
+/// 50 ms at most, however many nodes), and reads when a direction names a node it does
+/// not hold. Replicas beat every ``heartbeatSeconds``; an entry of a replica silent for
+/// ``staleSeconds`` is returned as not alive (its node is moving to another replica),
+/// and the entries of a replica silent for a minute are deleted. Replicas
+/// pass each other messages (``ReplicaMessage``) by `NOTIFY` on a channel per replica.
+/// Every database call runs on a thread of its own or of the NMS's workers, never on an
+/// event loop. Thread-safe.
+public final class SharedDirectory: Sendable {
+    /// This replica's name (unique among the replicas: its NOTIFY channel derives from it).
+    public let replica: String
+    public let target: PostgresTarget
+    public static let heartbeatSeconds: Int64 = 2
+    public static let staleSeconds: Int64 = 6
+    static let forgetSeconds: Int64 = 60
+
+    enum Op {
+        case publish([UInt8])
+        case withdraw
+    }
+
+    struct State {
+        var pending: [String: Op] = [:]
+        var running = true
+    }
+
+    private let db: Locked<BlockingPostgresConnection>
+    /// The connection that LISTENs on our channel, and its subscription.
+    private let listener = Locked<(connection: BlockingPostgresConnection, context: PostgresListenContext)?>(nil)
+    private let state = Mutex(State())
+    private let logger: Logger
+    private let inbox = DispatchQueue(label: "cyphonic.nms.replica-inbox")
+    private let handler: Mutex<(@Sendable (ReplicaMessage) -> Void)?> = Mutex(nil)
+    private let republish: Mutex<(@Sendable () -> [DirectoryEntry])?> = Mutex(nil)
+    private let stopped = DispatchSemaphore(value: 0)
+    /// Entries written, lookups made, messages sent and received (for metrics).
+    public let counters = Mutex((published: 0, withdrawn: 0, lookups: 0, sent: 0, received: 0, flushes: 0))
+
+    /// Connects, creates the tables (once, whichever replica comes first) and enters
+    /// this replica in them.
+    public init(target: PostgresTarget, replica: String, logger: Logger) throws {
+        guard !replica.isEmpty, replica.utf8.count <= 200 else {
+            throw PostgresStoreError(message: "--replica: give a name of 1-200 bytes, unique among the NMS replicas", sqlState: nil)
+        }
+        self.target = target
+        self.replica = replica
+        self.logger = logger
+        let connection = try BlockingPostgresConnection(target)
+        db = Locked(connection)
+        try Self.createTables(connection)
+        try beat(now: unixNowSeconds())
+    }
+
+    /// The NOTIFY channel of `replica` (an identifier whatever the name holds).
+    public static func channel(of replica: String) -> String {
+        "cyphonic_nms_" + Hex.encode(Array(SHA256.hash(Array(replica.utf8)).prefix(12)))
+    }
+
+    static func createTables(_ c: BlockingPostgresConnection) throws {
+        try c.run("BEGIN")
+        do {
+            try c.run("SELECT pg_advisory_xact_lock(4852015021357843266)")
+            try c.run(
+                """
+                CREATE UNLOGGED TABLE IF NOT EXISTS nms_nodes(
+                  fqdn TEXT PRIMARY KEY, replica TEXT NOT NULL, record BYTEA NOT NULL, updated BIGINT NOT NULL)
+                """)
+            try c.run("CREATE INDEX IF NOT EXISTS nms_nodes_replica ON nms_nodes(replica)")
+            try c.run("CREATE UNLOGGED TABLE IF NOT EXISTS nms_replicas(name TEXT PRIMARY KEY, heartbeat BIGINT NOT NULL)")
+            try c.run("COMMIT")
+        } catch {
+            _ = try? c.run("ROLLBACK")
+            throw error
+        }
+    }
+
+    /// Starts the writer thread (batches, heartbeat, cleanup) and the listener; `onMessage`
+    /// gets messages for this replica (on a queue of their own), `registrations` all of
+    /// this replica's entries (published again whenever the database was reconnected).
+    public func start(onMessage: @escaping @Sendable (ReplicaMessage) -> Void, registrations: @escaping @Sendable () -> [DirectoryEntry]) {
+        handler.withLock { $0 = onMessage }
+        republish.withLock { $0 = registrations }
+        listen()
+        startThread(named: "nms-directory") { [self] in
+            var lastBeat: Int64 = 0
+            var lastCleanup: Int64 = 0
+            var seenConnections = db.withLock { $0.connectionCount }
+            while state.withLock({ $0.running }) {
+                let now = unixNowSeconds()
+                do {
+                    let reconnected = db.withLock { $0.connectionCount } != seenConnections
+                    if now - lastBeat >= Self.heartbeatSeconds || reconnected {
+                        try beat(now: now)
+                        lastBeat = now
+                    }
+                    if reconnected || !listener.withLock({ $0?.connection.isOpen ?? false }) { listen() }
+                    if reconnected, let all = republish.withLock({ $0 }) {
+                        // UNLOGGED tables are empty after a PostgreSQL restart: ours again.
+                        let entries = all()
+                        for e in entries { publish(e) }
+                        logger.notice("nms: shared directory reconnected; \(entries.count) registration(s) published again")
+                    }
+                    seenConnections = db.withLock { $0.connectionCount }
+                    try flush(now: now)
+                    if now - lastCleanup >= 30 {
+                        try cleanup(now: now)
+                        lastCleanup = now
+                    }
+                } catch {
+                    logger.warning("nms: shared directory: \(error)")
+                    usleep(500_000)
+                }
+                usleep(50_000)
+            }
+            try? flush(now: unixNowSeconds())
+            stopped.signal()
+        }
+    }
+
+    /// Stops the thread after a last flush, withdraws this replica's entries, closes.
+    public func stop() {
+        guard
+            state.withLock({ s -> Bool in
+                defer { s.running = false }
+                return s.running
+            })
+        else { return }
+        stopped.wait()
+        listener.withLock { l in
+            l?.context.stop()
+            l?.connection.close()
+            l = nil
+        }
+        _ = try? db.withLock { c in
+            var binds = PostgresBindings()
+            binds.append(replica)
+            try c.run("DELETE FROM nms_nodes WHERE replica = $1", binds)
+            try c.run("DELETE FROM nms_replicas WHERE name = $1", binds)
+        }
+        db.withLock { $0.close() }
+    }
+
+    private func beat(now: Int64) throws {
+        var binds = PostgresBindings()
+        binds.append(replica)
+        binds.append(now)
+        _ = try db.withLock {
+            try $0.run(
+                "INSERT INTO nms_replicas(name, heartbeat) VALUES($1, $2) ON CONFLICT(name) DO UPDATE SET heartbeat = excluded.heartbeat",
+                binds)
+        }
+    }
+
+    /// (Re)subscribes to this replica's channel on a connection of its own.
+    private func listen() {
+        do {
+            let made = try BlockingPostgresConnection(target)
+            let connection = try made.connected()
+            let context = connection.addListener(channel: Self.channel(of: replica)) { [self] _, notification in
+                let payload = notification.payload
+                // Off the event loop: handling may query the database.
+                inbox.async { self.received(payload) }
+            }
+            try made.run("LISTEN \(Self.channel(of: replica))")
+            listener.withLock { l in
+                l?.context.stop()
+                l?.connection.close()
+                l = (made, context)
+            }
+        } catch {
+            logger.warning("nms: shared directory: cannot listen for other replicas: \(error)")
+        }
+    }
+
+    private func received(_ payload: String) {
+        guard let bytes = Data(base64Encoded: payload).map(Array.init), let message = try? ReplicaMessage(bytes: bytes) else {
+            logger.warning("nms: shared directory: a malformed message from another replica was dropped")
+            return
+        }
+        counters.withLock { $0.received += 1 }
+        handler.withLock { $0 }?(message)
+    }
+
+    /// Enters or updates this replica's registration of a node (written within 50 ms).
+    public func publish(_ entry: DirectoryEntry) {
+        guard let bytes = try? entry.encoded() else { return }
+        state.withLock { $0.pending[entry.fqdn] = .publish(bytes) }
+    }
+
+    /// Removes this replica's registration of a node (not another replica's).
+    public func withdraw(_ fqdn: String) { state.withLock { $0.pending[fqdn] = .withdraw } }
+
+    /// Writes what is pending: one statement for the entries, one for the removals.
+    func flush(now: Int64) throws {
+        let ops = state.withLock { s -> [String: Op] in
+            defer { s.pending = [:] }
+            return s.pending
+        }
+        guard !ops.isEmpty else { return }
+        var names: [String] = []
+        var records: [ByteBuffer] = []
+        var gone: [String] = []
+        for (fqdn, op) in ops {
+            switch op {
+            case .publish(let bytes):
+                names.append(fqdn)
+                records.append(ByteBuffer(bytes: bytes))
+            case .withdraw: gone.append(fqdn)
+            }
+        }
+        do {
+            try db.withLock { c in
+                if !names.isEmpty {
+                    var binds = PostgresBindings()
+                    binds.append(names)
+                    binds.append(replica)
+                    binds.append(records)
+                    binds.append(now)
+                    try c.run(
+                        """
+                        INSERT INTO nms_nodes(fqdn, replica, record, updated)
+                        SELECT f, $2, r, $4 FROM unnest($1::text[], $3::bytea[]) AS t(f, r)
+                        ON CONFLICT(fqdn) DO UPDATE SET replica = excluded.replica, record = excluded.record, updated = excluded.updated
+                        """, binds)
+                }
+                if !gone.isEmpty {
+                    var binds = PostgresBindings()
+                    binds.append(gone)
+                    binds.append(replica)
+                    try c.run("DELETE FROM nms_nodes WHERE fqdn = ANY($1::text[]) AND replica = $2", binds)
+                }
+            }
+        } catch {
+            // Kept for the next round (unless something newer replaced them meanwhile).
+            state.withLock { s in for (k, v) in ops where s.pending[k] == nil { s.pending[k] = v } }
+            throw error
+        }
+        counters.withLock {
+            $0.published += names.count
+            $0.withdrawn += gone.count
+            $0.flushes += 1
+        }
+    }
+
+    /// Deletes what replicas silent for a minute left behind.
+    private func cleanup(now: Int64) throws {
+        var binds = PostgresBindings()
+        binds.append(now - Self.forgetSeconds)
+        try db.withLock { c in
+            try c.run("DELETE FROM nms_nodes WHERE replica IN (SELECT name FROM nms_replicas WHERE heartbeat < $1)", binds)
+            try c.run("DELETE FROM nms_replicas WHERE heartbeat < $1", binds)
+        }
+    }
+
+    /// Where `fqdn` is registered: the replica, the entry, and whether that replica is
+    /// alive (beat within ``staleSeconds``; a dead one's nodes are moving to another).
+    public func lookup(_ fqdn: String, now: Int64 = unixNowSeconds()) throws -> (replica: String, entry: DirectoryEntry, alive: Bool)? {
+        counters.withLock { $0.lookups += 1 }
+        var binds = PostgresBindings()
+        binds.append(fqdn)
+        let rows = try db.withLock { c in
+            try c.run(
+                """
+                SELECT n.replica, n.record, COALESCE(r.heartbeat, 0) FROM nms_nodes n LEFT JOIN nms_replicas r ON r.name = n.replica
+                WHERE n.fqdn = $1
+                """, binds
+            ).rows
+        }
+        guard let row = rows.first else { return nil }
+        let (name, record, beat) = try row.decode((String, ByteBuffer, Int64).self)
+        return (name, try DirectoryEntry(bytes: Array(record.readableBytesView)), beat >= now - Self.staleSeconds)
+    }
+
+    /// Sends `message` to `replica` (NOTIFY on its channel).
+    public func send(_ message: ReplicaMessage, to replica: String) throws {
+        let payload = Data(try message.encoded()).base64EncodedString()
+        var binds = PostgresBindings()
+        binds.append(Self.channel(of: replica))
+        binds.append(payload)
+        _ = try db.withLock { try $0.run("SELECT pg_notify($1, $2)", binds) }
+        counters.withLock { $0.sent += 1 }
+    }
+
+    /// Registrations in the directory, per replica (for status and the bench).
+    public func counts() throws -> [String: Int] {
+        let rows = try db.withLock { try $0.run("SELECT replica, COUNT(*) FROM nms_nodes GROUP BY replica").rows }
+        var out: [String: Int] = [:]
+        for row in rows {
+            let (name, n) = try row.decode((String, Int64).self)
+            out[name] = Int(n)
+        }
+        return out
+    }
+}

@@ -92,13 +92,15 @@ bench-nms:
 
 # The same with NMS replicas sharing a PostgreSQL directory (a throwaway cluster; root):
 # nodes sharded i mod N, directions between random pairs (most across replicas), and
-# PostgreSQL's load. NMS_NODES=1000000 for the 1 M run of docs/scale.md.
+# PostgreSQL's load. NMS_PRELOAD=900000 adds simulated registrations to the directory
+# (the 1 M run of docs/scale.md).
 NMS_REPLICAS ?= 2
 NMS_NODES ?= 100000
+NMS_PRELOAD ?= 0
 bench-nms-replicas:
 	@scripts/ensure-packages.sh $(BUILD_PACKAGES) postgresql
 	$(RELEASE_BUILD)
-	scripts/with-postgres.sh ./.build/release/cyphonic-bench nms --replicas $(NMS_REPLICAS) --nodes $(NMS_NODES)
+	scripts/with-postgres.sh ./.build/release/cyphonic-bench nms --replicas $(NMS_REPLICAS) --nodes $(NMS_NODES) --directory-preload $(NMS_PRELOAD)
 
 # The lab (DESIGN §6, lab/README.md): as-server, nms-server and trs-relay in cy-cloud,
 # 1 responder and 10 initiators that reach each other by name through the NMS and their

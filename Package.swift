@@ -152,6 +152,8 @@ let package = Package(
                 "CyphonicSignaling", "CyphonicPKI", "CyphonicWire", "CyphonicDataPlane", "CyphonicPosix", "CyphonicPostgres",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ], path: "Benchmarks/cyphonic-bench"),
 
         // Tests.

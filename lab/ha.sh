@@ -26,9 +26,19 @@ ha_addr6() { echo "2001:db8:1::$(ha_addr4 "$1" | awk -F. '{print $4}')"; }
 # ha_as_cli ARGS… — the AS's command line, in cy-as1's namespace (it reaches PostgreSQL there).
 ha_as_cli() { ip netns exec cy-as1 "$BIN/as-server" "$@"; }
 
+ha_pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+
+# ha_pg_down — stops the lab's PostgreSQL cleanly (lab.sh down calls it before killing
+# what is left in the namespaces).
+ha_pg_down() {
+  [ -f "$HA_PGDIR/data/postmaster.pid" ] || return 0
+  runuser -u postgres -- "$(ha_pg_bin)/pg_ctl" -D "$HA_PGDIR/data" -m fast -w -t 10 stop >/dev/null 2>&1 || true
+  return 0
+}
+
 ha_pg_up() {
   local bin
-  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  bin=$(ha_pg_bin)
   [ -x "$bin/initdb" ] || { say "no PostgreSQL server (apt-get install postgresql)"; return 1; }
   rm -rf "$HA_PGDIR"
   mkdir -p "$HA_PGDIR"
@@ -43,23 +53,29 @@ ha_pg_up() {
   ip netns exec cy-pg runuser -u postgres -- psql -h "$HA_PGDIR" -U cyphonic -d postgres -qc 'CREATE DATABASE cyphonic_nms' >/dev/null
 }
 
-ha_start_as() { # as1|as2
+# ha_start_as as1|as2, ha_start_nms nms1|nms2, ha_start_trs trs1|trs2 — each returns once
+# its log has a new "listening" line (also when started again after a kill -9).
+ha_start_as() {
+  local before
+  before=$(listening_lines "$DIR/$1.log")
   ip netns exec "cy-$1" "$BIN/as-server" serve --data-dir "$DIR/$1" --listen "$(ha_addr4 "$1"):4501" \
     --listen "[$(ha_addr6 "$1")]:4501" --metrics 127.0.0.1:9451 >>"$DIR/$1.log" 2>&1 &
-  wait_for "$1 to listen" 10 grep -q "listening" "$DIR/$1.log"
+  wait_until_more_lines "$1 to listen" "$DIR/$1.log" "$before"
 }
 
-ha_start_nms() { # nms1|nms2
+ha_start_nms() {
+  local before
+  before=$(listening_lines "$DIR/$1.log")
   ip netns exec "cy-$1" "$BIN/nms-server" serve --bundle "$DIR/nms" --database "$HA_PG_URL/cyphonic_nms" --replica "$1" \
     --listen "$(ha_addr4 "$1"):4502" --listen "[$(ha_addr6 "$1")]:4502" \
     --probe-listen "$(ha_addr4 "$1"):4512" --probe-listen "[$(ha_addr6 "$1")]:4512" \
     --relay "trs1.$DOMAIN=$(ha_addr4 trs1):4503,[$(ha_addr6 trs1)]:4503" \
     --relay "trs2.$DOMAIN=$(ha_addr4 trs2):4503,[$(ha_addr6 trs2)]:4503" \
     --as "$(ha_addr4 as1):4501" --metrics 127.0.0.1:9453 --control "$DIR/$1.sock" >>"$DIR/$1.log" 2>&1 &
-  wait_for "$1 to listen" 10 grep -q "listening" "$DIR/$1.log"
+  wait_until_more_lines "$1 to listen" "$DIR/$1.log" "$before"
 }
 
-ha_start_trs() { # trs1|trs2
+ha_start_trs() {
   local before
   before=$(listening_lines "$DIR/$1.log")
   ip netns exec "cy-$1" "$BIN/trs-relay" serve --bundle "$DIR/$1" --listen "$(ha_addr4 "$1"):4503" \
@@ -113,12 +129,8 @@ ha_nat_up() {
   topology_lan_host cy-lan1 198.19.10.2 cy-nat1 lan1
   topology_nat_site cy-nat3 198.19.0.42 nat3 198.19.12 symmetric
   topology_lan_host cy-lan4 198.19.12.2 cy-nat3 lan4
-  local name
-  for name in $HA_NODES; do
-    enrol "$name" "cy-$name"
-    start_node "cy-$name"
-  done
-  for name in $HA_NODES; do wait_for "$name to register with an NMS" 20 node_registered "$name"; done
+  # shellcheck disable=SC2086
+  enrol_start_wait $HA_NODES
 }
 
 ha_status() {

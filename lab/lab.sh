@@ -77,6 +77,8 @@ down() {
   set +e
   local namespaces
   namespaces=$(ip netns list 2>/dev/null | awk '{print $1}' | grep '^cy-')
+  # The HA scenario's PostgreSQL: stopped cleanly first (its shared memory released).
+  ha_pg_down
   # The host-side forward to Prometheus (the only process of the lab outside its namespaces).
   [ -f "$DIR/prometheus-forward.pid" ] && kill "$(cat "$DIR/prometheus-forward.pid")" 2>/dev/null
   for ns in $namespaces; do ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null; done
@@ -432,12 +434,19 @@ nat_up() {
   topology_attach6 cy-v6only 2001:db8:1::51 v6only
 
   say "[nat 2/2] enrolling and starting $NAT_NODES; waiting for their registrations"
+  # shellcheck disable=SC2086
+  enrol_start_wait $NAT_NODES
+}
+
+# enrol_start_wait NAME… — enrols each node (namespace cy-NAME), starts its daemon, then
+# waits for every one to register with the NMS.
+enrol_start_wait() {
   local name
-  for name in $NAT_NODES; do
+  for name in "$@"; do
     enrol "$name" "cy-$name"
     start_node "cy-$name"
   done
-  for name in $NAT_NODES; do wait_for "$name to register with the NMS" 20 node_registered "$name"; done
+  for name in "$@"; do wait_for "$name to register with the NMS" 20 node_registered "$name"; done
 }
 
 nat_try() {

@@ -31,7 +31,7 @@ if ip netns list 2>/dev/null | grep -q '^cy-'; then
   say "a lab (cy-* namespaces) is up; 'make lab-down' first (the smoke test would tear it down)"
   exit 1
 fi
-PINGS=()
+PINGS=() # background pings and lookups, ended by finish
 finish() {
   local rc=$?
   set +e
@@ -67,13 +67,17 @@ for p in json.load(sys.stdin)["peers"]:
   case "$e" in *198.19.0.35:* | *::35\]:*) echo trs1 ;; *198.19.0.36:* | *::36\]:*) echo trs2 ;; *) echo "" ;; esac
 }
 count_on() { "$BIN/nms-server" status --control "$DIR/$1.sock" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["registered"])' 2>/dev/null || echo 0; }
-# max_gap FILE — the longest time in ms between two answered pings of `ping -D` output.
+# max_gap FILE START END — the longest time in ms without an answered ping in `ping -D`
+# output, from 1 s after START (the first answer takes a moment) to END (epoch seconds):
+# silence at either end counts too.
 max_gap() {
   python3 -c '
 import re, sys
 t = [float(m.group(1)) for m in re.finditer(r"^\[(\d+\.\d+)\] \d+ bytes from", open(sys.argv[1]).read(), re.M)]
-print(int(max((b - a for a, b in zip(t, t[1:])), default=1e9) * 1000) if len(t) > 1 else 999999)' "$1"
+t = [float(sys.argv[2]) + 1] + t + [float(sys.argv[3])]
+print(int(max(b - a for a, b in zip(t, t[1:])) * 1000))' "$1" "$2" "$3"
 }
+epoch() { date +%s.%N; }
 answered() { grep -c " bytes from " "$1" 2>/dev/null || echo 0; }
 # within SECONDS COMMAND… — runs COMMAND until it succeeds; prints ms it took; fails after SECONDS.
 within() {
@@ -98,7 +102,10 @@ say "HA lab up: PostgreSQL, 2 AS, 2 NMS replicas, 2 relays; $TOTAL nodes"
 
 say "1. nodes over both NMS replicas; tunnels by name across them; lan4 -> lan1 relayed"
 declare -A ON
-for n in $NODES; do ON[$n]=$(replica_of "$(nms_of "$n")"); done
+for n in $NODES; do
+  ON[$n]=$(replica_of "$(nms_of "$n")")
+  [ -n "${ON[$n]}" ] || fail "$n is not registered with an NMS replica ($(nms_of "$n"))"
+done
 on1=$(count_on nms1)
 on2=$(count_on nms2)
 say "   registered: nms1 $on1, nms2 $on2 ($(for n in $NODES; do printf '%s@%s ' "$n" "${ON[$n]}"; done))"
@@ -119,6 +126,7 @@ relay=$(relay_of lan4 lan1)
 say "   lan4 -> lan1 relayed through $relay"
 
 say "2. pings every 0.2 s from now on: init01 -> responder ($resp4), lan4 -> lan1 ($lan1)"
+ping_start=$(epoch)
 ip netns exec cy-init01 ping -D -i 0.2 -W 1 "$resp4" </dev/null >"$DIR/ping-direct.txt" 2>&1 &
 PINGS+=($!)
 ip netns exec cy-lan4 ping -D -i 0.2 -W 1 "$lan1" </dev/null >"$DIR/ping-relayed.txt" 2>&1 &
@@ -134,7 +142,8 @@ ip netns pids "cy-$victim" | xargs -r kill -9
 declare -A LOOKUP_MS
 for pair in "init02 init03" "init03 init04" "init04 init01"; do
   read -r a b <<<"$pair"
-  ( ms=$(within 15 lookup "cy-$a" "$b") && echo "$a $b $ms" >>"$DIR/lookups.txt" || echo "$a $b FAIL" >>"$DIR/lookups.txt" ) &
+  ( ms=$(within 15 lookup "cy-$a" "$b") && echo "$a $b $ms" >>"$DIR/lookups.txt" || echo "$a $b FAIL" >>"$DIR/lookups.txt" ) </dev/null >/dev/null 2>&1 &
+  PINGS+=($!)
 done
 ms=$(within 15 all_on "$other" $TOTAL) || fail "the nodes did not all register with $other within 15 s of the kill (on it: $(count_on "$other"))"
 say "   all $TOTAL nodes registered with $other $(secs "$ms") s after the kill"
@@ -172,10 +181,12 @@ say "   a new node (extra) enrolled at as2: $(vip extra-state 4)"
 
 say "6. the ping streams across all three kills"
 sleep 1
+ping_end=$(epoch)
 for p in "${PINGS[@]}"; do kill "$p" 2>/dev/null || true; done
 PINGS=()
-gd=$(max_gap "$DIR/ping-direct.txt")
-gr=$(max_gap "$DIR/ping-relayed.txt")
+sleep 0.3
+gd=$(max_gap "$DIR/ping-direct.txt" "$ping_start" "$ping_end")
+gr=$(max_gap "$DIR/ping-relayed.txt" "$ping_start" "$ping_end")
 say "   init01 -> responder: $(answered "$DIR/ping-direct.txt") answered, longest gap $(secs "$gd") s"
 say "   lan4 -> lan1 (relayed): $(answered "$DIR/ping-relayed.txt") answered, longest gap $(secs "$gr") s"
 [ "$gd" -le 15000 ] || fail "init01 -> responder went $(secs "$gd") s without an answer"

@@ -10,6 +10,8 @@ import CyphonicService
 import CyphonicSignaling
 import CyphonicWire
 import Foundation
+import NIOCore
+import PostgresNIO
 
 /// NMS capacity (issues 10, 15): real `nms-server` processes on loopback — one, or
 /// `--replicas` sharing a PostgreSQL directory — `--nodes` simulated nodes registered
@@ -37,6 +39,12 @@ struct NMSBench: ParsableCommand {
             "PostgreSQL database the replicas share (postgresql://...); default with --replicas > 1: a new database on the cluster CYPHONIC_TEST_POSTGRES names (scripts/with-postgres.sh), dropped at the end."
     )
     var database: String?
+    @Option(
+        name: .customLong("directory-preload"),
+        help:
+            "With replicas: simulated registrations added to the shared directory (entries of replica nms1, as large as real ones) before the directions, so lookups run against a directory of that size."
+    )
+    var directoryPreload = 0
 
     func run() throws {
         guard (1...8).contains(replicas) else { throw ValidationError("--replicas: 1 to 8") }
@@ -61,6 +69,8 @@ struct NMSBench: ParsableCommand {
                 p.waitUntilExit()
             }
         }
+        // Ctrl-C or SIGTERM: the NMS processes, the work directory and a database of ours go too.
+        let interrupted = Interrupted(processes: processes, work: work, database: shared)
         let rssBefore = processes.map { rss($0.processIdentifier) }
 
         progress("issuing \(nodes) node certificates")
@@ -81,6 +91,10 @@ struct NMSBench: ParsableCommand {
             try shared.waitForEntries(nodes)
         }
         let registrationSeconds = monotonicSeconds() - registrationStart
+        if let shared, directoryPreload > 0 {
+            progress("adding \(directoryPreload) simulated registrations to the shared directory")
+            try shared.preload(directoryPreload)
+        }
         let pgRegistered = try shared?.load()
         Thread.sleep(forTimeInterval: 1)
         let rssAfter = processes.map { rss($0.processIdentifier) }
@@ -90,6 +104,7 @@ struct NMSBench: ParsableCommand {
         let (done, refused, lost, seconds) = try direct(sims, nms: nmsOf, socket: socket)
         let pgAfter = try shared?.load()
 
+        interrupted.cancel()
         print(
             "NMS capacity: \(replicas) nms-server process(es) on 127.0.0.1\(replicas > 1 ? " sharing one PostgreSQL directory (nodes sharded i mod \(replicas))" : ""), \(nodes) simulated nodes over UDP loopback, Noise XX sessions"
         )
@@ -116,10 +131,11 @@ struct NMSBench: ParsableCommand {
                     Double(pgRegistered.walBytes - pgBefore.walBytes) / registrationSeconds / 1_048_576,
                     Double(pgAfter.transactions - pgRegistered.transactions) / seconds,
                     Double(pgAfter.walBytes - pgRegistered.walBytes) / seconds / 1_048_576))
+            let entries = nodes + directoryPreload
             print(
                 String(
-                    format: "directory       %.1f MiB in nms_nodes (table and index): %.0f bytes per node", Double(size) / 1_048_576,
-                    Double(size) / Double(nodes)))
+                    format: "directory       %d entries, %.1f MiB in nms_nodes (table and index): %.0f bytes per entry", entries,
+                    Double(size) / 1_048_576, Double(size) / Double(entries)))
         }
     }
 
@@ -145,8 +161,8 @@ struct NMSBench: ParsableCommand {
                 "serve", "--bundle", work + "/nms", "--listen", "127.0.0.1:\(base)", "--probe-listen", "127.0.0.1:\(base + 1)",
                 "--metrics", "", "--control", control, "--log-level", "warning", "--keepalive", "3600",
                 "--max-nodes", String(nodes + 1000), "--max-pending-handshakes", String(4 * window), "--direction-timeout", "10000",
-                "--receive-threads", String(receiveThreads), "--handshake-load-threshold", "100000000", "--handshakes-per-source", "100000000",
-                "--handshakes-per-second", "100000000",
+                "--receive-threads", String(receiveThreads), "--handshake-load-threshold", "1000000", "--handshakes-per-source", "1000000",
+                "--handshakes-per-second", "1000000",
             ] + (database.map { ["--database", $0, "--replica", "nms\(k + 1)"] } ?? [])
         try p.run()
         for _ in 0..<100 where !ControlSocketClient.answers(control) { Thread.sleep(forTimeInterval: 0.05) }
@@ -304,7 +320,7 @@ enum ControlSocketClient {
 /// The PostgreSQL database of a replicated bench run: the one `--database` names, or a
 /// new one on the cluster `CYPHONIC_TEST_POSTGRES` names (dropped at the end); and
 /// PostgreSQL's own figures of its load.
-final class BenchDatabase {
+final class BenchDatabase: @unchecked Sendable {
     let url: String
     let target: PostgresTarget
     private let admin: PostgresTarget?
@@ -357,7 +373,52 @@ final class BenchDatabase {
         throw ValidationError("the shared directory did not reach \(count) entries in 120 s")
     }
 
+    /// `count` more entries of replica nms1, each a copy of a real one under another name.
+    func preload(_ count: Int) throws {
+        guard let row = try connection.run("SELECT record FROM nms_nodes LIMIT 1").rows.first else { return }
+        let record = try row.decode(ByteBuffer.self)
+        var from = 0
+        while from < count {
+            let to = min(count, from + 50_000)
+            var binds = PostgresBindings()
+            binds.append(record)
+            binds.append(Int64(from))
+            binds.append(Int64(to - 1))
+            try connection.run(
+                """
+                INSERT INTO nms_nodes(fqdn, replica, record, updated)
+                SELECT 'p' || g || '.cyphonic.internal', 'nms1', $1, 0 FROM generate_series($2::int8, $3::int8) g
+                ON CONFLICT(fqdn) DO NOTHING
+                """, binds)
+            from = to
+        }
+    }
+
     func directoryBytes() throws -> Int64 {
         try connection.run("SELECT pg_total_relation_size('nms_nodes')::int8").rows.first.map { try $0.decode(Int64.self) } ?? 0
     }
+}
+
+/// Cleans up after the NMS bench when it is interrupted (SIGINT, SIGTERM): stops its
+/// nms-server processes, removes its directory and drops a database it made, then exits.
+final class Interrupted: @unchecked Sendable {
+    private var sources: [DispatchSourceSignal] = []
+
+    init(processes: [Process], work: String, database: BenchDatabase?) {
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler {
+                for p in processes where p.isRunning { p.terminate() }
+                database?.drop()
+                try? FileManager.default.removeItem(atPath: work)
+                FileHandle.standardError.write(Data("bench: interrupted; its processes and files removed\n".utf8))
+                exit(130)
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    func cancel() { sources.forEach { $0.cancel() } }
 }

@@ -11,7 +11,6 @@ final class PostgresStoreConnection: StoreConnection {
     let dialect = StoreDialect.postgres
     let connection: BlockingPostgresConnection
     var location: String { connection.target.description }
-    private var inTransaction = false
 
     /// The advisory lock every write transaction takes (one writer at a time across all
     /// AS replicas, as SQLite's `BEGIN IMMEDIATE` gives one host): "CYPHONIC" in ASCII.
@@ -72,18 +71,9 @@ final class PostgresStoreConnection: StoreConnection {
     }
 
     func transaction<R>(_ body: () throws -> R) throws -> R {
-        precondition(!inTransaction, "AS store transactions do not nest")
-        try execute("BEGIN", [])
-        inTransaction = true
-        defer { inTransaction = false }
-        do {
+        try connection.transaction {
             try execute("SELECT pg_advisory_xact_lock(\(Self.writerLock))", [])
-            let r = try body()
-            try execute("COMMIT", [])
-            return r
-        } catch {
-            _ = try? execute("ROLLBACK", [])
-            throw error
+            return try body()
         }
     }
 

@@ -26,6 +26,7 @@ public final class NMSMetrics: Sendable {
     public static let directionResults = Route.Kind.allCases.flatMap { k in ["ok", "refused", "timeout"].map { "\(k.rawValue)/\($0)" } }
     public static let refusalReasons = [
         "not_found", "forbidden", "self", "no_relay", "responder_refused", "responder_timeout", "bad_request", "directory_unavailable",
+        "replica_down",
     ]
     public static let dropReasons = [
         "malformed", "unexpected_type", "unknown_session", "handshake_failed", "replay", "authentication_failed", "table_full",

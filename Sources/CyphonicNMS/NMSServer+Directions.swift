@@ -2,6 +2,7 @@ import CyphonicCore
 import CyphonicCrypto
 import CyphonicSignaling
 import CyphonicWire
+import Dispatch
 
 // DirectionRequest → route selection → RouteDirection to the responder →
 // RouteDirectionConfirmation → RouteDirection to the initiator (DESIGN §4 step 3).
@@ -11,37 +12,63 @@ extension NMSServer {
     /// authorization), remembered until it confirms. `avoidRelay`: the initiator's relay
     /// for the path this one replaces stopped answering (reported, and not chosen again).
     func direction(to target: String, from initiator: String, transaction: UInt32, avoidRelay: Endpoint? = nil, now: Int64) {
-        @Sendable func refuse(_ reason: String, _ code: StatusCode, _ text: String, route: Route.Kind? = nil) {
+        let refuse = refusal(initiator: initiator, target: target, transaction: transaction, now: now)
+        guard target != initiator else { return refuse("self", .badRequest, "a node cannot direct a tunnel to itself", nil) }
+        guard let initiatorRecord = registry.node(named: initiator) else { return }
+        let i = DirectoryEntry(initiatorRecord)
+        // The responder: registered here, or with another replica (the shared directory).
+        if let local = registry.node(named: target) {
+            return direct(i, DirectoryEntry(local), remote: nil, target: target, transaction: transaction, avoidRelay: avoidRelay, now: now)
+        }
+        guard let shared else { return refuse("not_found", .notFound, "\(target) is not registered", nil) }
+        // The lookup runs off the receive threads, a bounded number at once: a slow or
+        // unreachable database never stalls keepalives and registrations.
+        guard lookupSlots.wait(timeout: .now()) == .success else {
+            return refuse("directory_unavailable", .unavailable, "too many directory lookups in progress; try again", nil)
+        }
+        DispatchQueue.global().async { [self] in
+            defer { lookupSlots.signal() }
+            let found: (replica: String, entry: DirectoryEntry, alive: Bool)?
+            do { found = try shared.lookup(target) } catch {
+                logger.warning("nms: shared directory lookup of \(target) failed: \(error)")
+                return refuse("directory_unavailable", .unavailable, "the shared directory cannot be reached; try again", nil)
+            }
+            guard let found, found.replica != shared.replica else {
+                return refuse("not_found", .notFound, "\(target) is not registered", nil)
+            }
+            // Its replica stopped: it is registering with another (not "no such name",
+            // which the initiator would remember for a while).
+            guard found.alive else {
+                return refuse(
+                    "replica_down", .unavailable, "\(target)'s NMS replica stopped answering; it is moving to another, try again", nil)
+            }
+            direct(i, found.entry, remote: found.replica, target: target, transaction: transaction, avoidRelay: avoidRelay, now: now)
+        }
+    }
+
+    /// Sends `initiator` the refusal of its request (counted, logged at a bounded rate).
+    func refusal(
+        initiator: String, target: String, transaction: UInt32, now: Int64
+    )
+        -> @Sendable (String, StatusCode, String, Route.Kind?) -> Void
+    {
+        { [self] reason, code, text, route in
             metrics.refusal(reason)
             if let route { metrics.direction(route, "refused") }
             if refusalLog.admit(now: now) { logger.notice("nms: direction \(initiator) → \(target) refused: \(text)") }
             send(SignalingMessage(transactionID: transaction, body: .error(code: code, message: text)), to: initiator, status: code)
         }
-        guard target != initiator else { return refuse("self", .badRequest, "a node cannot direct a tunnel to itself") }
-        guard let initiatorRecord = registry.node(named: initiator) else { return }
-        let i = DirectoryEntry(initiatorRecord)
-        // The responder: registered here, or with another replica (the shared directory).
-        let r: DirectoryEntry
-        let remote: String?
-        if let local = registry.node(named: target) {
-            (r, remote) = (DirectoryEntry(local), nil)
-        } else if let shared {
-            let found: (replica: String, entry: DirectoryEntry, alive: Bool)?
-            do { found = try shared.lookup(target, now: now) } catch {
-                logger.warning("nms: shared directory lookup of \(target) failed: \(error)")
-                return refuse("directory_unavailable", .unavailable, "the shared directory cannot be reached; try again")
-            }
-            guard let found, found.replica != shared.replica else {
-                return refuse("not_found", .notFound, "\(target) is not registered")
-            }
-            // Its replica stopped: it is registering with another (not "no such name",
-            // which the initiator would remember for a while).
-            guard found.alive else {
-                return refuse("replica_down", .unavailable, "\(target)'s NMS replica stopped answering; it is moving to another, try again")
-            }
-            (r, remote) = (found.entry, found.replica)
-        } else {
-            return refuse("not_found", .notFound, "\(target) is not registered")
+    }
+
+    /// The direction between `i` and `r` (registered with `remote`, or here): policy,
+    /// route, relay, the authorization, then the responder's direction.
+    func direct(
+        _ i: DirectoryEntry, _ r: DirectoryEntry, remote: String?, target: String, transaction: UInt32, avoidRelay: Endpoint?, now: Int64
+    ) {
+        let initiator = i.fqdn
+        let refusal = refusal(initiator: initiator, target: target, transaction: transaction, now: now)
+        @Sendable func refuse(_ reason: String, _ code: StatusCode, _ text: String, route: Route.Kind? = nil) {
+            refusal(reason, code, text, route)
         }
         // Group names stay private: the refusal says no more than that policy forbids it.
         guard settings.policy.allows(from: i.group, to: r.group) else {
@@ -74,7 +101,7 @@ extension NMSServer {
             metrics.relayReports.increment()
         }
         let relay =
-            relayable ? relaySelector.pick(between: i.signalingEndpoint, and: r.signalingEndpoint, avoid: avoidRelay, now: now) : nil
+            relayable ? relaySelector.pick(between: i.signalingEndpoint, and: r.signalingEndpoint, avoid: avoidRelay, for: initiator, now: now) : nil
         let expires = UInt64(now) + UInt64(relayable ? settings.relayAuthorizationSeconds : settings.authorizationSeconds)
         guard let pathID = try? SecureRandom.u64() | 1 else {
             unreserve()
@@ -108,7 +135,7 @@ extension NMSServer {
             logger.debug(
                 "nms: direction \(initiator) → \(target): \(route.kind.rawValue) (\(route.reason)), path \(pathID)\(relay.map { ", relay \($0)" } ?? "")"
             )
-            send(message, to: target)
+            sendToResponder(message, target, via: remote, pathID: pathID)
         }
     }
 

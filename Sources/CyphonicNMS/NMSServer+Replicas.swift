@@ -25,7 +25,14 @@ extension NMSServer {
     /// A confirmation for a direction another replica made: sent back to it (true), or
     /// not ours to forward (false).
     func forwardConfirmation(_ c: RouteDirectionConfirmation, from responder: String) -> Bool {
-        guard let shared, let origin = forwarded.withLock({ $0.removeValue(forKey: c.pathID)?.origin }) else { return false }
+        // Only the node the direction was delivered to may answer it.
+        guard let shared,
+            let origin = forwarded.withLock({ f -> String? in
+                guard let entry = f[c.pathID], entry.target == responder else { return nil }
+                f.removeValue(forKey: c.pathID)
+                return entry.origin
+            })
+        else { return false }
         do {
             let message = try SignalingMessage(transactionID: UInt32(truncatingIfNeeded: c.pathID), body: .routeDirectionConfirmation(c)).encode()
             try shared.send(.confirm(responder: try FQDN(responder), message: message), to: origin)
@@ -53,9 +60,17 @@ extension NMSServer {
                 }
                 return
             }
-            forwarded.withLock { f in
-                if f.count >= settings.maxPendingDirections { f.removeAll() }
-                f[pathID] = (origin, now + 30)
+            // Bounded: expired entries go first; a table still full refuses the delivery
+            // (the origin's direction then times out) rather than forgetting others.
+            let kept = forwarded.withLock { f -> Bool in
+                if f.count >= settings.maxPendingDirections { f = f.filter { $0.value.until > now } }
+                guard f.count < settings.maxPendingDirections else { return false }
+                f[pathID] = (origin, target.value, now + 30)
+                return true
+            }
+            guard kept else {
+                metrics.drop("table_full")
+                return
             }
             send(message, to: target.value)
         case .confirm(let responder, let bytes):

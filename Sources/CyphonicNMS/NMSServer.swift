@@ -48,8 +48,11 @@ public final class NMSServer: Sendable {
     public let relaySelector: RelaySelector
     /// The directory shared with other replicas (nil: this NMS serves alone).
     public let shared: SharedDirectory?
-    /// Directions another replica sent us to deliver: path → that replica, until when.
-    let forwarded = Mutex([UInt64: (origin: String, until: Int64)]())
+    /// Directions another replica sent us to deliver: path → that replica, the node it
+    /// was for, until when.
+    let forwarded = Mutex([UInt64: (origin: String, target: String, until: Int64)]())
+    /// Shared-directory lookups in progress at once, at most.
+    let lookupSlots = DispatchSemaphore(value: 32)
 
     /// Directions in progress: those sent to their responder, and those being signed
     /// (reserved), counted per initiator so that no node can take the whole table.

@@ -63,8 +63,9 @@ public struct RelayConfigError: Error, CustomStringConvertible {
 /// all), those not reported down, the one given the fewest paths lately (a count that
 /// halves every minute) is chosen, ties broken by the order given. A node whose relay
 /// stopped answering asks for a new path avoiding it: that host is skipped for the
-/// request, and after reports from two different nodes within ``downSeconds`` it is
-/// skipped for everyone until then (one node alone cannot take a relay out of service).
+/// request; a report counts only from a node this NMS last gave a path through that
+/// host, and after reports from two such nodes within ``downSeconds`` the host is skipped
+/// by this NMS for every path until then (a node cannot report relays it never used).
 /// Thread-safe.
 public final class RelaySelector: Sendable {
     public let hosts: [RelayHost]
@@ -75,7 +76,11 @@ public final class RelaySelector: Sendable {
         var lastDecay: Int64 = 0
         var reports: [[String: Int64]]
         var downUntil: [Int64]
+        /// The host each initiator was last given (only its reports about it count).
+        var lastGiven: [String: Int] = [:]
     }
+    /// Initiators remembered in `lastGiven`, at most (then it starts over).
+    static let maxRemembered = 1_000_000
     private let state: Mutex<State>
 
     public init(hosts: [RelayHost]) {
@@ -93,6 +98,7 @@ public final class RelaySelector: Sendable {
     public func report(_ endpoint: Endpoint, by reporter: String, now: Int64) {
         guard let h = host(owning: endpoint) else { return }
         state.withLock { s in
+            guard s.lastGiven[reporter] == h else { return }
             s.reports[h] = s.reports[h].filter { now - $0.value < Self.downSeconds }
             s.reports[h][reporter] = now
             if s.reports[h].count >= 2 { s.downUntil[h] = now + Self.downSeconds }
@@ -103,8 +109,9 @@ public final class RelaySelector: Sendable {
     public func isDown(_ h: Int, now: Int64) -> Bool { state.withLock { $0.downUntil[h] > now } }
 
     /// Picks the host for a path between nodes registered from `a` and `b`, skipping the
-    /// one owning `avoid`; counts the path against it. Nil when there is no host.
-    public func pick(between a: Endpoint, and b: Endpoint, avoid: Endpoint? = nil, now: Int64) -> RelayHost? {
+    /// one owning `avoid`; counts the path against it and remembers it for `initiator`.
+    /// Nil when there is no host.
+    public func pick(between a: Endpoint, and b: Endpoint, avoid: Endpoint? = nil, for initiator: String? = nil, now: Int64) -> RelayHost? {
         guard !hosts.isEmpty else { return nil }
         let avoided = avoid.flatMap(host(owning:))
         return state.withLock { s -> RelayHost? in
@@ -120,6 +127,10 @@ public final class RelaySelector: Sendable {
             let candidates = both.isEmpty ? pool : both
             guard let best = candidates.min(by: { s.load[$0] < s.load[$1] }) else { return nil }
             s.load[best] += 1
+            if let initiator {
+                if s.lastGiven.count >= Self.maxRemembered { s.lastGiven.removeAll() }
+                s.lastGiven[initiator] = best
+            }
             return hosts[best]
         }
     }

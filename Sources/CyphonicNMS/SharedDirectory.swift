@@ -18,7 +18,9 @@ import Synchronization
 /// 50 ms at most, however many nodes), and reads when a direction names a node it does
 /// not hold. Replicas beat every ``heartbeatSeconds``; an entry of a replica silent for
 /// ``staleSeconds`` is returned as not alive (its node is moving to another replica),
-/// and the entries of a replica silent for a minute are deleted. Replicas
+/// and the entries of a replica silent for a minute are deleted (all on the database's
+/// clock). Trust: whoever may connect to the database may write entries and messages,
+/// so it is the NMS's own (docs/scale.md, "Trust"). Replicas
 /// pass each other messages (``ReplicaMessage``) by `NOTIFY` on a channel per replica.
 /// Every database call runs on a thread of its own or of the NMS's workers, never on an
 /// event loop. Thread-safe.
@@ -49,6 +51,8 @@ public final class SharedDirectory: Sendable {
     private let handler: Mutex<(@Sendable (ReplicaMessage) -> Void)?> = Mutex(nil)
     private let republish: Mutex<(@Sendable () -> [DirectoryEntry])?> = Mutex(nil)
     private let stopped = DispatchSemaphore(value: 0)
+    /// When our own ping last came back through the listener (monotonic seconds).
+    private let lastPing = Mutex(monotonicSeconds())
     /// Entries written, lookups made, messages sent and received (for metrics).
     public let counters = Mutex((published: 0, withdrawn: 0, lookups: 0, sent: 0, received: 0, flushes: 0))
 
@@ -64,7 +68,31 @@ public final class SharedDirectory: Sendable {
         let connection = try BlockingPostgresConnection(target)
         db = Locked(connection)
         try Self.createTables(connection)
+        try Self.claim(replica, connection, logger: logger)
         try beat(now: unixNowSeconds())
+    }
+
+    /// Takes the name `replica`: a name still beating belongs to a running replica — or to
+    /// this one's previous process, killed a moment ago: its beat stops within
+    /// ``staleSeconds``, a living replica's does not (then this one refuses to start). The
+    /// previous process's entries go (its nodes register again).
+    static func claim(_ replica: String, _ c: BlockingPostgresConnection, logger: Logger) throws {
+        var binds = PostgresBindings()
+        binds.append(replica)
+        let deadline = monotonicSeconds() + Double(staleSeconds) + 2
+        while true {
+            let age = try c.run("SELECT EXTRACT(EPOCH FROM now())::int8 - heartbeat FROM nms_replicas WHERE name = $1", binds).rows.first
+                .map { try $0.decode(Int64.self) }
+            guard let age, age < staleSeconds else { break }
+            guard monotonicSeconds() < deadline else {
+                throw PostgresStoreError(
+                    message: "--replica: another NMS replica named \(replica) is running (it beat \(age) s ago); give each its own name",
+                    sqlState: nil)
+            }
+            logger.notice("nms: replica name \(replica) beat \(age) s ago (a previous process?); waiting for it to go stale")
+            Thread.sleep(forTimeInterval: 1)
+        }
+        try c.run("DELETE FROM nms_nodes WHERE replica = $1", binds)
     }
 
     /// The NOTIFY channel of `replica` (an identifier whatever the name holds).
@@ -73,8 +101,7 @@ public final class SharedDirectory: Sendable {
     }
 
     static func createTables(_ c: BlockingPostgresConnection) throws {
-        try c.run("BEGIN")
-        do {
+        try c.transaction {
             try c.run("SELECT pg_advisory_xact_lock(4852015021357843266)")
             try c.run(
                 """
@@ -83,10 +110,6 @@ public final class SharedDirectory: Sendable {
                 """)
             try c.run("CREATE INDEX IF NOT EXISTS nms_nodes_replica ON nms_nodes(replica)")
             try c.run("CREATE UNLOGGED TABLE IF NOT EXISTS nms_replicas(name TEXT PRIMARY KEY, heartbeat BIGINT NOT NULL)")
-            try c.run("COMMIT")
-        } catch {
-            _ = try? c.run("ROLLBACK")
-            throw error
         }
     }
 
@@ -109,7 +132,12 @@ public final class SharedDirectory: Sendable {
                         try beat(now: now)
                         lastBeat = now
                     }
-                    if reconnected || !listener.withLock({ $0?.connection.isOpen ?? false }) { listen() }
+                    let deaf = monotonicSeconds() - lastPing.withLock { $0 } > Double(3 * Self.heartbeatSeconds)
+                    if reconnected || deaf || !listener.withLock({ $0?.connection.isOpen ?? false }) {
+                        if deaf { logger.warning("nms: shared directory: our own pings stopped arriving; listening again") }
+                        lastPing.withLock { $0 = monotonicSeconds() }
+                        listen()
+                    }
                     if reconnected, let all = republish.withLock({ $0 }) {
                         // UNLOGGED tables are empty after a PostgreSQL restart: ours again.
                         let entries = all()
@@ -156,16 +184,27 @@ public final class SharedDirectory: Sendable {
         db.withLock { $0.close() }
     }
 
+    /// Beats, on the database's clock (replicas' clocks may differ), and pings our own
+    /// channel: a listener whose connection silently died stops hearing it.
     private func beat(now: Int64) throws {
         var binds = PostgresBindings()
         binds.append(replica)
-        binds.append(now)
+        binds.append(Self.channel(of: replica))
         _ = try db.withLock {
             try $0.run(
-                "INSERT INTO nms_replicas(name, heartbeat) VALUES($1, $2) ON CONFLICT(name) DO UPDATE SET heartbeat = excluded.heartbeat",
-                binds)
+                """
+                INSERT INTO nms_replicas(name, heartbeat) VALUES($1, EXTRACT(EPOCH FROM now())::int8)
+                ON CONFLICT(name) DO UPDATE SET heartbeat = excluded.heartbeat
+                """, binds)
+            var ping = PostgresBindings()
+            ping.append(Self.channel(of: replica))
+            ping.append(Self.ping)
+            try $0.run("SELECT pg_notify($1, $2)", ping)
         }
     }
+
+    /// The payload of a replica's ping to itself (not base64 of any message).
+    static let ping = "ping"
 
     /// (Re)subscribes to this replica's channel on a connection of its own.
     private func listen() {
@@ -189,6 +228,10 @@ public final class SharedDirectory: Sendable {
     }
 
     private func received(_ payload: String) {
+        if payload == Self.ping {
+            lastPing.withLock { $0 = monotonicSeconds() }
+            return
+        }
         guard let bytes = Data(base64Encoded: payload).map(Array.init), let message = try? ReplicaMessage(bytes: bytes) else {
             logger.warning("nms: shared directory: a malformed message from another replica was dropped")
             return
@@ -261,30 +304,33 @@ public final class SharedDirectory: Sendable {
     /// Deletes what replicas silent for a minute left behind.
     private func cleanup(now: Int64) throws {
         var binds = PostgresBindings()
-        binds.append(now - Self.forgetSeconds)
+        binds.append(Self.forgetSeconds)
         try db.withLock { c in
-            try c.run("DELETE FROM nms_nodes WHERE replica IN (SELECT name FROM nms_replicas WHERE heartbeat < $1)", binds)
-            try c.run("DELETE FROM nms_replicas WHERE heartbeat < $1", binds)
+            try c.run(
+                "DELETE FROM nms_nodes WHERE replica IN (SELECT name FROM nms_replicas WHERE heartbeat < EXTRACT(EPOCH FROM now())::int8 - $1)",
+                binds)
+            try c.run("DELETE FROM nms_replicas WHERE heartbeat < EXTRACT(EPOCH FROM now())::int8 - $1", binds)
         }
     }
 
     /// Where `fqdn` is registered: the replica, the entry, and whether that replica is
     /// alive (beat within ``staleSeconds``; a dead one's nodes are moving to another).
-    public func lookup(_ fqdn: String, now: Int64 = unixNowSeconds()) throws -> (replica: String, entry: DirectoryEntry, alive: Bool)? {
+    public func lookup(_ fqdn: String) throws -> (replica: String, entry: DirectoryEntry, alive: Bool)? {
         counters.withLock { $0.lookups += 1 }
         var binds = PostgresBindings()
         binds.append(fqdn)
+        binds.append(Self.staleSeconds)
         let rows = try db.withLock { c in
             try c.run(
                 """
-                SELECT n.replica, n.record, COALESCE(r.heartbeat, 0) FROM nms_nodes n LEFT JOIN nms_replicas r ON r.name = n.replica
-                WHERE n.fqdn = $1
+                SELECT n.replica, n.record, COALESCE(r.heartbeat >= EXTRACT(EPOCH FROM now())::int8 - $2, false)
+                FROM nms_nodes n LEFT JOIN nms_replicas r ON r.name = n.replica WHERE n.fqdn = $1
                 """, binds
             ).rows
         }
         guard let row = rows.first else { return nil }
-        let (name, record, beat) = try row.decode((String, ByteBuffer, Int64).self)
-        return (name, try DirectoryEntry(bytes: Array(record.readableBytesView)), beat >= now - Self.staleSeconds)
+        let (name, record, alive) = try row.decode((String, ByteBuffer, Bool).self)
+        return (name, try DirectoryEntry(bytes: Array(record.readableBytesView)), alive)
     }
 
     /// Sends `message` to `replica` (NOTIFY on its channel).

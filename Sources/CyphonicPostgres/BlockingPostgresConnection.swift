@@ -29,6 +29,12 @@ public final class BlockingPostgresConnection {
     private var connection: PostgresConnection?
     /// Connections made so far (a new one after a failure).
     public private(set) var connectionCount = 0
+    /// Inside ``transaction(_:)``: a lost connection is an error then, never replaced
+    /// (statements after a reconnect would run outside the transaction and its locks).
+    private var inTransaction = false
+    /// Seconds a statement may take before the connection is closed (a dead TCP peer
+    /// would otherwise hold the caller, and any lock it holds, for hours).
+    public static let statementDeadlineSeconds: Int64 = 30
     /// Whether the connection is up (it is made again by the next statement otherwise).
     public var isOpen: Bool { connection.map { !$0.isClosed } ?? false }
     let logger: Logger
@@ -58,6 +64,11 @@ public final class BlockingPostgresConnection {
                 database: target.database, tls: .disable)
         }
         configuration.options.connectTimeout = .seconds(5)
+        // Server-side bounds: no statement, lock wait or idle transaction (a client that
+        // vanished mid-transaction, holding the writer lock) lasts past them.
+        configuration.options.additionalStartupParameters = [
+            ("options", "-c statement_timeout=10000 -c lock_timeout=10000 -c idle_in_transaction_session_timeout=15000")
+        ]
         return configuration
     }
 
@@ -65,6 +76,9 @@ public final class BlockingPostgresConnection {
     public func connected() throws -> PostgresConnection {
         if let connection, !connection.isClosed { return connection }
         connection = nil
+        if inTransaction {
+            throw PostgresStoreError(message: "the connection to \(target) was lost inside a transaction, which is void", sqlState: nil)
+        }
         connectionCount += 1
         do {
             let made = try PostgresConnection.connect(
@@ -82,11 +96,32 @@ public final class BlockingPostgresConnection {
     @discardableResult
     public func run(_ sql: String, _ binds: PostgresBindings = PostgresBindings()) throws -> PostgresQueryResult {
         let connection = try connected()
+        let deadline = connection.eventLoop.scheduleTask(in: .seconds(Self.statementDeadlineSeconds)) {
+            _ = connection.close() as EventLoopFuture<Void>
+        }
+        defer { deadline.cancel() }
         do {
             return try connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger).wait()
         } catch {
             if connection.isClosed { self.connection = nil }
             throw Self.failure(error, doing: "the database \(target)")
+        }
+    }
+
+    /// Runs `body` in one transaction (BEGIN … COMMIT; ROLLBACK if it throws) on this
+    /// one connection: a connection lost meanwhile fails the transaction, whole.
+    public func transaction<R>(_ body: () throws -> R) throws -> R {
+        precondition(!inTransaction, "transactions do not nest")
+        try run("BEGIN")
+        inTransaction = true
+        defer { inTransaction = false }
+        do {
+            let r = try body()
+            try run("COMMIT")
+            return r
+        } catch {
+            if isOpen { _ = try? run("ROLLBACK") }
+            throw error
         }
     }
 

@@ -5,7 +5,8 @@ import Foundation
 /// `postgresql://USER@/DATABASE?host=/run/postgresql` over the Unix socket in that
 /// directory (libpq's `host=` parameter; the port, also as `port=`, names the socket
 /// file). Parsing names
-/// what is wrong (as `--database: …`); ``description`` never shows the password.
+/// what is wrong (as `--database: …`); ``description`` never shows the password. A URL
+/// without a password takes `PGPASSWORD` from the environment, as libpq does.
 public struct PostgresTarget: Sendable, Equatable, CustomStringConvertible {
     public var user: String
     public var password: String?
@@ -52,7 +53,8 @@ public struct PostgresTarget: Sendable, Equatable, CustomStringConvertible {
         let port = queryPort ?? c.port ?? 5432
         guard (1...65535).contains(port) else { throw PostgresTargetError(what, "port \(port) out of range") }
         self.user = user
-        self.password = c.password
+        // Not in the URL (which may sit in a config or on a command line): libpq's variable.
+        self.password = c.password ?? ProcessInfo.processInfo.environment["PGPASSWORD"]
         self.host = host
         self.port = port
         self.socketDirectory = socketDirectory

@@ -8,7 +8,7 @@ extension HandshakeGuard.Limits {
         var limits = Self()
         limits.loadThresholdPerSecond = try ConfigCheck.range(
             loadThreshold, "handshakeLoadThreshold", 0...1_000_000, default: limits.loadThresholdPerSecond)
-        limits.perSourcePerSecond = try ConfigCheck.range(perSource, "handshakesPerSource", 0.001...10_000, default: limits.perSourcePerSecond)
+        limits.perSourcePerSecond = try ConfigCheck.range(perSource, "handshakesPerSource", 0.001...1_000_000, default: limits.perSourcePerSecond)
         limits.perSourceBurst = 4 * limits.perSourcePerSecond
         limits.totalPerSecond = try ConfigCheck.range(perSecond, "handshakesPerSecond", 1...1_000_000, default: limits.totalPerSecond)
         return limits

@@ -37,9 +37,12 @@ struct NMSReplicaTests {
         let admin = try #require(NMSTestPostgres.admin)
         let database = try NMSTestPostgres.create(admin)
         defer { NMSTestPostgres.drop(admin, database) }
+        // A long direction timeout: the direction must reach the other replica at once,
+        // not by the resend at half the timeout.
         let one = try NMSFixture {
             $0.database = database
             $0.replica = "nms-one"
+            $0.directionTimeoutMilliseconds = 60_000
         }
         defer { one.stop() }
         let two = try NMSFixture(sharing: one) {

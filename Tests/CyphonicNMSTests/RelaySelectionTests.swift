@@ -47,12 +47,18 @@ import Testing
     @Test func aRelayReportedDownByTwoNodesIsSkippedForAWhile() throws {
         let selector = RelaySelector(hosts: try hosts())
         let trs1 = Endpoint("198.19.0.3:4503")!
+        // Two nodes given trs1; a stranger's reports count for nothing.
+        #expect(selector.pick(between: v4a, and: v6a, for: "init01.cyphonic.internal", now: 1_000)?.name == "trs1.cyphonic.internal")
+        #expect(selector.pick(between: v4a, and: v6a, for: "init09.cyphonic.internal", now: 1_000)?.name == "trs2.cyphonic.internal")
+        #expect(selector.pick(between: v4a, and: v6a, for: "init02.cyphonic.internal", now: 1_000)?.name == "trs1.cyphonic.internal")
+        for stranger in ["x1", "x2", "x3", "init09.cyphonic.internal"] { selector.report(trs1, by: stranger, now: 1_000) }
+        #expect(!selector.isDown(0, now: 1_000))
         // One node's report: that request avoids trs1, the others may still get it.
         #expect(selector.pick(between: v4a, and: v6a, avoid: trs1, now: 1_000)?.name == "trs2.cyphonic.internal")
         selector.report(trs1, by: "init01.cyphonic.internal", now: 1_000)
         #expect(!selector.isDown(0, now: 1_000))
         #expect(selector.pick(between: v4a, and: v6a, now: 1_000)?.name == "trs1.cyphonic.internal")
-        // The same node again changes nothing; a second node takes it out for 30 s.
+        // The same node again changes nothing; a second node given trs1 takes it out for 30 s.
         selector.report(trs1, by: "init01.cyphonic.internal", now: 1_001)
         #expect(!selector.isDown(0, now: 1_001))
         selector.report(Endpoint("[2001:db8:19::3]:4503")!, by: "init02.cyphonic.internal", now: 1_002)

@@ -410,6 +410,7 @@ final class Interrupted: @unchecked Sendable {
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             source.setEventHandler {
                 for p in processes where p.isRunning { p.terminate() }
+                for p in processes { p.waitUntilExit() }
                 database?.drop()
                 try? FileManager.default.removeItem(atPath: work)
                 FileHandle.standardError.write(Data("bench: interrupted; its processes and files removed\n".utf8))

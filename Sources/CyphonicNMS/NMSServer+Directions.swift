@@ -21,13 +21,9 @@ extension NMSServer {
             return direct(i, DirectoryEntry(local), remote: nil, target: target, transaction: transaction, avoidRelay: avoidRelay, now: now)
         }
         guard let shared else { return refuse("not_found", .notFound, "\(target) is not registered", nil) }
-        // The lookup runs off the receive threads, a bounded number at once: a slow or
-        // unreachable database never stalls keepalives and registrations.
-        guard lookupSlots.wait(timeout: .now()) == .success else {
-            return refuse("directory_unavailable", .unavailable, "too many directory lookups in progress; try again", nil)
-        }
-        DispatchQueue.global().async { [self] in
-            defer { lookupSlots.signal() }
+        // The lookup runs on the directory's own threads, a bounded number waiting: a slow
+        // or unreachable database never stalls keepalives and registrations.
+        let queued = shared.perform { [self] in
             let found: (replica: String, entry: DirectoryEntry, alive: Bool)?
             do { found = try shared.lookup(target) } catch {
                 logger.warning("nms: shared directory lookup of \(target) failed: \(error)")
@@ -44,6 +40,7 @@ extension NMSServer {
             }
             direct(i, found.entry, remote: found.replica, target: target, transaction: transaction, avoidRelay: avoidRelay, now: now)
         }
+        if !queued { refuse("directory_unavailable", .unavailable, "too many directory lookups in progress; try again", nil) }
     }
 
     /// Sends `initiator` the refusal of its request (counted, logged at a bounded rate).

@@ -15,7 +15,7 @@ extension NMSServer {
         }
         do {
             let deliver = ReplicaMessage.deliver(pathID: pathID, target: try FQDN(target), origin: shared.replica, message: try message.encode())
-            try shared.send(deliver, to: remote)
+            shared.sendSoon(deliver, to: remote)
             metrics.replicaMessages.increment()
         } catch {
             logger.warning("nms: cannot pass the direction for \(target) to replica \(remote): \(error)")
@@ -35,7 +35,7 @@ extension NMSServer {
         else { return false }
         do {
             let message = try SignalingMessage(transactionID: UInt32(truncatingIfNeeded: c.pathID), body: .routeDirectionConfirmation(c)).encode()
-            try shared.send(.confirm(responder: try FQDN(responder), message: message), to: origin)
+            shared.sendSoon(.confirm(responder: try FQDN(responder), message: message), to: origin)
             metrics.replicaMessages.increment()
         } catch {
             logger.warning("nms: cannot return \(responder)'s confirmation to replica \(origin): \(error)")
@@ -56,7 +56,7 @@ extension NMSServer {
                 // Not (or no longer) here: the origin refuses the direction at once.
                 let refusal = RouteDirectionConfirmation(pathID: pathID, status: .unavailable, localEndpoints: [])
                 if let encoded = try? SignalingMessage(transactionID: 0, body: .routeDirectionConfirmation(refusal)).encode() {
-                    try? shared?.send(.confirm(responder: target, message: encoded), to: origin)
+                    shared?.sendSoon(.confirm(responder: target, message: encoded), to: origin)
                 }
                 return
             }

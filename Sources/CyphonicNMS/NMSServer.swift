@@ -51,8 +51,6 @@ public final class NMSServer: Sendable {
     /// Directions another replica sent us to deliver: path → that replica, the node it
     /// was for, until when.
     let forwarded = Mutex([UInt64: (origin: String, target: String, until: Int64)]())
-    /// Shared-directory lookups in progress at once, at most.
-    let lookupSlots = DispatchSemaphore(value: 32)
 
     /// Directions in progress: those sent to their responder, and those being signed
     /// (reserved), counted per initiator so that no node can take the whole table.

@@ -43,13 +43,31 @@ public final class SharedDirectory: Sendable {
     }
 
     private let db: Locked<BlockingPostgresConnection>
+    /// Connections for lookups and messages (directions), made when first needed: several,
+    /// so directions do not queue behind one another or behind the writer's batches.
+    private let readers = (0..<SharedDirectory.readerCount).map { _ in Locked<BlockingPostgresConnection?>(nil) }
+    private let nextReader = Atomic<Int>(0)
+    static let readerCount = 4
+    /// Where lookups and messages wait on the database (never a receive thread, the
+    /// signer or an event loop).
+    private let workers = BlockingWorkers(count: 8, maxQueued: 4096, name: "nms-dir")
     /// The connection that LISTENs on our channel, and its subscription.
     private let listener = Locked<(connection: BlockingPostgresConnection, context: PostgresListenContext)?>(nil)
     private let state = Mutex(State())
     private let logger: Logger
     private let inbox = DispatchQueue(label: "cyphonic.nms.replica-inbox")
-    private let handler: Mutex<(@Sendable (ReplicaMessage) -> Void)?> = Mutex(nil)
-    private let republish: Mutex<(@Sendable () -> [DirectoryEntry])?> = Mutex(nil)
+    /// What `start` was given, boxed: a closure kept in a Mutex and read through its
+    /// `inout` access is wrapped in a new pair of reabstraction thunks at every access,
+    /// so each call would get slower than the last (measured: directions/s falling).
+    private final class Callbacks: Sendable {
+        let onMessage: @Sendable (ReplicaMessage) -> Void
+        let registrations: @Sendable () -> [DirectoryEntry]
+        init(_ m: @escaping @Sendable (ReplicaMessage) -> Void, _ r: @escaping @Sendable () -> [DirectoryEntry]) {
+            onMessage = m
+            registrations = r
+        }
+    }
+    private let callbacks = Mutex<Callbacks?>(nil)
     private let stopped = DispatchSemaphore(value: 0)
     /// When our own ping last came back through the listener (monotonic seconds).
     private let lastPing = Mutex(monotonicSeconds())
@@ -95,10 +113,18 @@ public final class SharedDirectory: Sendable {
         try c.run("DELETE FROM nms_nodes WHERE replica = $1", binds)
     }
 
-    /// The NOTIFY channel of `replica` (an identifier whatever the name holds).
+    /// The NOTIFY channel of `replica` (an identifier whatever the name holds), computed
+    /// once per name.
     public static func channel(of replica: String) -> String {
-        "cyphonic_nms_" + Hex.encode(Array(SHA256.hash(Array(replica.utf8)).prefix(12)))
+        if let known = channels.withLock({ $0[replica] }) { return known }
+        let channel = "cyphonic_nms_" + Hex.encode(Array(SHA256.hash(Array(replica.utf8)).prefix(12)))
+        channels.withLock { c in
+            if c.count >= 1024 { c.removeAll() }
+            c[replica] = channel
+        }
+        return channel
     }
+    private static let channels = Mutex<[String: String]>([:])
 
     static func createTables(_ c: BlockingPostgresConnection) throws {
         try c.transaction {
@@ -117,8 +143,7 @@ public final class SharedDirectory: Sendable {
     /// gets messages for this replica (on a queue of their own), `registrations` all of
     /// this replica's entries (published again whenever the database was reconnected).
     public func start(onMessage: @escaping @Sendable (ReplicaMessage) -> Void, registrations: @escaping @Sendable () -> [DirectoryEntry]) {
-        handler.withLock { $0 = onMessage }
-        republish.withLock { $0 = registrations }
+        callbacks.withLock { $0 = Callbacks(onMessage, registrations) }
         listen()
         startThread(named: "nms-directory") { [self] in
             var lastBeat: Int64 = 0
@@ -138,7 +163,7 @@ public final class SharedDirectory: Sendable {
                         lastPing.withLock { $0 = monotonicSeconds() }
                         listen()
                     }
-                    if reconnected, let all = republish.withLock({ $0 }) {
+                    if reconnected, let all = callbacks.withLock({ $0 })?.registrations {
                         // UNLOGGED tables are empty after a PostgreSQL restart: ours again.
                         let entries = all()
                         for e in entries { publish(e) }
@@ -161,6 +186,18 @@ public final class SharedDirectory: Sendable {
         }
     }
 
+    /// Runs `job` on the directory's own threads (it may wait on the database); false when
+    /// too many wait already (the caller refuses what it was asked).
+    public func perform(_ job: @escaping @Sendable () -> Void) -> Bool { workers.submit(job) }
+
+    /// ``send(_:to:)`` on the directory's threads; failures are logged.
+    public func sendSoon(_ message: ReplicaMessage, to replica: String) {
+        let queued = workers.submit { [self] in
+            do { try send(message, to: replica) } catch { logger.warning("nms: cannot send to replica \(replica): \(error)") }
+        }
+        if !queued { logger.warning("nms: message to replica \(replica) dropped: too many waiting") }
+    }
+
     /// Stops the thread after a last flush, withdraws this replica's entries, closes.
     public func stop() {
         guard
@@ -170,6 +207,7 @@ public final class SharedDirectory: Sendable {
             })
         else { return }
         stopped.wait()
+        workers.stop()
         listener.withLock { l in
             l?.context.stop()
             l?.connection.close()
@@ -182,6 +220,7 @@ public final class SharedDirectory: Sendable {
             try c.run("DELETE FROM nms_replicas WHERE name = $1", binds)
         }
         db.withLock { $0.close() }
+        for r in readers { r.withLock { $0?.close() } }
     }
 
     /// Beats, on the database's clock (replicas' clocks may differ), and pings our own
@@ -237,7 +276,7 @@ public final class SharedDirectory: Sendable {
             return
         }
         counters.withLock { $0.received += 1 }
-        handler.withLock { $0 }?(message)
+        callbacks.withLock { $0 }?.onMessage(message)
     }
 
     /// Enters or updates this replica's registration of a node (written within 50 ms).
@@ -320,7 +359,7 @@ public final class SharedDirectory: Sendable {
         var binds = PostgresBindings()
         binds.append(fqdn)
         binds.append(Self.staleSeconds)
-        let rows = try db.withLock { c in
+        let rows = try withReader { c in
             try c.run(
                 """
                 SELECT n.replica, n.record, COALESCE(r.heartbeat >= EXTRACT(EPOCH FROM now())::int8 - $2, false)
@@ -339,8 +378,17 @@ public final class SharedDirectory: Sendable {
         var binds = PostgresBindings()
         binds.append(Self.channel(of: replica))
         binds.append(payload)
-        _ = try db.withLock { try $0.run("SELECT pg_notify($1, $2)", binds) }
+        _ = try withReader { try $0.run("SELECT pg_notify($1, $2)", binds) }
         counters.withLock { $0.sent += 1 }
+    }
+
+    /// Runs `body` on one of the reader connections (round robin, connecting when needed).
+    private func withReader<R>(_ body: (BlockingPostgresConnection) throws -> R) throws -> R {
+        let slot = readers[nextReader.wrappingAdd(1, ordering: .relaxed).oldValue % Self.readerCount]
+        return try slot.withLock { c in
+            if c == nil { c = try BlockingPostgresConnection(target) }
+            return try body(c!)
+        }
     }
 
     /// Registrations in the directory, per replica (for status and the bench).
@@ -352,5 +400,72 @@ public final class SharedDirectory: Sendable {
             out[name] = Int(n)
         }
         return out
+    }
+}
+
+/// Threads of their own for work that waits on the database (GCD's global queues run
+/// about one task per core at a time, so blocking waits there would run one by one):
+/// jobs run in the order given, at most `maxQueued` wait; ``stop()`` ends the threads
+/// after the jobs already queued.
+final class BlockingWorkers: Sendable {
+    /// A FIFO as two stacks (taking from the front of one array would move every job
+    /// behind it: quadratic when hundreds wait).
+    private struct Jobs {
+        var incoming: [@Sendable () -> Void] = []
+        var outgoing: [@Sendable () -> Void] = []
+        var running = true
+        var count: Int { incoming.count + outgoing.count }
+
+        mutating func take() -> (@Sendable () -> Void)? {
+            if outgoing.isEmpty {
+                outgoing = incoming.reversed()
+                incoming.removeAll(keepingCapacity: true)
+            }
+            return outgoing.popLast()
+        }
+    }
+    private let jobs = Mutex(Jobs())
+    private let ready = DispatchSemaphore(value: 0)
+    private let finished = DispatchGroup()
+    private let count: Int
+    let maxQueued: Int
+
+    init(count: Int, maxQueued: Int, name: String) {
+        self.count = count
+        self.maxQueued = maxQueued
+        for i in 0..<count {
+            finished.enter()
+            startThread(named: "\(name)-\(i)") { [self] in
+                defer { finished.leave() }
+                while true {
+                    ready.wait()
+                    let next = jobs.withLock { j -> (@Sendable () -> Void)?? in
+                        if let job = j.take() { return .some(job) }
+                        return j.running ? .some(nil) : .none
+                    }
+                    guard let job = next else { return }
+                    job?()
+                }
+            }
+        }
+    }
+
+    /// Queues `job`; false (nothing queued) when `maxQueued` jobs already wait.
+    func submit(_ job: @escaping @Sendable () -> Void) -> Bool {
+        let queued = jobs.withLock { j -> Bool in
+            guard j.running, j.count < maxQueued else { return false }
+            j.incoming.append(job)
+            return true
+        }
+        if queued { ready.signal() }
+        return queued
+    }
+
+    /// Ends the threads after the queued jobs and waits for them (at most `seconds`): no
+    /// job is left running while the process exits.
+    func stop(waiting seconds: Double = 35) {
+        jobs.withLock { $0.running = false }
+        for _ in 0..<count { ready.signal() }
+        _ = finished.wait(timeout: .now() + seconds)
     }
 }

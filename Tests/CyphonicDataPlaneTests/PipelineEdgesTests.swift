@@ -84,17 +84,23 @@ import Testing
         pipeline.edges = PipelineEdges(
             tunSource: { source.fill($0, $1, $2, $3) }, udpSink: { iov, n, _ in sink.take(iov, n) })
         try pipeline.start()
+        // A packet the pipeline drops on purpose (CoDel, when a batch waited too long on a
+        // loaded machine) is counted, and its counter is never sent: every packet is
+        // either delivered once, in order, or counted as dropped — none vanishes.
+        let dropped = { Int(DropReason.allCases.reduce(0) { $0 + pipeline.stats.drops($1) }) }
         let deadline = monotonicSeconds() + 20
-        while sink.received.withLock({ $0.count }) < total, monotonicSeconds() < deadline { usleep(10_000) }
+        while sink.received.withLock({ $0.count }) + dropped() < total, monotonicSeconds() < deadline { usleep(10_000) }
         pipeline.stop()
         socket.close()
         let got = sink.received.withLock { $0 }
-        #expect(got.count == total)
+        #expect(got.count + dropped() == total, "\(got.count) delivered, \(dropped()) dropped")
+        #expect(dropped() <= total / 100, "dropped \(dropped()) of \(total)")
         var seen = Set<UInt32>()
         for p in 0..<peers {
             let mine = got.filter { $0.index == UInt32(100 + p) }
-            // Counters leave in order, with no gap and no repeat.
-            #expect(mine.map(\.counter) == Array(0..<UInt64(mine.count)))
+            // Counters leave in order, without repeat; a gap only where a packet was dropped.
+            #expect(zip(mine, mine.dropFirst()).allSatisfy { $0.counter < $1.counter })
+            #expect(Int(mine.last?.counter ?? 0) + 1 - mine.count <= dropped())
             let opener = try keys[p].withUnsafeBytes { try AEADKey(.aes256gcm, key: $0) }
             var lastStamp = -1
             for m in mine {
@@ -106,7 +112,7 @@ import Testing
                 seen.insert(UInt32(stamp))
             }
         }
-        #expect(seen.count == total)
+        #expect(seen.count == got.count)
     }
 
     final class Quiet: ControlPlane {

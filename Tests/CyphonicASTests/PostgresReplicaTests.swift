@@ -31,11 +31,12 @@ struct PostgresReplicaTests {
 
     @Test func concurrentEnrolmentOnTwoReplicasNeverAssignsAnAddressNameOrTokenTwice() throws {
         let t = try TempAS()
-        let (a, b, copy) = try Self.replicas(t)
+        // Registered before the replica is made: a failure making it leaves nothing behind.
         defer {
             t.cleanup()
-            try? FileManager.default.removeItem(atPath: copy)
+            try? FileManager.default.removeItem(atPath: t.path + "-replica")
         }
+        let (a, b, _) = try Self.replicas(t)
         #expect(a.directory.store.location.hasPrefix("postgresql://"))
         // 2 x 100 node adds at once, half on each replica; and each of the first 100 names
         // requested a second time on the other replica at the same moment.
@@ -91,11 +92,12 @@ struct PostgresReplicaTests {
 
     @Test func revocationOnOneReplicaIsInTheListTheOtherServesAndRefusesTheLogin() throws {
         let t = try TempAS()
-        let (a, b, copy) = try Self.replicas(t)
+        // Registered before the replica is made: a failure making it leaves nothing behind.
         defer {
             t.cleanup()
-            try? FileManager.default.removeItem(atPath: copy)
+            try? FileManager.default.removeItem(atPath: t.path + "-replica")
         }
+        let (a, b, _) = try Self.replicas(t)
         let ticket = try a.addNode(name: "init01", group: nil)
         let key = try X25519PrivateKey()
         let first = try b.login(Login(name: "init01", credential: .token(ticket.token)), clientKey: key.publicKey, source: source).get()

@@ -87,7 +87,7 @@ public final class SharedDirectory: Sendable {
         db = Locked(connection)
         try Self.createTables(connection)
         try Self.claim(replica, connection, logger: logger)
-        try beat(now: unixNowSeconds())
+        try beat()
     }
 
     /// Takes the name `replica`: a name still beating belongs to a running replica — or to
@@ -154,7 +154,7 @@ public final class SharedDirectory: Sendable {
                 do {
                     let reconnected = db.withLock { $0.connectionCount } != seenConnections
                     if now - lastBeat >= Self.heartbeatSeconds || reconnected {
-                        try beat(now: now)
+                        try beat()
                         lastBeat = now
                     }
                     let deaf = monotonicSeconds() - lastPing.withLock { $0 } > Double(3 * Self.heartbeatSeconds)
@@ -172,7 +172,7 @@ public final class SharedDirectory: Sendable {
                     seenConnections = db.withLock { $0.connectionCount }
                     try flush(now: now)
                     if now - lastCleanup >= 30 {
-                        try cleanup(now: now)
+                        try cleanup()
                         lastCleanup = now
                     }
                 } catch {
@@ -225,7 +225,7 @@ public final class SharedDirectory: Sendable {
 
     /// Beats, on the database's clock (replicas' clocks may differ), and pings our own
     /// channel: a listener whose connection silently died stops hearing it.
-    private func beat(now: Int64) throws {
+    private func beat() throws {
         var binds = PostgresBindings()
         binds.append(replica)
         binds.append(Self.channel(of: replica))
@@ -341,7 +341,7 @@ public final class SharedDirectory: Sendable {
     }
 
     /// Deletes what replicas silent for a minute left behind.
-    private func cleanup(now: Int64) throws {
+    private func cleanup() throws {
         var binds = PostgresBindings()
         binds.append(Self.forgetSeconds)
         try db.withLock { c in
@@ -400,72 +400,5 @@ public final class SharedDirectory: Sendable {
             out[name] = Int(n)
         }
         return out
-    }
-}
-
-/// Threads of their own for work that waits on the database (GCD's global queues run
-/// about one task per core at a time, so blocking waits there would run one by one):
-/// jobs run in the order given, at most `maxQueued` wait; ``stop()`` ends the threads
-/// after the jobs already queued.
-final class BlockingWorkers: Sendable {
-    /// A FIFO as two stacks (taking from the front of one array would move every job
-    /// behind it: quadratic when hundreds wait).
-    private struct Jobs {
-        var incoming: [@Sendable () -> Void] = []
-        var outgoing: [@Sendable () -> Void] = []
-        var running = true
-        var count: Int { incoming.count + outgoing.count }
-
-        mutating func take() -> (@Sendable () -> Void)? {
-            if outgoing.isEmpty {
-                outgoing = incoming.reversed()
-                incoming.removeAll(keepingCapacity: true)
-            }
-            return outgoing.popLast()
-        }
-    }
-    private let jobs = Mutex(Jobs())
-    private let ready = DispatchSemaphore(value: 0)
-    private let finished = DispatchGroup()
-    private let count: Int
-    let maxQueued: Int
-
-    init(count: Int, maxQueued: Int, name: String) {
-        self.count = count
-        self.maxQueued = maxQueued
-        for i in 0..<count {
-            finished.enter()
-            startThread(named: "\(name)-\(i)") { [self] in
-                defer { finished.leave() }
-                while true {
-                    ready.wait()
-                    let next = jobs.withLock { j -> (@Sendable () -> Void)?? in
-                        if let job = j.take() { return .some(job) }
-                        return j.running ? .some(nil) : .none
-                    }
-                    guard let job = next else { return }
-                    job?()
-                }
-            }
-        }
-    }
-
-    /// Queues `job`; false (nothing queued) when `maxQueued` jobs already wait.
-    func submit(_ job: @escaping @Sendable () -> Void) -> Bool {
-        let queued = jobs.withLock { j -> Bool in
-            guard j.running, j.count < maxQueued else { return false }
-            j.incoming.append(job)
-            return true
-        }
-        if queued { ready.signal() }
-        return queued
-    }
-
-    /// Ends the threads after the queued jobs and waits for them (at most `seconds`): no
-    /// job is left running while the process exits.
-    func stop(waiting seconds: Double = 35) {
-        jobs.withLock { $0.running = false }
-        for _ in 0..<count { ready.signal() }
-        _ = finished.wait(timeout: .now() + seconds)
     }
 }

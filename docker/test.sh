@@ -236,7 +236,8 @@ for m in process_resident_memory_bytes process_cpu_seconds_total; do
   [ "$(grep -cx "$m" <<<"$exported")" -ge 1 ] || { echo "docker-test: no daemon exports $m"; exit 1; }
 done
 for c in cydk_as-server_1:9451 cydk_nms-server_1:9453 cydk_trs-relay_1:9454; do
-  scrape "${c%:*}" "${c#*:}" | grep -q '^process_resident_memory_bytes [1-9]' || { echo "docker-test: ${c%:*} exports no process memory"; exit 1; }
+  page=$(scrape "${c%:*}" "${c#*:}")   # whole page first: grep -q in a pipe would end it early (SIGPIPE under pipefail)
+  grep -q '^process_resident_memory_bytes [1-9]' <<<"$page" || { echo "docker-test: ${c%:*} exports no process memory"; exit 1; }
 done
 log "alert rules: promtool ok; the $(grep -oE '\b(as|nms|trs|cyphonic_node)_[a-z_]+' examples/prometheus/cyphonic-alerts.yml | sort -u | wc -l) metrics they use are all exported"
 "${D[@]}" exec cydk-node1 cyphonic-node status --control /run/cyphonic/cyphonic-node.sock | grep -E '^peer|^resolver' | sed 's/^/  /'

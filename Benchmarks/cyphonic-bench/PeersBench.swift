@@ -85,7 +85,10 @@ struct PeersBench: ParsableCommand {
                 lastKeepalive = monotonicSeconds()
             }
         }
-        let header = ["peers", "responder_peers", "threads", "own_threads", "pipeline_threads", "rss_kib", "malloc_in_use_kib", "malloc_held_kib"]
+        let header = [
+            "peers", "responder_peers", "threads", "own_threads", "pipeline_threads", "rss_kib", "malloc_in_use_kib", "malloc_held_kib",
+            "rss_anon_kib",
+        ]
         print("responder \(responderName) at \(responder): simulated peers with real handshakes (one socket each)")
         print(header.joined(separator: "  "))
         for r in rows { print(r.joined(separator: "  ")) }
@@ -136,11 +139,11 @@ struct PeersBench: ParsableCommand {
         for (peer, socket) in zip(peers, sockets) { if let k = try peer.keepalive() { try socket.send(k, to: target) } }
     }
 
-    /// The responder's figures now: [checkpoint, its peers with a session, threads, RSS,
-    /// malloc in use, held]. Threads and RSS from /proc first (the status request itself
+    /// The responder's figures now: [checkpoint, its peers with a session, threads, own
+    /// threads, pipeline threads, RSS, malloc in use, held, RSS's anonymous part]. Threads and RSS from /proc first (the status request itself
     /// runs on a thread of the responder).
     func measure(_ checkpoint: Int) -> [String] {
-        let proc = pid.flatMap { ProcessResources.residentAndThreads(of: $0) }
+        let proc = pid.flatMap { ProcessResources.memoryAndThreads(of: $0) }
         // The data plane's threads (cy-tun-reader, cy-udp-receiver, cy-crypto-N, cy-control;
         // cy-single) are the paper's Fig. 8; "own" threads are all but libdispatch's worker
         // pool (named …qos…), which the Swift runtime grows and shrinks by itself.
@@ -155,14 +158,14 @@ struct PeersBench: ParsableCommand {
             let s = try? JSONDecoder().decode(NodeStatus.self, from: Data(bytes)), let p = s.process
         else {
             progress("no status from \(control)")
-            return ["\(checkpoint)", "?", "?", "?", "?", "?", "?", "?"]
+            return ["\(checkpoint)", "?", "?", "?", "?", "?", "?", "?", "?"]
         }
         let live = s.peers.filter { $0.handshakeAgeSeconds != nil }.count
         return [
             "\(checkpoint)", "\(live)", "\(proc?.threads ?? s.osThreads)", ownThreads.map(String.init) ?? "?",
             pipelineThreads.map(String.init) ?? "?",
             "\((proc?.residentBytes ?? p.residentBytes) / 1024)", "\(p.mallocInUseBytes / 1024)",
-            "\(p.mallocHeldBytes / 1024)",
+            "\(p.mallocHeldBytes / 1024)", "\((proc?.anonymousBytes ?? p.residentAnonymousBytes ?? 0) / 1024)",
         ]
     }
 

@@ -310,6 +310,9 @@ public final class NodeDaemon: @unchecked Sendable {
         let resident = registry.makeGauge(
             descriptor: MetricNameDescriptor(
                 namespace: "process", metricName: "resident_memory", unitName: "bytes", helpText: "Resident memory size in bytes"))
+        let anonymous = registry.makeGauge(
+            descriptor: name("resident_anonymous", "Of the resident memory, anonymous pages (heap, stacks, buffers; not mapped files)", unit: "bytes")
+        )
         let cpu = registry.makeGauge(
             descriptor: MetricNameDescriptor(
                 namespace: "process", metricName: "cpu_seconds", unitName: "total", helpText: "User and system CPU time in seconds"))
@@ -393,6 +396,7 @@ public final class NodeDaemon: @unchecked Sendable {
                 threads.set(Int64(s.osThreads))
                 if let p = s.process {
                     resident.set(Int64(p.residentBytes))
+                    if let a = p.residentAnonymousBytes { anonymous.set(Int64(a)) }
                     cpu.set(p.cpuSeconds)
                     mallocInUse.set(Int64(p.mallocInUseBytes))
                     mallocHeld.set(Int64(p.mallocHeldBytes))

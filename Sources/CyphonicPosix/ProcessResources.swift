@@ -12,6 +12,11 @@ import Glibc
 public struct ProcessResources: Sendable, Equatable, Codable {
     /// Resident set size (VmRSS), bytes.
     public var residentBytes: UInt64
+    /// Of those, anonymous pages (RssAnon): the heap, stacks and buffers the process
+    /// made itself. The rest are pages of mapped files: the program's own text and the
+    /// shared libraries, clean and shared with the page cache. (Optional: absent in the
+    /// status of a daemon that predates it.)
+    public var residentAnonymousBytes: UInt64?
     /// OS threads (Threads:).
     public var threads: Int
     /// User + system CPU seconds since the process started.
@@ -24,27 +29,37 @@ public struct ProcessResources: Sendable, Equatable, Codable {
     public var mallocFreeBytes: UInt64
 
     public static func current() -> ProcessResources {
-        let (rss, threads) = residentAndThreads() ?? (0, 0)
+        let memory = memoryAndThreads()
         let m = ccy_malloc_statistics()
         return ProcessResources(
-            residentBytes: rss, threads: threads, cpuSeconds: cpuSeconds(), mallocInUseBytes: m.in_use,
+            residentBytes: memory?.residentBytes ?? 0, residentAnonymousBytes: memory?.anonymousBytes, threads: memory?.threads ?? 0,
+            cpuSeconds: cpuSeconds(), mallocInUseBytes: m.in_use,
             mallocHeldBytes: m.arena + m.mmapped, mallocFreeBytes: m.free)
     }
 
     /// Resident bytes (VmRSS) and OS threads of process `pid` (this one by default), from
     /// /proc/PID/status; nil when it cannot be read (no such process).
     public static func residentAndThreads(of pid: Int32? = nil) -> (residentBytes: UInt64, threads: Int)? {
+        memoryAndThreads(of: pid).map { ($0.residentBytes, $0.threads) }
+    }
+
+    /// Resident bytes (VmRSS), the anonymous part of them (RssAnon) and OS threads of
+    /// process `pid` (this one by default), from /proc/PID/status; nil when it cannot be
+    /// read (no such process).
+    public static func memoryAndThreads(of pid: Int32? = nil) -> (residentBytes: UInt64, anonymousBytes: UInt64, threads: Int)? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid.map(String.init) ?? "self")/status", encoding: .utf8) else {
             return nil
         }
         var rss: UInt64 = 0
+        var anonymous: UInt64 = 0
         var threads = 0
         for line in text.split(separator: "\n") {
             let value = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first.map(String.init) ?? ""
             if line.hasPrefix("VmRSS:") { rss = (UInt64(value) ?? 0) * 1024 }
+            if line.hasPrefix("RssAnon:") { anonymous = (UInt64(value) ?? 0) * 1024 }
             if line.hasPrefix("Threads:") { threads = Int(value) ?? 0 }
         }
-        return (rss, threads)
+        return (rss, anonymous, threads)
     }
 
     /// User + system CPU seconds this process has used (getrusage).

@@ -106,7 +106,7 @@ struct StatusCommand: ParsableCommand {
         if let p = s.process {
             let mib = { (b: UInt64) in String(format: "%.1f MiB", Double(b) / 1_048_576) }
             print(
-                "memory    resident \(mib(p.residentBytes)); malloc: \(mib(p.mallocInUseBytes)) in use, \(mib(p.mallocHeldBytes)) held from the OS (\(mib(p.mallocFreeBytes)) of it free); CPU \(String(format: "%.1f", p.cpuSeconds)) s"
+                "memory    resident \(mib(p.residentBytes))\(p.residentAnonymousBytes.map { " (\(mib($0)) anonymous, the rest mapped files)" } ?? ""); malloc: \(mib(p.mallocInUseBytes)) in use, \(mib(p.mallocHeldBytes)) held from the OS (\(mib(p.mallocFreeBytes)) of it free); CPU \(String(format: "%.1f", p.cpuSeconds)) s"
             )
         }
         print("handshakes completed \(s.handshakesCompleted), refused \(s.handshakesRefused); reorder waits \(s.reorderWaits)")

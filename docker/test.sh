@@ -194,9 +194,12 @@ JSON
     -v "$P/cyphonic/ca.pem:/etc/cyphonic/ca.pem:ro" -v "$P/cyphonic/$n.token:/etc/cyphonic/token:ro" \
     cyphonic/cyphonic-node:latest 2>&1 >/dev/null | grep -v 'IPv4 forwarding is disabled' || true
 done
+# A node's status, read whole (a pipe into head or grep -q could end docker exec early:
+# SIGPIPE, a failure under pipefail); empty when it does not answer.
+node_status() { "${D[@]}" exec "cydk-$1" cyphonic-node status --control /run/cyphonic/cyphonic-node.sock 2>/dev/null || true; }
 for n in "${NODES[@]}"; do
   for _ in $(seq 1 60); do
-    "${D[@]}" exec "cydk-$n" cyphonic-node status --control /run/cyphonic/cyphonic-node.sock 2>/dev/null | grep -Eq '^nms +registered' && break
+    grep -Eq '^nms +registered' <<<"$(node_status "$n")" && break
     sleep 0.5
   done
   s=$("${D[@]}" exec "cydk-$n" cyphonic-node status --control /run/cyphonic/cyphonic-node.sock 2>&1 || true)
@@ -240,7 +243,7 @@ for c in cydk_as-server_1:9451 cydk_nms-server_1:9453 cydk_trs-relay_1:9454; do
   grep -q '^process_resident_memory_bytes [1-9]' <<<"$page" || { echo "docker-test: ${c%:*} exports no process memory"; exit 1; }
 done
 log "alert rules: promtool ok; the $(grep -oE '\b(as|nms|trs|cyphonic_node)_[a-z_]+' examples/prometheus/cyphonic-alerts.yml | sort -u | wc -l) metrics they use are all exported"
-"${D[@]}" exec cydk-node1 cyphonic-node status --control /run/cyphonic/cyphonic-node.sock | grep -E '^peer|^resolver' | sed 's/^/  /'
+grep -E '^peer|^resolver' <<<"$(node_status node1)" | sed 's/^/  /'
 # --- backup while serving; the AS host lost; restore into a fresh volume ---------------
 mkdir -p "$P/backup" && chown 10001:10001 "$P/backup"
 # (into the volume, then out with docker cp: the container's root file system is read-only)
@@ -253,14 +256,16 @@ log "AS backed up while serving, then its containers and volume removed"
 "${COMPOSE[@]}" run --rm -T -v "$P/backup:/backup" as-server restore --from /backup/as --data-dir /var/lib/cyphonic-as 2>&1 | grep -v "^Creating" | sed 's/^/  /'
 "${COMPOSE[@]}" up -d --no-build as-server nms-server trs-relay >/dev/null 2>&1
 for n in "${NODES[@]}"; do
-  before=$("${D[@]}" exec "cydk-$n" cyphonic-node status --control /run/cyphonic/cyphonic-node.sock | head -1)
+  before=$(node_status "$n")
+  before=${before%%$'\n'*}
   since=$(date -u +%Y-%m-%dT%H:%M:%S)
   "${D[@]}" restart -t 15 "cydk-$n" >/dev/null
   for _ in $(seq 1 60); do
-    "${D[@]}" exec "cydk-$n" cyphonic-node status --control /run/cyphonic/cyphonic-node.sock 2>/dev/null | grep -Eq '^nms +registered' && break
+    grep -Eq '^nms +registered' <<<"$(node_status "$n")" && break
     sleep 0.5
   done
-  after=$("${D[@]}" exec "cydk-$n" cyphonic-node status --control /run/cyphonic/cyphonic-node.sock | head -1)
+  after=$(node_status "$n")
+  after=${after%%$'\n'*}
   logs=$("${D[@]}" logs --since "$since" "cydk-$n" 2>&1)
   grep -q "logged in to the AS at 198.19.210.1:4501" <<<"$logs" ||
     { echo "docker-test: $n did not log in to the restored AS"; "${D[@]}" logs --tail 20 "cydk-$n"; exit 1; }

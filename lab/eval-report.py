@@ -456,7 +456,7 @@ if load and any(values(v, top, "rss_anon_mib") for v in variants):
              "64 KiB blocks around each one first executed (fault-around), so code run once at start-up stays resident; "
              "libcrypto, libc and libstdc++ add theirs. Those pages are clean and shared with the page cache (and with "
              "every other process using the same libraries): under memory pressure the kernel drops them without "
-             "writing anything. wireguard-go and Nebula, Go programs, pay the same way for their runtime.")
+             "writing anything. The table gives the same split for wireguard-go and Nebula, measured the same way.")
     L.append("")
 L.append("## What two shared cores prevent this lab from showing")
 L.append("")

@@ -195,14 +195,14 @@ JSON
     cyphonic/cyphonic-node:latest 2>&1 >/dev/null | grep -v 'IPv4 forwarding is disabled' || true
 done
 # A node's status, read whole (a pipe into head or grep -q could end docker exec early:
-# SIGPIPE, a failure under pipefail); empty when it does not answer.
-node_status() { "${D[@]}" exec "cydk-$1" cyphonic-node status --control /run/cyphonic/cyphonic-node.sock 2>/dev/null || true; }
+# SIGPIPE, a failure under pipefail); the error instead when it does not answer.
+node_status() { "${D[@]}" exec "cydk-$1" cyphonic-node status --control /run/cyphonic/cyphonic-node.sock 2>&1 || true; }
 for n in "${NODES[@]}"; do
   for _ in $(seq 1 60); do
     grep -Eq '^nms +registered' <<<"$(node_status "$n")" && break
     sleep 0.5
   done
-  s=$("${D[@]}" exec "cydk-$n" cyphonic-node status --control /run/cyphonic/cyphonic-node.sock 2>&1 || true)
+  s=$(node_status "$n")
   grep -Eq '^nms +registered' <<<"$s" || { echo "docker-test: $n did not register:"; echo "$s"; "${D[@]}" logs --tail 30 "cydk-$n"; exit 1; }
   log "$n enrolled and registered: $(echo "$s" | head -1 | sed 's/^node *//')"
 done

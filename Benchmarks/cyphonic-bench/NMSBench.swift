@@ -171,7 +171,7 @@ struct NMSBench: ParsableCommand {
     }
 
     /// Resident memory of process `pid` in KiB.
-    func rss(_ pid: Int32) -> Int { Int((ProcessResources.residentAndThreads(of: pid)?.residentBytes ?? 0) / 1024) }
+    func rss(_ pid: Int32) -> Int { Int((ProcessResources.memoryAndThreads(of: pid)?.residentBytes ?? 0) / 1024) }
 
     /// Node keys and certificates, on every core.
     func issue(_ count: Int, ca: CertificateAuthority, verifier: CertificateVerifier) throws -> [SimulatedNode] {

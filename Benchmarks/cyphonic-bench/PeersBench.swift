@@ -140,8 +140,9 @@ struct PeersBench: ParsableCommand {
     }
 
     /// The responder's figures now: [checkpoint, its peers with a session, threads, own
-    /// threads, pipeline threads, RSS, malloc in use, held, RSS's anonymous part]. Threads and RSS from /proc first (the status request itself
-    /// runs on a thread of the responder).
+    /// threads, pipeline threads, RSS, malloc in use, held, RSS's anonymous part]. Threads
+    /// and memory from /proc first (the status request itself runs on a thread of the
+    /// responder).
     func measure(_ checkpoint: Int) -> [String] {
         let proc = pid.flatMap { ProcessResources.memoryAndThreads(of: $0) }
         // The data plane's threads (cy-tun-reader, cy-udp-receiver, cy-crypto-N, cy-control;

@@ -37,12 +37,6 @@ public struct ProcessResources: Sendable, Equatable, Codable {
             mallocHeldBytes: m.arena + m.mmapped, mallocFreeBytes: m.free)
     }
 
-    /// Resident bytes (VmRSS) and OS threads of process `pid` (this one by default), from
-    /// /proc/PID/status; nil when it cannot be read (no such process).
-    public static func residentAndThreads(of pid: Int32? = nil) -> (residentBytes: UInt64, threads: Int)? {
-        memoryAndThreads(of: pid).map { ($0.residentBytes, $0.threads) }
-    }
-
     /// Resident bytes (VmRSS), the anonymous part of them (RssAnon) and OS threads of
     /// process `pid` (this one by default), from /proc/PID/status; nil when it cannot be
     /// read (no such process).

@@ -120,9 +120,9 @@ struct ProcessGauges: Sendable {
 
     func update() {
         cpu.set(ProcessResources.cpuSeconds())
-        if let (bytes, count) = ProcessResources.residentAndThreads() {
-            resident.set(Int64(bytes))
-            threads.set(Int64(count))
+        if let m = ProcessResources.memoryAndThreads() {
+            resident.set(Int64(m.residentBytes))
+            threads.set(Int64(m.threads))
         }
     }
 }

@@ -141,6 +141,7 @@ let package = Package(
             name: "cyphonic-node",
             dependencies: [
                 "CyphonicCore", "CyphonicCrypto", "CyphonicPKI", "CyphonicNode", "CyphonicService", "CyphonicSignaling", "CyphonicPosix",
+                "CyphonicDataPlane",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

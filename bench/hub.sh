@@ -19,7 +19,7 @@
 # removed on exit (trap), also on failure.
 #
 # Environment: BENCH_SECONDS (load per N, default 8), BENCH_ROUNDS (default 3),
-# HUB_COUNTS (default "1 2 5 10"), BENCH_VARIANTS (default all four), CYPHONIC_CONFIG
+# HUB_COUNTS (default "1 2 5 10"), BENCH_VARIANTS (default all four; also cyphonic-multi-thread: a TUN reader thread), CYPHONIC_CONFIG
 # (extra config keys for every node, e.g. '"poolSize": 16,'), BIN, BENCH_OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -106,7 +106,7 @@ load() {
   if [ -n "${HUB_DIAG:-}" ] && [[ $variant == cyphonic-* ]]; then
     for s in responder init01; do
       progress "  $s drops: $("$BIN/cyphonic-node" status --control "$WORK/$s.sock" --json \
-        | python3 -c 'import json,sys; print(json.load(sys.stdin)["drops"])')"
+        | python3 -c 'import json,sys; s=json.load(sys.stdin); print({k: v for k, v in s["drops"].items() if v}, "received out of order:", sum(p.get("rxOutOfOrder", 0) for p in s["peers"]))')"
     done
   fi
   c1=$(cpu_of "$pid")
@@ -165,14 +165,15 @@ if want cyphonic-single || want cyphonic-multi; then
   CY_VIP=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["virtualIPv4"])' "$WORK/responder/node.json")
 fi
 
-start_cyphonic() {  # pipeline
-  ip netns exec $RESP "$BIN/cyphonic-node" run --config "$WORK/responder.json" --pipeline "$1" --log-level warning \
+start_cyphonic() {  # pipeline [tun-reading]
+  local reading=${2:-workers}
+  ip netns exec $RESP "$BIN/cyphonic-node" run --config "$WORK/responder.json" --pipeline "$1" --tun-reading "$reading" --log-level warning \
     >"$WORK/responder.log" 2>&1 &
   RESP_PID=$!
   DAEMONS+=($!)
   for i in $(seq 1 "$MAXN"); do
     ip netns exec "$(init_ns "$i")" "$BIN/cyphonic-node" run --config "$WORK/$(printf 'init%02d' "$i").json" \
-      --pipeline "$1" --log-level warning >/dev/null 2>&1 &
+      --pipeline "$1" --tun-reading "$reading" --log-level warning >/dev/null 2>&1 &
     DAEMONS+=($!)
   done
   wait_tunnels "$CY_VIP"
@@ -185,6 +186,7 @@ for round in $(seq 1 "$ROUNDS"); do
     case $variant in
       cyphonic-single) start_cyphonic single && run_counts "$variant" "$round" "$CY_VIP" "$RESP_PID" ;;
       cyphonic-multi) start_cyphonic multi && run_counts "$variant" "$round" "$CY_VIP" "$RESP_PID" ;;
+      cyphonic-multi-thread) start_cyphonic multi thread && run_counts "$variant" "$round" "$CY_VIP" "$RESP_PID" ;;
       wireguard-go) start_wireguard && run_counts "$variant" "$round" 198.18.1.1 "$RESP_PID" ;;
       nebula) start_nebula && run_counts "$variant" "$round" 198.18.2.1 "$RESP_PID" ;;
       *) progress "unknown variant $variant" ;;

@@ -20,6 +20,10 @@ struct PipelineBench: ParsableCommand {
 
     @Option(help: "Packet sizes in bytes (inner IPv4 packets), comma-separated.") var sizes = "64,512,1400"
     @Option(help: "Crypto worker counts for the multi-threaded pipeline, comma-separated.") var workers = "1,2"
+    @Option(
+        help:
+            "Who reads the TUN in the multi-threaded pipeline, comma-separated: workers (the crypto workers in turn, the default), thread (a TUN reader thread, the paper's Fig. 3 as drawn)."
+    ) var tunReading = "workers,thread"
     @Option(help: "Seconds per measurement.") var seconds = 2.0
     @Option(help: "Rounds (the designs alternate within each); medians are reported.") var rounds = 3
     @Option(help: "Peers the packets are spread over (one burst of 64 to each in turn).") var peers = 1
@@ -32,6 +36,15 @@ struct PipelineBench: ParsableCommand {
         }
         _ = try parsedSizes()
         _ = try parsedWorkers()
+        _ = try parsedReadings()
+    }
+
+    func parsedReadings() throws -> [TunReading] {
+        let v = tunReading.split(separator: ",").map { TunReading(rawValue: $0.trimmingCharacters(in: .whitespaces)) }
+        guard !v.isEmpty, v.allSatisfy({ $0 != nil }) else {
+            throw ValidationError("--tun-reading: comma-separated list of thread and workers, got '\(tunReading)'")
+        }
+        return v.compactMap { $0 }
     }
 
     func parsedSizes() throws -> [Int] {
@@ -52,7 +65,10 @@ struct PipelineBench: ParsableCommand {
 
     func run() throws {
         let sizeList = try parsedSizes()
-        let modes: [PipelineMode] = [.single] + (try parsedWorkers()).map { .multi(workers: $0) }
+        let readings = try parsedReadings()
+        let modes: [PipelineDesign] =
+            [PipelineDesign(mode: .single)]
+            + (try parsedWorkers()).flatMap { w in readings.map { PipelineDesign(mode: .multi(workers: w), tunReading: $0) } }
         let cores = ProcessInfo.processInfo.activeProcessorCount
         print(
             "pipeline stages alone: in-process source and sink, \(peers) peer(s), AES-256-GCM, pool \(pool) batches, \(cores) logical CPUs, \(rounds) rounds of \(seconds) s"
@@ -62,7 +78,7 @@ struct PipelineBench: ParsableCommand {
             for round in 1...rounds {
                 for mode in modes {
                     progress("\(size) B, \(name(mode)), round \(round) of \(rounds)")
-                    var m = try PipelineRun(mode: mode, size: size, peers: peers, pool: pool).measure(seconds: seconds)
+                    var m = try PipelineRun(design: mode, size: size, peers: peers, pool: pool).measure(seconds: seconds)
                     m.round = round
                     rows.append(m)
                 }
@@ -72,7 +88,7 @@ struct PipelineBench: ParsableCommand {
             var text = "size,design,round,packets_per_second,gbit_per_second,cpu_us_per_packet,cpu_cores,out_of_order,gaps,dropped\n"
             for m in rows {
                 text += String(
-                    format: "%d,%@,%d,%.0f,%.3f,%.4f,%.3f,%d,%d,%d\n", m.size, name(m.mode), m.round, m.packetsPerSecond,
+                    format: "%d,%@,%d,%.0f,%.3f,%.4f,%.3f,%d,%d,%d\n", m.size, name(m.design), m.round, m.packetsPerSecond,
                     m.packetsPerSecond * Double(m.size) * 8 / 1e9, m.cpuMicrosPerPacket, m.cpuCores, m.outOfOrder, m.gaps, m.dropped)
             }
             try text.write(toFile: csv, atomically: true, encoding: .utf8)
@@ -80,9 +96,9 @@ struct PipelineBench: ParsableCommand {
         print("")
         print("size  design                    Mpkt/s (min-max)        Gbit/s   x single   CPU us/pkt   cores busy   out of order   dropped")
         for size in sizeList {
-            let single = rows.filter { $0.size == size && $0.mode == .single }
+            let single = rows.filter { $0.size == size && $0.design.mode == .single }
             for mode in modes {
-                let rs = rows.filter { $0.size == size && $0.mode == mode }
+                let rs = rows.filter { $0.size == size && $0.design == mode }
                 let pps = rs.map(\.packetsPerSecond)
                 // The ratio per round (same round, adjacent in time), then its median.
                 let ratios = zip(rs, single).map { $0.packetsPerSecond / $1.packetsPerSecond }
@@ -98,10 +114,10 @@ struct PipelineBench: ParsableCommand {
         print("(x single: median over rounds of the ratio to --pipeline single in the same round; out of order and dropped: totals)")
     }
 
-    func name(_ mode: PipelineMode) -> String {
-        switch mode {
+    func name(_ design: PipelineDesign) -> String {
+        switch design.mode {
         case .single: return "single"
-        case .multi(let w): return "multi-\(w)w"
+        case .multi(let w): return design.tunReading == .workers ? "multi-\(w)w" : "multi-\(w)w-tr"
         }
     }
 
@@ -114,9 +130,16 @@ func medianOf(_ v: [Double]) -> Double {
     return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }
 
+/// A design the benchmark measures: the pipeline mode and, for multi, who reads the TUN
+/// (named `multi-Nw` when the workers do, the default; `multi-Nw-tr` for a TUN reader thread).
+struct PipelineDesign: Equatable {
+    var mode: PipelineMode
+    var tunReading: TunReading = .workers
+}
+
 /// One measurement's figures.
 struct PipelineMeasurement {
-    var mode: PipelineMode
+    var design: PipelineDesign
     var size: Int
     var round = 0
     var packetsPerSecond: Double

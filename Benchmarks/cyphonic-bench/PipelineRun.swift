@@ -8,7 +8,8 @@ import Synchronization
 
 /// One pipeline with `peers` sessions, fed by ``BenchSource`` and drained by ``BenchSink``.
 struct PipelineRun {
-    let mode: PipelineMode
+    let design: PipelineDesign
+    var mode: PipelineMode { design.mode }
     let size: Int
     let peers: Int
     let pool: Int
@@ -35,6 +36,7 @@ struct PipelineRun {
         let pipeline = Pipeline(
             tun: TunDevice(adopting: devNull, name: "bench"), socket: socket, peers: table, control: IdleControl(), mode: mode,
             mtu: 1420, poolSize: pool, udpOffload: true)
+        pipeline.tunReading = design.tunReading
         let source = BenchSource(size: size, peers: peers)
         let sink = BenchSink(peers: peers)
         pipeline.edges = PipelineEdges(
@@ -51,7 +53,7 @@ struct PipelineRun {
         let (p1, c1, t1) = (sink.packets.load(ordering: .acquiring), ProcessResources.cpuSeconds(), monotonicSeconds())
         let packets = Double(p1 - p0)
         return PipelineMeasurement(
-            mode: mode, size: size, packetsPerSecond: packets / (t1 - t0), cpuMicrosPerPacket: (c1 - c0) / packets * 1e6,
+            design: design, size: size, packetsPerSecond: packets / (t1 - t0), cpuMicrosPerPacket: (c1 - c0) / packets * 1e6,
             cpuCores: (c1 - c0) / (t1 - t0), outOfOrder: sink.outOfOrder.load(ordering: .acquiring),
             gaps: sink.gaps.load(ordering: .acquiring), dropped: DropReason.allCases.reduce(0) { $0 + pipeline.stats.drops($1) })
     }

@@ -11,24 +11,30 @@ extension Pipeline {
 
     func workerLoop(keyIndex: Int) {
         let out = makeOutput()
-        while let b = cryptoQueue.pop() {
-            crypt(b, keyIndex: keyIndex)
-            guard let peer = b.peer else {
-                recycle(b)
-                continue
-            }
-            let outbound = b.direction == .outbound
-            board.lock()
-            b.done = true
-            let claimed = claimReleasable(peer, outbound: outbound, into: &out.released)
-            if !claimed, (outbound ? peer.outbound.first : peer.inbound.first)?.done == false {
-                // Finished behind an unfinished batch: it waits (whoever finishes the head releases both).
-                stats.reorderWaits.add()
-                peer.stats.reorderWaits.add()
-            }
-            board.unlock()
-            if claimed { releaseClaimed(peer, outbound: outbound, out: out) }
+        while let b = cryptoQueue.pop() { cryptAndRelease(b, keyIndex: keyIndex, out: out) }
+    }
+
+    /// Seals or opens a batch that is in its peer's FIFO, marks it done, and releases it
+    /// (with the finished ones behind it) if it is now the head and nobody releases that
+    /// peer's direction.
+    @inline(__always)
+    func cryptAndRelease(_ b: PacketBatch, keyIndex: Int, out: ThreadOutput) {
+        crypt(b, keyIndex: keyIndex)
+        guard let peer = b.peer else {
+            recycle(b)
+            return
         }
+        let outbound = b.direction == .outbound
+        board.lock()
+        b.done = true
+        let claimed = claimReleasable(peer, outbound: outbound, into: &out.released)
+        if !claimed, (outbound ? peer.outbound.first : peer.inbound.first)?.done == false {
+            // Finished behind an unfinished batch: it waits (whoever finishes the head releases both).
+            stats.reorderWaits.add()
+            peer.stats.reorderWaits.add()
+        }
+        board.unlock()
+        if claimed { releaseClaimed(peer, outbound: outbound, out: out) }
     }
 
     /// Seals or opens every packet of `b` in place.

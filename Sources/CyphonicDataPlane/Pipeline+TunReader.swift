@@ -112,125 +112,158 @@ extension Pipeline {
         return end
     }
 
+    /// One TUN-reading thread's memory, allocated once: the burst it reads into, and the
+    /// batches it stages that burst into (taken from the pool as the burst needs them).
+    final class TunStager {
+        let buffers: TunBurst
+        /// Partial batches of the current burst, one per session.
+        var staged: [PacketBatch] = []
+        /// Full batches of the current burst, in staging order.
+        var full: [PacketBatch] = []
+        /// Batches taken from the pool and not yet staged into.
+        var spares: [PacketBatch] = []
+        /// Slots for the burst's priority-lane packets, sealed under the table lock and
+        /// sent (to the endpoint kept in `sources`) right after it, before its batches.
+        let priority = PacketBatch()
+
+        init(slots: Int) {
+            buffers = TunBurst(slots: slots)
+            staged.reserveCapacity(64)
+            full.reserveCapacity(64)
+            spares.reserveCapacity(8)
+        }
+
+        /// The burst's batches in staging order (per session: full ones, then the partial
+        /// one), handed to `body`; the lists are empty afterwards.
+        @inline(__always)
+        func drain(_ body: (PacketBatch) -> Void) {
+            for b in full { body(b) }
+            for b in staged { body(b) }
+            full.removeAll(keepingCapacity: true)
+            staged.removeAll(keepingCapacity: true)
+        }
+    }
+
+    /// Batches a burst of `burst` packets needs at least (more if it touches several peers).
+    @inline(__always)
+    func batchesFor(_ burst: Int) -> Int { (burst + PacketBatch.capacity - 1) / PacketBatch.capacity }
+
     func tunReaderLoop() {
         // Packets are read with no lock held (a syscall each), then routed and staged
         // under one short hold of the peer-table lock per burst.
-        let buffers = TunBurst(slots: landingSlots)
-        var staged: [PacketBatch] = []
-        staged.reserveCapacity(64)
-        var full: [PacketBatch] = []
-        full.reserveCapacity(64)
-        var spares: [PacketBatch] = []
-        spares.reserveCapacity(8)
+        let stager = TunStager(slots: landingSlots)
         let out = makeOutput()
         let fastKey = workerCount
-        // Slots for the burst's priority-lane packets, sealed under the table lock and sent
-        // (to the endpoint kept in `sources`) right after it, before the burst's batches.
-        let priority = PacketBatch()
         while isRunning {
             // Hold one spare batch before reading (blocking here is backpressure), and after
             // reading as many as the burst fills (no lock held while waiting). Holding no
             // more between bursts leaves the batches to the inbound direction meanwhile.
             // The first spare may come from the reserve the inbound direction leaves (so
             // inbound bulk never blocks the TUN); further ones leave that reserve to inbound.
-            while spares.isEmpty, isRunning, let b = pool.get(timeoutMilliseconds: 100) { spares.append(b) }
-            guard !spares.isEmpty else { continue }
+            while stager.spares.isEmpty, isRunning, let b = pool.get(timeoutMilliseconds: 100) { stager.spares.append(b) }
+            guard !stager.spares.isEmpty else { continue }
             guard edges != nil || waitReadable(tun.fd, timeoutMilliseconds: 100).0 else { continue }
-            let burst = readTunBurst(buffers)
+            let burst = readTunBurst(stager.buffers)
             guard burst > 0 else { continue }
-            while spares.count < (burst + PacketBatch.capacity - 1) / PacketBatch.capacity, isRunning,
+            while stager.spares.count < batchesFor(burst), isRunning,
                 let b = pool.get(timeoutMilliseconds: 100, leaving: directionReserve)
-            { spares.append(b) }
-            // Packets are staged in runs to one destination (the segments of one offload read
-            // share it): one route lookup per run, and the batch and session held in `let`s
-            // for the run, so no reference counting per packet on objects the workers touch.
-            var prioritized = 0
-            let calls = out.sender.calls
-            let now = monotonicSeconds()
-            peers.lock()
-            var k = 0
-            while k < burst {
-                let packet = buffers.packet(k)
-                let n = packet.count
-                guard n <= maxPayload else {
-                    stats.drop(.tooLarge)
-                    k += 1
-                    continue
-                }
-                guard let peer = peers.routeLocked(packet: packet), let current = peer.current, let endpoint = peer.endpoint else {
-                    stats.drop(.noRoute)
-                    k += 1
-                    continue
-                }
-                // Priority lane: ACKs and pings are sealed now and sent before this burst's batches.
-                if n <= PriorityLane.maxBytes, prioritized < PacketBatch.capacity, PriorityLane.takes(packet) {
-                    k += 1
-                    let slot = priority.slot(prioritized)
-                    UnsafeMutableRawBufferPointer(rebasing: slot[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + n)])
-                        .copyMemory(from: packet)
-                    guard let sealed = current.seal(slot: slot, length: n, counter: current.nextCounter(), keyIndex: fastKey) else {
-                        continue
-                    }
-                    priority.lengths[prioritized] = sealed
-                    priority.sources[prioritized] = endpoint
-                    peer.stats.txPackets.add()
-                    peer.stats.txBytes.add(UInt64(sealed))
-                    current.lastSent = now
-                    prioritized += 1
-                    continue
-                }
-                // A burst that touches more peers than the reserved spares cover takes
-                // whatever else the pool has free: no drop while a batch is free.
-                guard
-                    let b = stagedBatch(
-                        for: current, of: peer, .outbound, in: &staged,
-                        from: { spares.popLast() ?? pool.tryGet(leaving: directionReserve) })
-                else {
-                    stats.drop(.queueFull)
-                    k += 1
-                    continue
-                }
-                b.endpoint = endpoint
-                // The run: this packet and those after it to the same destination, up to a
-                // full batch (a pure ACK or ping among them ends it: it takes the lane). Its
-                // counters are taken at once: one atomic add per run, not per packet (each
-                // one also waited for the copies before it to reach the cache).
-                let first = b.count
-                let end = runEnd(buffers, from: k, burst: burst, room: PacketBatch.capacity - first, laneBreaks: true)
-                var counter = current.nextCounters(end - k)
-                var i = first
-                for j in k..<end {
-                    let p = buffers.packet(j)
-                    UnsafeMutableRawBufferPointer(rebasing: b.slot(i)[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + p.count)])
-                        .copyMemory(from: p)
-                    b.lengths[i] = p.count
-                    b.counters[i] = counter
-                    counter &+= 1
-                    i += 1
-                }
-                k = end
-                b.count = i
-                if i == PacketBatch.capacity {
-                    full.append(b)
-                    staged.removeAll { $0 === b }
-                }
-            }
-            peers.unlock()
-            if prioritized > 0 {
-                do {
-                    for i in 0..<prioritized {
-                        try out.sender.append(priority.slot(i).baseAddress!, length: priority.lengths[i], to: priority.sources[i])
-                    }
-                    try out.sender.flush()
-                } catch { stats.drop(.queueFull) }
-                countSends(out, callsBefore: calls, datagrams: prioritized)
-                stats.prioritySent.add(UInt64(prioritized))
-            }
-            for b in full { submit(b, fastKeyIndex: fastKey, out: out) }
-            for b in staged { submit(b, fastKeyIndex: fastKey, out: out) }
-            full.removeAll(keepingCapacity: true)
-            staged.removeAll(keepingCapacity: true)
+            { stager.spares.append(b) }
+            stageTunBurst(stager, burst: burst, keyIndex: fastKey, out: out)
+            stager.drain { submit($0, fastKeyIndex: fastKey, out: out) }
         }
-        for b in spares { pool.put(b) }
+        for b in stager.spares { pool.put(b) }
+    }
+
+    /// Routes the `burst` packets in `stager.buffers` and stages them into batches (left in
+    /// `stager.full` and `stager.staged`, counters stamped in arrival order), under one
+    /// hold of the peer-table lock; pure ACKs and pings are sealed on `keyIndex` and sent
+    /// through `out` at once (the priority lane). Packets go in runs to one destination
+    /// (the segments of one offload read share it): one route lookup per run, and the
+    /// batch and session held in `let`s for the run, so no reference counting per packet
+    /// on objects the workers touch.
+    func stageTunBurst(_ stager: TunStager, burst: Int, keyIndex: Int, out: ThreadOutput) {
+        let buffers = stager.buffers
+        let priority = stager.priority
+        var prioritized = 0
+        let calls = out.sender.calls
+        let now = monotonicSeconds()
+        peers.lock()
+        var k = 0
+        while k < burst {
+            let packet = buffers.packet(k)
+            let n = packet.count
+            guard n <= maxPayload else {
+                stats.drop(.tooLarge)
+                k += 1
+                continue
+            }
+            guard let peer = peers.routeLocked(packet: packet), let current = peer.current, let endpoint = peer.endpoint else {
+                stats.drop(.noRoute)
+                k += 1
+                continue
+            }
+            // Priority lane: ACKs and pings are sealed now and sent before this burst's batches.
+            if n <= PriorityLane.maxBytes, prioritized < PacketBatch.capacity, PriorityLane.takes(packet) {
+                k += 1
+                let slot = priority.slot(prioritized)
+                UnsafeMutableRawBufferPointer(rebasing: slot[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + n)])
+                    .copyMemory(from: packet)
+                guard let sealed = current.seal(slot: slot, length: n, counter: current.nextCounter(), keyIndex: keyIndex) else {
+                    continue
+                }
+                priority.lengths[prioritized] = sealed
+                priority.sources[prioritized] = endpoint
+                peer.stats.txPackets.add()
+                peer.stats.txBytes.add(UInt64(sealed))
+                current.lastSent = now
+                prioritized += 1
+                continue
+            }
+            // A burst that touches more peers than the reserved spares cover takes
+            // whatever else the pool has free: no drop while a batch is free.
+            guard
+                let b = stagedBatch(
+                    for: current, of: peer, .outbound, in: &stager.staged,
+                    from: { stager.spares.popLast() ?? pool.tryGet(leaving: directionReserve) })
+            else {
+                stats.drop(.queueFull)
+                k += 1
+                continue
+            }
+            b.endpoint = endpoint
+            // The run: this packet and those after it to the same destination, up to a
+            // full batch (a pure ACK or ping among them ends it: it takes the lane). Its
+            // counters are taken at once: one atomic add per run, not per packet (each
+            // one also waited for the copies before it to reach the cache).
+            let first = b.count
+            let end = runEnd(buffers, from: k, burst: burst, room: PacketBatch.capacity - first, laneBreaks: true)
+            var counter = current.nextCounters(end - k)
+            var i = first
+            for j in k..<end {
+                let p = buffers.packet(j)
+                UnsafeMutableRawBufferPointer(rebasing: b.slot(i)[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + p.count)])
+                    .copyMemory(from: p)
+                b.lengths[i] = p.count
+                b.counters[i] = counter
+                counter &+= 1
+                i += 1
+            }
+            k = end
+            b.count = i
+            if i == PacketBatch.capacity {
+                stager.full.append(b)
+                stager.staged.removeAll { $0 === b }
+            }
+        }
+        peers.unlock()
+        guard prioritized > 0 else { return }
+        do {
+            for i in 0..<prioritized {
+                try out.sender.append(priority.slot(i).baseAddress!, length: priority.lengths[i], to: priority.sources[i])
+            }
+            try out.sender.flush()
+        } catch { stats.drop(.queueFull) }
+        countSends(out, callsBefore: calls, datagrams: prioritized)
+        stats.prioritySent.add(UInt64(prioritized))
     }
 }

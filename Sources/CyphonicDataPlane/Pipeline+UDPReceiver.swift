@@ -35,9 +35,12 @@ extension Pipeline {
             }
             countReceived(landing, messages: n)
             // The batch of the previous capsule: a GRO message is a run of one sender's
-            // datagrams, so most capsules skip the session lookup.
+            // datagrams, so most capsules skip the session lookup. Held unretained (the
+            // batch stays in `staged` until submitted, and the pool never frees one), so a
+            // bulk capsule of the same run costs no reference counting on the batch, peer
+            // or session — objects whose counts the workers change on the other core.
             var lastIndex: UInt32 = 0
-            var last: PacketBatch? = nil
+            var last: Unmanaged<PacketBatch>? = nil
             peers.lock()
             for i in 0..<n {
                 let from = landing.source(i)
@@ -60,9 +63,22 @@ extension Pipeline {
                         stats.drop(.tooLarge)
                         continue
                     }
+                    // Fast path: a bulk capsule of the previous capsule's session joins its batch.
+                    if let l = last, index == lastIndex, length > PriorityLane.maxCapsule {
+                        let full = l._withUnsafeGuaranteedRef {
+                            stage(datagram, length: length, bytes: length, counter: counter, from: from, opened: false, into: $0)
+                        }
+                        if full {
+                            let b = l.takeUnretainedValue()
+                            submit(b, fastKeyIndex: fastKey, out: out)
+                            staged.removeAll { $0 === b }
+                            last = nil
+                        }
+                        continue
+                    }
                     let peer: Peer
                     let session: DataSession
-                    if let l = last, index == lastIndex, let p = l.peer, let s = l.session {
+                    if let l = last, index == lastIndex, let p = l.takeUnretainedValue().peer, let s = l.takeUnretainedValue().session {
                         (peer, session) = (p, s)
                     } else {
                         guard let (p, s) = peers.sessionLocked(index: index) else {
@@ -93,23 +109,15 @@ extension Pipeline {
                     }
                     let b: PacketBatch
                     if let l = last, index == lastIndex {
-                        b = l
+                        b = l.takeUnretainedValue()
                     } else {
                         // Counted as peer_queue_full or queue_full when nil.
                         guard let fresh = stagedBatch(for: session, of: peer, .inbound, in: &staged, from: { inboundBatch(for: peer) })
                         else { continue }
-                        (b, last, lastIndex) = (fresh, fresh, index)
+                        (b, last, lastIndex) = (fresh, Unmanaged.passUnretained(fresh), index)
                     }
-                    let j = b.count
                     let bytes = opened ? PacketBatch.payloadOffset + length : length
-                    UnsafeMutableRawBufferPointer(rebasing: b.slot(j)[0..<bytes])
-                        .copyMemory(from: UnsafeRawBufferPointer(rebasing: datagram[0..<bytes]))
-                    b.lengths[j] = length
-                    b.counters[j] = counter
-                    b.sources[j] = from
-                    b.opened[j] = opened
-                    b.count = j + 1
-                    if b.count == PacketBatch.capacity {
+                    if stage(datagram, length: length, bytes: bytes, counter: counter, from: from, opened: opened, into: b) {
                         submit(b, fastKeyIndex: fastKey, out: out)
                         staged.removeAll { $0 === b }
                         last = nil
@@ -121,6 +129,23 @@ extension Pipeline {
             for b in staged { submit(b, fastKeyIndex: fastKey, out: out) }
             staged.removeAll(keepingCapacity: true)
         }
+    }
+
+    /// Copies a received capsule (`bytes` of it: all, or header and plaintext when already
+    /// opened) into the next slot of `b`; returns whether `b` is now full.
+    @inline(__always)
+    func stage(
+        _ datagram: UnsafeMutableRawBufferPointer, length: Int, bytes: Int, counter: UInt64, from: SocketAddress, opened: Bool,
+        into b: PacketBatch
+    ) -> Bool {
+        let j = b.count
+        UnsafeMutableRawBufferPointer(rebasing: b.slot(j)[0..<bytes]).copyMemory(from: UnsafeRawBufferPointer(rebasing: datagram[0..<bytes]))
+        b.lengths[j] = length
+        b.counters[j] = counter
+        b.sources[j] = from
+        b.opened[j] = opened
+        b.count = j + 1
+        return b.count == PacketBatch.capacity
     }
 
     /// A priority-lane packet opened in place in the landing area, delivered after the burst.

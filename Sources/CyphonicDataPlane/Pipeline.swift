@@ -49,6 +49,8 @@ import Glibc
 // then when its batches keep waiting (`controlDelay`).
 //
 // `--pipeline single` runs stages 1–4 on one thread (the conventional design).
+// `tunReading: .workers` folds stage 1 into stage 3: the crypto workers take turns
+// reading and staging the TUN and seal what they read (Pipeline+ReadingWorkers.swift).
 
 /// What the data plane hands to the node's control plane.
 public protocol ControlPlane: AnyObject, Sendable {
@@ -92,6 +94,18 @@ public enum PipelineMode: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// Who reads and stages the TUN in the multi-threaded design.
+public enum TunReading: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// A TUN reader thread reads and stages; the crypto workers seal (the paper's Fig. 3).
+    case thread
+    /// The crypto workers take turns reading and staging a burst, and each seals what it
+    /// read (Pipeline+ReadingWorkers.swift): no packet crosses to another core to be
+    /// sealed. Same staging, counters, priority lane and in-order release.
+    case workers
+
+    public var description: String { rawValue }
+}
+
 /// In-process edges for benchmarking the pipeline's own stages (`cyphonic-bench
 /// pipeline`): packets come from `tunSource` instead of TUN reads, and sealed datagrams
 /// go to `udpSink` instead of UDP sends. Staging, the crypto workers and the in-order
@@ -133,6 +147,13 @@ public final class Pipeline: @unchecked Sendable {
     let cryptoQueue: WorkQueue<PacketBatch>
     let board = MutexCondition()
     let running = Atomic<Bool>(false)
+    /// Held by the crypto worker reading the TUN (``TunReading/workers`` only).
+    let tunTurn = Atomic<Bool>(false)
+    /// The turn's holder is staging a burst it read: it gives the turn back within
+    /// microseconds, so another worker waits for it awake instead of sleeping.
+    let tunStaging = Atomic<Bool>(false)
+    /// Who reads the TUN in the multi-threaded design; set before ``start()``.
+    public var tunReading: TunReading = .workers
     /// Peers holding inbound batches (their fair share is the inbound batches divided by this).
     let activeInbound = Atomic<Int>(0)
     let threads = DispatchGroup()
@@ -183,11 +204,17 @@ public final class Pipeline: @unchecked Sendable {
         return 0
     }
 
+    /// The design that runs, for logs and `status`: the mode, and who reads the TUN.
+    public var design: String {
+        if case .multi = mode, tunReading == .workers { return "\(mode), the workers read the TUN" }
+        return mode.description
+    }
+
     /// OS threads the pipeline runs (constant in the number of peers).
     public var threadCount: Int {
         switch mode {
         case .single: return 2
-        case .multi(let workers): return 3 + workers
+        case .multi(let workers): return (tunReading == .workers ? 2 : 3) + workers
         }
     }
 
@@ -199,9 +226,14 @@ public final class Pipeline: @unchecked Sendable {
         case .single:
             spawn(ThreadName.single) { self.singleLoop() }
         case .multi(let workers):
-            spawn(ThreadName.tunReader) { self.tunReaderLoop() }
             spawn(ThreadName.udpReceiver) { self.udpReceiverLoop() }
-            for w in 0..<workers { spawn(ThreadName.crypto + "\(w)") { self.workerLoop(keyIndex: w) } }
+            switch tunReading {
+            case .thread:
+                spawn(ThreadName.tunReader) { self.tunReaderLoop() }
+                for w in 0..<workers { spawn(ThreadName.crypto + "\(w)") { self.workerLoop(keyIndex: w) } }
+            case .workers:
+                for w in 0..<workers { spawn(ThreadName.crypto + "\(w)") { self.readingWorkerLoop(keyIndex: w) } }
+            }
         }
         spawn(ThreadName.control) {
             // Control datagrams in arrival order (verified sources first), timers every 250 ms.

@@ -24,6 +24,9 @@ extension NodeConfig {
             throw ConfigFileError.invalid("logLevel", "\(logLevel) is not a level: \(Self.logLevels.joined(separator: ", "))")
         }
         guard (0...64).contains(workers) else { throw ConfigFileError.invalid("workers", "0...64") }
+        guard TunReading(rawValue: tunReading) != nil else {
+            throw ConfigFileError.invalid("tunReading", "\(tunReading) must be thread or workers")
+        }
         guard (8...Pipeline.maxPoolSize).contains(poolSize) else {
             throw ConfigFileError.invalid("poolSize", "8...\(Pipeline.maxPoolSize)")
         }

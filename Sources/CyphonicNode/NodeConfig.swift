@@ -144,6 +144,12 @@ public struct NodeConfig: Codable, Sendable {
     }
     /// Crypto workers for "multi"; 0 means one per logical CPU.
     public var workers: Int = 0
+    /// Who reads the TUN in "multi": "workers" (the workers take turns reading and each
+    /// seals what it read: no packet crosses to another core to be sealed) or "thread" (a
+    /// TUN reader thread hands batches to the workers, the paper's Fig. 3 as drawn).
+    /// `make bench-pipeline`: 1.9 x single with 2 workers against 1.4 x for "thread";
+    /// `make bench-hub` at N = 10: lower RTT under load and CPU per GB (docs/performance.md).
+    public var tunReading: String = "workers"
     /// Batches in flight, at most (bounds memory and queueing delay): 24 × 64 packets.
     /// At a hub of 10 initiators 16 cut RTT under load a little but lost fairness, 32
     /// added ~0.6 ms of queueing (`make bench-hub`).
@@ -238,6 +244,7 @@ public struct NodeConfig: Codable, Sendable {
         overlay6 = try c.decodeIfPresent(String.self, forKey: .overlay6) ?? overlay6
         pipeline = try c.decodeIfPresent(String.self, forKey: .pipeline) ?? pipeline
         workers = try c.decodeIfPresent(Int.self, forKey: .workers) ?? workers
+        tunReading = try c.decodeIfPresent(String.self, forKey: .tunReading) ?? tunReading
         poolSize = try c.decodeIfPresent(Int.self, forKey: .poolSize) ?? poolSize
         udpOffload = try c.decodeIfPresent(Bool.self, forKey: .udpOffload) ?? udpOffload
         udpReceiveBuffer = try c.decodeIfPresent(Int.self, forKey: .udpReceiveBuffer) ?? udpReceiveBuffer

@@ -91,6 +91,7 @@ public final class NodeDaemon: @unchecked Sendable {
         let pipeline = Pipeline(
             tun: tun, socket: socket, peers: peers, control: manager, mode: mode, mtu: config.tun.mtu,
             poolSize: config.poolSize, udpOffload: config.udpOffload)
+        pipeline.tunReading = TunReading(rawValue: config.tunReading) ?? .workers
         manager.pipeline = pipeline
         self.manager = manager
         self.pipeline = pipeline
@@ -122,7 +123,7 @@ public final class NodeDaemon: @unchecked Sendable {
         startMetrics()
         let udp = (try? socket.localEndpoint())?.description ?? config.listen
         logger.info(
-            "node: \(cert.commonName ?? "?") up on \(tun.name) (\(addresses.map(\.description).joined(separator: ", "))), udp \(udp), pipeline \(mode), \(pipeline.threadCount) threads, UDP GSO \(config.udpOffload ? "on" : "off"), GRO \(pipeline.groEnabled ? "on" : "off")"
+            "node: \(cert.commonName ?? "?") up on \(tun.name) (\(addresses.map(\.description).joined(separator: ", "))), udp \(udp), pipeline \(pipeline.design), \(pipeline.threadCount) threads, UDP GSO \(config.udpOffload ? "on" : "off"), GRO \(pipeline.groEnabled ? "on" : "off")"
         )
     }
 
@@ -276,7 +277,7 @@ public final class NodeDaemon: @unchecked Sendable {
             datagramsReceived: s.udpDatagramsReceived.load)
         return NodeStatus(
             fqdn: certificate?.commonName ?? "", addresses: certificate?.ipAddresses.map(\.description) ?? [],
-            pipeline: pipeline.mode.description, threads: pipeline.threadCount, osThreads: resources.threads,
+            pipeline: pipeline.design, threads: pipeline.threadCount, osThreads: resources.threads,
             peers: peers, drops: drops, reorderWaits: s.reorderWaits.load,
             handshakesCompleted: manager.stats.handshakesCompleted.load,
             handshakesRefused: manager.stats.handshakesRefused.load,

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CyphonicCore
+import CyphonicDataPlane
 import CyphonicNode
 import CyphonicService
 import Foundation
@@ -16,12 +17,16 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Config file (JSON).") var config: String
     @Option(help: "Override the config's pipeline: multi or single.") var pipeline: String?
     @Option(help: "Override the number of crypto workers (0 = one per CPU).") var workers: Int?
+    @Option(name: .customLong("tun-reading"), help: "Override who reads the TUN in multi: thread or workers.") var tunReading: String?
     @Option(name: .customLong("log-level"), help: "Override the config's log level.") var logLevel: String?
     @Flag(name: .customLong("check"), help: "Validate the config and exit.") var check = false
 
     func validate() throws {
         if let pipeline, pipeline != "multi", pipeline != "single" { throw ValidationError("--pipeline: \(pipeline) must be multi or single") }
         if let workers, !(0...64).contains(workers) { throw ValidationError("--workers: \(workers) must be 0...64") }
+        if let tunReading, TunReading(rawValue: tunReading) == nil {
+            throw ValidationError("--tun-reading: \(tunReading) must be thread or workers")
+        }
         if let logLevel, !NodeConfig.logLevels.contains(logLevel) {
             throw ValidationError("--log-level: \(logLevel) is not a level: \(NodeConfig.logLevels.joined(separator: ", "))")
         }
@@ -31,6 +36,7 @@ struct RunCommand: AsyncParsableCommand {
         var cfg = try NodeConfig.load(path: config)
         if let pipeline { cfg.pipeline = pipeline }
         if let workers { cfg.workers = workers }
+        if let tunReading { cfg.tunReading = tunReading }
         if let logLevel { cfg.logLevel = logLevel }
         try cfg.validate()
         let notes = try cfg.checkForRun()

@@ -55,8 +55,13 @@ import Testing
         }
     }
 
-    @Test(arguments: [PipelineMode.single, .multi(workers: 2), .multi(workers: 3)])
-    func everyPacketIsSealedOnceInOrderPerPeer(mode: PipelineMode) throws {
+    /// Both multi-threaded designs: the TUN reader thread, and the workers reading in turn
+    /// (with one worker too: it must also seal the batches it queued for others).
+    @Test(
+        arguments: zip(
+            [PipelineMode.single, .multi(workers: 2), .multi(workers: 3), .multi(workers: 1), .multi(workers: 2), .multi(workers: 3)],
+            [TunReading.thread, .thread, .thread, .workers, .workers, .workers]))
+    func everyPacketIsSealedOnceInOrderPerPeer(mode: PipelineMode, reading: TunReading) throws {
         let peers = 3
         let total = 64 * 60 + 17
         let table = PeerTable()
@@ -79,6 +84,7 @@ import Testing
         let pipeline = Pipeline(
             tun: TunDevice(adopting: open("/dev/null", O_RDWR), name: "test"), socket: socket, peers: table, control: Quiet(),
             mode: mode, poolSize: 8)
+        pipeline.tunReading = reading
         let source = Source(peers: peers, total: total)
         let sink = Sink()
         pipeline.edges = PipelineEdges(

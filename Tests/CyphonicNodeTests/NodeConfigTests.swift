@@ -25,11 +25,14 @@ import Testing
         let c = try load(#"{"stateDir": "/var/lib/n1"}"#)
         #expect(c.key == "/var/lib/n1/node.key" && c.certificate == "/var/lib/n1/node.pem" && c.ca == "/var/lib/n1/ca.pem")
         #expect(c.tun.mtu == 1420 && c.tun.name == "cyph0" && c.pipeline == "multi" && c.listen == "[::]:30000")
+        #expect(c.tunReading == "workers")
+        #expect(try load(#"{"stateDir": "/x", "tunReading": "thread"}"#).tunReading == "thread")
     }
 
     @Test func badValuesNameTheirKey() {
         #expect(message(#"{"stateDir": "/x", "tun": {"mtu": 100}}"#) == "config key tun.mtu: must be 576...9000")
         #expect(message(#"{"stateDir": "/x", "pipeline": "fast"}"#) == "config key pipeline: fast must be multi or single")
+        #expect(message(#"{"stateDir": "/x", "tunReading": "reader"}"#) == "config key tunReading: reader must be thread or workers")
         #expect(message(#"{"stateDir": "/x", "poolSize": 512}"#) == "config key poolSize: 8...128")
         #expect(message(#"{"stateDir": "/x", "listen": "nowhere"}"#).hasPrefix("config key listen:"))
         #expect(message(#"{"stateDir": "/x", "peers": [{"fqdn": "-bad-", "endpoint": "1.2.3.4:5"}]}"#).hasPrefix("config key peers[0].fqdn:"))

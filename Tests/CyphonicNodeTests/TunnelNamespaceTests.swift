@@ -18,8 +18,8 @@ extension NamespaceSuites {
             do {
                 try lab.enrol("a", index: 1)
                 try lab.enrol("b", index: 2)
-                try lab.configure("a", peers: [("b", "\(lab.underlayB):30000")], extra: ["pipeline": pipeline])
-                var extra: [String: Any] = ["pipeline": pipeline]
+                try lab.configure("a", peers: [("b", "\(lab.underlayB):30000")], extra: Self.pipelineKeys(pipeline))
+                var extra = Self.pipelineKeys(pipeline)
                 for (k, v) in try configureB(lab) { extra[k] = v }
                 try lab.configure("b", extra: extra)
                 try lab.start("b", in: "b")
@@ -32,11 +32,18 @@ extension NamespaceSuites {
             return lab
         }
 
+        /// Config keys for a design: "multi" (the default: the crypto workers read the TUN
+        /// in turn), "multi-thread" (a TUN reader thread hands batches to the workers, the
+        /// paper's layout), or "single".
+        static func pipelineKeys(_ pipeline: String) -> [String: Any] {
+            pipeline == "multi-thread" ? ["pipeline": "multi", "tunReading": "thread"] : ["pipeline": pipeline]
+        }
+
         func pingLoss(_ output: String) -> String? {
             output.split(separator: "\n").first { $0.contains("packet loss") }.map(String.init)
         }
 
-        @Test(arguments: ["multi", "single"])
+        @Test(arguments: ["multi", "single", "multi-thread"])
         func pingBothWaysOverIPv4AndIPv6AndIperf(_ pipeline: String) throws {
             let lab = try twoNodes(pipeline: pipeline)
             defer { lab.tearDown() }
@@ -83,7 +90,9 @@ extension NamespaceSuites {
             // The OS thread count is what the pipeline says, not one per peer.
             let status = try lab.status("a")
             let cpus = ProcessInfo.processInfo.activeProcessorCount
-            #expect((status["threads"] as? Int) == (pipeline == "single" ? 2 : 3 + cpus))
+            // (single: one thread and control; multi: UDP receiver, control and a worker per
+            // CPU, plus the TUN reader thread where the workers do not read the TUN.)
+            #expect((status["threads"] as? Int) == ["single": 2, "multi": 2 + cpus, "multi-thread": 3 + cpus][pipeline])
             // Clean shutdown on SIGTERM, interface gone.
             #expect(lab.stop("a") == 0)
             #expect(lab.log("a").contains("shut down cleanly"))
@@ -170,7 +179,8 @@ extension NamespaceSuites {
             print("B: \(peersOne) peer(s) -> \(one["osThreads"] ?? "?") OS threads; \(peersTwo) peers -> \(two["osThreads"] ?? "?") OS threads")
             #expect(peersOne == 1 && peersTwo == 2)
             #expect((one["osThreads"] as? Int ?? -1) == (two["osThreads"] as? Int ?? -2))
-            #expect((two["threads"] as? Int) == 3 + ProcessInfo.processInfo.activeProcessorCount)
+            // UDP receiver, control and a worker per CPU (the workers read the TUN by default).
+            #expect((two["threads"] as? Int) == 2 + ProcessInfo.processInfo.activeProcessorCount)
         }
 
         @Test func rekeyingKeepsTrafficFlowing() throws {

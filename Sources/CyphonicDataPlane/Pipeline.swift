@@ -10,7 +10,7 @@ import Glibc
 
 // The data plane (DESIGN §2, paper Fig. 3). Stages, and which run in parallel:
 //
-//   1. TUN reader      (1 thread, sequential)  reads a burst of packets (no lock held), routes each by
+//   1. TUN reader      (1 thread, or by default the crypto workers in turn; sequential)  reads a burst of packets (no lock held), routes each by
 //                      destination virtual IP to its peer, stamps the session's next
 //                      counter (= arrival order), and stages them in per-session batches.
 //   2. UDP receiver    (1 thread, sequential)  recvmmsg a burst of datagrams; capsules go
@@ -40,7 +40,7 @@ import Glibc
 // or opens a small batch and releases it itself (no hand-off; order trivially kept).
 // Batches (up to 64 packets) cross threads, never single packets; all buffers come
 // from a fixed pool of batches, so there is no allocation per packet, and the OS
-// thread count is 3 + N whatever the number of peers.
+// thread count is 2 + N (3 + N with a TUN reader thread) whatever the number of peers.
 // At a hub (one node, many busy peers): pure ACKs and pings take the priority lane
 // (sealed or opened by the staging thread and sent or delivered ahead of the peer's
 // queued batches; PriorityLane.swift); each direction leaves a quarter of the pool to
@@ -78,7 +78,9 @@ public enum PipelineMode: Sendable, Equatable, CustomStringConvertible {
     case multi(workers: Int)
 
     /// Cipher contexts a session needs: one per packet-crypto thread plus one for control.
-    /// Multi: workers 0..<N, then the TUN reader and the UDP receiver (fast path), then control.
+    /// Multi: workers 0..<N, then the TUN reader thread (unused when the workers read the
+    /// TUN: each seals its priority-lane packets on its own), the UDP receiver (fast path),
+    /// then control.
     public var keySlots: Int {
         switch self {
         case .single: return 2
@@ -113,7 +115,8 @@ public enum TunReading: String, Sendable, CaseIterable, CustomStringConvertible 
 public struct PipelineEdges: Sendable {
     /// Writes up to `count` packets into `slots` (one per `stride` bytes, at offset 0) and
     /// their lengths into `lengths`; returns how many (0: nothing now). Called where the
-    /// TUN would be read, on the thread that stages outbound packets.
+    /// TUN would be read: by the TUN reader thread, or by the worker holding the TUN turn
+    /// (one at a time; the turn orders their memory).
     public var tunSource: @Sendable (_ slots: UnsafeMutableRawPointer, _ stride: Int, _ lengths: UnsafeMutablePointer<Int>, _ count: Int) -> Int
     /// Receives each run of sealed datagrams where they would be sent (the run, its
     /// length, the destination), in send order; called by whichever thread releases.

@@ -10,8 +10,10 @@ import Glibc
 /// wait for an item *or* a readable descriptor (``waitForItem(orReadable:timeoutMilliseconds:)``:
 /// the queue wakes it through a pipe), and a consumer asleep in
 /// ``pop(waitMilliseconds:)`` can be woken without an item (``nudge()``) to take the
-/// TUN turn another worker just gave back. Every push wakes exactly one sleeper: a
-/// consumer on the condition if there is one, else the descriptor waiter.
+/// TUN turn another worker just gave back. A push wakes a consumer on the condition if
+/// one sleeps there, else the descriptor waiter; every consumer checks the queue before
+/// it sleeps and after it wakes, so an item never waits for a sleeper while another is
+/// awake. If the pipe cannot be made, the descriptor waiter looks every millisecond.
 public final class WorkQueue<Item: AnyObject>: @unchecked Sendable {
     // `@unchecked Sendable`: `ring`, `head`, `count`, `closed`, `waiters`, `nudged`,
     // `pollerWaiting` are touched only with `sync` held; `wake` is a
@@ -118,8 +120,9 @@ public final class WorkQueue<Item: AnyObject>: @unchecked Sendable {
         pollerWaiting = true
         sync.unlock()
         var fds = (pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0))
+        let timeout = wake.read >= 0 ? milliseconds : min(milliseconds, 1)
         let r = withUnsafeMutablePointer(to: &fds) { p in
-            p.withMemoryRebound(to: pollfd.self, capacity: 2) { poll($0, 2, milliseconds) }
+            p.withMemoryRebound(to: pollfd.self, capacity: 2) { poll($0, 2, timeout) }
         }
         sync.withLock { pollerWaiting = false }
         if fds.1.revents != 0 {

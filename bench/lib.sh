@@ -32,3 +32,13 @@ host_jiffies() { awk '/^cpu / {t=0; for (i=2; i<=NF; i++) t+=$i; print t-$5-$6, 
 
 # Field of /proc/PID/status (e.g. Threads, VmRSS in kB).
 proc_status() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# PSS of PID in kB (/proc/PID/smaps_rollup): each page divided by the processes that map it.
+proc_pss() { awk '$1 == "Pss:" {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
+
+# Context switches of all PID's threads: "voluntary involuntary" (a voluntary one is a
+# thread that went to sleep waiting; an involuntary one a thread the scheduler preempted).
+context_switches() {
+  cat /proc/"$1"/task/*/status 2>/dev/null \
+    | awk '$1 == "voluntary_ctxt_switches:" {v += $2} $1 == "nonvoluntary_ctxt_switches:" {n += $2} END {print v + 0, n + 0}'
+}

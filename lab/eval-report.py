@@ -356,6 +356,26 @@ if load:
             cells.append(c)
         L.append("| %d | %s |" % (n, " | ".join(cells)))
     L.append("")
+    if "cyphonic-single" in tv and "cyphonic-multi" in tv and any(values("cyphonic-multi", n, "resp_voluntary_switches_per_gb") for n in counts):
+        L.append("## Per N: where the multi-threaded pipeline's extra CPU per GB goes (the responder's context switches per GB received)")
+        L.append("")
+        L.append("| N | single: CPU s/GB | single: switches/GB voluntary / involuntary | multi: CPU s/GB | multi: switches/GB voluntary / involuntary | multi / single CPU per GB (same round) |")
+        L.append("|---|---|---|---|---|---|")
+        for n in counts:
+            cells = []
+            for v in ("cyphonic-single", "cyphonic-multi"):
+                cells.append(fmt(med(v, n, "resp_cpu_s_per_gb")))
+                cells.append("%s / %s" % (fmt(med(v, n, "resp_voluntary_switches_per_gb"), "%.0f"), fmt(med(v, n, "resp_involuntary_switches_per_gb"), "%.0f")))
+            cells.append(fmt(ratio_same_round("cyphonic-multi", "cyphonic-single", n, "resp_cpu_s_per_gb")))
+            L.append("| %d | %s |" % (n, " | ".join(cells)))
+        L.append("")
+        L.append("A voluntary switch is a thread of the daemon going to sleep because it has nothing to do; each one costs "
+                 "the sleep, the wake-up by another thread and a cold cache after it. The single thread sleeps only when both "
+                 "the TUN and the socket are empty. In the multi-threaded pipeline the UDP receiver, the worker that waits on "
+                 "the TUN and the workers that wait for batches sleep and wake separately, and every received datagram is "
+                 "copied once more (from the receiver's landing area into a batch, so that the receiver can read on while a "
+                 "worker opens the batch on the other core); the single thread opens it where it landed.")
+        L.append("")
 
 if peers:
     L.append("## Fig. 8 beyond the paper: simulated peers (`cyphonic-bench peers`, real handshakes)")
@@ -420,8 +440,9 @@ if peers:
     rss10 = med("cyphonic-multi", 10, "rss_mib") if 10 in counts else float("nan")
     anon10 = med("cyphonic-multi", 10, "rss_anon_mib") if 10 in counts else float("nan")
     if rss10 == rss10:
-        L.append("| responder RSS ≤ 16 MiB with 10 peers | %.1f MiB (multi, N = 10 under load); of it anonymous (the daemon's own heap, stacks, buffers) %.1f MiB | RSS: %s; anonymous: %s (see Memory below) |" % (
-            rss10, anon10, "yes" if rss10 <= 16 else "no", "yes" if anon10 <= 16 else "no"))
+        pss10 = med("cyphonic-multi", 10, "pss_mib")
+        L.append("| responder RSS ≤ 16 MiB with 10 peers | %.1f MiB (multi, N = 10 under load); of it anonymous (the daemon's own heap, stacks, buffers) %.1f MiB; PSS %s MiB | RSS: %s; anonymous: %s (see Memory below) |" % (
+            rss10, anon10, fmt(pss10, "%.1f"), "yes" if rss10 <= 16 else "no", "yes" if anon10 <= 16 else "no"))
     else:
         L.append("| responder RSS ≤ 16 MiB with 10 peers | not measured (no load at N = 10 in this run) | – |")
     if "1000" in at:
@@ -442,12 +463,12 @@ L.append("")
 if load and any(values(v, top, "rss_anon_mib") for v in variants):
     L.append("## Memory: what the responder's RSS is made of (N = %d)" % top)
     L.append("")
-    L.append("| variant | RSS MiB | anonymous MiB (the daemon's own) | mapped files MiB (program text, shared libraries) |")
-    L.append("|---|---|---|---|")
+    L.append("| variant | RSS MiB | anonymous MiB (the daemon's own) | mapped files MiB (program text, shared libraries) | PSS MiB (its share of shared pages) |")
+    L.append("|---|---|---|---|---|")
     for v in variants:
         if v != "raw" and values(v, top, "rss_anon_mib"):
             a, b = med(v, top, "rss_mib"), med(v, top, "rss_anon_mib")
-            L.append("| %s | %.1f | %.1f | %.1f |" % (v, a, b, a - b))
+            L.append("| %s | %.1f | %.1f | %.1f | %s |" % (v, a, b, a - b, fmt(med(v, top, "pss_mib"), "%.1f")))
     L.append("")
     L.append("RSS counts two kinds of pages. Anonymous ones are what the daemon made: its batch pool (`poolSize` × 128 KiB), "
              "thread stacks, socket and TUN buffers, the peer table, malloc's arenas; that is the memory a host must "
@@ -456,7 +477,10 @@ if load and any(values(v, top, "rss_anon_mib") for v in variants):
              "64 KiB blocks around each one first executed (fault-around), so code run once at start-up stays resident; "
              "libcrypto, libc and libstdc++ add theirs. Those pages are clean and shared with the page cache (and with "
              "every other process using the same libraries): under memory pressure the kernel drops them without "
-             "writing anything. The table gives the same split for wireguard-go and Nebula, measured the same way.")
+             "writing anything. PSS divides each resident page by the number of processes that map it: in this lab 11 "
+             "`cyphonic-node` daemons run one binary, so the program text counts about once in eleven per daemon; on a host "
+             "with one daemon it counts in full (there RSS is the figure to plan with). The table gives the same split for "
+             "wireguard-go and Nebula, measured the same way.")
     L.append("")
 L.append("## What two shared cores prevent this lab from showing")
 L.append("")

@@ -12,8 +12,10 @@
 #   per N = 1 … 10 initiators sending at once to the responder:
 #     TCP  one iperf3 stream per initiator, ping from init01 during it: aggregate Gbit/s,
 #          RTT under load, the responder's CPU per GB, threads and RSS (and its anonymous
-#          part: the daemon's own memory, not its mapped program text), the initiators' CPU,
-#          malloc in use / held (cyphonic: its status), kernel drops
+#          part: the daemon's own memory, not its mapped program text; and its PSS), its
+#          context switches per GB (voluntary: a thread went to sleep; involuntary: it was
+#          preempted), the initiators' CPU, malloc in use / held (cyphonic: its status),
+#          kernel drops
 #     UDP  one unlimited iperf3 UDP flow (1200-byte datagrams) per initiator: received
 #          Gbit/s, loss, datagrams out of order
 #     and once per variant and round: idle RTT (init01 -> responder)
@@ -74,7 +76,7 @@ trap cleanup EXIT
 trap 'progress "interrupted: cleaning up"; exit 130' INT TERM
 mkdir -p "$OUT"
 RESULTS=$OUT/eval-load.csv IDLE=$OUT/eval-idle.csv
-echo "variant,round,n,tcp_gbps,tcp_min_gbps,jain,rtt_load_ms,ping_loss_pct,retransmits,resp_cpu_s,init_cpu_s,resp_cpu_s_per_gb,threads,rss_mib,malloc_in_use_mib,malloc_held_mib,udp_gbps,udp_loss_pct,udp_out_of_order,resp_tun_drops,resp_udp_rcvbuf_errors,rss_anon_mib" >"$RESULTS"
+echo "variant,round,n,tcp_gbps,tcp_min_gbps,jain,rtt_load_ms,ping_loss_pct,retransmits,resp_cpu_s,init_cpu_s,resp_cpu_s_per_gb,threads,rss_mib,malloc_in_use_mib,malloc_held_mib,udp_gbps,udp_loss_pct,udp_out_of_order,resp_tun_drops,resp_udp_rcvbuf_errors,rss_anon_mib,pss_mib,resp_voluntary_switches_per_gb,resp_involuntary_switches_per_gb" >"$RESULTS"
 echo "variant,round,rtt_idle_ms" >"$IDLE"
 EVAL_START=$(date +%s)
 total_steps=$(($(echo $VARIANTS | wc -w) * ROUNDS * $(echo $COUNTS | wc -w)))
@@ -173,8 +175,9 @@ load() {
     servers+=($!)
   done
   sleep 0.4
-  local c0 ic0 rt0 ru0 rt1 ru1
+  local c0 ic0 rt0 ru0 rt1 ru1 s0="0 0" s1="0 0"
   c0=$( [ -n "$pid" ] && cpu_of "$pid" || echo 0)
+  [ -n "$pid" ] && s0=$(context_switches "$pid")
   ic0=$(cpu_of "${inits[@]}" 2>/dev/null || echo 0)
   read -r rt0 ru0 < <(kernel_drops $RESP)
   for i in $(seq 1 "$n"); do
@@ -184,12 +187,15 @@ load() {
   done
   sleep 1
   ip netns exec "$(init_ns 1)" ping -q -c $(((SECS - 2) * 10)) -i 0.1 -W 1 "$vip" >"$WORK/ping.txt" 2>&1 || true
-  local threads=0 rss=0 anon=0 malloc="nan nan"
-  if [ -n "$pid" ]; then threads=$(proc_status "$pid" Threads); rss=$(proc_status "$pid" VmRSS); anon=$(proc_status "$pid" RssAnon); fi
+  local threads=0 rss=0 anon=0 pss=0 malloc="nan nan"
+  if [ -n "$pid" ]; then
+    threads=$(proc_status "$pid" Threads); rss=$(proc_status "$pid" VmRSS); anon=$(proc_status "$pid" RssAnon); pss=$(proc_pss "$pid")
+  fi
   wait "${clients[@]}" 2>/dev/null || true
   wait "${servers[@]}" 2>/dev/null || true
   local c1 ic1
   c1=$( [ -n "$pid" ] && cpu_of "$pid" || echo 0)
+  [ -n "$pid" ] && s1=$(context_switches "$pid")
   ic1=$(cpu_of "${inits[@]}" 2>/dev/null || echo 0)
   read -r rt1 ru1 < <(kernel_drops $RESP)
   if [[ $variant == cyphonic-* ]]; then
@@ -213,13 +219,14 @@ print("%.2f %.2f" % (p.get("mallocInUseBytes", 0) / 1048576, p.get("mallocHeldBy
   wait "${clients[@]}" 2>/dev/null || true
   wait "${servers[@]}" 2>/dev/null || true
   python3 - "$WORK" "$n" "$variant" "$round" "$(echo "$c1 - $c0" | bc)" "$(echo "$ic1 - $ic0" | bc)" "$threads" "$rss" \
-    "$malloc" "$((rt1 - rt0)) $((ru1 - ru0))" "$anon" >>"$RESULTS" <<'PY'
+    "$malloc" "$((rt1 - rt0)) $((ru1 - ru0))" "$anon" "$pss" "$s0" "$s1" >>"$RESULTS" <<'PY'
 import json, sys
 sys.path.insert(0, "bench")
 from loadstats import jain as fairness, ping_summary, tcp_flows
 work, n, variant, rnd = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 cpu, icpu, threads, rss = float(sys.argv[5]), float(sys.argv[6]), sys.argv[7], int(sys.argv[8] or 0)
-malloc, drops, anon = sys.argv[9].split(), sys.argv[10].split(), int(sys.argv[11] or 0)
+malloc, drops, anon, pss = sys.argv[9].split(), sys.argv[10].split(), int(sys.argv[11] or 0), int(sys.argv[12] or 0)
+switches = [b - a for a, b in zip(map(int, sys.argv[13].split()), map(int, sys.argv[14].split()))]
 rates, total, retrans, _ = tcp_flows(["%s/tcp-%d.json" % (work, i) for i in range(1, n + 1)])
 agg = sum(rates)
 jain = fairness(rates)
@@ -233,9 +240,11 @@ for i in range(1, n + 1):
     except Exception:
         pass
 cpu_gb = cpu / (total / 1e9) if total and cpu > 0 else float("nan")
-print("%s,%s,%d,%.3f,%.3f,%.3f,%s,%.1f,%d,%.2f,%.2f,%.3f,%s,%.1f,%s,%s,%.3f,%.1f,%d,%s,%s,%.1f" % (
+per_gb = [x / (total / 1e9) if total and cpu > 0 else float("nan") for x in switches]
+print("%s,%s,%d,%.3f,%.3f,%.3f,%s,%.1f,%d,%.2f,%.2f,%.3f,%s,%.1f,%s,%s,%.3f,%.1f,%d,%s,%s,%.1f,%.1f,%.0f,%.0f" % (
     variant, rnd, n, agg, min(rates), jain, rtt, loss, retrans, cpu, icpu, cpu_gb, threads, rss / 1024,
-    malloc[0], malloc[1], udp, 100.0 * lost / sent if sent else 100.0, ooo, drops[0], drops[1], anon / 1024))
+    malloc[0], malloc[1], udp, 100.0 * lost / sent if sent else 100.0, ooo, drops[0], drops[1], anon / 1024, pss / 1024,
+    per_gb[0], per_gb[1]))
 PY
 }
 

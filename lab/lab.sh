@@ -24,7 +24,8 @@
 # BIN (default .build/release), LAB_PIPELINE (multi or single), LAB_TIMEOUT (seconds to
 # wait for registrations, default 60), SCENARIO (empty, nat or ha; for up), PROMETHEUS=1 (for
 # up: Prometheus in cy-cloud scraping every daemon, browsable from this host at
-# 127.0.0.1:$LAB_PROMETHEUS_PORT, default 9090), LAB_SCRAPE_INTERVAL (default 2s).
+# 127.0.0.1:$LAB_PROMETHEUS_PORT, default 9090), LAB_SCRAPE_INTERVAL (default 2s),
+# LAB_REKEY_SECONDS (the nodes' rekeyAfterSeconds; default the daemon's 120 s).
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 . lab/topology.sh
@@ -33,6 +34,8 @@ N=${LAB_INITIATORS:-10}
 DIR=${LAB_DIR:-/run/cyphonic-lab}
 BIN=${BIN:-.build/release}
 PIPELINE=${LAB_PIPELINE:-multi}
+# LAB_REKEY_SECONDS: the nodes' rekeyAfterSeconds (default: the daemon's, 120 s).
+REKEY=${LAB_REKEY_SECONDS:+ \"rekeyAfterSeconds\": $LAB_REKEY_SECONDS,}
 TIMEOUT=${LAB_TIMEOUT:-60}
 # Commands on a running lab (status, add-node, …) take the scenario it was brought up with.
 SCENARIO=${SCENARIO:-$([ "${1:-}" != up ] && grep -vx base "$DIR/scenario" 2>/dev/null || true)}
@@ -107,7 +110,7 @@ down() {
 node_config() {
   cat >"$DIR/$1.json" <<EOF
 { "stateDir": "$DIR/$1", "control": "$DIR/$1.sock", "metrics": "$(metrics_address "$2"):9452",
-  "pipeline": "$PIPELINE", "keepaliveSeconds": 5, "punchTimeoutSeconds": 2, "directRetrySeconds": 5,
+  "pipeline": "$PIPELINE", "keepaliveSeconds": 5, "punchTimeoutSeconds": 2, "directRetrySeconds": 5,$REKEY
   "resolver": { "listen": ["127.0.0.53:53"] } }
 EOF
 }
@@ -177,7 +180,7 @@ enrol_by_daemon() {
   chmod 600 "$DIR/$1.token"
   cat >"$DIR/$1.json" <<EOF
 { "stateDir": "$DIR/$1", "control": "$DIR/$1.sock", "metrics": "$(metrics_address "$2"):9452",
-  "pipeline": "$PIPELINE", "keepaliveSeconds": 5, "punchTimeoutSeconds": 2, "directRetrySeconds": 5,
+  "pipeline": "$PIPELINE", "keepaliveSeconds": 5, "punchTimeoutSeconds": 2, "directRetrySeconds": 5,$REKEY
   "enroll": { "asEndpoint": "$(as_endpoint "$2")", "ca": "$DIR/as/ca.pem", "tokenFile": "$DIR/$1.token" },
   "resolver": { "listen": ["127.0.0.53:53"] } }
 EOF

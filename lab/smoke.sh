@@ -3,7 +3,8 @@
 # lab up, then checks, failing loudly on the first miss:
 #   1. every initiator pings responder.cyphonic.internal by name, IPv4 and IPv6, 0 % loss
 #   2. getent and dig (UDP, TCP, A, AAAA) answer with the responder's virtual IPs
-#   3. a 3-second iperf3 through a tunnel, by name
+#   3. a 3-second iperf3 through a tunnel, by name; a tunnel set up by name rekeys on
+#      time (this lab: every 10 s) and carries pings throughout
 #   4. a name that does not exist gets NXDOMAIN; malformed DNS gets FORMERR or a counted drop
 #   5. nms-server kill -9 and restart: every node registered again within 15 s, the
 #      tunnels already up carry pings throughout
@@ -34,7 +35,9 @@ fi
 [ "$N" -ge 8 ] || { say "needs LAB_INITIATORS >= 8"; exit 1; }
 trap 'lab/lab.sh down >/dev/null 2>&1 || true' EXIT
 
-lab/lab.sh up >/dev/null
+# The nodes rekey every 10 s, so the tunnels set up by name rekey several times during the run.
+REKEY_SECONDS=10
+LAB_REKEY_SECONDS=$REKEY_SECONDS lab/lab.sh up >/dev/null
 vip4=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["virtualIPv4"])' "$DIR/responder/node.json")
 vip6=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["virtualIPv6"])' "$DIR/responder/node.json")
 say "lab up; $NAME is $vip4 / $vip6"
@@ -61,6 +64,20 @@ say "3. iperf3 for 3 s through the tunnel, by name"
 bps=$(ip netns exec cy-init05 iperf3 -c $NAME -t 3 -J | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]))')
 [ "$bps" -gt 0 ] || fail "iperf3 moved nothing"
 say "   iperf3: $((bps / 1000000)) Mbit/s"
+# handshakes PEER — from cy-init07's status: handshakes completed with PEER, and the age of the newest.
+handshakes() {
+  "$BIN/cyphonic-node" status --control "$DIR/init07.sock" --json | python3 -c '
+import json, sys
+p = [p for p in json.load(sys.stdin)["peers"] if p["fqdn"] == sys.argv[1]]
+print(p[0]["handshakes"] if p else 0, int(p[0].get("handshakeAgeSeconds") or 0) if p else -1)' "$1"
+}
+read -r h0 _ < <(handshakes $NAME)
+out=$(ip netns exec cy-init07 ping -c 125 -i 0.2 -W 1 $NAME 2>&1) || true
+read -r h1 age < <(handshakes $NAME)
+echo "$out" | grep -q " 0% packet loss" || fail "pings lost across rekeys of a tunnel set up by name: $(echo "$out" | grep loss)"
+[ $((h1 - h0)) -ge 2 ] && [ "$age" -ge 0 ] && [ "$age" -le $((REKEY_SECONDS + 5)) ] \
+  || fail "cy-init07's tunnel to $NAME did not rekey every $REKEY_SECONDS s: $((h1 - h0)) handshakes in 25 s, the newest ${age} s old"
+say "   cy-init07 -> $NAME: $((h1 - h0)) rekeys in 25 s of pings, 0 % loss"
 
 say "4. NXDOMAIN for an unknown name; malformed queries"
 ip netns exec cy-init06 dig nosuch.cyphonic.internal A | grep -q "status: NXDOMAIN" || fail "nosuch.cyphonic.internal is not NXDOMAIN"

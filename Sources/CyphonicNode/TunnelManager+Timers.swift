@@ -73,8 +73,11 @@ extension TunnelManager {
                     continue
                 }
                 // Message-count limit: whichever side sends that much starts the rekey.
+                // Time limit: the side that initiated the session starts it, for every peer
+                // (configured, directed by the NMS, or that connected to us) — a session is
+                // refused at 180 s, so a tunnel that did not rekey would end then.
                 let countDue = s.messagesSent > DataSession.rekeyAfterMessages && peer.next == nil
-                let timeDue = configured != nil && s.isInitiator && now - s.created > config.rekeyAfterSeconds && peer.next == nil
+                let timeDue = s.isInitiator && now - s.created > config.rekeyAfterSeconds && peer.next == nil
                 if countDue || timeDue, let endpoint = configured.flatMap({ configuredAt[$0.fqdn] ?? nil }).map(SocketAddress.init) ?? peer.endpoint {
                     toInitiate.append((peer.fqdn, endpoint))
                 }

@@ -69,14 +69,16 @@ handshakes() {
   "$BIN/cyphonic-node" status --control "$DIR/init07.sock" --json | python3 -c '
 import json, sys
 p = [p for p in json.load(sys.stdin)["peers"] if p["fqdn"] == sys.argv[1]]
-print(p[0]["handshakes"] if p else 0, int(p[0].get("handshakeAgeSeconds") or 0) if p else -1)' "$1"
+age = p[0].get("handshakeAgeSeconds") if p else None
+print(p[0]["handshakes"] if p else 0, -1 if age is None else int(age))' "$1"
 }
 read -r h0 _ < <(handshakes $NAME)
 out=$(ip netns exec cy-init07 ping -c 125 -i 0.2 -W 1 $NAME 2>&1) || true
 read -r h1 age < <(handshakes $NAME)
 echo "$out" | grep -q " 0% packet loss" || fail "pings lost across rekeys of a tunnel set up by name: $(echo "$out" | grep loss)"
-[ $((h1 - h0)) -ge 2 ] && [ "$age" -ge 0 ] && [ "$age" -le $((REKEY_SECONDS + 5)) ] \
-  || fail "cy-init07's tunnel to $NAME did not rekey every $REKEY_SECONDS s: $((h1 - h0)) handshakes in 25 s, the newest ${age} s old"
+# Two or three rekeys in 25 s (one side rekeys; both sides rekeying would make about five).
+[ $((h1 - h0)) -ge 2 ] && [ $((h1 - h0)) -le 4 ] && [ "$age" -ge 0 ] && [ "$age" -le $((REKEY_SECONDS + 5)) ] \
+  || fail "cy-init07's tunnel to $NAME did not rekey once every $REKEY_SECONDS s: $((h1 - h0)) handshakes in 25 s, the newest ${age} s old (-1: none)"
 say "   cy-init07 -> $NAME: $((h1 - h0)) rekeys in 25 s of pings, 0 % loss"
 
 say "4. NXDOMAIN for an unknown name; malformed queries"

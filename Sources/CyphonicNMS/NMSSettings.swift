@@ -21,7 +21,8 @@ public struct NMSSettings: Sendable {
     public var authorizationSeconds = 300
     /// Seconds an authorization of a route that may use the relay (relay, hole punching)
     /// stays valid: the relay checks it whenever a node binds, also after the relay
-    /// restarted, so it must outlast the tunnel.
+    /// restarted, so a relayed tunnel lives at most this long (then a new name lookup
+    /// directs a new one).
     public var relayAuthorizationSeconds = 86_400
     /// Registered nodes, at most.
     public var maxNodes = 1_000_000

@@ -73,11 +73,15 @@ extension TunnelManager {
                     continue
                 }
                 // Message-count limit: whichever side sends that much starts the rekey.
-                // Time limit: the side that initiated the session starts it, for every peer
-                // (configured, directed by the NMS, or that connected to us) — a session is
-                // refused at 180 s, so a tunnel that did not rekey would end then.
+                // Time limit, for every peer (configured, directed by the NMS, or that
+                // connected to us; a session is refused at 180 s, so a tunnel that did not
+                // rekey would end then): the side that initiated the session starts it after
+                // rekeyAfterSeconds; the other side halfway from then to the session's end,
+                // should the initiator not have (after crossed handshakes both sides can hold
+                // the session as responders).
                 let countDue = s.messagesSent > DataSession.rekeyAfterMessages && peer.next == nil
-                let timeDue = s.isInitiator && now - s.created > config.rekeyAfterSeconds && peer.next == nil
+                let rekeyAt = s.isInitiator ? config.rekeyAfterSeconds : (config.rekeyAfterSeconds + DataSession.rejectAfterSeconds) / 2
+                let timeDue = now - s.created > rekeyAt && peer.next == nil
                 if countDue || timeDue, let endpoint = configured.flatMap({ configuredAt[$0.fqdn] ?? nil }).map(SocketAddress.init) ?? peer.endpoint {
                     toInitiate.append((peer.fqdn, endpoint))
                 }

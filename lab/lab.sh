@@ -34,7 +34,6 @@ N=${LAB_INITIATORS:-10}
 DIR=${LAB_DIR:-/run/cyphonic-lab}
 BIN=${BIN:-.build/release}
 PIPELINE=${LAB_PIPELINE:-multi}
-# LAB_REKEY_SECONDS: the nodes' rekeyAfterSeconds (default: the daemon's, 120 s).
 REKEY=${LAB_REKEY_SECONDS:+ \"rekeyAfterSeconds\": $LAB_REKEY_SECONDS,}
 TIMEOUT=${LAB_TIMEOUT:-60}
 # Commands on a running lab (status, add-node, …) take the scenario it was brought up with.

@@ -25,7 +25,8 @@
 # wait for registrations, default 60), SCENARIO (empty, nat or ha; for up), PROMETHEUS=1 (for
 # up: Prometheus in cy-cloud scraping every daemon, browsable from this host at
 # 127.0.0.1:$LAB_PROMETHEUS_PORT, default 9090), LAB_SCRAPE_INTERVAL (default 2s),
-# LAB_REKEY_SECONDS (the nodes' rekeyAfterSeconds; default the daemon's 120 s).
+# LAB_REKEY_SECONDS (the nodes' rekeyAfterSeconds; default the daemon's 120 s),
+# LAB_RELAY_AUTH_SECONDS (the NMS's relay authorization lifetime, at least 60; default 24 h).
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 . lab/topology.sh
@@ -207,7 +208,8 @@ start_nms() {
   ip netns exec $CLOUD "$BIN/nms-server" serve --bundle "$DIR/nms" \
     --listen $CLOUD4:4502 --listen "[$CLOUD6]:4502" --probe-listen $CLOUD4:4512 --probe-listen "[$CLOUD6]:4512" \
     --relay $CLOUD4:4503 --relay "[$CLOUD6]:4503" \
-    --as $CLOUD4:4501 --metrics 127.0.0.1:9453 --control "$DIR/nms.sock" >>"$DIR/nms.log" 2>&1 &
+    --as $CLOUD4:4501 --metrics 127.0.0.1:9453 --control "$DIR/nms.sock" \
+    ${LAB_RELAY_AUTH_SECONDS:+--relay-authorization-lifetime "$LAB_RELAY_AUTH_SECONDS"} >>"$DIR/nms.log" 2>&1 &
 }
 
 # listening_lines LOG — how many "listening" lines LOG has (0 when it does not exist).

@@ -13,7 +13,10 @@
 #      goes direct (punched) within 20 s, no ping lost
 #   6. direct -> relay: cy-nat4 blocks again while lan5 pings lan3; the tunnel is relayed
 #      again and pings flow again within 5 s of the block
-#   7. lab down leaves no namespace, process or file
+#   7. a relayed tunnel outlives its path authorization: the lab's NMS authorizes relay
+#      paths for 60 s (LAB_RELAY_AUTH_SECONDS); lan4 pings lan1 through the relay across
+#      a renewal and past the end of the authorization it had, 0 % loss, same path
+#   8. lab down leaves no namespace, process or file
 # The lab is torn down on any exit (trap; on failure the logs and `lab.sh status` are kept
 # in /tmp/cyphonic-lab-smoke-nat-failed-*); it refuses to start when a lab is up already.
 # Environment: BIN (default .build/release), LAB_DIR.
@@ -21,6 +24,9 @@ set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 export BIN=${BIN:-.build/release}
 export LAB_INITIATORS=2 SCENARIO=nat
+# Relay paths authorized for 60 s (the NMS's least): every relayed tunnel of the run
+# lives on renewed authorizations, and step 7 watches one renewal closely.
+export LAB_RELAY_AUTH_SECONDS=60
 DIR=${LAB_DIR:-/run/cyphonic-lab}
 DOMAIN=cyphonic.internal
 
@@ -201,7 +207,42 @@ say "   longest gap between replies: $gap s (from $gap_at s after the block); $r
 [ "$after" -ge 30 ] || fail "only $after replies after the block"
 python3 -c 'import sys; sys.exit(float(sys.argv[1]) > 5)' "$gap" || fail "pings stopped for $gap s (more than 5 s)"
 
-say "7. lab down leaves nothing"
+say "7. a relayed tunnel outlives its authorization: lan4 pings lan1 across a renewal and past the old one's end"
+# counter NODE KEY — a signaling counter of NODE; path NODE PEER — its path id to PEER.
+counter() {
+  "$BIN/cyphonic-node" status --control "$DIR/$1.sock" --json | python3 -c '
+import json, sys
+print(json.load(sys.stdin)["signaling"]["counters"][sys.argv[1]])' "$2"
+}
+path_id() {
+  "$BIN/cyphonic-node" status --control "$DIR/$1.sock" --json | python3 -c '
+import json, sys
+print(next((p.get("pathID") for p in json.load(sys.stdin)["peers"] if p["fqdn"] == sys.argv[1]), None))' "$2.$DOMAIN"
+}
+[ "$(route lan4 lan1)" = relay ] || fail "lan4 -> lan1 is not relayed: $(describe lan4 lan1)"
+path=$(path_id lan4 lan1)
+renewed4=$(counter lan4 authorizationsRenewed)
+renewed1=$(counter lan1 authorizationsRenewed)
+ip netns exec cy-lan4 ping -c 400 -i 0.2 "$lan1" >"$DIR/ping-renewal.txt" 2>&1 &
+ping_pid=$!
+start=$(now_ms)
+# The authorization lan4 holds was given at most 45 s ago (renewals come 45 s into 60):
+# the next renewal comes within 50 s, and the one it replaces ends within 15 s of it.
+until [ "$(counter lan4 authorizationsRenewed)" -gt "$renewed4" ]; do
+  [ $(($(now_ms) - start)) -le 50000 ] || fail "lan4's authorization for lan1 not renewed within 50 s"
+  sleep 0.5
+done
+say "   renewed $(since "$start") s into the pings; pinging 20 s more (past the old authorization's end)"
+sleep 20
+kill -INT $ping_pid 2>/dev/null
+wait $ping_pid || true
+[ "$(counter lan1 authorizationsRenewed)" -gt "$renewed1" ] || fail "lan1 did not get the renewed authorization"
+[ "$(path_id lan4 lan1)" = "$path" ] || fail "the path changed ($path -> $(path_id lan4 lan1)): renewed, not replaced, was expected"
+[ "$(route lan4 lan1)" = relay ] || fail "lan4 -> lan1 no longer relayed: $(describe lan4 lan1)"
+grep -q " 0% packet loss" "$DIR/ping-renewal.txt" || fail "pings lost across the renewal: $(grep loss "$DIR/ping-renewal.txt")"
+say "   $(grep loss "$DIR/ping-renewal.txt"); path $path; renewals so far: lan4 $(counter lan4 authorizationsRenewed), lan1 $(counter lan1 authorizationsRenewed), refused $(counter lan4 renewalsRefused)"
+
+say "8. lab down leaves nothing"
 trap - ERR
 lab/lab.sh down >/dev/null
 ip netns list | grep -q '^cy-' && fail "namespaces left: $(ip netns list | grep '^cy-')"

@@ -21,6 +21,7 @@ public final class NMSMetrics: Sendable {
     private let directions: [String: Counter]
     private let refusals: [String: Counter]
     private let dropped: [String: Counter]
+    private let renewals: [String: Counter]
 
     public static let registrationResults = ["ok", "replaced", "untrusted", "expired", "revoked", "key_mismatch", "bad_request", "full"]
     public static let directionResults = Route.Kind.allCases.flatMap { k in ["ok", "refused", "timeout"].map { "\(k.rawValue)/\($0)" } }
@@ -28,6 +29,8 @@ public final class NMSMetrics: Sendable {
         "not_found", "forbidden", "self", "no_relay", "responder_refused", "responder_timeout", "bad_request", "directory_unavailable",
         "replica_down",
     ]
+    /// Results of authorization renewals (NMSServer+Renewal.swift).
+    public static let renewalResults = ["ok", "repeated", "invalid", "not_due", "no_relay", "not_found", "forbidden", "unavailable"]
     public static let dropReasons = [
         "malformed", "unexpected_type", "unknown_session", "handshake_failed", "replay", "authentication_failed", "table_full",
         "bad_request", "cookie_sent", "handshake_source_limit", "handshake_busy", "unknown_probe", "stale_confirmation",
@@ -65,6 +68,7 @@ public final class NMSMetrics: Sendable {
             })
         refusals = labelled("refusals", "Direction requests refused, by reason", "reason", Self.refusalReasons)
         dropped = labelled("datagrams_dropped", "Datagrams dropped by reason", "reason", Self.dropReasons)
+        renewals = labelled("authorization_renewals", "Path authorization renewals by result", "result", Self.renewalResults)
     }
 
     static func name(_ metric: String, _ help: String, unit: String = "total") -> MetricNameDescriptor {
@@ -75,4 +79,5 @@ public final class NMSMetrics: Sendable {
     public func direction(_ kind: Route.Kind, _ result: String) { directions["\(kind.rawValue)/\(result)"]?.increment() }
     public func refusal(_ reason: String) { refusals[reason]?.increment() }
     public func drop(_ reason: String) { dropped[reason]?.increment() }
+    public func renewal(_ result: String) { renewals[result]?.increment() }
 }

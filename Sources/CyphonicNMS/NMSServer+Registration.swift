@@ -117,6 +117,8 @@ extension NMSServer {
             direction(to: target.value, from: fqdn, transaction: message.transactionID, avoidRelay: avoid, now: now)
         case .routeDirectionConfirmation(let c):
             confirmation(c, from: fqdn, now: now)
+        case .authorizationRenewal(let peer, let authorization):
+            renew(authorization, peer: peer.value, from: fqdn, transaction: message.transactionID, now: now)
         case .finalization:
             if registry.remove(named: fqdn, sessionIndex: header.receiverIndex) != nil {
                 shared?.withdraw(fqdn)

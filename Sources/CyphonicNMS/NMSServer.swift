@@ -51,6 +51,9 @@ public final class NMSServer: Sendable {
     /// Directions another replica sent us to deliver: path → that replica, the node it
     /// was for, until when.
     let forwarded = Mutex([UInt64: (origin: String, target: String, until: Int64)]())
+    /// The last renewal signed per path id (its expiry and bytes): a repeated request
+    /// (both nodes asking, a resend, a replay) gets it again instead of a new signature.
+    let renewed = Mutex([UInt64: (expires: UInt64, bytes: [UInt8])]())
 
     /// Directions in progress: those sent to their responder, and those being signed
     /// (reserved), counted per initiator so that no node can take the whole table.

@@ -21,8 +21,8 @@ public struct NMSSettings: Sendable {
     public var authorizationSeconds = 300
     /// Seconds an authorization of a route that may use the relay (relay, hole punching)
     /// stays valid: the relay checks it whenever a node binds, also after the relay
-    /// restarted, so a relayed tunnel lives at most this long (then a new name lookup
-    /// directs a new one).
+    /// restarted; nodes renew it before it ends (NMSServer+Renewal.swift), so a relayed
+    /// tunnel lives on while policy allows it.
     public var relayAuthorizationSeconds = 86_400
     /// Registered nodes, at most.
     public var maxNodes = 1_000_000

@@ -362,6 +362,14 @@ public final class NodeDaemon: @unchecked Sendable {
                 { $0.signaling?.counters.authorizationsRefused ?? 0 }
             ),
             ("punches_sent", "Hole-punching probes sent", { $0.signaling?.counters.punchesSent ?? 0 }),
+            (
+                "authorizations_renewed", "Path authorizations renewed by the NMS (relayed paths outlive their first one)",
+                { $0.signaling?.counters.authorizationsRenewed ?? 0 }
+            ),
+            (
+                "authorization_renewals_refused", "Path authorization renewals the NMS refused",
+                { $0.signaling?.counters.renewalsRefused ?? 0 }
+            ),
             ("signaling_bad_datagrams", "Signaling or punch datagrams that did not check", { $0.signaling?.counters.badDatagrams ?? 0 }),
             ("dns_queries", "DNS queries to the resolver", { $0.resolver?.counters.queries ?? 0 }),
             ("dns_answered", "DNS answers NOERROR", { $0.resolver?.counters.answered ?? 0 }),

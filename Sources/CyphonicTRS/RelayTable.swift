@@ -66,8 +66,9 @@ public struct RelayTable: @unchecked Sendable {
         /// [initiator, responder].
         public var ends: [End]
         public var lastActive: Double
-        /// When the authorization ends (monotonic seconds): the session ends with it.
-        public let deadline: Double
+        /// When the authorization ends (monotonic seconds): the session ends with it. A bind
+        /// with a renewed authorization of the path (a later expiry) moves it on.
+        public internal(set) var deadline: Double
         public var packets: UInt64 = 0
         public var bytes: UInt64 = 0
         var counted: [Bool] = [false, false]
@@ -166,6 +167,7 @@ public struct RelayTable: @unchecked Sendable {
             endsByKey[nodeKey, default: 0] += 1
             s.counted[side] = true
         }
+        s.deadline = max(s.deadline, now + validFor)
         let wasComplete = s.ends.allSatisfy { $0.address != nil }
         if s.ends[side].address != address {
             // The other end's indices are addressed from here now.

@@ -28,6 +28,10 @@ public enum SignalingBody: Equatable, Sendable {
     case relayRequest(RelayRequest)
     /// TRS → node: the path is relayed; whether the other end is bound too.
     case relayGrant(RelayGrant)
+    /// Node → NMS: a fresh authorization for the path to `peer` that `authorization`
+    /// (the NMS's, nearing its end) authorizes; NMS → both nodes: here it is, for the same
+    /// path, nodes, route and relay, with a later expiry (docs/protocol.md §4).
+    case authorizationRenewal(peer: FQDN, authorization: [UInt8])
 
     public var kind: UInt8 {
         switch self {
@@ -49,6 +53,7 @@ public enum SignalingBody: Equatable, Sendable {
         case .revocationListPart: return 16
         case .relayRequest: return 17
         case .relayGrant: return 18
+        case .authorizationRenewal: return 19
         }
     }
 }
@@ -159,6 +164,10 @@ public struct SignalingMessage: Equatable, Sendable {
             w.u64(g.pathID)
             w.u8(g.peerBound ? 1 : 0)
             w.u16(g.idleSeconds)
+        case .authorizationRenewal(let peer, let authorization):
+            try w.fqdn(peer)
+            guard authorization.count <= WireLimits.maxAuthorizationBytes else { throw .fieldTooLong(authorization.count) }
+            try w.lengthPrefixed(authorization)
         }
         return w.bytes
     }
@@ -269,6 +278,10 @@ public struct SignalingMessage: Equatable, Sendable {
             let bound = try r.u8()
             guard bound <= 1 else { throw .invalidField("relayGrant.peerBound") }
             body = .relayGrant(RelayGrant(pathID: path, peerBound: bound == 1, idleSeconds: try r.u16()))
+        case 19:
+            let peer = try r.fqdn(field: "authorizationRenewal.peer")
+            body = .authorizationRenewal(
+                peer: peer, authorization: try r.lengthPrefixed(limit: WireLimits.maxAuthorizationBytes, field: "authorizationRenewal.authorization"))
         default:
             throw .unknownType(kind)
         }

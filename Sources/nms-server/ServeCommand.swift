@@ -63,7 +63,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(
         name: .customLong("relay-authorization-lifetime"),
         help:
-            "Seconds an authorization of a route that may use the relay stays valid (the relay checks it at every bind, also after it restarted; default 86400)."
+            "Seconds an authorization of a route that may use the relay stays valid (the relay checks it at every bind, also after it restarted; nodes renew it before it ends; at least 60, default 86400)."
     )
     var relayAuthorizationLifetime: Int?
     @Option(name: .customLong("max-nodes"), help: "Registered nodes, at most (default 1000000).") var maxNodes: Int?

@@ -202,6 +202,34 @@ extension NamespaceSuites {
             #expect(handshakes >= 3)
         }
 
+        @Test func theOtherSideRekeysWhenTheInitiatorDoesNot() throws {
+            // A made the session and rekeys only at 170 s; B, which did not make it, must
+            // not wait for that: it rekeys halfway from its own rekeyAfterSeconds (1 s) to
+            // the session's end at 180 s, at 90.5 s (crossed handshakes leave both sides
+            // responders; then nobody is "the initiator"). No ping may be lost across it.
+            let lab = try NamespaceLab()
+            defer { lab.tearDown() }
+            try lab.enrol("a", index: 1)
+            try lab.enrol("b", index: 2)
+            try lab.configure("a", peers: [("b", "\(lab.underlayB):30000")], extra: ["rekeyAfterSeconds": 170])
+            try lab.configure("b", extra: ["rekeyAfterSeconds": 1])
+            try lab.start("b", in: "b")
+            try lab.start("a", in: "a")
+            #expect(try lab.waitForSession("a", peer: "b."))
+            func handshakes(_ node: String) throws -> Int {
+                let peers = try lab.status(node)["peers"] as? [[String: Any]] ?? []
+                return peers.first?["handshakes"] as? Int ?? -1
+            }
+            let ping = try lab.exec("a", "ping -c 80 -i 0.5 -W 2 198.18.0.2")
+            #expect(pingLoss(ping.output)?.contains(" 0% packet loss") == true, "\(ping.output.suffix(300))")
+            #expect(try handshakes("b") == 1, "no rekey in the first 40 s")
+            let later = try lab.exec("a", "ping -c 110 -i 0.5 -W 2 198.18.0.2")
+            #expect(pingLoss(later.output)?.contains(" 0% packet loss") == true, "\(later.output.suffix(300))")
+            let (byA, byB) = (try handshakes("a"), try handshakes("b"))
+            print("fallback rekey: handshakes after 95 s: A \(byA), B \(byB); \(pingLoss(later.output) ?? "?")")
+            #expect(byB >= 2 && byA >= 2, "B rekeyed at 90.5 s")
+        }
+
         @Test func idleSessionsAreTornDown() throws {
             // B gives up on a session after 2 s without a packet; A stays silent (keepalive 50 s).
             let lab = try NamespaceLab()

@@ -161,6 +161,22 @@ final class RelayTableTests: XCTestCase {
         XCTAssertEqual(t.count, 0)
     }
 
+    func testARenewedAuthorizationMovesTheSessionsEndOn() {
+        var t = table()
+        _ = t.bind(authorization(), nodeKey: a, address: atA, socketIndex: 0, indices: [0x11], now: 0, validFor: 30)
+        _ = t.bind(authorization(), nodeKey: b, address: atB, socketIndex: 1, indices: [0x22], now: 0, validFor: 30)
+        // At 25 s a node rebinds with the renewed authorization (same path, valid 30 s more).
+        XCTAssertEqual(
+            t.bind(authorization(), nodeKey: a, address: atA, socketIndex: 0, indices: [0x11], now: 25, validFor: 30),
+            .bound(peerBound: true, notify: nil))
+        // A refresh with the old one (the other node, not renewed yet) takes nothing back.
+        _ = t.bind(authorization(), nodeKey: b, address: atB, socketIndex: 1, indices: [0x22], now: 26, validFor: 4)
+        XCTAssertEqual(t.expire(now: 31), 0, "past the first authorization, within the renewed one")
+        XCTAssertEqual(route(&t, from: atA, .capsule, index: 0x22, now: 40), .forward(to: atB, socketIndex: 1))
+        XCTAssertEqual(route(&t, from: atB, .capsule, index: 0x11, now: 40), .forward(to: atA, socketIndex: 0))
+        XCTAssertEqual(t.expire(now: 56), 1, "the renewed authorization ends it")
+    }
+
     /// 200 000 random datagrams (any type, length, index, path id, from the two ends and
     /// from strangers) never trap, and nothing from a stranger is ever forwarded.
     func testRandomDatagramsNeverTrapAndStrangersNeverReachAnEnd() {

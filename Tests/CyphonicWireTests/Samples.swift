@@ -78,5 +78,8 @@ enum Samples {
                     sessionIndices: [7, 0xdead_beef]))),
         .init(transactionID: 22, body: .relayRequest(RelayRequest(pathID: 1, authorization: [], signingCertificate: []))),
         .init(transactionID: 23, body: .relayGrant(RelayGrant(pathID: 99, peerBound: true, idleSeconds: 90))),
+        .init(
+            transactionID: 24,
+            body: .authorizationRenewal(peer: fqdn, authorization: Array(repeating: 0x11, count: 180))),
     ]
 }

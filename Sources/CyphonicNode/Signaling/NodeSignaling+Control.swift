@@ -98,7 +98,10 @@ extension NodeSignaling {
             }
         case .routeDirection(let d):
             direction(d, transactionID: message.transactionID, now: now)
+        case .authorizationRenewal(let peer, let authorization):
+            renewed(peer: peer.value, authorization, now: now)
         case .error(let code, let text):
+            if renewalRefused(transactionID: message.transactionID, message: text, now: now) { break }
             refused(transactionID: message.transactionID, code: code, message: text)
         default:
             countBad()
@@ -176,6 +179,7 @@ extension NodeSignaling {
         tickLookups(now: now)
         tickPaths(now: now)
         tickRelays(now: now)
+        tickRenewals(now: now)
     }
 
     /// Seconds a keepalive ack may take before the keepalive is sent again.

@@ -17,60 +17,6 @@ public enum TunnelLookupResult: Sendable, Equatable {
     case failed(String, reason: String)
 }
 
-/// A tunnel the NMS directed: how it was made, which way it goes now and why.
-struct PathInfo {
-    /// Which way the tunnel goes (DESIGN §5): as directed (direct, local), hole punching
-    /// before its deadline, through the relay, or direct with the relay as fallback.
-    enum Mode: Equatable {
-        case direct
-        case punching(deadline: Double)
-        case relayed
-        case directWithFallback
-    }
-    var pathID: UInt64
-    var kind: String
-    var role: RouteDirection.Role
-    var peerNodeID: UInt64
-    var authorization: PathAuthorization
-    var endpoints: [Endpoint]
-    var punchesLeft: Int
-    var lastPunchAnswer: Double
-    /// The TRS the NMS named (relay routes, and punches that may fall back to it).
-    var relay: Endpoint? = nil
-    var mode = Mode.direct
-    /// Why it goes the way it goes, for status.
-    var reason = ""
-    /// The relay bound our end / the peer's end (from its grants).
-    var relayBound = false
-    var peerBound = false
-    /// Our end stays bound at the relay while the tunnel goes direct (a warm fallback).
-    var keepRelay = false
-    /// Direct-path attempts (HolePunchingForOptimization, keepalives) and since when direct.
-    var lastDirectProbe = 0.0
-    var directSince = 0.0
-    /// When the NMS directed it (a path that never gets a tunnel is dropped).
-    var created = monotonicSeconds()
-    /// When we last asked the NMS for another relay for it (its relay stopped answering).
-    var lastReroute = 0.0
-}
-
-/// A name being set up for the resolver; later queries for it join.
-struct Lookup {
-    var transactionID: UInt32
-    var waiters: [@Sendable (TunnelLookupResult) -> Void]
-    var deadline: Double
-    var started: Double
-    var direction: RouteDirection?
-    var endpointIndex = 0
-    var lastTry = 0.0
-    /// When the DirectionRequest was last sent (resent every second until answered).
-    var lastAsk = 0.0
-    /// The handshake was moved to where a peer's punch came from (once).
-    var retargeted = false
-    /// A reroute: the relay of the path this lookup replaces stopped answering.
-    var avoidRelay: Endpoint? = nil
-}
-
 extension NodeSignaling {
     /// Seconds a name the NMS does not know is answered NXDOMAIN without asking again.
     static let negativeSeconds = 5.0
@@ -198,7 +144,8 @@ extension NodeSignaling {
         }
         state.withLock { s in
             var path = PathInfo(
-                pathID: d.pathID, kind: kind, role: d.role, peerNodeID: d.peerNodeID, authorization: auth, endpoints: d.peerEndpoints,
+                pathID: d.pathID, kind: kind, role: d.role, peerNodeID: d.peerNodeID, authorization: auth, punchKey: auth,
+                endpoints: d.peerEndpoints,
                 punchesLeft: punch ? 4 : 0, lastPunchAnswer: 0)
             path.relay = d.relay
             path.reason = routeReason(d, kind: kind, s)
@@ -317,7 +264,7 @@ extension NodeSignaling {
             })
         else { return }
         _ = left
-        let probe = HolePunch(pathID: path.pathID, senderNodeID: nodeID, authenticator: path.authorization.punchAuthenticator(senderNodeID: nodeID))
+        let probe = HolePunch(pathID: path.pathID, senderNodeID: nodeID, authenticator: path.punchKey.punchAuthenticator(senderNodeID: nodeID))
         guard let bytes = try? Datagram(.holePunching(probe)).encode() else { return }
         for e in path.endpoints { send(bytes, to: e) }
     }
@@ -329,7 +276,8 @@ extension NodeSignaling {
         let wall = UInt64(max(0, unixNowSeconds()))
         let found = state.withLock { s -> (String, PathInfo, Bool)? in
             guard let (fqdn, path) = s.paths.first(where: { $0.value.pathID == p.pathID }), p.senderNodeID == path.peerNodeID,
-                path.authorization.expires >= wall, p.authenticator == path.authorization.punchAuthenticator(senderNodeID: p.senderNodeID)
+                path.authorization.expires >= wall,
+                p.authenticator == path.punchKey.punchAuthenticator(senderNodeID: p.senderNodeID)
             else { return nil }
             s.counters.punchesReceived += 1
             // A direct-path probe is answered every time (at most twice a second): the answer
@@ -341,7 +289,7 @@ extension NodeSignaling {
         guard let (fqdn, path, answer) = found else { return countBad() }
         if answer {
             let probe = HolePunch(
-                pathID: path.pathID, senderNodeID: nodeID, authenticator: path.authorization.punchAuthenticator(senderNodeID: nodeID))
+                pathID: path.pathID, senderNodeID: nodeID, authenticator: path.punchKey.punchAuthenticator(senderNodeID: nodeID))
             if let bytes = try? Datagram(.holePunching(probe)).encode() { manager.send(bytes, to: from) }
         }
         // The punch came from where the peer's NAT really maps it (a NAT may give each

@@ -128,7 +128,7 @@ extension NodeSignaling {
                 // Open our NAT towards the peer's candidates, then an authenticated keepalive
                 // there: if it arrives, the peer's roaming moves it, and its packets move us.
                 let probe = HolePunch(
-                    pathID: path.pathID, senderNodeID: nodeID, authenticator: path.authorization.punchAuthenticator(senderNodeID: nodeID))
+                    pathID: path.pathID, senderNodeID: nodeID, authenticator: path.punchKey.punchAuthenticator(senderNodeID: nodeID))
                 if let bytes = try? Datagram(.holePunchingForOptimization(probe)).encode() { for t in targets { send(bytes, to: t) } }
                 for t in targets { manager.sendKeepalive(to: fqdn, at: SocketAddress(t)) }
             case .keepalive(let fqdn):

@@ -90,6 +90,10 @@ public final class NodeSignaling: Sendable {
         public var fallbacksToRelay: UInt64 = 0
         /// New paths asked for because a relay stopped answering.
         public var relayReroutes: UInt64 = 0
+        /// Path authorization renewals asked for, received (valid), refused by the NMS.
+        public var renewalsRequested: UInt64 = 0
+        public var authorizationsRenewed: UInt64 = 0
+        public var renewalsRefused: UInt64 = 0
     }
 
     let nms: [Endpoint]

@@ -48,12 +48,16 @@ extension NMSServer {
         let now = unixNowSeconds()
         switch m {
         case .deliver(let pathID, let target, let origin, let bytes):
+            guard let message = try? SignalingMessage.decode(bytes) else {
+                metrics.drop("bad_request")
+                return
+            }
             // A renewed authorization for a node here: only passed on (nothing answers it).
-            if let message = try? SignalingMessage.decode(bytes), case .authorizationRenewal = message.body {
+            if case .authorizationRenewal = message.body {
                 if registry.node(named: target.value) != nil { send(message, to: target.value) }
                 return
             }
-            guard let message = try? SignalingMessage.decode(bytes), case .routeDirection = message.body else {
+            guard case .routeDirection = message.body else {
                 metrics.drop("bad_request")
                 return
             }

@@ -252,6 +252,7 @@ public final class NodeDaemon: @unchecked Sendable {
                 rxPackets: p.stats.rxPackets.load, rxBytes: p.stats.rxBytes.load,
                 reorderWaits: p.stats.reorderWaits.load, handshakes: p.stats.handshakes.load)
             status.rxOutOfOrder = p.stats.rxOutOfOrder.load
+            status.pathAuthorizationExpires = signaling?.path(of: p.fqdn)?.expires
             return status
         }
         // Configured peers without a session yet are listed too, with what was tried.

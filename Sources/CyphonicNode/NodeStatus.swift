@@ -17,6 +17,9 @@ public struct NodeStatus: Codable, Sendable {
         public var routeReason: String?
         /// The NMS path id of a directed tunnel.
         public var pathID: UInt64?
+        /// When its NMS authorization ends (Unix seconds; renewals move it on for a path
+        /// that uses the relay or keeps it as a fallback).
+        public var pathAuthorizationExpires: UInt64? = nil
         /// The serial of the certificate the peer proved last.
         public var certificateSerial: UInt64?
         /// Handshakes started since its last session that got no answer (a configured

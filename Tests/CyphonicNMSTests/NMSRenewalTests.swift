@@ -62,7 +62,9 @@ import Testing
             let toB = try b.open(try b.receive(sb))
             #expect(toB.body == .authorizationRenewal(peer: try FQDN(a.fqdn), authorization: bytes))
         }
-        // Asked again (the responder's turn, a resend, a replay): the same answer, no new signature.
+        // Asked again (the responder's turn, a resend, a replay): the same answer, to the
+        // requester only (a renewal signed anew would go to the peer too: the check that
+        // nothing reached b, at the end, is what catches that).
         let first = try renewed(try renew(try authorization(a, b, expires: now + 20), peer: "responder"), path: 4242)
         let again = try renewed(try renew(try authorization(a, b, expires: now + 10), peer: "responder"), path: 4242)
         #expect(first != nil && first == again)

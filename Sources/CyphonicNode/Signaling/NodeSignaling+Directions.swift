@@ -362,8 +362,8 @@ extension NodeSignaling {
     }
 
     /// How the tunnel to `fqdn` was made, for status: its route kind and path id.
-    func path(of fqdn: String) -> (kind: String, pathID: UInt64)? {
-        state.withLock { s in s.paths[fqdn].map { ($0.kind, $0.pathID) } }
+    func path(of fqdn: String) -> (kind: String, pathID: UInt64, expires: UInt64)? {
+        state.withLock { s in s.paths[fqdn].map { ($0.kind, $0.pathID, $0.authorization.expires) } }
     }
 
     /// Forgets the path to `fqdn` (its tunnel was torn down).

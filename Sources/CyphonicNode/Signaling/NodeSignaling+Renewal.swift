@@ -19,7 +19,9 @@ extension NodeSignaling {
     /// When the path to the peer should be renewed (Unix seconds).
     static func renewalDue(_ p: PathInfo) -> UInt64 {
         let lifetime = p.authorization.expires &- min(p.authorization.expires, p.authorizedAt)
-        return p.authorizedAt + lifetime / 8 * (p.role == .initiator ? 6 : 7)
+        // lifetime × 6/8 or 7/8, exact and without overflow whatever the NMS signed.
+        let eighths: UInt64 = p.role == .initiator ? 6 : 7
+        return p.authorizedAt &+ lifetime / 8 * eighths + lifetime % 8 * eighths / 8
     }
 
     /// Every tick: asks for the renewals that are due.

@@ -242,17 +242,18 @@ public final class NodeDaemon: @unchecked Sendable {
         let peerList = pipeline.peers.withLock { pipeline.peers.peersLocked }
         let live: [NodeStatus.PeerStatus] = peerList.map { p in
             let route = signaling?.route(of: p.fqdn)
+            let path = signaling?.path(of: p.fqdn)
             var status = NodeStatus.PeerStatus(
                 fqdn: p.fqdn, addresses: p.addresses.map(\.description),
                 endpoint: pipeline.peers.withLock { p.endpoint?.endpoint?.description },
                 route: config.peers.contains { $0.fqdn == p.fqdn } ? "static" : route?.kind ?? "accepted",
-                routeReason: route?.reason, pathID: signaling?.path(of: p.fqdn)?.pathID, certificateSerial: p.serial,
+                routeReason: route?.reason, pathID: path?.pathID, certificateSerial: p.serial,
                 handshakeAgeSeconds: pipeline.peers.withLock { p.current == nil ? nil : (now - p.lastHandshake) },
                 txPackets: p.stats.txPackets.load, txBytes: p.stats.txBytes.load,
                 rxPackets: p.stats.rxPackets.load, rxBytes: p.stats.rxBytes.load,
                 reorderWaits: p.stats.reorderWaits.load, handshakes: p.stats.handshakes.load)
             status.rxOutOfOrder = p.stats.rxOutOfOrder.load
-            status.pathAuthorizationExpires = signaling?.path(of: p.fqdn)?.expires
+            status.pathAuthorizationExpires = path?.expires
             return status
         }
         // Configured peers without a session yet are listed too, with what was tried.

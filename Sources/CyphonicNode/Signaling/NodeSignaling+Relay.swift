@@ -28,7 +28,7 @@ extension NodeSignaling {
     /// Paths that need their relay binding now: relayed ones, and direct ones that were
     /// bound (kept warm for a fast fallback).
     func pathsNeedingRelay(_ s: State, _ relay: Endpoint) -> [String] {
-        s.paths.filter { $0.value.relay == relay && ($0.value.mode == .relayed || $0.value.keepRelay) }.map(\.key)
+        s.paths.filter { $0.value.relay == relay && $0.value.needsRelay }.map(\.key)
     }
 
     /// Binds our end of the path to `fqdn` at its relay without moving traffic there

@@ -31,10 +31,10 @@ extension NodeSignaling {
             guard s.registration != nil else { return [] }
             var due: [(FQDN, UInt32, [UInt8])] = []
             for (fqdn, p) in s.paths
-            where (p.mode == .relayed || p.keepRelay) && p.relay != nil && wall >= Self.renewalDue(p) && now >= p.nextRenewal {
+            where p.needsRelay && wall >= Self.renewalDue(p) && now >= p.nextRenewal {
                 guard let name = try? FQDN(fqdn) else { continue }
                 let tid = UInt32.random(in: 1...UInt32.max)
-                s.paths[fqdn]!.renewal = (tid, now)
+                s.paths[fqdn]!.renewalTransaction = tid
                 s.paths[fqdn]!.nextRenewal = now + Self.renewalRetrySeconds
                 s.counters.renewalsRequested += 1
                 due.append((name, tid, p.authorization.bytes))
@@ -67,7 +67,7 @@ extension NodeSignaling {
             // configured since): an answer all the same; ask again in a minute.
             state.withLock { s in
                 guard s.paths[fqdn]?.pathID == fresh.pathID else { return }
-                s.paths[fqdn]!.renewal = nil
+                s.paths[fqdn]!.renewalTransaction = nil
                 s.paths[fqdn]!.nextRenewal = max(s.paths[fqdn]!.nextRenewal, now + 60)
             }
             logger.debug("signaling: a renewal for \(fqdn) that ends no later than the authorization we hold; kept ours")
@@ -78,11 +78,11 @@ extension NodeSignaling {
             guard var p = s.paths[fqdn], p.authorization.pathID == fresh.pathID, fresh.expires > p.authorization.expires else { return nil }
             p.authorization = fresh
             p.authorizedAt = wall
-            p.renewal = nil
+            p.renewalTransaction = nil
             p.nextRenewal = 0
             s.paths[fqdn] = p
             s.counters.authorizationsRenewed += 1
-            return p.relay != nil && (p.mode == .relayed || p.keepRelay)
+            return p.needsRelay
         }
         guard let rebind else { return }
         logger.info("signaling: the authorization of the path to \(fqdn) (path \(fresh.pathID)) was renewed until \(fresh.expires)")
@@ -93,8 +93,8 @@ extension NodeSignaling {
     /// its authorization until it ends, and asks again in a minute.
     func renewalRefused(transactionID: UInt32, message: String, now: Double) -> Bool {
         let fqdn = state.withLock { s -> String? in
-            guard let (fqdn, _) = s.paths.first(where: { $0.value.renewal?.transactionID == transactionID }) else { return nil }
-            s.paths[fqdn]!.renewal = nil
+            guard let (fqdn, _) = s.paths.first(where: { $0.value.renewalTransaction == transactionID }) else { return nil }
+            s.paths[fqdn]!.renewalTransaction = nil
             s.paths[fqdn]!.nextRenewal = now + 60
             s.counters.renewalsRefused += 1
             return fqdn

@@ -34,6 +34,8 @@ struct PathInfo {
     var peerBound = false
     /// Our end stays bound at the relay while the tunnel goes direct (a warm fallback).
     var keepRelay = false
+    /// Our end must stay bound at its relay: the tunnel goes through it, or keeps it warm.
+    var needsRelay: Bool { relay != nil && (mode == .relayed || keepRelay) }
     /// Direct-path attempts (HolePunchingForOptimization, keepalives) and since when direct.
     var lastDirectProbe = 0.0
     var directSince = 0.0
@@ -42,9 +44,9 @@ struct PathInfo {
     /// When we last asked the NMS for another relay for it (its relay stopped answering).
     var lastReroute = 0.0
     /// When the NMS authorized it last (Unix seconds, as the authorization's `expires`),
-    /// and the renewal asked for (NodeSignaling+Renewal.swift).
+    /// and the transaction of the renewal asked for (NodeSignaling+Renewal.swift).
     var authorizedAt = UInt64(max(0, unixNowSeconds()))
-    var renewal: (transactionID: UInt32, asked: Double)? = nil
+    var renewalTransaction: UInt32? = nil
     var nextRenewal = 0.0
 }
 

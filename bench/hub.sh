@@ -106,7 +106,7 @@ load() {
   if [ -n "${HUB_DIAG:-}" ] && [[ $variant == cyphonic-* ]]; then
     for s in responder init01; do
       progress "  $s drops: $("$BIN/cyphonic-node" status --control "$WORK/$s.sock" --json \
-        | python3 -c 'import json,sys; s=json.load(sys.stdin); print({k: v for k, v in s["drops"].items() if v}, "received out of order:", sum(p.get("rxOutOfOrder", 0) for p in s["peers"]))')"
+        | python3 -c 'import json,sys; s=json.load(sys.stdin); u=s.get("udp", {}); print({k: v for k, v in s["drops"].items() if v}, "received out of order:", sum(p.get("rxOutOfOrder", 0) for p in s["peers"]), "datagrams per received message: %.1f, runs not copied: %d of %d" % (u.get("datagramsReceived", 0) / max(1, u.get("messagesReceived", 0)), u.get("runsNotCopied", 0), u.get("messagesReceived", 0)))')"
     done
   fi
   c1=$(cpu_of "$pid")

@@ -372,9 +372,11 @@ if load:
         L.append("A voluntary switch is a thread of the daemon going to sleep because it has nothing to do; each one costs "
                  "the sleep, the wake-up by another thread and a cold cache after it. The single thread sleeps only when both "
                  "the TUN and the socket are empty. In the multi-threaded pipeline the UDP receiver, the worker that waits on "
-                 "the TUN and the workers that wait for batches sleep and wake separately, and every received datagram is "
+                 "the TUN and the workers that wait for batches sleep and wake separately, and most received datagrams are "
                  "copied once more (from the receiver's landing area into a batch, so that the receiver can read on while a "
-                 "worker opens the batch on the other core); the single thread opens it where it landed.")
+                 "worker opens the batch on the other core): only a GRO run that starts its session's batch in a burst is "
+                 "handed on where it landed (`cyphonic_node_udp_runs_not_copied_total`); the single thread opens every "
+                 "datagram where it landed.")
         L.append("")
 
 if peers:

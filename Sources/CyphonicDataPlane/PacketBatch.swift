@@ -41,6 +41,14 @@ public final class PacketBatch: @unchecked Sendable {
     public var endpoint = SocketAddress()
     /// Where each inbound datagram came from.
     public let sources = UnsafeMutablePointer<SocketAddress>.allocate(capacity: PacketBatch.capacity)
+    /// Where each slot starts in ``slab``: `i * slotSize`, except in an adopted batch.
+    public let offsets = UnsafeMutablePointer<Int>.allocate(capacity: PacketBatch.capacity)
+    /// The slab served as a landing buffer and holds a GRO run of datagrams where they
+    /// landed (slot `k` at `k * segmentSize`, no copy); packets staged into it later are
+    /// copied from ``fill`` on. ``reset()`` gives the batch its regular layout back.
+    public private(set) var adopted = false
+    /// Adopted batches: where the next copied packet's slot starts.
+    public private(set) var fill = 0
 
     public init() {
         slab = .allocate(byteCount: PacketBatch.capacity * PacketBatch.slotSize, alignment: 64)
@@ -50,15 +58,59 @@ public final class PacketBatch: @unchecked Sendable {
         counters.initialize(repeating: 0, count: PacketBatch.capacity)
         ok.initialize(repeating: false, count: PacketBatch.capacity)
         opened.initialize(repeating: false, count: PacketBatch.capacity)
+        for i in 0..<PacketBatch.capacity { (offsets + i).initialize(to: i * PacketBatch.slotSize) }
     }
 
+    /// Slot `i`: `slotSize` bytes (fewer only for an adopted batch's last segment at
+    /// the slab's end, which still holds its whole datagram).
     @inline(__always)
     public func slot(_ i: Int) -> UnsafeMutableRawBufferPointer {
-        UnsafeMutableRawBufferPointer(rebasing: slab[(i * PacketBatch.slotSize)..<((i + 1) * PacketBatch.slotSize)])
+        let start = offsets[i]
+        return UnsafeMutableRawBufferPointer(rebasing: slab[start..<min(start + PacketBatch.slotSize, slab.count)])
+    }
+
+    /// The next free slot for a packet of up to `slotSize` bytes, or nil when the batch
+    /// is full (by count, or for an adopted batch by room in the slab). Sets its offset.
+    @inline(__always)
+    public func nextSlot() -> Int? {
+        let j = count
+        guard j < PacketBatch.capacity else { return nil }
+        if adopted {
+            guard fill + PacketBatch.slotSize <= slab.count else { return nil }
+            offsets[j] = fill
+            fill += PacketBatch.slotSize
+        }
+        return j
+    }
+
+    /// Whether another packet fits (see ``nextSlot()``).
+    @inline(__always)
+    public var isFull: Bool {
+        count == PacketBatch.capacity || (adopted && fill + PacketBatch.slotSize > slab.count)
+    }
+
+    /// Takes the `segments` datagrams that landed in the slab as one GRO run of
+    /// `segmentSize`-byte datagrams (`total` bytes, the last one possibly shorter) as
+    /// slots `0..<segments`, in place. The caller has written their counters and sources.
+    public func adopt(segments: Int, segmentSize: Int, total: Int) {
+        precondition(count == 0 && segments > 0 && segments <= PacketBatch.capacity && total <= slab.count)
+        for k in 0..<segments {
+            offsets[k] = k * segmentSize
+            lengths[k] = min(segmentSize, total - k * segmentSize)
+            opened[k] = false
+        }
+        count = segments
+        adopted = true
+        fill = (total + 63) & ~63
     }
 
     /// Clears the batch for reuse (buffers keep their memory).
     public func reset() {
+        if adopted {
+            for i in 0..<PacketBatch.capacity { offsets[i] = i * PacketBatch.slotSize }
+            adopted = false
+            fill = 0
+        }
         count = 0
         done = false
         peer = nil
@@ -73,6 +125,7 @@ public final class PacketBatch: @unchecked Sendable {
         counters.deallocate()
         ok.deallocate()
         opened.deallocate()
+        offsets.deallocate()
     }
 }
 

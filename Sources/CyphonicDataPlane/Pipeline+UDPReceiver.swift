@@ -14,12 +14,17 @@ extension Pipeline {
     /// resident), without 64 messages of one slot each.
     func makeLanding() -> DatagramLanding {
         groEnabled
-            ? DatagramLanding(messages: 16, bufferSize: DatagramLanding.gro)
+            ? DatagramLanding(messages: Self.landingMessages, bufferSize: DatagramLanding.gro)
             : DatagramLanding(messages: PacketBatch.capacity, bufferSize: PacketBatch.slotSize)
     }
 
     func udpReceiverLoop() {
-        let landing = makeLanding()
+        // With GRO the receiver lands each message in a batch of its own (outside the
+        // pool), so a whole run of one session's capsules is handed on without a copy.
+        var holders: [PacketBatch] = groEnabled ? (0..<Self.landingMessages).map { _ in PacketBatch() } : []
+        let landing =
+            groEnabled
+            ? DatagramLanding(lent: holders.map { $0.slab.baseAddress! }, bufferSize: DatagramLanding.gro) : makeLanding()
         var staged: [PacketBatch] = []
         staged.reserveCapacity(64)
         var early: [EarlyPacket] = []
@@ -44,6 +49,16 @@ extension Pipeline {
             peers.lock()
             for i in 0..<n {
                 let from = landing.source(i)
+                if !holders.isEmpty, let (b, index) = adopt(message: i, of: landing, holders: &holders, staged: &staged, from: from) {
+                    if b.isFull {
+                        submit(b, fastKeyIndex: fastKey, out: out)
+                        staged.removeAll { $0 === b }
+                        last = nil
+                    } else {
+                        (last, lastIndex) = (Unmanaged.passUnretained(b), index)
+                    }
+                    continue
+                }
                 for k in 0..<landing.segments(i) {
                     let datagram = landing.segment(i, k)
                     var length = datagram.count
@@ -138,14 +153,18 @@ extension Pipeline {
         _ datagram: UnsafeMutableRawBufferPointer, length: Int, bytes: Int, counter: UInt64, from: SocketAddress, opened: Bool,
         into b: PacketBatch
     ) -> Bool {
-        let j = b.count
+        // A batch is handed on as soon as it is full, so a slot is always free here.
+        guard let j = b.nextSlot() else {
+            stats.drop(.queueFull)
+            return true
+        }
         UnsafeMutableRawBufferPointer(rebasing: b.slot(j)[0..<bytes]).copyMemory(from: UnsafeRawBufferPointer(rebasing: datagram[0..<bytes]))
         b.lengths[j] = length
         b.counters[j] = counter
         b.sources[j] = from
         b.opened[j] = opened
         b.count = j + 1
-        return b.count == PacketBatch.capacity
+        return b.isFull
     }
 
     /// A priority-lane packet opened in place in the landing area, delivered after the burst.
@@ -195,16 +214,17 @@ extension Pipeline {
     /// free beyond the outbound direction's reserve. So one peer's burst cannot take
     /// the batches every other peer needs: under overload each peer loses only its
     /// excess (DESIGN §2). Counts the drop when it returns nil.
+    /// `counting: false` leaves the drop uncounted (the caller tries again per packet).
     @inline(__always)
-    func inboundBatch(for peer: Peer) -> PacketBatch? {
+    func inboundBatch(for peer: Peer, counting: Bool = true) -> PacketBatch? {
         let held = peer.inboundBatches.load(ordering: .relaxed)
         let active = activeInbound.load(ordering: .relaxed) + (held == 0 ? 1 : 0)
         guard held < max(1, (pool.size - directionReserve) / max(1, active)) else {
-            stats.drop(.peerQueueFull)
+            if counting { stats.drop(.peerQueueFull) }
             return nil
         }
         guard let b = pool.tryGet(leaving: directionReserve) else {
-            stats.drop(.queueFull)
+            if counting { stats.drop(.queueFull) }
             return nil
         }
         if peer.inboundBatches.wrappingAdd(1, ordering: .relaxed).oldValue == 0 { activeInbound.wrappingAdd(1, ordering: .relaxed) }

@@ -276,7 +276,7 @@ public final class NodeDaemon: @unchecked Sendable {
             gso: pipeline.udpOffload, gsoRefused: s.udpGSORefused.load, gro: pipeline.groEnabled,
             sendCalls: s.udpSendCalls.load,
             datagramsSent: s.udpDatagramsSent.load, messagesReceived: s.udpMessagesReceived.load,
-            datagramsReceived: s.udpDatagramsReceived.load)
+            datagramsReceived: s.udpDatagramsReceived.load, runsNotCopied: s.batchesAdopted.load)
         return NodeStatus(
             fqdn: certificate?.commonName ?? "", addresses: certificate?.ipAddresses.map(\.description) ?? [],
             pipeline: pipeline.design, threads: pipeline.threadCount, osThreads: resources.threads,
@@ -338,6 +338,7 @@ public final class NodeDaemon: @unchecked Sendable {
             ("udp_datagrams_sent", "Datagrams those calls carried (GSO)", { $0.udp.datagramsSent }),
             ("udp_gso_refused", "GSO sends the kernel refused (resent as plain datagrams)", { $0.udp.gsoRefused }),
             ("udp_messages_received", "UDP messages received (GRO coalesced)", { $0.udp.messagesReceived }),
+            ("udp_runs_not_copied", "Received GRO runs handed to the crypto workers where they landed", { $0.udp.runsNotCopied }),
             ("udp_datagrams_received", "Datagrams in those messages", { $0.udp.datagramsReceived }),
             ("tun_writes", "TUN writes (coalesced TCP runs count once)", { $0.tun.writes }),
             ("tun_packets_written", "Packets those TUN writes carried", { $0.tun.packetsWritten }),

@@ -102,6 +102,8 @@ public struct NodeStatus: Codable, Sendable {
         public var datagramsSent: UInt64 = 0
         public var messagesReceived: UInt64 = 0
         public var datagramsReceived: UInt64 = 0
+        /// Received runs handed to the crypto workers where they landed (no copy).
+        public var runsNotCopied: UInt64 = 0
     }
 }
 

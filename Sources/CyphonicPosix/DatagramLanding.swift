@@ -9,13 +9,17 @@ import CyphonicCore
 /// Guarantees: every datagram the kernel accepted is seen exactly once, with its own
 /// boundaries (a coalesced message is cut back at the reported segment size, the last
 /// segment possibly shorter); a buffer is never shorter than what GRO can deliver, so
-/// nothing is truncated. Memory is allocated once; owned by one thread.
+/// nothing is truncated. Memory is allocated once (or lent by the caller, who may swap
+/// a message's buffer for another between receives: ``lend(_:to:)``); owned by one thread.
 public final class DatagramLanding {
     /// Largest message GRO delivers (one IP packet's payload).
     public static let gro = 65_536
     public let messages: Int
     public let bufferSize: Int
-    private let memory: UnsafeMutableRawPointer
+    /// The memory this landing allocated itself (nil when every buffer is lent).
+    private let memory: UnsafeMutableRawPointer?
+    /// Where each message lands.
+    private let buffers: UnsafeMutablePointer<UnsafeMutableRawPointer>
     private let vector: DatagramVector
     /// Messages filled by the last ``receive(from:)``.
     public private(set) var count = 0
@@ -25,17 +29,45 @@ public final class DatagramLanding {
         precondition(messages > 0 && messages <= 128 && bufferSize > 0)
         self.messages = messages
         self.bufferSize = bufferSize
-        memory = .allocate(byteCount: messages * bufferSize, alignment: 64)
+        let memory = UnsafeMutableRawPointer.allocate(byteCount: messages * bufferSize, alignment: 64)
+        self.memory = memory
+        buffers = .allocate(capacity: messages)
+        for i in 0..<messages { (buffers + i).initialize(to: memory + i * bufferSize) }
         vector = DatagramVector(capacity: messages)
     }
 
-    deinit { memory.deallocate() }
+    /// A landing on the caller's buffers, each at least `bufferSize` bytes, which the
+    /// caller keeps alive for as long as they are lent (until ``lend(_:to:)`` replaces one,
+    /// or the landing is released).
+    public init(lent: [UnsafeMutableRawPointer], bufferSize: Int) {
+        precondition(!lent.isEmpty && lent.count <= 128 && bufferSize > 0)
+        messages = lent.count
+        self.bufferSize = bufferSize
+        memory = nil
+        buffers = .allocate(capacity: lent.count)
+        buffers.initialize(from: lent, count: lent.count)
+        vector = DatagramVector(capacity: lent.count)
+    }
+
+    deinit {
+        memory?.deallocate()
+        buffers.deallocate()
+    }
+
+    /// From the next receive on, message `i` lands in `buffer` (at least ``bufferSize``
+    /// bytes, kept alive by the caller): the buffer it used is the caller's again, with
+    /// the datagrams it holds, so they can be handed on without a copy.
+    @inline(__always)
+    public func lend(_ buffer: UnsafeMutableRawPointer, to i: Int) {
+        precondition(i >= 0 && i < messages)
+        buffers[i] = buffer
+    }
 
     /// One non-blocking `recvmmsg` of at most `limit` messages (default: all buffers);
     /// returns how many arrived (0 if none waited).
     public func receive(from socket: UDPSocket, limit: Int = .max) throws(SystemError) -> Int {
         let want = max(1, min(messages, limit))
-        for i in 0..<want { vector.set(i, buffer: memory + i * bufferSize, length: bufferSize) }
+        for i in 0..<want { vector.set(i, buffer: buffers[i], length: bufferSize) }
         count = 0
         do {
             count = try socket.receive(into: vector, count: want, nonBlocking: true)
@@ -67,7 +99,7 @@ public final class DatagramLanding {
         let size = segmentSize(i)
         let length = vector.length(i)
         let start = k * size
-        return UnsafeMutableRawBufferPointer(start: memory + i * bufferSize + start, count: min(size, length - start))
+        return UnsafeMutableRawBufferPointer(start: buffers[i] + start, count: min(size, length - start))
     }
 
     /// Who sent message `i`.

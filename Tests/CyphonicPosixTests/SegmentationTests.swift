@@ -134,3 +134,51 @@ import Testing
         #expect(try landing.receive(from: b) == 0)
     }
 }
+
+/// ``DatagramLanding`` on lent buffers: a buffer the caller takes back (``DatagramLanding/lend(_:to:)``
+/// gives the landing another one) keeps the datagrams that landed in it, and the next
+/// receive lands in the new buffer.
+@Suite struct LentLandingTests {
+    static func sendRun(_ sender: UDPSegmentSender, to target: Endpoint, count: Int, size: Int, stamp: UInt8) throws {
+        let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: count * size, alignment: 16)
+        defer { memory.deallocate() }
+        for i in 0..<count {
+            for j in 0..<size { memory[i * size + j] = stamp &+ UInt8(truncatingIfNeeded: i &* 3 &+ j) }
+            try sender.append(memory.baseAddress! + i * size, length: size, to: SocketAddress(target))
+        }
+        try sender.flush()
+    }
+
+    /// Receives one message (waiting for it), returns its datagrams.
+    static func receiveOne(_ landing: DatagramLanding, from socket: UDPSocket) throws -> [[UInt8]] {
+        #expect(waitReadable(socket.fd, timeoutMilliseconds: 2000).0)
+        usleep(50_000)
+        #expect(try landing.receive(from: socket, limit: 1) == 1)
+        return (0..<landing.segments(0)).map { Array(landing.segment(0, $0)) }
+    }
+
+    @Test func aBufferTakenBackKeepsItsDatagrams() throws {
+        let a = try UDPSocket(bind: Endpoint("127.0.0.1:0")!)
+        let b = try UDPSocket(bind: Endpoint("127.0.0.1:0")!)
+        #expect(b.enableGRO())
+        let sender = UDPSegmentSender(socket: a)
+        let buffers = (0..<2).map { _ in UnsafeMutableRawPointer.allocate(byteCount: DatagramLanding.gro, alignment: 64) }
+        defer { for p in buffers { p.deallocate() } }
+        let landing = DatagramLanding(lent: [buffers[0]], bufferSize: DatagramLanding.gro)
+        try Self.sendRun(sender, to: b.localEndpoint(), count: 20, size: 1000, stamp: 1)
+        let first = try Self.receiveOne(landing, from: b)
+        #expect(first.count > 1, "GRO coalesced the run")
+        #expect(landing.segment(0, 0).baseAddress == buffers[0])
+        // Take the buffer back; the rest of the run (if any) and a second run land in the new one.
+        landing.lend(buffers[1], to: 0)
+        try Self.sendRun(sender, to: b.localEndpoint(), count: 20, size: 1000, stamp: 101)
+        let next = try Self.receiveOne(landing, from: b)
+        #expect(landing.segment(0, 0).baseAddress == buffers[1])
+        #expect(!next.isEmpty && next[0] != first[0])
+        // The first buffer still holds exactly what landed in it.
+        for (k, d) in first.enumerated() {
+            #expect(Array(UnsafeRawBufferPointer(start: buffers[0] + k * 1000, count: d.count)) == d)
+            #expect(d.count == 1000 && d[0] == 1 &+ UInt8(truncatingIfNeeded: k &* 3))
+        }
+    }
+}

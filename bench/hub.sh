@@ -20,7 +20,9 @@
 #
 # Environment: BENCH_SECONDS (load per N, default 8), BENCH_ROUNDS (default 3),
 # HUB_COUNTS (default "1 2 5 10"), BENCH_VARIANTS (default all four; also cyphonic-multi-thread: a TUN reader thread), CYPHONIC_CONFIG
-# (extra config keys for every node, e.g. '"poolSize": 16,'), BIN, BENCH_OUT.
+# (extra config keys for every node, e.g. '"poolSize": 16,'), BIN, BENCH_OUT; diagnostics:
+# HUB_DIAG=1 (the daemons' drop and offload counters after each load), HUB_PERF=1 (a
+# `perf record -g` profile of the responder per cyphonic load, in BENCH_OUT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -96,6 +98,10 @@ load() {
     clients+=($!)
   done
   sleep 1
+  # HUB_PERF=1: 4 s of `perf record -g` of the responder daemon during each cyphonic load.
+  if [ -n "${HUB_PERF:-}" ] && [[ $variant == cyphonic-* ]]; then
+    perf record -q -g -p "$pid" -o "$OUT/perf-$variant-n$n-r$round.data" -- sleep 4 >/dev/null 2>&1 &
+  fi
   ip netns exec "$(init_ns 1)" ping -q -c $(((SECS - 2) * 10)) -i 0.1 -W 1 "$vip" >"$WORK/ping.txt" 2>&1 || true
   local threads rss
   threads=$(proc_status "$pid" Threads)

@@ -1,5 +1,6 @@
 // libFuzzer target: the CYPHONIC header, datagram and signaling decoders.
-// Property checked besides "never traps": whatever decodes re-encodes to the same bytes.
+// Properties checked besides "never traps": whatever decodes re-encodes to the same bytes,
+// and the data plane's direct capsule-header read agrees with the decoder.
 import CyphonicCore
 import CyphonicWire
 
@@ -14,6 +15,11 @@ public func fuzzDatagram(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     if let m = try? SignalingMessage.decode(bytes) {
         guard (try? m.encode()) == bytes else { fatalError("signaling re-encoding differs") }
     }
-    _ = bytes.withUnsafeBytes { try? Header.decode($0) }
+    let header = bytes.withUnsafeBytes { try? Header.decode($0) }
+    let fast = bytes.withUnsafeBytes { Header.capsuleFields($0) }
+    let expected = header.flatMap { $0.type == .capsule ? ($0.receiverIndex, $0.counter) : nil }
+    guard fast?.receiverIndex == expected?.0, fast?.counter == expected?.1 else {
+        fatalError("capsuleFields disagrees with Header.decode")
+    }
     return 0
 }

@@ -45,7 +45,8 @@ public final class PacketBatch: @unchecked Sendable {
     public let offsets = UnsafeMutablePointer<Int>.allocate(capacity: PacketBatch.capacity)
     /// The slab served as a landing buffer and holds a GRO run of datagrams where they
     /// landed (slot `k` at `k * segmentSize`, no copy); packets staged into it later are
-    /// copied from ``fill`` on. ``reset()`` gives the batch its regular layout back.
+    /// copied from ``fill`` on, never over the run. ``reset()`` gives the batch its
+    /// regular layout back.
     public private(set) var adopted = false
     /// Adopted batches: where the next copied packet's slot starts.
     public private(set) var fill = 0
@@ -61,39 +62,39 @@ public final class PacketBatch: @unchecked Sendable {
         for i in 0..<PacketBatch.capacity { (offsets + i).initialize(to: i * PacketBatch.slotSize) }
     }
 
-    /// Slot `i`: `slotSize` bytes (fewer only for an adopted batch's last segment at
-    /// the slab's end, which still holds its whole datagram).
+    /// Slot `i`: `slotSize` bytes of the slab. (Always inside it: an adopted run of `s`
+    /// datagrams of at most `slotSize` bytes ends by `s * slotSize`, so the
+    /// `capacity - s` slots copied in behind it fit, as do the run's own slots.)
     @inline(__always)
     public func slot(_ i: Int) -> UnsafeMutableRawBufferPointer {
         let start = offsets[i]
-        return UnsafeMutableRawBufferPointer(rebasing: slab[start..<min(start + PacketBatch.slotSize, slab.count)])
+        return UnsafeMutableRawBufferPointer(rebasing: slab[start..<(start + PacketBatch.slotSize)])
     }
 
-    /// The next free slot for a packet of up to `slotSize` bytes, or nil when the batch
-    /// is full (by count, or for an adopted batch by room in the slab). Sets its offset.
+    /// The next free slot, or nil when the batch holds ``capacity`` packets. Sets the
+    /// slot's offset (behind the run, in an adopted batch).
     @inline(__always)
     public func nextSlot() -> Int? {
         let j = count
         guard j < PacketBatch.capacity else { return nil }
         if adopted {
-            guard fill + PacketBatch.slotSize <= slab.count else { return nil }
             offsets[j] = fill
             fill += PacketBatch.slotSize
         }
         return j
     }
 
-    /// Whether another packet fits (see ``nextSlot()``).
+    /// Whether the batch holds ``capacity`` packets.
     @inline(__always)
-    public var isFull: Bool {
-        count == PacketBatch.capacity || (adopted && fill + PacketBatch.slotSize > slab.count)
-    }
+    public var isFull: Bool { count == PacketBatch.capacity }
 
     /// Takes the `segments` datagrams that landed in the slab as one GRO run of
     /// `segmentSize`-byte datagrams (`total` bytes, the last one possibly shorter) as
     /// slots `0..<segments`, in place. The caller has written their counters and sources.
     public func adopt(segments: Int, segmentSize: Int, total: Int) {
-        precondition(count == 0 && segments > 0 && segments <= PacketBatch.capacity && total <= slab.count)
+        precondition(
+            count == 0 && segments > 0 && segments <= PacketBatch.capacity && segmentSize <= PacketBatch.slotSize
+                && total <= segments * segmentSize)
         for k in 0..<segments {
             offsets[k] = k * segmentSize
             lengths[k] = min(segmentSize, total - k * segmentSize)

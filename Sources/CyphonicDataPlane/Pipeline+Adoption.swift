@@ -6,8 +6,9 @@ import CyphonicPosix
 // receiver lands every message in a batch of its own, and when the run is bulk
 // capsules of one session it takes that batch as it is — the datagrams stay where they
 // landed, a worker opens them there — and lends the landing a fresh batch for the next
-// receive. Anything else (mixed sessions, small capsules for the priority lane,
-// control messages) is copied into batches as before.
+// receive. Anything else is copied as before: into batches (mixed sessions, small
+// capsules for the priority lane, a session's later runs in the burst) or into the
+// control inbox (handshakes and other control messages).
 extension Pipeline {
     /// Messages per GRO receive (each up to 64 KiB).
     static let landingMessages = 16
@@ -21,36 +22,38 @@ extension Pipeline {
     /// staged yet in this burst. The batch is appended to `staged` and is the session's
     /// batch for the rest of the burst: its later packets are copied in behind the run,
     /// so arrival order is kept and batches fill up as before (fewer hand-offs than a
-    /// batch per run, and no more of the pool held). The landing gets a
-    /// batch from the pool in its place. Returns nil, having changed nothing the caller
-    /// sees, when the message does not qualify or no batch is free. Call with `peers` locked.
+    /// batch per run, and no more of the pool held). The landing gets a batch from the
+    /// pool in its place. Returns nil when the message does not qualify or no batch is
+    /// free; the message is then still in the landing for the caller to copy (the
+    /// holder's counters and sources may have been written: they are scratch until a
+    /// run is adopted). Call with `peers` locked.
     func adopt(
         message i: Int, of landing: DatagramLanding, holders: inout [PacketBatch], staged: inout [PacketBatch],
         from: SocketAddress
     ) -> (PacketBatch, UInt32)? {
         let segments = landing.segments(i)
         let size = landing.segmentSize(i)
-        guard segments >= Self.adoptionMinimum, segments <= PacketBatch.capacity, size <= PacketBatch.slotSize,
-            landing.segment(i, segments - 1).count > PriorityLane.maxCapsule
+        guard segments >= Self.adoptionMinimum, segments <= PacketBatch.capacity, size <= PacketBatch.slotSize else { return nil }
+        let lastLength = landing.segment(i, segments - 1).count
+        // The cheap checks first, on the first datagram: its session, and whether that
+        // session already has a batch in this burst (the usual case for a second run).
+        let head = landing.segment(i, 0)
+        guard lastLength > PriorityLane.maxCapsule, case .capsule(let index, let counter) = classify(head, length: head.count),
+            let (peer, session) = peers.sessionLocked(index: index), !staged.contains(where: { $0.session === session })
         else { return nil }
         let holder = holders[i]
-        var first: UInt32? = nil
-        for k in 0..<segments {
+        holder.counters[0] = counter
+        holder.sources[0] = from
+        for k in 1..<segments {
             let datagram = landing.segment(i, k)
-            guard case .capsule(let index, let counter) = classify(datagram, length: datagram.count),
-                first == nil || first == index
-            else { return nil }
-            first = index
+            guard case .capsule(let other, let counter) = classify(datagram, length: datagram.count), other == index else { return nil }
             holder.counters[k] = counter
             holder.sources[k] = from
         }
-        guard let index = first, let (peer, session) = peers.sessionLocked(index: index),
-            !staged.contains(where: { $0.session === session }),
-            let replacement = inboundBatch(for: peer, counting: false)
-        else { return nil }
+        guard let replacement = inboundBatch(for: peer, counting: false) else { return nil }
         holders[i] = replacement
         landing.lend(replacement.slab.baseAddress!, to: i)
-        holder.adopt(segments: segments, segmentSize: size, total: (segments - 1) * size + landing.segment(i, segments - 1).count)
+        holder.adopt(segments: segments, segmentSize: size, total: (segments - 1) * size + lastLength)
         holder.staged = monotonicSeconds()
         holder.direction = .inbound
         holder.peer = peer

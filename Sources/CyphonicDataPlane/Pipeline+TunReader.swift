@@ -15,17 +15,18 @@ extension Pipeline {
         case capsule(index: UInt32, counter: UInt64)
     }
 
-    /// Reads a received datagram's header with the wire codec (``Header/decode(_:)``):
-    /// capsules need a valid header and room for the tag; any other type goes to the
-    /// control plane, which decodes it in full.
+    /// Reads a received datagram's header with the wire codec
+    /// (``Header/capsuleFields(_:)``, the checks of ``Header/decode(_:)``): capsules need
+    /// a valid header and room for the tag; any other type goes to the control plane,
+    /// which decodes it in full.
     @inline(__always)
     func classify(_ slot: UnsafeMutableRawBufferPointer, length: Int) -> Received {
         guard length >= Header.size, slot[0] == CyphonicVersion.protocolVersion else { return .bad }
         guard slot[1] == MessageType.capsule.rawValue else { return .control }
         guard length >= Header.size + 16,
-            let header = try? Header.decode(UnsafeRawBufferPointer(rebasing: slot[0..<Header.size]))
+            let (index, counter) = Header.capsuleFields(UnsafeRawBufferPointer(rebasing: slot[0..<Header.size]))
         else { return .bad }
-        return .capsule(index: header.receiverIndex, counter: header.counter)
+        return .capsule(index: index, counter: counter)
     }
 
     /// Slots a TUN burst may fill: with offload one read can become up to 122 segments.

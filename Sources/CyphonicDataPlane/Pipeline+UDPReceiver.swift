@@ -9,9 +9,10 @@ import Synchronization
 extension Pipeline {
     // MARK: stage 2 — UDP receiver
 
-    /// Landing memory for one receiving thread: with GRO 16 messages of 64 KiB (each a
+    /// Landing memory for the single thread: with GRO 16 messages of 64 KiB (each a
     /// coalesced run of up to 64 datagrams: up to 1024 datagrams per call, 1 MiB
-    /// resident), without 64 messages of one slot each.
+    /// resident), without 64 messages of one slot each. (The multi-threaded receiver
+    /// lands GRO messages in batch slabs instead: Pipeline+Adoption.swift.)
     func makeLanding() -> DatagramLanding {
         groEnabled
             ? DatagramLanding(messages: Self.landingMessages, bufferSize: DatagramLanding.gro)
@@ -154,10 +155,7 @@ extension Pipeline {
         into b: PacketBatch
     ) -> Bool {
         // A batch is handed on as soon as it is full, so a slot is always free here.
-        guard let j = b.nextSlot() else {
-            stats.drop(.queueFull)
-            return true
-        }
+        guard let j = b.nextSlot() else { preconditionFailure("staged into a full batch") }
         UnsafeMutableRawBufferPointer(rebasing: b.slot(j)[0..<bytes]).copyMemory(from: UnsafeRawBufferPointer(rebasing: datagram[0..<bytes]))
         b.lengths[j] = length
         b.counters[j] = counter

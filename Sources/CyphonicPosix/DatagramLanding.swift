@@ -56,7 +56,8 @@ public final class DatagramLanding {
 
     /// From the next receive on, message `i` lands in `buffer` (at least ``bufferSize``
     /// bytes, kept alive by the caller): the buffer it used is the caller's again, with
-    /// the datagrams it holds, so they can be handed on without a copy.
+    /// the datagrams it holds, so they can be handed on without a copy. Read what you
+    /// need of message `i` first: from now on ``segment(_:_:)`` points into `buffer`.
     @inline(__always)
     public func lend(_ buffer: UnsafeMutableRawPointer, to i: Int) {
         precondition(i >= 0 && i < messages)

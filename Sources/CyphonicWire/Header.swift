@@ -55,6 +55,21 @@ public struct Header: Equatable, Hashable, Sendable {
             version: version)
     }
 
+    /// The data plane's per-datagram read of a capsule header: its receiver index and
+    /// counter when `bytes` starts with a header that ``decode(_:)`` accepts as a
+    /// capsule (same checks: length, version, type, status, flags), else nil. Loads the
+    /// fields directly, without a reader or a thrown error.
+    @inline(__always)
+    public static func capsuleFields(_ bytes: UnsafeRawBufferPointer) -> (receiverIndex: UInt32, counter: UInt64)? {
+        guard bytes.count >= size, bytes[0] == CyphonicVersion.protocolVersion, bytes[1] == MessageType.capsule.rawValue,
+            StatusCode(rawValue: bytes[2]) != nil, bytes[3] & ~HeaderFlags.known.rawValue == 0
+        else { return nil }
+        return (
+            UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: 4, as: UInt32.self)),
+            UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        )
+    }
+
     /// Writes the 16 bytes into `buffer[0..<16]` (the data plane's zero-copy path).
     public func write(to buffer: UnsafeMutableRawBufferPointer) {
         precondition(buffer.count >= Header.size, "header buffer too small")

@@ -11,6 +11,39 @@ import Testing
         #expect(h.bytes.withUnsafeBytes { try? Header.decode($0) } == h)
     }
 
+    /// The data plane's direct read of a capsule header agrees with the codec on every
+    /// header: all 256 values of each of the first four bytes (with the others valid),
+    /// random headers, and short input.
+    @Test func capsuleFieldsAgreeWithTheDecoder() {
+        func agree(_ bytes: [UInt8]) {
+            let fast = bytes.withUnsafeBytes { Header.capsuleFields($0) }
+            let decoded = bytes.withUnsafeBytes { try? Header.decode($0) }
+            let expected = decoded.flatMap { $0.type == .capsule ? ($0.receiverIndex, $0.counter) : nil }
+            #expect(fast?.receiverIndex == expected?.0 && fast?.counter == expected?.1, "\(bytes)")
+        }
+        let valid = Header(type: .capsule, receiverIndex: 0xdead_beef, counter: 0x0102_0304_0506_0708).bytes
+        #expect(valid.withUnsafeBytes { Header.capsuleFields($0) }?.receiverIndex == 0xdead_beef)
+        #expect(valid.withUnsafeBytes { Header.capsuleFields($0) }?.counter == 0x0102_0304_0506_0708)
+        for position in 0..<4 {
+            for value in 0...255 {
+                var b = valid
+                b[position] = UInt8(value)
+                agree(b)
+            }
+        }
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<20_000 {
+            var b = (0..<Header.size).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            // Mostly near-valid headers, so that the interesting branches are reached.
+            b[0] = Bool.random() ? CyphonicVersion.protocolVersion : b[0]
+            b[1] = Bool.random() ? MessageType.capsule.rawValue : b[1]
+            b[2] = Bool.random() ? UInt8.random(in: 0...15) : b[2]
+            b[3] = Bool.random() ? UInt8.random(in: 0...3) : b[3]
+            agree(b)
+        }
+        for n in 0..<Header.size { agree(Array(valid.prefix(n))) }
+    }
+
     @Test func everyDatagramRoundTrips() throws {
         #expect(Set(Samples.datagrams.map(\.header.type)) == Set(MessageType.allCases))
         for d in Samples.datagrams {

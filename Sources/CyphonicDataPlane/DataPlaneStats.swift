@@ -42,7 +42,7 @@ public final class DataPlaneStats: Sendable {
     public let udpDatagramsReceived = AtomicCounter()
     /// Received GRO runs handed on as batches where they landed, without a copy
     /// (the multi-threaded pipeline's receiver; Pipeline+Adoption.swift).
-    public let batchesAdopted = AtomicCounter()
+    public let udpRunsNotCopied = AtomicCounter()
     /// GSO sends the kernel refused (resent as plain datagrams; see UDPSegmentSender).
     public let udpGSORefused = AtomicCounter()
     /// TUN writes and the packets they carried (coalesced TCP runs make the ratio large).

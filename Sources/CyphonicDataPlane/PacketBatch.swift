@@ -41,15 +41,15 @@ public final class PacketBatch: @unchecked Sendable {
     public var endpoint = SocketAddress()
     /// Where each inbound datagram came from.
     public let sources = UnsafeMutablePointer<SocketAddress>.allocate(capacity: PacketBatch.capacity)
-    /// Where each slot starts in ``slab``: `i * slotSize`, except in an adopted batch.
-    public let offsets = UnsafeMutablePointer<Int>.allocate(capacity: PacketBatch.capacity)
-    /// The slab served as a landing buffer and holds a GRO run of datagrams where they
-    /// landed (slot `k` at `k * segmentSize`, no copy); packets staged into it later are
-    /// copied from ``fill`` on, never over the run. ``reset()`` gives the batch its
-    /// regular layout back.
-    public private(set) var adopted = false
-    /// Adopted batches: where the next copied packet's slot starts.
-    public private(set) var fill = 0
+    /// An adopted batch's GRO run (``adopt(segments:segmentSize:total:)``): its first
+    /// `runCount` slots are the run's datagrams where they landed, `runStride` bytes
+    /// apart; the slots after them follow from `runEnd` on, `slotSize` apart, never over
+    /// the run. All 0 in a regular batch (slot `i` at `i * slotSize`).
+    public private(set) var runCount = 0
+    public private(set) var runStride = 0
+    public private(set) var runEnd = 0
+    /// The slab served as a landing buffer and holds a GRO run in place.
+    public var adopted: Bool { runCount > 0 }
 
     public init() {
         slab = .allocate(byteCount: PacketBatch.capacity * PacketBatch.slotSize, alignment: 64)
@@ -59,7 +59,6 @@ public final class PacketBatch: @unchecked Sendable {
         counters.initialize(repeating: 0, count: PacketBatch.capacity)
         ok.initialize(repeating: false, count: PacketBatch.capacity)
         opened.initialize(repeating: false, count: PacketBatch.capacity)
-        for i in 0..<PacketBatch.capacity { (offsets + i).initialize(to: i * PacketBatch.slotSize) }
     }
 
     /// Slot `i`: `slotSize` bytes of the slab. (Always inside it: an adopted run of `s`
@@ -67,21 +66,8 @@ public final class PacketBatch: @unchecked Sendable {
     /// `capacity - s` slots copied in behind it fit, as do the run's own slots.)
     @inline(__always)
     public func slot(_ i: Int) -> UnsafeMutableRawBufferPointer {
-        let start = offsets[i]
+        let start = i < runCount ? i * runStride : runEnd + (i - runCount) * PacketBatch.slotSize
         return UnsafeMutableRawBufferPointer(rebasing: slab[start..<(start + PacketBatch.slotSize)])
-    }
-
-    /// The next free slot, or nil when the batch holds ``capacity`` packets. Sets the
-    /// slot's offset (behind the run, in an adopted batch).
-    @inline(__always)
-    public func nextSlot() -> Int? {
-        let j = count
-        guard j < PacketBatch.capacity else { return nil }
-        if adopted {
-            offsets[j] = fill
-            fill += PacketBatch.slotSize
-        }
-        return j
     }
 
     /// Whether the batch holds ``capacity`` packets.
@@ -96,22 +82,16 @@ public final class PacketBatch: @unchecked Sendable {
             count == 0 && segments > 0 && segments <= PacketBatch.capacity && segmentSize <= PacketBatch.slotSize
                 && total <= segments * segmentSize)
         for k in 0..<segments {
-            offsets[k] = k * segmentSize
             lengths[k] = min(segmentSize, total - k * segmentSize)
             opened[k] = false
         }
         count = segments
-        adopted = true
-        fill = (total + 63) & ~63
+        (runCount, runStride, runEnd) = (segments, segmentSize, (total + 63) & ~63)
     }
 
     /// Clears the batch for reuse (buffers keep their memory).
     public func reset() {
-        if adopted {
-            for i in 0..<PacketBatch.capacity { offsets[i] = i * PacketBatch.slotSize }
-            adopted = false
-            fill = 0
-        }
+        (runCount, runStride, runEnd) = (0, 0, 0)
         count = 0
         done = false
         peer = nil
@@ -126,7 +106,6 @@ public final class PacketBatch: @unchecked Sendable {
         counters.deallocate()
         ok.deallocate()
         opened.deallocate()
-        offsets.deallocate()
     }
 }
 

@@ -59,7 +59,7 @@ extension Pipeline {
         holder.peer = peer
         holder.session = session
         staged.append(holder)
-        stats.batchesAdopted.add()
+        stats.udpRunsNotCopied.add()
         return (holder, index)
     }
 }

@@ -155,7 +155,8 @@ extension Pipeline {
         into b: PacketBatch
     ) -> Bool {
         // A batch is handed on as soon as it is full, so a slot is always free here.
-        guard let j = b.nextSlot() else { preconditionFailure("staged into a full batch") }
+        let j = b.count
+        precondition(j < PacketBatch.capacity, "staged into a full batch")
         UnsafeMutableRawBufferPointer(rebasing: b.slot(j)[0..<bytes]).copyMemory(from: UnsafeRawBufferPointer(rebasing: datagram[0..<bytes]))
         b.lengths[j] = length
         b.counters[j] = counter

@@ -276,7 +276,7 @@ public final class NodeDaemon: @unchecked Sendable {
             gso: pipeline.udpOffload, gsoRefused: s.udpGSORefused.load, gro: pipeline.groEnabled,
             sendCalls: s.udpSendCalls.load,
             datagramsSent: s.udpDatagramsSent.load, messagesReceived: s.udpMessagesReceived.load,
-            datagramsReceived: s.udpDatagramsReceived.load, runsNotCopied: s.batchesAdopted.load)
+            datagramsReceived: s.udpDatagramsReceived.load, runsNotCopied: s.udpRunsNotCopied.load)
         return NodeStatus(
             fqdn: certificate?.commonName ?? "", addresses: certificate?.ipAddresses.map(\.description) ?? [],
             pipeline: pipeline.design, threads: pipeline.threadCount, osThreads: resources.threads,

@@ -21,7 +21,8 @@
 # Environment: BENCH_SECONDS (load per N, default 8), BENCH_ROUNDS (default 3),
 # HUB_COUNTS (default "1 2 5 10"), BENCH_VARIANTS (default all four; also cyphonic-multi-thread: a TUN reader thread), CYPHONIC_CONFIG
 # (extra config keys for every node, e.g. '"poolSize": 16,'), BIN, BENCH_OUT; diagnostics:
-# HUB_DIAG=1 (the daemons' drop and offload counters after each load), HUB_PERF=1 (a
+# HUB_DIAG=1 (the daemons' drop and offload counters, and the responder's context switches
+# and CPU per thread, after each load), HUB_PERF=1 (a
 # `perf record -g` profile of the responder per cyphonic load, in BENCH_OUT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -90,6 +91,7 @@ load() {
   sleep 0.5
   local c0 c1 rt0 ru0 rt1 ru1 it0=0 it1=0 t u
   c0=$(cpu_of "$pid")
+  [ -z "${HUB_DIAG:-}" ] || thread_switches "$pid" >"$WORK/switches0"
   read -r rt0 ru0 < <(kernel_drops $RESP)
   for i in $(seq 1 "$n"); do read -r t u < <(kernel_drops "$(init_ns "$i")"); it0=$((it0 + t)); done
   for i in $(seq 1 "$n"); do
@@ -112,10 +114,16 @@ load() {
   if [ -n "${HUB_DIAG:-}" ] && [[ $variant == cyphonic-* ]]; then
     for s in responder init01; do
       progress "  $s drops: $("$BIN/cyphonic-node" status --control "$WORK/$s.sock" --json \
-        | python3 -c 'import json,sys; s=json.load(sys.stdin); u=s.get("udp", {}); print({k: v for k, v in s["drops"].items() if v}, "received out of order:", sum(p.get("rxOutOfOrder", 0) for p in s["peers"]), "datagrams per received message: %.1f, runs not copied: %d of %d" % (u.get("datagramsReceived", 0) / max(1, u.get("messagesReceived", 0)), u.get("runsNotCopied", 0), u.get("messagesReceived", 0)))')"
+        | python3 -c 'import json,sys; s=json.load(sys.stdin); u=s.get("udp", {}); print({k: v for k, v in s["drops"].items() if v}, "received out of order:", sum(p.get("rxOutOfOrder", 0) for p in s["peers"]), "datagrams per received message: %.1f, runs not copied: %d of %d" % (u.get("datagramsReceived", 0) / max(1, u.get("messagesReceived", 0)), u.get("runsNotCopied", 0), u.get("messagesReceived", 0)), "packets per TUN write: %.1f" % (s["tun"]["packetsWritten"] / max(1, s["tun"]["writes"])))')"
     done
   fi
   c1=$(cpu_of "$pid")
+  if [ -n "${HUB_DIAG:-}" ] && [[ $variant == cyphonic-* ]]; then
+    thread_switches "$pid" >"$WORK/switches1"
+    # Per responder thread over the load: voluntary / involuntary context switches, CPU ticks.
+    progress "  responder threads (voluntary / involuntary switches / CPU ticks): $(join "$WORK/switches0" "$WORK/switches1" \
+      | awk '{d = $7 - $4; if (d > 0) printf "%s %d/%d/%d  ", $1, $5 - $2, $6 - $3, d}')"
+  fi
   read -r rt1 ru1 < <(kernel_drops $RESP)
   for i in $(seq 1 "$n"); do read -r t u < <(kernel_drops "$(init_ns "$i")"); it1=$((it1 + t)); done
   python3 - "$WORK" "$n" "$variant" "$round" "$(echo "$c1 - $c0" | bc)" "$threads" "$rss" \

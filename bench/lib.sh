@@ -30,6 +30,16 @@ cpu_of() {
 # Host CPU jiffies as "busy total" (all cores; idle and iowait are not busy).
 host_jiffies() { awk '/^cpu / {t=0; for (i=2; i<=NF; i++) t+=$i; print t-$5-$6, t}' /proc/stat; }
 
+# thread_switches PID — per thread name: voluntary, involuntary context switches, CPU ticks
+# (utime + stime), summed over the threads of that name ("name vol invol ticks" lines).
+thread_switches() {
+  local t comm
+  for t in /proc/"$1"/task/*; do
+    comm=$(tr ' ' '_' <"$t/comm" 2>/dev/null) || continue
+    echo "$comm $(awk '$1 == "voluntary_ctxt_switches:" {v=$2} $1 == "nonvoluntary_ctxt_switches:" {n=$2} END {print v+0, n+0}' "$t/status" 2>/dev/null) $(awk '{print $14 + $15}' "$t/stat" 2>/dev/null)"
+  done | awk '{v[$1]+=$2; n[$1]+=$3; c[$1]+=$4} END {for (k in v) print k, v[k], n[k], c[k]}' | sort
+}
+
 # Field of /proc/PID/status (e.g. Threads, VmRSS in kB).
 proc_status() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 

@@ -9,12 +9,12 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
-/// Opens /dev/net/tun and attaches interface `name` (may be "" for a kernel-chosen name).
-/// `vnet_hdr` asks for IFF_VNET_HDR (offload metadata before each packet).
-/// On success writes the interface name (IFNAMSIZ bytes) to `name_out` and returns the fd.
 /// Sets the calling thread's nice value (Linux: per thread); 0 or -1 with errno.
 int ccy_set_thread_nice(int nice);
 
+/// Opens /dev/net/tun and attaches interface `name` (may be "" for a kernel-chosen name).
+/// `vnet_hdr` asks for IFF_VNET_HDR (offload metadata before each packet).
+/// On success writes the interface name (IFNAMSIZ bytes) to `name_out` and returns the fd.
 int ccy_tun_open(const char *name, int vnet_hdr, char *name_out);
 
 /// TUNSETOFFLOAD with TUN_F_* flags; TUN_F_USO4/6 are defined here (Debian's header lacks them).

@@ -91,7 +91,7 @@ load() {
   sleep 0.5
   local c0 c1 rt0 ru0 rt1 ru1 it0=0 it1=0 t u
   c0=$(cpu_of "$pid")
-  [ -z "${HUB_DIAG:-}" ] || thread_switches "$pid" >"$WORK/switches0"
+  if [ -n "${HUB_DIAG:-}" ] && [[ $variant == cyphonic-* ]]; then thread_switches "$pid" >"$WORK/switches0"; fi
   read -r rt0 ru0 < <(kernel_drops $RESP)
   for i in $(seq 1 "$n"); do read -r t u < <(kernel_drops "$(init_ns "$i")"); it0=$((it0 + t)); done
   for i in $(seq 1 "$n"); do

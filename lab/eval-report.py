@@ -67,16 +67,19 @@ def ratios_per_round(v, base, n, k, base_n=None):
 
 def ratio_same_round(v, base, n, k):
     """Median over rounds of v / base, each pair from the same round."""
-    rs = ratios_per_round(v, base, n, k)
-    return statistics.median(rs) if rs else float("nan")
+    return median_or_nan(ratios_per_round(v, base, n, k))
 
 
-def per_round(rs, met):
+def per_round(rs, met, label="per round"):
     """A goal's ratio round by round, and in how many rounds it was met: on this noisy
     machine a median alone can hide that a goal flips from round to round."""
     if len(rs) < 2:
         return ""
-    return "; per round %s, met in %d of %d" % (", ".join("%.2fx" % x for x in rs), sum(1 for x in rs if met(x)), len(rs))
+    return "; %s %s, met in %d of %d" % (label, ", ".join("%.2fx" % x for x in rs), sum(1 for x in rs if met(x)), len(rs))
+
+
+def median_or_nan(rs):
+    return statistics.median(rs) if rs else float("nan")
 
 
 def line_plot(ax, key, ylabel, only=None, log=False):
@@ -427,11 +430,11 @@ L.append("| goal | this run | met? |")
 L.append("|---|---|---|")
 top, low = (counts[-1], counts[0]) if counts else (0, 0)
 if load and "cyphonic-multi" in variants and "wireguard-go" in variants:
-    r = ratio_same_round("cyphonic-multi", "wireguard-go", top, "tcp_gbps")
+    rs = ratios_per_round("cyphonic-multi", "wireguard-go", top, "tcp_gbps")
+    r = median_or_nan(rs)
     L.append("| aggregate TCP at N = %d ≥ 6 × wireguard-go | multi %.2fx, single %.2fx (medians of the rounds%s) | %s |" % (
         top, r, ratio_same_round("cyphonic-single", "wireguard-go", top, "tcp_gbps"),
-        per_round(ratios_per_round("cyphonic-multi", "wireguard-go", top, "tcp_gbps"), lambda x: x >= 6).replace("per round", "multi per round"),
-        "yes" if r >= 6 else "no"))
+        per_round(rs, lambda x: x >= 6, "multi per round"), "yes" if r >= 6 else "no"))
 for v in ("cyphonic-multi", "cyphonic-single"):
     if load and v in variants:
         a, b = med(v, top, "rtt_load_ms"), med(v, low, "rtt_load_ms")
@@ -439,13 +442,14 @@ for v in ("cyphonic-multi", "cyphonic-single"):
             top, low, v, a, b, a / b, per_round(ratios_per_round(v, v, top, "rtt_load_ms", base_n=low), lambda x: x <= 1.5),
             "yes" if a / b <= 1.5 else "no"))
 if load and "cyphonic-multi" in variants and "cyphonic-single" in variants:
-    r = ratio_same_round("cyphonic-multi", "cyphonic-single", top, "tcp_gbps")
+    rs = ratios_per_round("cyphonic-multi", "cyphonic-single", top, "tcp_gbps")
+    r = median_or_nan(rs)
     L.append("| multi more throughput than single (N = %d) | %.2fx (median%s) | %s |" % (
-        top, r, per_round(ratios_per_round("cyphonic-multi", "cyphonic-single", top, "tcp_gbps"), lambda x: x > 1), "yes" if r > 1 else "no"))
-    c = ratio_same_round("cyphonic-multi", "cyphonic-single", top, "resp_cpu_s_per_gb")
+        top, r, per_round(rs, lambda x: x > 1), "yes" if r > 1 else "no"))
+    cs = ratios_per_round("cyphonic-multi", "cyphonic-single", top, "resp_cpu_s_per_gb")
+    c = median_or_nan(cs)
     L.append("| multi CPU per GB within 5 %% of single's (responder, N = %d) | %.2fx (median%s) | %s |" % (
-        top, c, per_round(ratios_per_round("cyphonic-multi", "cyphonic-single", top, "resp_cpu_s_per_gb"), lambda x: x <= 1.05),
-        "yes" if c <= 1.05 else "no"))
+        top, c, per_round(cs, lambda x: x <= 1.05), "yes" if c <= 1.05 else "no"))
     ooo = sum(sum(values(v, n, "udp_out_of_order")) for v in ("cyphonic-single", "cyphonic-multi") for n in counts)
     L.append("| 0 out-of-order (UDP, every N, both pipelines) | %d | %s |" % (ooo, "yes" if ooo == 0 else "no"))
 if peers:

@@ -21,9 +21,9 @@
 # Environment: BENCH_SECONDS (load per N, default 8), BENCH_ROUNDS (default 3),
 # HUB_COUNTS (default "1 2 5 10"), BENCH_VARIANTS (default all four; also cyphonic-multi-thread: a TUN reader thread), CYPHONIC_CONFIG
 # (extra config keys for every node, e.g. '"poolSize": 16,'), BIN, BENCH_OUT; diagnostics:
-# HUB_DIAG=1 (the daemons' drop and offload counters, and the responder's context switches
-# and CPU per thread, after each load), HUB_PERF=1 (a
-# `perf record -g` profile of the responder per cyphonic load, in BENCH_OUT).
+# HUB_DIAG=1 (the daemons' drop and offload counters, and the context switches and CPU per
+# thread of the responder and of init01, after each load), HUB_PERF=1 (a `perf record -g`
+# profile of the responder and of init01 per cyphonic load, in BENCH_OUT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -51,6 +51,7 @@ need iperf3:iperf3 ping:iputils-ping wireguard-go:wireguard-go wg:wireguard-tool
 
 WORK=$(mktemp -d /tmp/cyphonic-hub-XXXXXX)
 DAEMONS=()
+INIT1_PID=
 cleanup() {
   set +e
   for ns in $RESP $(inits) $TOPO_NET; do
@@ -91,7 +92,10 @@ load() {
   sleep 0.5
   local c0 c1 rt0 ru0 rt1 ru1 it0=0 it1=0 t u
   c0=$(cpu_of "$pid")
-  if [ -n "${HUB_DIAG:-}" ] && [[ $variant == cyphonic-* ]]; then thread_switches "$pid" >"$WORK/switches0"; fi
+  if [ -n "${HUB_DIAG:-}" ] && [[ $variant == cyphonic-* ]]; then
+    thread_switches "$pid" >"$WORK/switches0"
+    thread_switches "$INIT1_PID" >"$WORK/init-switches0"
+  fi
   read -r rt0 ru0 < <(kernel_drops $RESP)
   for i in $(seq 1 "$n"); do read -r t u < <(kernel_drops "$(init_ns "$i")"); it0=$((it0 + t)); done
   for i in $(seq 1 "$n"); do
@@ -100,9 +104,10 @@ load() {
     clients+=($!)
   done
   sleep 1
-  # HUB_PERF=1: 4 s of `perf record -g` of the responder daemon during each cyphonic load.
+  # HUB_PERF=1: 4 s of `perf record -g` of the responder's and init01's daemons during each cyphonic load.
   if [ -n "${HUB_PERF:-}" ] && [[ $variant == cyphonic-* ]]; then
     perf record -q -g -p "$pid" -o "$OUT/perf-$variant-n$n-r$round.data" -- sleep 4 >/dev/null 2>&1 &
+    perf record -q -g -p "$INIT1_PID" -o "$OUT/perf-init01-$variant-n$n-r$round.data" -- sleep 4 >/dev/null 2>&1 &
   fi
   ip netns exec "$(init_ns 1)" ping -q -c $(((SECS - 2) * 10)) -i 0.1 -W 1 "$vip" >"$WORK/ping.txt" 2>&1 || true
   local threads rss
@@ -122,6 +127,9 @@ load() {
     thread_switches "$pid" >"$WORK/switches1"
     # Per responder thread over the load: voluntary / involuntary context switches, CPU ticks.
     progress "  responder threads (voluntary / involuntary switches / CPU ticks): $(join "$WORK/switches0" "$WORK/switches1" \
+      | awk '{d = $7 - $4; if (d > 0) printf "%s %d/%d/%d  ", $1, $5 - $2, $6 - $3, d}')"
+    thread_switches "$INIT1_PID" >"$WORK/init-switches1"
+    progress "  init01 threads (voluntary / involuntary switches / CPU ticks): $(join "$WORK/init-switches0" "$WORK/init-switches1" \
       | awk '{d = $7 - $4; if (d > 0) printf "%s %d/%d/%d  ", $1, $5 - $2, $6 - $3, d}')"
   fi
   read -r rt1 ru1 < <(kernel_drops $RESP)
@@ -189,6 +197,7 @@ start_cyphonic() {  # pipeline [tun-reading]
     ip netns exec "$(init_ns "$i")" "$BIN/cyphonic-node" run --config "$WORK/$(printf 'init%02d' "$i").json" \
       --pipeline "$1" --tun-reading "$reading" --log-level warning >/dev/null 2>&1 &
     DAEMONS+=($!)
+    [ "$i" -ne 1 ] || INIT1_PID=$!
   done
   wait_tunnels "$CY_VIP"
 }

@@ -40,6 +40,12 @@ if peers:
     base = int(peers[0]["responder_peers"])
     for r in peers:
         r["simulated"] = str(int(r["responder_peers"]) - base)
+# The initiators' daemons' CPU per GB: a column since this session's eval.sh; for older
+# results, from the responder's CPU and its CPU per GB (the same bytes moved).
+for r in load:
+    if not r.get("init_cpu_s_per_gb"):
+        c, g = num(r.get("resp_cpu_s")), num(r.get("resp_cpu_s_per_gb"))
+        r["init_cpu_s_per_gb"] = str(num(r.get("init_cpu_s")) * g / c) if c > 0 and g == g else "nan"
 variants = [v for v in ORDER if any(r["variant"] == v for r in load)]
 counts = sorted({int(r["n"]) for r in load})
 rounds = max((int(r["round"]) for r in load), default=0)
@@ -152,8 +158,8 @@ if load:
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     line_plot(axes[0], "resp_cpu_s_per_gb", "responder daemon CPU s per GB received", only=[v for v in variants if v != "raw"])
     axes[0].set_title("Fig. 6a: responder CPU per GB")
-    line_plot(axes[1], "init_cpu_s", "initiator daemons' CPU s (sum, per TCP load)", only=[v for v in variants if v != "raw"])
-    axes[1].set_title("Fig. 6b: initiators' CPU")
+    line_plot(axes[1], "init_cpu_s_per_gb", "initiator daemons' CPU s (sum) per GB sent", only=[v for v in variants if v != "raw"])
+    axes[1].set_title("Fig. 6b: initiators' CPU per GB")
     line_plot(axes[2], "rss_mib", "responder RSS (MiB; dotted: its anonymous part)", only=[v for v in variants if v != "raw"])
     for v in variants:
         if v != "raw" and any(values(v, n, "rss_anon_mib") for n in counts):
@@ -396,6 +402,23 @@ if load:
                  "datagram where it landed.")
         L.append("")
 
+    L.append("## Per N: the initiators' daemons (CPU s per GB sent, summed over the N sending)")
+    L.append("")
+    L.append("| N | " + " | ".join(tv) + " | multi / single (same round) |")
+    L.append("|---|" + "---|" * (len(tv) + 1))
+    for n in counts:
+        rs = ratios_per_round("cyphonic-multi", "cyphonic-single", n, "init_cpu_s_per_gb")
+        L.append("| %d | %s | %s |" % (n, " | ".join(fmt(med(v, n, "init_cpu_s_per_gb")) for v in tv),
+                                      "%s (rounds %s)" % (fmt(median_or_nan(rs)), ", ".join("%.2f" % x for x in rs)) if rs else "n/a"))
+    L.append("")
+    L.append("The initiators together use more CPU than the responder, and they share the same two cores: "
+             "what they spend per GB sent is taken from what the responder could receive. Each one reads TCP "
+             "super-packets from its TUN, cuts them into segments, seals and sends them; in the multi-threaded "
+             "pipeline the worker holding the TUN turn stages them into batches from the pool and wakes another "
+             "worker for the rest, so its copies land in batches last touched on another core, and its threads sleep "
+             "and wake more often than the single thread does.")
+    L.append("")
+
 if peers:
     L.append("## Fig. 8 beyond the paper: simulated peers (`cyphonic-bench peers`, real handshakes)")
     L.append("")
@@ -509,6 +532,17 @@ if load and any(values(v, top, "rss_anon_mib") for v in variants):
              "with one daemon it counts in full (there RSS is the figure to plan with). The table gives the same split for "
              "wireguard-go and Nebula, measured the same way.")
     L.append("")
+    pages = os.path.join(out, "responder-pages-cyphonic-multi.txt")
+    if os.path.exists(pages):
+        L.append("Page by page (`bench/rss-pages.py`, the multi-threaded responder after its loads in the last round): "
+                 "resident MiB per mapping, then the program's own pages by ELF section and its resident code by the module "
+                 "it comes from. The Swift standard library, Foundation and SwiftNIO are most of the resident code; "
+                 "`cyphonic-node`'s own modules are a small part of it.")
+        L.append("")
+        L.append("```")
+        L.extend(line.rstrip() for line in open(pages))
+        L.append("```")
+        L.append("")
 L.append("## What two shared cores prevent this lab from showing")
 L.append("")
 L.append("The paper gave every node a 2-core VM; here 11 daemons, up to 20 iperf3 processes, the cloud services and the "

@@ -61,7 +61,7 @@ for b in as-server nms-server trs-relay cyphonic-node cyphonic-bench; do
   [ -x "$BIN/$b" ] || { echo "lab-eval: $BIN/$b missing: make release"; exit 1; }
 done
 need iperf3:iperf3 ping:iputils-ping wireguard-go:wireguard-go wg:wireguard-tools nebula:nebula bc:bc \
-  prometheus:prometheus socat:socat curl:curl
+  prometheus:prometheus socat:socat curl:curl readelf:binutils nm:binutils
 
 WORK=$(mktemp -d /tmp/cyphonic-eval-XXXXXX)
 DAEMONS=()
@@ -76,7 +76,7 @@ trap cleanup EXIT
 trap 'progress "interrupted: cleaning up"; exit 130' INT TERM
 mkdir -p "$OUT"
 RESULTS=$OUT/eval-load.csv IDLE=$OUT/eval-idle.csv
-echo "variant,round,n,tcp_gbps,tcp_min_gbps,jain,rtt_load_ms,ping_loss_pct,retransmits,resp_cpu_s,init_cpu_s,resp_cpu_s_per_gb,threads,rss_mib,malloc_in_use_mib,malloc_held_mib,udp_gbps,udp_loss_pct,udp_out_of_order,resp_tun_drops,resp_udp_rcvbuf_errors,rss_anon_mib,pss_mib,resp_voluntary_switches_per_gb,resp_involuntary_switches_per_gb" >"$RESULTS"
+echo "variant,round,n,tcp_gbps,tcp_min_gbps,jain,rtt_load_ms,ping_loss_pct,retransmits,resp_cpu_s,init_cpu_s,resp_cpu_s_per_gb,threads,rss_mib,malloc_in_use_mib,malloc_held_mib,udp_gbps,udp_loss_pct,udp_out_of_order,resp_tun_drops,resp_udp_rcvbuf_errors,rss_anon_mib,pss_mib,resp_voluntary_switches_per_gb,resp_involuntary_switches_per_gb,init_cpu_s_per_gb" >"$RESULTS"
 echo "variant,round,rtt_idle_ms" >"$IDLE"
 EVAL_START=$(date +%s)
 total_steps=$(($(echo $VARIANTS | wc -w) * ROUNDS * $(echo $COUNTS | wc -w)))
@@ -240,11 +240,12 @@ for i in range(1, n + 1):
     except Exception:
         pass
 cpu_gb = cpu / (total / 1e9) if total and cpu > 0 else float("nan")
+init_gb = icpu / (total / 1e9) if total and icpu > 0 else float("nan")
 per_gb = [x / (total / 1e9) if total and cpu > 0 else float("nan") for x in switches]
-print("%s,%s,%d,%.3f,%.3f,%.3f,%s,%.1f,%d,%.2f,%.2f,%.3f,%s,%.1f,%s,%s,%.3f,%.1f,%d,%s,%s,%.1f,%.1f,%.0f,%.0f" % (
+print("%s,%s,%d,%.3f,%.3f,%.3f,%s,%.1f,%d,%.2f,%.2f,%.3f,%s,%.1f,%s,%s,%.3f,%.1f,%d,%s,%s,%.1f,%.1f,%.0f,%.0f,%.3f" % (
     variant, rnd, n, agg, min(rates), jain, rtt, loss, retrans, cpu, icpu, cpu_gb, threads, rss / 1024,
     malloc[0], malloc[1], udp, 100.0 * lost / sent if sent else 100.0, ooo, drops[0], drops[1], anon / 1024, pss / 1024,
-    per_gb[0], per_gb[1]))
+    per_gb[0], per_gb[1], init_gb))
 PY
 }
 
@@ -264,6 +265,10 @@ run_variant() {
   echo "$v,$r,$(date +%s)" >>"$WORK/windows.csv"
   idle "$v" "$r" "$vip"
   for n in $COUNTS; do load "$v" "$r" "$n" "$vip" "$pid"; done
+  # What the responder's resident pages are, after its loads (the last round's is kept).
+  if [[ $v == cyphonic-* ]]; then
+    python3 bench/rss-pages.py "$pid" >"$OUT/responder-pages-$v.txt" 2>&1 || progress "rss-pages failed: see $OUT/responder-pages-$v.txt"
+  fi
   echo "$v,$r,$(date +%s)" >>"$WORK/windows.csv"
   stop_references
 }

@@ -153,14 +153,6 @@ int ccy_send_segments(int fd, const struct sockaddr_storage *address, socklen_t 
     return 0;
 }
 
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
-int ccy_set_thread_nice(int nice) {
-    return setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice);
-}
-
 ccy_malloc_stats ccy_malloc_statistics(void) {
     struct mallinfo2 m = mallinfo2();
     ccy_malloc_stats s = {m.arena, m.hblkhd, m.uordblks + m.hblkhd, m.fordblks};

@@ -1,5 +1,3 @@
-import CCyphonicLinux
-
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -34,7 +32,3 @@ public func syscall<T: FixedWidthInteger>(_ function: String, _ body: () -> T) t
         throw SystemError(function, errno: e)
     }
 }
-
-/// Lowers (or raises, as root) the calling thread's CPU priority: `nice` 10 makes it
-/// yield to normal threads whenever they compete for a core.
-public func setThreadNice(_ nice: Int32) { _ = ccy_set_thread_nice(nice) }

@@ -9,9 +9,6 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
-/// Sets the calling thread's nice value (Linux: per thread); 0 or -1 with errno.
-int ccy_set_thread_nice(int nice);
-
 /// Opens /dev/net/tun and attaches interface `name` (may be "" for a kernel-chosen name).
 /// `vnet_hdr` asks for IFF_VNET_HDR (offload metadata before each packet).
 /// On success writes the interface name (IFNAMSIZ bytes) to `name_out` and returns the fd.

@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 out, seconds, quick = sys.argv[1], int(sys.argv[2]), len(sys.argv) > 3 and sys.argv[3] == "quick"
 ORDER = ["raw", "cyphonic-single", "cyphonic-multi", "wireguard-go", "nebula"]
@@ -103,6 +104,9 @@ def line_plot(ax, key, ylabel, only=None, log=False):
     ax.set_xticks(counts)
     if log:
         ax.set_yscale("log")
+        # Plain numbers on the log axis (1, 2, 5, 10 …), not powers of ten.
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
 
@@ -156,9 +160,9 @@ if load:
     save(fig, "fig5-throughput-rtt.png", "Fig. 5: throughput and RTT vs N (medians; bands: min-max over rounds)")
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
-    line_plot(axes[0], "resp_cpu_s_per_gb", "responder daemon CPU s per GB received", only=[v for v in variants if v != "raw"])
+    line_plot(axes[0], "resp_cpu_s_per_gb", "responder daemon CPU s per GB received (log)", only=[v for v in variants if v != "raw"], log=True)
     axes[0].set_title("Fig. 6a: responder CPU per GB")
-    line_plot(axes[1], "init_cpu_s_per_gb", "initiator daemons' CPU s (sum) per GB sent", only=[v for v in variants if v != "raw"])
+    line_plot(axes[1], "init_cpu_s_per_gb", "initiator daemons' CPU s (sum) per GB carried (log)", only=[v for v in variants if v != "raw"], log=True)
     axes[1].set_title("Fig. 6b: initiators' CPU per GB")
     line_plot(axes[2], "rss_mib", "responder RSS (MiB; dotted: its anonymous part)", only=[v for v in variants if v != "raw"])
     for v in variants:
@@ -402,7 +406,7 @@ if load:
                  "datagram where it landed.")
         L.append("")
 
-    L.append("## Per N: the initiators' daemons (CPU s per GB sent, summed over the N sending)")
+    L.append("## Per N: the initiators' daemons (CPU s summed over the N sending, per GB the responder's iperf3 received)")
     L.append("")
     L.append("| N | " + " | ".join(tv) + " | multi / single (same round) |")
     L.append("|---|" + "---|" * (len(tv) + 1))
@@ -412,7 +416,7 @@ if load:
                                       "%s (rounds %s)" % (fmt(median_or_nan(rs)), ", ".join("%.2f" % x for x in rs)) if rs else "n/a"))
     L.append("")
     L.append("The initiators together use more CPU than the responder, and they share the same two cores: "
-             "what they spend per GB sent is taken from what the responder could receive. Each one reads TCP "
+             "what they spend per GB is taken from what the responder could receive. Each one reads TCP "
              "super-packets from its TUN, cuts them into segments, seals and sends them; in the multi-threaded "
              "pipeline the worker holding the TUN turn stages them into batches from the pool and wakes another "
              "worker for the rest, so its copies land in batches last touched on another core, and its threads sleep "
@@ -533,11 +537,10 @@ if load and any(values(v, top, "rss_anon_mib") for v in variants):
              "wireguard-go and Nebula, measured the same way.")
     L.append("")
     pages = os.path.join(out, "responder-pages-cyphonic-multi.txt")
-    if os.path.exists(pages):
+    if "cyphonic-multi" in variants and os.path.exists(pages):
         L.append("Page by page (`bench/rss-pages.py`, the multi-threaded responder after its loads in the last round): "
-                 "resident MiB per mapping, then the program's own pages by ELF section and its resident code by the module "
-                 "it comes from. The Swift standard library, Foundation and SwiftNIO are most of the resident code; "
-                 "`cyphonic-node`'s own modules are a small part of it.")
+                 "resident MiB per mapping, then the program's own pages by ELF section, then its resident code by the "
+                 "module it comes from (a standard-library generic specialised for a module's types counts to that module).")
         L.append("")
         L.append("```")
         L.extend(line.rstrip() for line in open(pages))

@@ -267,7 +267,11 @@ run_variant() {
   for n in $COUNTS; do load "$v" "$r" "$n" "$vip" "$pid"; done
   # What the responder's resident pages are, after its loads (the last round's is kept).
   if [[ $v == cyphonic-* ]]; then
-    python3 bench/rss-pages.py "$pid" >"$OUT/responder-pages-$v.txt" 2>&1 || progress "rss-pages failed: see $OUT/responder-pages-$v.txt"
+    if python3 bench/rss-pages.py "$pid" >"$WORK/pages.txt" 2>"$WORK/pages.err"; then
+      mv "$WORK/pages.txt" "$OUT/responder-pages-$v.txt"
+    else
+      progress "rss-pages failed ($(head -c 200 "$WORK/pages.err")): no page-by-page memory for $v"
+    fi
   fi
   echo "$v,$r,$(date +%s)" >>"$WORK/windows.csv"
   stop_references

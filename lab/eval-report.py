@@ -546,6 +546,24 @@ if load and any(values(v, top, "rss_anon_mib") for v in variants):
         L.extend(line.rstrip() for line in open(pages))
         L.append("```")
         L.append("")
+failures = os.path.join(out, "failures")
+if os.path.isdir(failures) and os.listdir(failures):
+    L.append("## Flows that carried nothing")
+    L.append("")
+    L.append("A cyphonic initiator whose TCP flow moved no byte in a load (its tunnel carried nothing); the "
+             "throughput tables count it as 0. Both daemons' status and log tails, the initiator's routes and pings "
+             "taken right after (to the address, then by name) are kept in `failures/`:")
+    L.append("")
+    for d in sorted(os.listdir(failures)):
+        what = os.path.join(failures, d, "what.txt")
+        pings = []
+        for f, label in (("ping-now.txt", "ping to the address right after"), ("ping-by-name.txt", "then by name")):
+            path = os.path.join(failures, d, f)
+            loss = [x for x in open(path).read().splitlines() if "packet loss" in x] if os.path.exists(path) else []
+            if loss:
+                pings.append("%s: %s" % (label, loss[0].strip()))
+        L.append("- `failures/%s/`: %s" % (d, "; ".join(([open(what).read().strip()] if os.path.exists(what) else []) + pings)))
+    L.append("")
 L.append("## What two shared cores prevent this lab from showing")
 L.append("")
 L.append("The paper gave every node a 2-core VM; here 11 daemons, up to 20 iperf3 processes, the cloud services and the "

@@ -75,6 +75,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'progress "interrupted: cleaning up"; exit 130' INT TERM
 mkdir -p "$OUT"
+rm -rf "$OUT/failures"  # evidence of flows that carried nothing: this run's only
 RESULTS=$OUT/eval-load.csv IDLE=$OUT/eval-idle.csv
 echo "variant,round,n,tcp_gbps,tcp_min_gbps,jain,rtt_load_ms,ping_loss_pct,retransmits,resp_cpu_s,init_cpu_s,resp_cpu_s_per_gb,threads,rss_mib,malloc_in_use_mib,malloc_held_mib,udp_gbps,udp_loss_pct,udp_out_of_order,resp_tun_drops,resp_udp_rcvbuf_errors,rss_anon_mib,pss_mib,resp_voluntary_switches_per_gb,resp_involuntary_switches_per_gb,init_cpu_s_per_gb" >"$RESULTS"
 echo "variant,round,rtt_idle_ms" >"$IDLE"
@@ -163,6 +164,30 @@ idle() {
   echo "$1,$2,${rtt:-nan}" >>"$IDLE"
 }
 
+# keep_failure VARIANT ROUND N I — when initiator I's TCP flow carried nothing, keeps what
+# tells why (both daemons' status and log tails, the initiator's routes, a ping to the
+# responder's address now and one by name) in $OUT/failures/, once per initiator and
+# round, and says so.
+keep_failure() {
+  local v=$1 r=$2 n=$3 i=$4 name ns dir node
+  python3 -c 'import json, sys; sys.exit(0 if json.load(open(sys.argv[1]))["end"]["sum_received"]["bytes"] > 0 else 1)' \
+    "$WORK/tcp-$i.json" 2>/dev/null && return 0
+  name=$(printf 'init%02d' "$i") ns=$(init_ns "$i")
+  dir="$OUT/failures/$v-round$r-$name"
+  [ -d "$dir" ] && return 0
+  mkdir -p "$dir"
+  echo "first load without traffic: N = $n" >"$dir/what.txt"
+  for node in "$name" responder; do
+    "$BIN/cyphonic-node" status --control "$LAB/$node.sock" --json >"$dir/$node-status.json" 2>&1 || true
+    tail -n 200 "$LAB/$node.log" >"$dir/$node.log" 2>/dev/null || true
+  done
+  ip -n "$ns" route >"$dir/$name-routes.txt" 2>&1 || true
+  ip netns exec "$ns" ping -c 3 -i 0.2 -W 1 "$CY_VIP" >"$dir/ping-now.txt" 2>&1 || true
+  # By name: a new lookup through the NMS (does it set the tunnel up again?).
+  ip netns exec "$ns" ping -c 3 -i 0.2 -W 1 "responder.$DOMAIN" >"$dir/ping-by-name.txt" 2>&1 || true
+  progress "$v round $r: $name's TCP flow carried nothing at N = $n; its status and logs are in $dir"
+}
+
 # load VARIANT ROUND N VIP RESPONDER_PID — TCP with ping, then UDP, from N initiators at once.
 load() {
   local variant=$1 round=$2 n=$3 vip=$4 pid=$5 i
@@ -199,6 +224,7 @@ load() {
   ic1=$(cpu_of "${inits[@]}" 2>/dev/null || echo 0)
   read -r rt1 ru1 < <(kernel_drops $RESP)
   if [[ $variant == cyphonic-* ]]; then
+    for i in $(seq 1 "$n"); do keep_failure "$variant" "$round" "$n" "$i"; done
     malloc=$("$BIN/cyphonic-node" status --control "$LAB/responder.sock" --json 2>/dev/null | python3 -c '
 import json, sys
 p = json.load(sys.stdin).get("process") or {}

@@ -126,11 +126,9 @@ load() {
   if [ -n "${HUB_DIAG:-}" ] && [[ $variant == cyphonic-* ]]; then
     thread_switches "$pid" >"$WORK/switches1"
     # Per responder thread over the load: voluntary / involuntary context switches, CPU ticks.
-    progress "  responder threads (voluntary / involuntary switches / CPU ticks): $(join "$WORK/switches0" "$WORK/switches1" \
-      | awk '{d = $7 - $4; if (d > 0) printf "%s %d/%d/%d  ", $1, $5 - $2, $6 - $3, d}')"
+    progress "  responder threads (voluntary / involuntary switches / CPU ticks): $(thread_deltas "$WORK/switches0" "$WORK/switches1")"
     thread_switches "$INIT1_PID" >"$WORK/init-switches1"
-    progress "  init01 threads (voluntary / involuntary switches / CPU ticks): $(join "$WORK/init-switches0" "$WORK/init-switches1" \
-      | awk '{d = $7 - $4; if (d > 0) printf "%s %d/%d/%d  ", $1, $5 - $2, $6 - $3, d}')"
+    progress "  init01 threads (voluntary / involuntary switches / CPU ticks): $(thread_deltas "$WORK/init-switches0" "$WORK/init-switches1")"
   fi
   read -r rt1 ru1 < <(kernel_drops $RESP)
   for i in $(seq 1 "$n"); do read -r t u < <(kernel_drops "$(init_ns "$i")"); it1=$((it1 + t)); done

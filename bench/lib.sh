@@ -40,6 +40,12 @@ thread_switches() {
   done | awk '{v[$1]+=$2; n[$1]+=$3; c[$1]+=$4} END {for (k in v) print k, v[k], n[k], c[k]}' | sort
 }
 
+# thread_deltas BEFORE AFTER — per thread name between two `thread_switches` snapshots:
+# "name voluntary/involuntary/CPU-ticks" for each thread that used CPU, on one line.
+thread_deltas() {
+  join "$1" "$2" | awk '{d = $7 - $4; if (d > 0) printf "%s %d/%d/%d  ", $1, $5 - $2, $6 - $3, d}'
+}
+
 # Field of /proc/PID/status (e.g. Threads, VmRSS in kB).
 proc_status() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 

@@ -41,12 +41,6 @@ if peers:
     base = int(peers[0]["responder_peers"])
     for r in peers:
         r["simulated"] = str(int(r["responder_peers"]) - base)
-# The initiators' daemons' CPU per GB: a column since this session's eval.sh; for older
-# results, from the responder's CPU and its CPU per GB (the same bytes moved).
-for r in load:
-    if not r.get("init_cpu_s_per_gb"):
-        c, g = num(r.get("resp_cpu_s")), num(r.get("resp_cpu_s_per_gb"))
-        r["init_cpu_s_per_gb"] = str(num(r.get("init_cpu_s")) * g / c) if c > 0 and g == g else "nan"
 variants = [v for v in ORDER if any(r["variant"] == v for r in load)]
 counts = sorted({int(r["n"]) for r in load})
 rounds = max((int(r["round"]) for r in load), default=0)

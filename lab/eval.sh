@@ -164,14 +164,12 @@ idle() {
   echo "$1,$2,${rtt:-nan}" >>"$IDLE"
 }
 
-# keep_failure VARIANT ROUND N I — when initiator I's TCP flow carried nothing, keeps what
+# keep_failure VARIANT ROUND N I — initiator I's TCP flow carried nothing: keeps what
 # tells why (both daemons' status and log tails, the initiator's routes, a ping to the
 # responder's address now and one by name) in $OUT/failures/, once per initiator and
 # round, and says so.
 keep_failure() {
   local v=$1 r=$2 n=$3 i=$4 name ns dir node
-  python3 -c 'import json, sys; sys.exit(0 if json.load(open(sys.argv[1]))["end"]["sum_received"]["bytes"] > 0 else 1)' \
-    "$WORK/tcp-$i.json" 2>/dev/null && return 0
   name=$(printf 'init%02d' "$i") ns=$(init_ns "$i")
   dir="$OUT/failures/$v-round$r-$name"
   [ -d "$dir" ] && return 0
@@ -224,7 +222,12 @@ load() {
   ic1=$(cpu_of "${inits[@]}" 2>/dev/null || echo 0)
   read -r rt1 ru1 < <(kernel_drops $RESP)
   if [[ $variant == cyphonic-* ]]; then
-    for i in $(seq 1 "$n"); do keep_failure "$variant" "$round" "$n" "$i"; done
+    # The flows that carried nothing, read as the figures read them (bench/loadstats.py).
+    for i in $(python3 -c 'import sys; sys.path.insert(0, "bench"); from loadstats import tcp_flows
+rates = tcp_flows(["%s/tcp-%d.json" % (sys.argv[1], i) for i in range(1, int(sys.argv[2]) + 1)])[0]
+print(" ".join(str(i + 1) for i, rate in enumerate(rates) if rate == 0))' "$WORK" "$n"); do
+      keep_failure "$variant" "$round" "$n" "$i"
+    done
     malloc=$("$BIN/cyphonic-node" status --control "$LAB/responder.sock" --json 2>/dev/null | python3 -c '
 import json, sys
 p = json.load(sys.stdin).get("process") or {}

@@ -8,12 +8,14 @@
 #   4. a name that does not exist gets NXDOMAIN; malformed DNS gets FORMERR or a counted drop
 #   5. nms-server kill -9 and restart: every node registered again within 15 s, the
 #      tunnels already up carry pings throughout
-#   6. the responder daemon kill -9 and restart: its peers notice, a new lookup rebuilds
-#   7. a node of another group: lookups across groups get SERVFAIL, counted as forbidden;
+#   6. a path down for longer than the silence limit: the tunnel closes; pings to the
+#      peer's virtual IP reopen it (no name lookup) once the path is back
+#   7. the responder daemon kill -9 and restart: its peers notice, a new lookup rebuilds
+#   8. a node of another group: lookups across groups get SERVFAIL, counted as forbidden;
 #      its resolver forwards other names to an upstream (a python3 DNS answerer in cy-cloud)
-#   8. a NAT site (masquerade, unsolicited inbound dropped): the direct rows of DESIGN §5
+#   9. a NAT site (masquerade, unsolicited inbound dropped): the direct rows of DESIGN §5
 #      end to end — same site (over the LAN), NATed → public, public → NATed
-#   9. lab down leaves no namespace, process or file
+#  10. lab down leaves no namespace, process or file
 # The lab is torn down on any exit (trap); it refuses to start when a lab is up already.
 # Environment: BIN (default .build/release), LAB_DIR, LAB_INITIATORS (at least 8).
 set -Eeuo pipefail
@@ -116,7 +118,39 @@ say "   all $((N + 1)) nodes registered again $((SECONDS - start)) s after the r
 wait $ping_pid || true
 grep -q " 0% packet loss" "$DIR/ping-during-nms-restart.txt" || fail "pings lost during the NMS restart: $(grep loss "$DIR/ping-during-nms-restart.txt")"
 
-say "6. responder daemon kill -9 and restart: a new lookup rebuilds the tunnel"
+say "6. the path to $NAME down for 25 s: the tunnel closes; pings by address reopen it"
+# field NODE EXPR — EXPR (Python, on the JSON as s) of NODE's status.
+field() {
+  "$BIN/cyphonic-node" status --control "$DIR/$1.sock" --json | python3 -c 'import json,sys; s=json.load(sys.stdin); print(eval(sys.argv[1]))' "$2"
+}
+ip netns exec cy-init04 ping -c 2 -i 0.2 -W 2 $NAME >/dev/null 2>&1 || fail "cy-init04 ping $NAME before the outage"
+queries=$(field init04 's["resolver"]["counters"]["queries"]')
+# Tunnel datagrams (to and from the nodes' port) dropped both ways; the NMS stays reachable.
+ip netns exec cy-init04 nft -f - <<'NFT'
+table inet cysmoke {
+  chain in { type filter hook input priority 0; udp sport 30000 drop; }
+  chain out { type filter hook output priority 0; udp dport 30000 drop; }
+}
+NFT
+start=$SECONDS
+# keepaliveSeconds 5 in the lab: closed after 2 x 5 + 5 s of silence.
+until [ "$(field init04 's["reopen"]["parkedAddresses"]')" -ge 2 ]; do
+  [ $((SECONDS - start)) -le 30 ] || fail "cy-init04 did not close its silent tunnel to $NAME within 30 s: $(field init04 's["reopen"]')"
+  sleep 1
+done
+say "   cy-init04 closed the silent tunnel after $((SECONDS - start)) s"
+sleep $((25 - (SECONDS - start) > 0 ? 25 - (SECONDS - start) : 0))
+ip netns exec cy-init04 nft delete table inet cysmoke
+start=$SECONDS
+until ip netns exec cy-init04 ping -c 1 -W 1 "$vip4" >/dev/null 2>&1; do
+  [ $((SECONDS - start)) -le 20 ] || fail "pings to $vip4 did not reopen cy-init04's tunnel within 20 s of the path's return: $(field init04 's["reopen"]'), drops $(field init04 's["drops"]["no_route"]') no_route"
+done
+[ "$(field init04 's["resolver"]["counters"]["queries"]')" = "$queries" ] || fail "the tunnel came back through a name lookup, not the packets"
+[ "$(field init04 's["reopen"]["asked"]')" -ge 1 ] || fail "reopen not counted: $(field init04 's["reopen"]')"
+ip netns exec cy-init04 ping -6 -c 3 -i 0.2 -W 2 "$vip6" 2>&1 | grep -q " 0% packet loss" || fail "IPv6 pings to $vip6 after the reopen"
+say "   pings to $vip4 went through again $((SECONDS - start)) s after the path came back (asked $(field init04 's["reopen"]["asked"]') times, no lookup)"
+
+say "7. responder daemon kill -9 and restart: a new lookup rebuilds the tunnel"
 resp_pid=$(pid_of cy-resp cyphonic-node)
 kill -9 "$resp_pid"
 sleep 0.5
@@ -128,7 +162,7 @@ until ip netns exec "$LAST" ping -c 1 -W 1 $NAME >/dev/null 2>&1; do
 done
 say "   $LAST reached the restarted responder by name after $((SECONDS - start)) s"
 
-say "7. a node of another group is refused by policy (SERVFAIL, counted)"
+say "8. a node of another group is refused by policy (SERVFAIL, counted)"
 . lab/topology.sh
 topology_attach cy-other 198.19.0.30 other 2001:db8:1::30
 "$BIN/as-server" node add outsider --group other --data-dir "$DIR/as" --json \
@@ -168,7 +202,7 @@ mkdir -p /etc/netns/cy-other
 printf 'nameserver 127.0.0.53\n' >/etc/netns/cy-other/resolv.conf
 [ "$(ip netns exec cy-other dig +short example.org A)" = "198.19.0.99" ] || fail "a name outside the overlay was not forwarded to the upstream"
 
-say "8. a NAT site: same site over the LAN, NATed -> public, public -> NATed"
+say "9. a NAT site: same site over the LAN, NATed -> public, public -> NATed"
 topology_nat_site cy-nat1 198.19.0.40 nat1 198.19.10
 topology_lan_host cy-lan1 198.19.10.2 cy-nat1 lan1
 topology_lan_host cy-lan2 198.19.10.3 cy-nat1 lan2
@@ -194,7 +228,7 @@ route_to lan1 lan2.cyphonic.internal | grep -q "^local 198.19.10.3:" || fail "la
 route_to lan1 responder.cyphonic.internal | grep -q "^direct 198.19.0.10:" || fail "lan1 -> responder is not direct"
 route_to "$(printf init%02d "$N")" lan2.cyphonic.internal | grep -q "^direct 198.19.0.40:" || fail "public -> NATed lan2 is not direct to its mapped address"
 
-say "9. lab down leaves nothing"
+say "10. lab down leaves nothing"
 lab/lab.sh down >/dev/null
 ip netns list | grep -q '^cy-' && fail "namespaces left: $(ip netns list | grep '^cy-')"
 ls /etc/netns/cy-* >/dev/null 2>&1 && fail "/etc/netns/cy-* left"

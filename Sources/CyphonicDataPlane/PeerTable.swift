@@ -20,6 +20,8 @@ public final class PeerTable: @unchecked Sendable {
     private var byKey: [[UInt8]: Peer] = [:]
     /// Peers by their current endpoint (for telling peers' packets from others').
     private var byEndpoint: [SocketAddress: Peer] = [:]
+    /// Addresses of closed tunnels a packet may ask for again.
+    private let dormant = DormantRoutes()
 
     public init() {}
 
@@ -42,6 +44,7 @@ public final class PeerTable: @unchecked Sendable {
         for o in owners { removeLocked(o) }
         if let old = byKey[peer.staticKey.bytes] { removeLocked(old) }
         byKey[peer.staticKey.bytes] = peer
+        dormant.clearLocked(peer)
         if let v4 = peer.vip4 { byV4[v4] = peer }
         if let v6 = peer.vip6 { byV6[V6Key(hi: v6.0, lo: v6.1)] = peer }
         return nil
@@ -57,6 +60,41 @@ public final class PeerTable: @unchecked Sendable {
         peer.current = nil
         peer.previous = nil
         peer.next = nil
+    }
+
+    /// Removes `peer` and remembers its virtual IPs under its name from `now`, so a packet
+    /// from this host for one of them asks for the tunnel again (``takeWanted()``).
+    public func parkLocked(_ peer: Peer, now: Double) {
+        removeLocked(peer)
+        dormant.parkLocked(peer, now: now)
+    }
+
+    /// The names of parked peers a packet was sent to since the last call.
+    public func takeWanted() -> [String] { withLock { dormant.takeWantedLocked() } }
+
+    /// Forgets the addresses parked under `fqdn` (the tunnel was ended on request).
+    public func unparkLocked(fqdn: String) { dormant.unparkLocked(fqdn: fqdn) }
+
+    /// Forgets parked addresses older than `before` (monotonic seconds).
+    public func expireParkedLocked(before: Double) { dormant.expireLocked(before: before) }
+
+    /// Virtual IPs parked (of closed tunnels a packet may reopen).
+    public var parkedCountLocked: Int { dormant.count }
+
+    /// A packet from this host no session carries: if it is for a parked address, the
+    /// peer's name is wanted. The data plane's drop path only.
+    func missLocked(packet: UnsafeRawBufferPointer) {
+        guard packet.count >= 20 else { return }
+        switch packet[0] >> 4 {
+        case 4:
+            dormant.missLocked(
+                destination4: UInt32(packet[16]) << 24 | UInt32(packet[17]) << 16 | UInt32(packet[18]) << 8 | UInt32(packet[19]))
+        case 6:
+            guard packet.count >= 40 else { return }
+            dormant.missLocked(destination6: V6Key(hi: Self.load64(packet, 24), lo: Self.load64(packet, 32)))
+        default:
+            return
+        }
     }
 
     /// Records the certificate a peer proved (serial, expiry).

@@ -133,6 +133,7 @@ extension Pipeline {
                 }
                 guard let peer = peers.routeLocked(packet: packet), let session = peer.current, let endpoint = peer.endpoint else {
                     stats.drop(.noRoute)
+                    peers.missLocked(packet: packet)
                     k += 1
                     continue
                 }

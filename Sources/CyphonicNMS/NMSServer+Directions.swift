@@ -52,7 +52,7 @@ extension NMSServer {
         { [self] reason, code, text, route in
             metrics.refusal(reason)
             if let route { metrics.direction(route, "refused") }
-            if refusalLog.admit(now: now) { logger.notice("nms: direction \(initiator) → \(target) refused: \(text)") }
+            if refusalLog.admit(now: now, summary: refusalsNotLogged) { logger.notice("nms: direction \(initiator) → \(target) refused: \(text)") }
             send(SignalingMessage(transactionID: transaction, body: .error(code: code, message: text)), to: initiator, status: code)
         }
     }

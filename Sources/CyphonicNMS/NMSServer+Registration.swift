@@ -27,7 +27,7 @@ extension NMSServer {
         }
         func refuse(_ result: String, _ code: StatusCode, _ text: String) {
             metrics.registration(result)
-            if refusalLog.admit(now: now) { logger.notice("nms: registration from \(from) refused: \(text)") }
+            if refusalLog.admit(now: now, summary: refusalsNotLogged) { logger.notice("nms: registration from \(from) refused: \(text)") }
             let reply = SignalingMessage(transactionID: message.transactionID, body: .error(code: code, message: text))
             if let sealed = try? session.seal(reply, status: code) { try? socket.send(sealed, to: from) }
         }

@@ -92,7 +92,9 @@ extension NMSServer {
     private func renewalRefusal(_ requester: String, transaction: UInt32) -> @Sendable (String, StatusCode, String) -> Void {
         { [self] result, code, text in
             metrics.renewal(result)
-            if refusalLog.admit(now: unixNowSeconds()) { logger.notice("nms: authorization renewal for \(requester) refused: \(text)") }
+            if refusalLog.admit(now: unixNowSeconds(), summary: refusalsNotLogged) {
+                logger.notice("nms: authorization renewal for \(requester) refused: \(text)")
+            }
             send(SignalingMessage(transactionID: transaction, body: .error(code: code, message: text)), to: requester, status: code)
         }
     }

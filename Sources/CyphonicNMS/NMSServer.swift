@@ -42,7 +42,7 @@ public final class NMSServer: Sendable {
     let lastHousekeeping = Atomic<Int64>(0)
     let lastDirectionSweep = Atomic<Int64>(0)
     let signingCertificateDER: [UInt8]
-    let refusalLog: LogLimiter
+    let refusalLog: LogRateLimiter
     let signer: BatchSigner
     /// Which relay host carries each new relayable path.
     public let relaySelector: RelaySelector
@@ -128,7 +128,7 @@ public final class NMSServer: Sendable {
         let workers = settings.workers > 0 ? settings.workers : Self.cores
         workSlots = DispatchSemaphore(value: 4 * workers)
         signingCertificateDER = identity.signingCertificate.derBytes
-        refusalLog = LogLimiter(perSecond: 10)
+        refusalLog = LogRateLimiter(perSecond: 10)
         signer = BatchSigner(key: identity.signingKey, metrics: metrics)
         relaySelector = RelaySelector(hosts: settings.relayHosts)
         shared = try settings.database.map { try SharedDirectory(target: $0, replica: settings.replica, logger: logger) }
@@ -317,34 +317,9 @@ public final class NMSServer: Sendable {
         }
         metrics.registeredNodes.set(Int64(registry.count))
         if shared != nil { forwarded.withLock { f in f = f.filter { $0.value.until > now } } }
-        if let n = refusalLog.takeSuppressed(now: now) { logger.notice("nms: \(n) refusals not logged (rate limit)") }
-    }
-}
-
-/// Logs at most `perSecond` lines a second; counts the rest for a summary line.
-final class LogLimiter: Sendable {
-    private let state = Mutex((second: Int64(0), lines: 0, suppressed: 0))
-    let perSecond: Int
-
-    init(perSecond: Int) { self.perSecond = perSecond }
-
-    func admit(now: Int64 = unixNowSeconds()) -> Bool {
-        state.withLock { s in
-            if s.second != now {
-                s.second = now
-                s.lines = 0
-            }
-            s.lines += 1
-            if s.lines > perSecond { s.suppressed += 1 }
-            return s.lines <= perSecond
-        }
+        if let n = refusalLog.takeSuppressed(now: now) { refusalsNotLogged(n) }
     }
 
-    func takeSuppressed(now: Int64) -> Int? {
-        state.withLock { s in
-            guard s.suppressed > 0 else { return nil }
-            defer { s.suppressed = 0 }
-            return s.suppressed
-        }
-    }
+    /// The summary line for refusals the rate limit held back.
+    func refusalsNotLogged(_ n: Int) { logger.notice("nms: \(n) refusals not logged (rate limit)") }
 }

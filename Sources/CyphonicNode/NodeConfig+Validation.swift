@@ -37,6 +37,9 @@ extension NodeConfig {
         }
         guard (0.5...30).contains(punchTimeoutSeconds) else { throw ConfigFileError.invalid("punchTimeoutSeconds", "must be 0.5...30") }
         guard (1...3600).contains(directRetrySeconds) else { throw ConfigFileError.invalid("directRetrySeconds", "must be 1...3600") }
+        guard (0...604_800).contains(reopenSeconds) else {
+            throw ConfigFileError.invalid("reopenSeconds", "must be 0...604800 (a week; 0 turns reopening off)")
+        }
         guard keepaliveSeconds > 0, idleTimeoutSeconds > keepaliveSeconds else {
             throw ConfigFileError.invalid("idleTimeoutSeconds", "must exceed keepaliveSeconds > 0")
         }

@@ -226,6 +226,11 @@ public struct NodeConfig: Codable, Sendable {
     /// Seconds between attempts to move a relayed tunnel onto a direct path
     /// (HolePunchingForOptimization).
     public var directRetrySeconds: Double = 30
+    /// Seconds a tunnel the node closed (the peer fell silent or said goodbye; not a
+    /// configured peer) stays reopenable: a packet from this host for the peer's virtual
+    /// IP asks the NMS for the tunnel again, at most every 5 s, as a lookup of its name
+    /// would. 0 turns it off (then only a lookup reopens it). Needs an NMS.
+    public var reopenSeconds: Double = 3600
 
     public init() {}
 
@@ -271,6 +276,7 @@ public struct NodeConfig: Codable, Sendable {
         resolver = try c.decodeIfPresent(Resolver.self, forKey: .resolver) ?? resolver
         punchTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .punchTimeoutSeconds) ?? punchTimeoutSeconds
         directRetrySeconds = try c.decodeIfPresent(Double.self, forKey: .directRetrySeconds) ?? directRetrySeconds
+        reopenSeconds = try c.decodeIfPresent(Double.self, forKey: .reopenSeconds) ?? reopenSeconds
     }
 
     /// Reads and validates a config file.

@@ -293,6 +293,9 @@ public final class NodeDaemon: @unchecked Sendable {
                 underLoad: manager.handshakeGuard.isUnderLoad(), addressConflicts: manager.stats.addressConflicts.load,
                 peersRevoked: manager.stats.peersRevoked.load, message3Retransmits: manager.stats.message3Retransmits.load,
                 revocationList: manager.revocationListNumber, revocationListAgeSeconds: refresher?.secondsSinceSuccess),
+            reopen: NodeStatus.ReopenStatus(
+                enabled: manager.reopening, parkedAddresses: manager.parkedAddresses, asked: manager.stats.reopens.load,
+                failed: manager.stats.reopensFailed.load),
             signaling: signaling?.status(), resolver: resolver?.status(), process: resources)
     }
 
@@ -349,6 +352,8 @@ public final class NodeDaemon: @unchecked Sendable {
             ("address_conflicts", "Handshakes refused: another peer with a session owns the virtual IPs", { $0.security.addressConflicts }),
             ("peers_revoked", "Peers whose sessions ended on revocation or expiry", { $0.security.peersRevoked }),
             ("message3_retransmits", "Handshake message 3 resent while unconfirmed", { $0.security.message3Retransmits }),
+            ("tunnel_reopen_requests", "Closed tunnels asked of the NMS again because of a packet for the peer's address", { $0.reopen.asked }),
+            ("tunnel_reopen_failures", "Of those requests, the ones that ended without a tunnel", { $0.reopen.failed }),
             ("nms_registrations", "Registrations with the NMS (first and again)", { $0.signaling?.counters.registrations ?? 0 }),
             (
                 "nms_keepalives_missed", "NMS keepalives without an ack (each makes the node register again)",

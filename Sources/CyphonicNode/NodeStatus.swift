@@ -56,6 +56,8 @@ public struct NodeStatus: Codable, Sendable {
     public var priorityLane: PriorityLaneStatus = PriorityLaneStatus()
     /// The defences at work (docs/operations.md, "Security figures").
     public var security: SecurityStatus = SecurityStatus()
+    /// Closed tunnels that traffic reopens (docs/operations.md, "Name lookups").
+    public var reopen: ReopenStatus = ReopenStatus()
     /// NMS registration (nil without an NMS).
     public var signaling: SignalingStatus?
     /// The CYPHONIC resolver (nil when turned off).
@@ -79,6 +81,16 @@ public struct NodeStatus: Codable, Sendable {
         /// The revocation list in force (its number), and seconds since the last fetch.
         public var revocationList: UInt64?
         public var revocationListAgeSeconds: Double?
+    }
+
+    public struct ReopenStatus: Codable, Sendable {
+        /// Whether closed tunnels are kept reopenable (an NMS, `reopenSeconds` > 0).
+        public var enabled = false
+        /// Virtual IPs of closed tunnels a packet for them would reopen.
+        public var parkedAddresses = 0
+        /// Tunnels asked for again because of such a packet, and asks that ended without one.
+        public var asked: UInt64 = 0
+        public var failed: UInt64 = 0
     }
 
     public struct PriorityLaneStatus: Codable, Sendable {
@@ -116,7 +128,8 @@ extension NodeStatus {
         "replay": "capsules seen before (or too old for the replay window)",
         "bad_inner_source": "packets from a peer with a source address its certificate does not name",
         "queue_full": "packets dropped because the pipeline's batches were all in use (overload)",
-        "no_route": "packets from this host for a virtual IP no tunnel leads to (no peer holds it yet: the tunnel is not up)",
+        "no_route":
+            "packets from this host for a virtual IP no tunnel leads to (the tunnel is not up; one to a closed tunnel's address asks for it again, see reopen)",
         "too_large": "packets larger than the tunnel can carry",
         "control_queue_full": "handshake datagrams dropped while the control thread was busy (a flood)",
         "peer_queue_full": "a peer beyond its fair share of inbound batches",

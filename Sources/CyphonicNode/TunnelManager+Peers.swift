@@ -99,7 +99,11 @@ extension TunnelManager {
             initiations = initiations.filter { $0.value.fqdn != fqdn }
             confirmations = confirmations.filter { $0.value.fqdn != fqdn }
         }
-        let found = peers.withLock { peers.peersLocked.filter { $0.fqdn == fqdn } }
+        // Nor does a packet for its addresses reopen it.
+        let found = peers.withLock {
+            peers.unparkLocked(fqdn: fqdn)
+            return peers.peersLocked.filter { $0.fqdn == fqdn }
+        }
         for peer in found {
             if peer.current != nil { pipeline?.sendFinalization(to: peer) }
             peers.withLock { peers.removeLocked(peer) }

@@ -40,8 +40,9 @@ extension TunnelManager {
                     notes.append("tunnel: \(peer.fqdn)'s certificate expired; its sessions ended")
                     continue
                 }
+                let configured = config.peers.first { $0.fqdn == peer.fqdn }
                 if peer.finalized {
-                    peers.removeLocked(peer)
+                    close(peer, reopenable: configured == nil, now: now)
                     notes.append("tunnel: \(peer.fqdn) said goodbye (finalization); its sessions ended")
                     continue
                 }
@@ -57,19 +58,20 @@ extension TunnelManager {
                 if peer.current == nil, peer.next == nil, peer.previous == nil,
                     now - peer.lastHandshake > config.idleTimeoutSeconds
                 {
-                    peers.removeLocked(peer)
+                    close(peer, reopenable: configured == nil, now: now)
                     notes.append("tunnel: forgot \(peer.fqdn) (no session)")
                     continue
                 }
                 guard let s = peer.current else { continue }
-                let configured = config.peers.first { $0.fqdn == peer.fqdn }
                 // A peer that is not configured (directed by the NMS, or that connected to
                 // us) and fell silent for two keepalives is gone: end its tunnel, so the
-                // next name lookup sets up a new one.
+                // next name lookup, or packet for its address, sets up a new one.
                 if configured == nil, now - s.lastReceived > 2 * config.keepaliveSeconds + 5 {
-                    peers.removeLocked(peer)
+                    close(peer, reopenable: true, now: now)
                     silent.append(peer.fqdn)
-                    notes.append("tunnel: \(peer.fqdn) silent for \(Int(now - s.lastReceived)) s; tunnel closed (a new lookup sets it up again)")
+                    notes.append(
+                        "tunnel: \(peer.fqdn) silent for \(Int(now - s.lastReceived)) s; tunnel closed (a lookup of its name\(reopening ? " or a packet for its address" : "") sets it up again)"
+                    )
                     continue
                 }
                 // Message-count limit: whichever side sends that much starts the rekey.
@@ -110,6 +112,7 @@ extension TunnelManager {
         }
         for peer in keepalive { pipeline?.sendKeepalive(to: peer) }
         for fqdn in silent { signaling?.forget(fqdn) }
+        reopenWanted(now: now)
         signaling?.tick()
     }
 

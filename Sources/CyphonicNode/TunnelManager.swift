@@ -28,6 +28,11 @@ public final class ControlStats: Sendable {
     public let peersRevoked = AtomicCounter()
     /// Handshake message 3 sent again while the responder had not confirmed it.
     public let message3Retransmits = AtomicCounter()
+    /// Closed tunnels asked for again because this host sent a packet to the peer's
+    /// address (the NMS asked; a name already live again is not counted), and how many
+    /// of those asks ended without a tunnel.
+    public let reopens = AtomicCounter()
+    public let reopensFailed = AtomicCounter()
     public init() {}
 }
 
@@ -100,6 +105,10 @@ public final class TunnelManager: ControlPlane, @unchecked Sendable {
         let session: DataSession?
     }
     var lastAttempt: [String: Double] = [:]
+    /// Closed tunnels asked for again (by name), and when: at most one ask per 5 s.
+    var reopenAsked: [String: Double] = [:]
+    /// Lines about reopened tunnels, at most 5 a second.
+    let reopenLog = LogRateLimiter(perSecond: 5)
     /// Configured peers' endpoints given as DNS names: what they resolved to, and when.
     var resolvedNames: [String: (endpoint: Endpoint?, at: Double)] = [:]
     /// Handshakes started per peer name since its last session (status: "sent N

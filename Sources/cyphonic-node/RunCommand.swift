@@ -126,6 +126,11 @@ struct StatusCommand: ParsableCommand {
         print(
             "security: cookies sent \(sec.cookiesSent)\(sec.underLoad ? " (under load: every source needs a cookie)" : ""), throttled \(sec.handshakesThrottled), address conflicts \(sec.addressConflicts), peers revoked \(sec.peersRevoked), message 3 resent \(sec.message3Retransmits); revocation list \(sec.revocationList.map { "#\($0)" } ?? "none")\(sec.revocationListAgeSeconds.map { String(format: ", fetched %.0fs ago", $0) } ?? "")"
         )
+        if s.reopen.enabled {
+            print(
+                "reopen    \(s.reopen.parkedAddresses) address\(s.reopen.parkedAddresses == 1 ? "" : "es") of closed tunnels kept; asked again \(s.reopen.asked), failed \(s.reopen.failed)"
+            )
+        }
         print("drops     " + s.drops.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         for (reason, count) in s.drops.sorted(by: { $0.key < $1.key }) where count > 0 {
             if let why = NodeStatus.dropExplanations[reason] { print("          \(reason): \(why)") }

@@ -32,6 +32,12 @@ import Testing
         _ = (0..<5).map { _ in limiter.admit(now: 101) }
         #expect(limiter.takeSuppressed(now: 102) == 3)
         #expect(limiter.takeSuppressed(now: 103) == nil)
+        // The summary form: a line let through after held-back ones reports their count first.
+        var summarized: [Int] = []
+        for _ in 0..<5 { _ = limiter.admit(now: 200) }
+        #expect(limiter.admit(now: 201) { summarized.append($0) })
+        #expect(summarized == [2])
+        #expect(limiter.admit(now: 201) { summarized.append($0) } && summarized == [2])
     }
 
     @Test func sourceKeysAggregateIPv6BySlash64() {

@@ -55,6 +55,30 @@ import Testing
         }
     }
 
+    /// A table of `count` peers 198.18.1.1… ("p0.cyphonic.internal"…), each with a
+    /// session of its own random key (returned, by peer) at 127.0.0.1:9.
+    func table(peers count: Int, mode: PipelineMode) throws -> (PeerTable, [SecureBytes], [Peer]) {
+        let table = PeerTable()
+        var keys: [SecureBytes] = []
+        var all: [Peer] = []
+        for p in 0..<count {
+            let key = try SecureBytes.random(count: 32)
+            keys.append(key)
+            let peer = Peer(
+                staticKey: try X25519PrivateKey().publicKey, fqdn: "p\(p).cyphonic.internal",
+                addresses: [IPAddress.v4(198, 18, 1, UInt8(1 + p))], endpoint: nil)
+            all.append(peer)
+            let session = try DataSession(
+                localIndex: UInt32(1 + p), remoteIndex: UInt32(100 + p), isInitiator: true, send: key, receive: key,
+                algorithm: .aes256gcm, threads: mode.keySlots)
+            table.withLock {
+                _ = table.insertLocked(peer)
+                table.installLocked(session, for: peer, endpoint: SocketAddress(Endpoint("127.0.0.1:9")!))
+            }
+        }
+        return (table, keys, all)
+    }
+
     /// Both multi-threaded designs: the TUN reader thread, and the workers reading in turn
     /// (with one worker too: it must also seal the batches it queued for others).
     @Test(
@@ -64,22 +88,7 @@ import Testing
     func everyPacketIsSealedOnceInOrderPerPeer(mode: PipelineMode, reading: TunReading) throws {
         let peers = 3
         let total = 64 * 60 + 17
-        let table = PeerTable()
-        var keys: [SecureBytes] = []
-        for p in 0..<peers {
-            let key = try SecureBytes.random(count: 32)
-            keys.append(key)
-            let peer = Peer(
-                staticKey: try X25519PrivateKey().publicKey, fqdn: "p\(p).cyphonic.internal",
-                addresses: [IPAddress.v4(198, 18, 1, UInt8(1 + p))], endpoint: nil)
-            let session = try DataSession(
-                localIndex: UInt32(1 + p), remoteIndex: UInt32(100 + p), isInitiator: true, send: key, receive: key,
-                algorithm: .aes256gcm, threads: mode.keySlots)
-            table.withLock {
-                _ = table.insertLocked(peer)
-                table.installLocked(session, for: peer, endpoint: SocketAddress(Endpoint("127.0.0.1:9")!))
-            }
-        }
+        let (table, keys, _) = try table(peers: peers, mode: mode)
         let socket = try UDPSocket(bind: Endpoint("127.0.0.1:0")!)
         let pipeline = Pipeline(
             tun: TunDevice(adopting: open("/dev/null", O_RDWR), name: "test"), socket: socket, peers: table, control: Quiet(),
@@ -119,6 +128,34 @@ import Testing
             }
         }
         #expect(seen.count == got.count)
+    }
+
+    /// Packets for a closed (parked) tunnel's address, from either design's TUN path:
+    /// each is dropped as `no_route`, and the peer's name is wanted once, so the control
+    /// thread asks for the tunnel again; the live peers' packets all go through.
+    @Test(arguments: [(PipelineMode.single, TunReading.thread), (.multi(workers: 2), .thread), (.multi(workers: 2), .workers)])
+    func packetsForAParkedAddressWantItsTunnel(mode: PipelineMode, reading: TunReading) throws {
+        let (table, _, peers) = try table(peers: 3, mode: mode)
+        table.withLock { table.parkLocked(peers[2], now: monotonicSeconds()) }
+        let socket = try UDPSocket(bind: Endpoint("127.0.0.1:0")!)
+        let pipeline = Pipeline(
+            tun: TunDevice(adopting: open("/dev/null", O_RDWR), name: "test"), socket: socket, peers: table, control: Quiet(),
+            mode: mode, poolSize: 8)
+        pipeline.tunReading = reading
+        let total = 64 * 9
+        let source = Source(peers: 3, total: total)
+        let sink = Sink()
+        pipeline.edges = PipelineEdges(tunSource: { source.fill($0, $1, $2, $3) }, udpSink: { iov, n, _ in sink.take(iov, n) })
+        try pipeline.start()
+        let dropped = { Int(DropReason.allCases.reduce(0) { $0 + pipeline.stats.drops($1) }) }
+        let deadline = monotonicSeconds() + 20
+        while sink.received.withLock({ $0.count }) + dropped() < total, monotonicSeconds() < deadline { usleep(10_000) }
+        pipeline.stop()
+        socket.close()
+        #expect(pipeline.stats.drops(.noRoute) == UInt64(total / 3))
+        #expect(sink.received.withLock { $0.count } + dropped() == total)
+        #expect(!sink.received.withLock { $0 }.contains { $0.index == 102 })
+        #expect(table.takeWanted() == ["p2.cyphonic.internal"])
     }
 
     final class Quiet: ControlPlane {

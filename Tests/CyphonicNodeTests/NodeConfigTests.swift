@@ -70,6 +70,8 @@ import Testing
         #expect(message(#"{"stateDir": "/x", "resolver": {"timeoutSeconds": 0}}"#) == "config key resolver.timeoutSeconds: must be > 0 and <= 30")
         #expect(message(#"{"stateDir": "/x", "resolver": {"domain": "-x-"}}"#).hasPrefix("config key resolver.domain:"))
         #expect(message(#"{"stateDir": "/x", "resolver": {"port": 53}}"#) == "config key resolver.port: unknown key")
+        #expect(message(#"{"stateDir": "/x", "reopenSeconds": -1}"#).hasPrefix("config key reopenSeconds: must be 0...604800"))
+        #expect(try load(#"{"stateDir": "/x", "reopenSeconds": 0}"#).reopenSeconds == 0)
         #expect(
             message(#"{"stateDir": "/x", "enroll": {"asEndpoint": "bad", "ca": "c", "tokenFile": "t"}}"#).hasPrefix("config key enroll.asEndpoint:"))
     }

@@ -30,13 +30,15 @@ for key in order:
     table[key]["rounds"] = len(rs)
     table[key]["stalled_max"] = max(int(r["stalled_s"]) for r in rs)
 
-print("| variant | N | aggregate TCP Gbit/s | slowest / fastest initiator | Jain | stalled s (max) | ping loss % | RTT under load ms | retransmits | responder CPU s/GB | threads | RSS MiB | kernel drops: responder TUN / UDP, initiators' TUN |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| variant | N | aggregate TCP Gbit/s | slowest / fastest initiator | Jain | stalled s (max) | ping loss % | RTT under load ms | retransmits | responder CPU s/GB | initiators' CPU s/GB | threads | RSS MiB | kernel drops: responder TUN / UDP, initiators' TUN |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for key in sorted(order, key=lambda k: (order.index((k[0], min(n for v, n in order if v == k[0]))), k[1])):
     t = table[key]
-    print("| %s | %d | %.2f | %.3f / %.3f | %.3f | %d | %.1f | %.2f | %d | %.3f | %d | %.1f | %d / %d / %d |" % (
+    print("| %s | %d | %.2f | %.3f / %.3f | %.3f | %d | %.1f | %.2f | %d | %.3f | %s | %d | %.1f | %d / %d / %d |" % (
         key[0], key[1], t["aggregate_gbps"], t["min_gbps"], t["max_gbps"], t["jain"], t["stalled_max"],
-        t["ping_loss_pct"], t["rtt_ms"], t["retransmits"], t["cpu_s_per_gb"], t["threads"], t["rss_mib"],
+        t["ping_loss_pct"], t["rtt_ms"], t["retransmits"], t["cpu_s_per_gb"],
+        "n/a" if t.get("init_cpu_s_per_gb", float("nan")) != t.get("init_cpu_s_per_gb", float("nan")) else "%.3f" % t["init_cpu_s_per_gb"],
+        t["threads"], t["rss_mib"],
         t.get("resp_tun_drops", -1), t.get("resp_udp_rcvbuf_errors", -1), t.get("init_tun_drops", -1)))
 rounds = max(t["rounds"] for t in table.values())
 print("\n(medians of %d rounds; the variants alternate within each round)" % rounds)

@@ -19,7 +19,9 @@
 # removed on exit (trap), also on failure.
 #
 # Environment: BENCH_SECONDS (load per N, default 8), BENCH_ROUNDS (default 3),
-# HUB_COUNTS (default "1 2 5 10"), BENCH_VARIANTS (default all four; also cyphonic-multi-thread: a TUN reader thread), CYPHONIC_CONFIG
+# HUB_COUNTS (default "1 2 5 10"), BENCH_VARIANTS (default all four; also cyphonic-multi-thread: a TUN reader thread;
+# cyphonic-single-base and cyphonic-multi-base: the binaries in HUB_BASE_BIN, another build to compare
+# against in the same run, e.g. main's while BIN holds a change), CYPHONIC_CONFIG
 # (extra config keys for every node, e.g. '"poolSize": 16,'), BIN, BENCH_OUT; diagnostics:
 # HUB_DIAG=1 (the daemons' drop and offload counters, and the context switches and CPU per
 # thread of the responder and of init01, after each load), HUB_PERF=1 (a `perf record -g`
@@ -51,6 +53,7 @@ need iperf3:iperf3 ping:iputils-ping wireguard-go:wireguard-go wg:wireguard-tool
 
 WORK=$(mktemp -d /tmp/cyphonic-hub-XXXXXX)
 DAEMONS=()
+INIT_PIDS=()
 INIT1_PID=
 cleanup() {
   set +e
@@ -77,6 +80,7 @@ stop_daemons() {
   kill -TERM "${DAEMONS[@]}" 2>/dev/null || true
   wait "${DAEMONS[@]}" 2>/dev/null || true
   DAEMONS=()
+  INIT_PIDS=()
   sleep 0.5
 }
 
@@ -90,8 +94,9 @@ load() {
     servers+=($!)
   done
   sleep 0.5
-  local c0 c1 rt0 ru0 rt1 ru1 it0=0 it1=0 t u
+  local c0 c1 ic0 ic1 rt0 ru0 rt1 ru1 it0=0 it1=0 t u
   c0=$(cpu_of "$pid")
+  ic0=$(cpu_of "${INIT_PIDS[@]}")
   if [ -n "${HUB_DIAG:-}" ] && [[ $variant == cyphonic-* ]]; then
     thread_switches "$pid" >"$WORK/switches0"
     thread_switches "$INIT1_PID" >"$WORK/init-switches0"
@@ -123,6 +128,7 @@ load() {
     done
   fi
   c1=$(cpu_of "$pid")
+  ic1=$(cpu_of "${INIT_PIDS[@]}")
   if [ -n "${HUB_DIAG:-}" ] && [[ $variant == cyphonic-* ]]; then
     thread_switches "$pid" >"$WORK/switches1"
     # Per responder thread over the load: voluntary / involuntary context switches, CPU ticks.
@@ -133,7 +139,7 @@ load() {
   read -r rt1 ru1 < <(kernel_drops $RESP)
   for i in $(seq 1 "$n"); do read -r t u < <(kernel_drops "$(init_ns "$i")"); it1=$((it1 + t)); done
   python3 - "$WORK" "$n" "$variant" "$round" "$(echo "$c1 - $c0" | bc)" "$threads" "$rss" \
-    "$((rt1 - rt0)) $((ru1 - ru0)) $((it1 - it0))" >>"$RESULTS" <<'PY'
+    "$((rt1 - rt0)) $((ru1 - ru0)) $((it1 - it0))" "$(echo "$ic1 - $ic0" | bc)" >>"$RESULTS" <<'PY'
 import sys
 sys.path.insert(0, "bench")
 from loadstats import jain as fairness, ping_summary, tcp_flows
@@ -144,9 +150,12 @@ agg = sum(rates)
 jain = fairness(rates)
 loss, rtt = ping_summary(work + "/ping.txt")
 cpu_gb = cpu / (total_bytes / 1e9) if total_bytes else float("nan")
-print("%s,%s,%d,%.3f,%.3f,%.3f,%.3f,%d,%.1f,%s,%d,%.3f,%s,%.1f,%s,%s,%s" % (
+# The initiators' daemons (cyphonic only: the others' processes are not tracked here).
+init_cpu = float(sys.argv[9])
+init_gb = init_cpu / (total_bytes / 1e9) if total_bytes and init_cpu > 0 else float("nan")
+print("%s,%s,%d,%.3f,%.3f,%.3f,%.3f,%d,%.1f,%s,%d,%.3f,%s,%.1f,%s,%s,%s,%.3f" % (
     variant, rnd, n, agg, min(rates), max(rates), jain, stalled, loss, rtt, retrans, cpu_gb, threads, rss / 1024,
-    drops[0], drops[1], drops[2]))
+    drops[0], drops[1], drops[2], init_gb))
 PY
 }
 
@@ -156,10 +165,10 @@ run_counts() {
   for n in $COUNTS; do load "$1" "$2" "$n" "$3" "$4"; done
 }
 
-echo "variant,round,n,aggregate_gbps,min_gbps,max_gbps,jain,stalled_s,ping_loss_pct,rtt_ms,retransmits,cpu_s_per_gb,threads,rss_mib,resp_tun_drops,resp_udp_rcvbuf_errors,init_tun_drops" >"$RESULTS"
+echo "variant,round,n,aggregate_gbps,min_gbps,max_gbps,jain,stalled_s,ping_loss_pct,rtt_ms,retransmits,cpu_s_per_gb,threads,rss_mib,resp_tun_drops,resp_udp_rcvbuf_errors,init_tun_drops,init_cpu_s_per_gb" >"$RESULTS"
 
 # cyphonic: certificates from a real as-server (run once, in the responder's namespace).
-if want cyphonic-single || want cyphonic-multi; then
+if [[ " $VARIANTS " == *" cyphonic-"* ]]; then
   progress "cyphonic: enrolling the responder and $MAXN initiators with as-server"
   "$BIN/as-server" init --data-dir "$WORK/as" --domain cyphonic.internal >/dev/null
   ip netns exec $RESP "$BIN/as-server" serve --data-dir "$WORK/as" --listen $RESP_ADDR:4501 --metrics 127.0.0.1:0 \
@@ -185,16 +194,18 @@ if want cyphonic-single || want cyphonic-multi; then
   CY_VIP=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["virtualIPv4"])' "$WORK/responder/node.json")
 fi
 
-start_cyphonic() {  # pipeline [tun-reading]
-  local reading=${2:-workers}
+start_cyphonic() {  # pipeline [tun-reading [bin]]
+  local reading=${2:-workers} BIN=${3:-$BIN}
   ip netns exec $RESP "$BIN/cyphonic-node" run --config "$WORK/responder.json" --pipeline "$1" --tun-reading "$reading" --log-level warning \
     >"$WORK/responder.log" 2>&1 &
   RESP_PID=$!
   DAEMONS+=($!)
+  INIT_PIDS=()
   for i in $(seq 1 "$MAXN"); do
     ip netns exec "$(init_ns "$i")" "$BIN/cyphonic-node" run --config "$WORK/$(printf 'init%02d' "$i").json" \
       --pipeline "$1" --tun-reading "$reading" --log-level warning >/dev/null 2>&1 &
     DAEMONS+=($!)
+    INIT_PIDS+=($!)
     [ "$i" -ne 1 ] || INIT1_PID=$!
   done
   wait_tunnels "$CY_VIP"
@@ -208,6 +219,10 @@ for round in $(seq 1 "$ROUNDS"); do
       cyphonic-single) start_cyphonic single && run_counts "$variant" "$round" "$CY_VIP" "$RESP_PID" ;;
       cyphonic-multi) start_cyphonic multi && run_counts "$variant" "$round" "$CY_VIP" "$RESP_PID" ;;
       cyphonic-multi-thread) start_cyphonic multi thread && run_counts "$variant" "$round" "$CY_VIP" "$RESP_PID" ;;
+      cyphonic-single-base | cyphonic-multi-base)
+        [ -x "${HUB_BASE_BIN:-}/cyphonic-node" ] || { progress "$variant needs HUB_BASE_BIN (a folder with cyphonic-node)"; exit 1; }
+        start_cyphonic "$(echo "$variant" | sed 's/cyphonic-\(.*\)-base/\1/')" workers "$HUB_BASE_BIN" \
+          && run_counts "$variant" "$round" "$CY_VIP" "$RESP_PID" ;;
       wireguard-go) start_wireguard && run_counts "$variant" "$round" 198.18.1.1 "$RESP_PID" ;;
       nebula) start_nebula && run_counts "$variant" "$round" 198.18.2.1 "$RESP_PID" ;;
       *) progress "unknown variant $variant" ;;

@@ -179,7 +179,7 @@ let package = Package(
             name: "CyphonicNodeTests",
             dependencies: [
                 "CyphonicNode", "CyphonicDataPlane", "CyphonicPKI", "CyphonicCrypto", "CyphonicCore", "CyphonicWire", "CyphonicSignaling",
-                "CyphonicTestSupport",
+                "CyphonicPosix", "CyphonicTestSupport", .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "CyphonicDNSTests", dependencies: ["CyphonicDNS"]),
         .testTarget(

@@ -29,10 +29,17 @@ struct PipelineBench: ParsableCommand {
     @Option(help: "Peers the packets are spread over (one burst of 64 to each in turn).") var peers = 1
     @Option(help: "Batches in flight (the daemon's poolSize).") var pool = 24
     @Option(help: "Write every measurement as CSV to this file.") var csv: String?
+    @Flag(
+        help:
+            "Read TCP super-packets as a TUN with offload gives them (a vnet header, up to 44 segments of the packet size in one read; sizes from 41 bytes), which the pipeline cuts into the slots it seals them in, instead of one packet per read."
+    ) var offload = false
 
     func validate() throws {
         guard seconds > 0, rounds > 0, peers > 0, pool >= 4 else {
             throw ValidationError("--seconds, --rounds and --peers must be positive, --pool at least 4")
+        }
+        if offload, try parsedSizes().contains(where: { $0 < 41 }) {
+            throw ValidationError("--sizes: with --offload each packet is an IPv4/TCP segment with data, from 41 bytes")
         }
         _ = try parsedSizes()
         _ = try parsedWorkers()
@@ -71,14 +78,14 @@ struct PipelineBench: ParsableCommand {
             + (try parsedWorkers()).flatMap { w in readings.map { PipelineDesign(mode: .multi(workers: w), tunReading: $0) } }
         let cores = ProcessInfo.processInfo.activeProcessorCount
         print(
-            "pipeline stages alone: in-process source and sink, \(peers) peer(s), AES-256-GCM, pool \(pool) batches, \(cores) logical CPUs, \(rounds) rounds of \(seconds) s"
+            "pipeline stages alone: in-process source and sink\(offload ? " (TUN reads: offload super-packets)" : ""), \(peers) peer(s), AES-256-GCM, pool \(pool) batches, \(cores) logical CPUs, \(rounds) rounds of \(seconds) s"
         )
         var rows: [PipelineMeasurement] = []
         for size in sizeList {
             for round in 1...rounds {
                 for mode in modes {
                     progress("\(size) B, \(name(mode)), round \(round) of \(rounds)")
-                    var m = try PipelineRun(design: mode, size: size, peers: peers, pool: pool).measure(seconds: seconds)
+                    var m = try PipelineRun(design: mode, size: size, peers: peers, pool: pool, offload: offload).measure(seconds: seconds)
                     m.round = round
                     rows.append(m)
                 }

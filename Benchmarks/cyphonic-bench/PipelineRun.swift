@@ -13,6 +13,8 @@ struct PipelineRun {
     let size: Int
     let peers: Int
     let pool: Int
+    /// Reads come as from a TUN with offload (``BenchSource/read(_:capacity:)``).
+    var offload = false
 
     func measure(seconds: Double) throws -> PipelineMeasurement {
         let table = PeerTable()
@@ -39,9 +41,11 @@ struct PipelineRun {
         pipeline.tunReading = design.tunReading
         let source = BenchSource(size: size, peers: peers)
         let sink = BenchSink(peers: peers)
-        pipeline.edges = PipelineEdges(
+        var edges = PipelineEdges(
             tunSource: { slots, stride, lengths, count in source.fill(slots, stride: stride, lengths: lengths, count: count) },
             udpSink: { iov, n, _ in sink.take(iov, n) })
+        if offload { edges.offloadSource = { buffer, capacity in source.read(buffer, capacity: capacity) } }
+        pipeline.edges = edges
         try pipeline.start()
         defer {
             pipeline.stop()
@@ -65,10 +69,13 @@ final class IdleControl: ControlPlane {
     func tick() {}
 }
 
-/// Inner IPv4/UDP packets of one size, a burst of up to 64 to each peer in turn. Called
-/// only by the staging thread.
+/// Inner IPv4/UDP packets of one size, a burst of up to 64 to each peer in turn; or, as
+/// a TUN with offload reads, one IPv4/TCP super-packet per read (a vnet header, then up
+/// to 44 segments' worth of data to cut into packets of that size), to each peer in
+/// turn. Called only by the staging thread (the TUN turn orders the workers' calls).
 final class BenchSource: @unchecked Sendable {
     private let templates: [[UInt8]]
+    private let superPackets: [[UInt8]]
     private var next = 0
 
     static func address(of peer: Int) -> IPAddress { .v4(198, 18, UInt8(1 + peer / 250), UInt8(1 + peer % 250)) }
@@ -80,6 +87,33 @@ final class BenchSource: @unchecked Sendable {
             packet.replaceSubrange(0..<20, with: [0x45, 0, UInt8(size >> 8), UInt8(size & 0xff), 0, 0, 0x40, 0, 64, 17, 0, 0, 198, 18, 0, 1] + dst)
             return packet
         }
+        // The kernel's TSO: TCP MSS `size - 40`, as much data as 44 such segments carry.
+        let mss = max(1, size - 40)
+        let data = mss * min(44, 64_000 / mss)
+        superPackets = (0..<peers).map { p in
+            var read = [UInt8](repeating: 0, count: 10 + 40 + data)
+            read[0] = 1  // NEEDS_CSUM
+            read[1] = 1  // GSO TCPv4
+            read[2] = 40
+            read[4] = UInt8(mss & 0xff)
+            read[5] = UInt8(mss >> 8)
+            read[6] = 20
+            read[8] = 16
+            let dst = BenchSource.address(of: p).bytes
+            read.replaceSubrange(10..<30, with: [0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 1] + dst)
+            read.replaceSubrange(30..<50, with: [0x13, 0x88, 0xc3, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x10, 0, 0, 0, 0, 0, 0])
+            for i in 0..<data { read[50 + i] = UInt8(truncatingIfNeeded: i &* 31 &+ p) }
+            return read
+        }
+    }
+
+    /// One read of a TUN with offload: the next peer's super-packet.
+    func read(_ buffer: UnsafeMutableRawPointer, capacity: Int) -> Int {
+        let read = superPackets[next]
+        next = (next + 1) % superPackets.count
+        guard read.count <= capacity else { return 0 }
+        read.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: read.count) }
+        return read.count
     }
 
     func fill(_ slots: UnsafeMutableRawPointer, stride: Int, lengths: UnsafeMutablePointer<Int>, count: Int) -> Int {

@@ -84,16 +84,10 @@ public final class PeerTable: @unchecked Sendable {
     /// A packet from this host no session carries: if it is for a parked address, the
     /// peer's name is wanted. The data plane's drop path only.
     func missLocked(packet: UnsafeRawBufferPointer) {
-        guard packet.count >= 20 else { return }
-        switch packet[0] >> 4 {
-        case 4:
-            dormant.missLocked(
-                destination4: UInt32(packet[16]) << 24 | UInt32(packet[17]) << 16 | UInt32(packet[18]) << 8 | UInt32(packet[19]))
-        case 6:
-            guard packet.count >= 40 else { return }
-            dormant.missLocked(destination6: V6Key(hi: Self.load64(packet, 24), lo: Self.load64(packet, 32)))
-        default:
-            return
+        switch Self.destination(of: packet) {
+        case .v4(let address): dormant.missLocked(destination4: address)
+        case .v6(let key): dormant.missLocked(destination6: key)
+        case nil: return
         }
     }
 
@@ -196,14 +190,29 @@ public final class PeerTable: @unchecked Sendable {
     /// The peer owning the destination address of an inner IP packet.
     @inline(__always)
     func routeLocked(packet: UnsafeRawBufferPointer) -> Peer? {
+        switch Self.destination(of: packet) {
+        case .v4(let address): return byV4[address]
+        case .v6(let key): return byV6[key]
+        case nil: return nil
+        }
+    }
+
+    /// An inner IP packet's destination address as the tables key it.
+    enum Destination {
+        case v4(UInt32)
+        case v6(V6Key)
+    }
+
+    /// The destination of an IPv4 or IPv6 packet; `nil` for anything else or too short.
+    @inline(__always)
+    static func destination(of packet: UnsafeRawBufferPointer) -> Destination? {
         guard packet.count >= 20 else { return nil }
         switch packet[0] >> 4 {
         case 4:
-            let dst = UInt32(packet[16]) << 24 | UInt32(packet[17]) << 16 | UInt32(packet[18]) << 8 | UInt32(packet[19])
-            return byV4[dst]
+            return .v4(UInt32(bigEndian: packet.loadUnaligned(fromByteOffset: 16, as: UInt32.self)))
         case 6:
             guard packet.count >= 40 else { return nil }
-            return byV6[V6Key(hi: Self.load64(packet, 24), lo: Self.load64(packet, 32))]
+            return .v6(V6Key(hi: load64(packet, 24), lo: load64(packet, 32)))
         default:
             return nil
         }

@@ -81,7 +81,7 @@ extension Pipeline {
             guard burst > 0 else { break }
             tunStaging.store(true, ordering: .relaxed)
             defer { tunStaging.store(false, ordering: .relaxed) }
-            takeSpares(stager, for: burst, keyIndex: keyIndex, out: out)
+            takeSpares(stager, for: stager.buffers.segments, keyIndex: keyIndex, out: out)
             stageTunBurst(stager, burst: burst, keyIndex: keyIndex, out: out)
             if !stager.full.isEmpty || !stager.staged.isEmpty { break }
             if cryptoQueue.queued > 0 {
@@ -137,7 +137,7 @@ extension Pipeline {
         return max(1, queued)
     }
 
-    /// Takes the batches a burst needs, leaving the inbound direction its reserve, like the
+    /// Takes the batches a burst of `burst` packets needs, leaving the inbound direction its reserve, like the
     /// TUN reader: waiting up to 100 ms for them (backpressure, not drops) — and meanwhile
     /// sealing or opening queued batches, which frees them (with one worker nobody else would).
     func takeSpares(_ stager: TunStager, for burst: Int, keyIndex: Int, out: ThreadOutput) {

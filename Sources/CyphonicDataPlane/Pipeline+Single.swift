@@ -114,41 +114,56 @@ extension Pipeline {
     /// One TUN turn of the single-threaded loop: reads what the TUN holds (non-blocking),
     /// seals it and sends it in groups of up to 64. Like the multi-threaded TUN reader it
     /// works in runs to one destination (one route lookup and one counter reservation per
-    /// run), so the two designs differ in threading only.
+    /// run) and cuts offload super-packets straight into the slots it seals them in, so
+    /// the two designs differ in threading only.
     func singleTunTurn(_ buffers: TunBurst, work: PacketBatch, out: ThreadOutput) {
         let sender = out.sender
         let burst = readTunBurst(buffers)
         let now = monotonicSeconds()
         var k = 0
+        // Segments of super-packet `k` already sent (one can span groups).
+        var cutDone = 0
         while k < burst {
             var n = 0
             let calls = sender.calls
             peers.lock()
             while k < burst, n < PacketBatch.capacity {
                 let packet = buffers.packet(k)
-                guard packet.count <= maxPayload else {
+                let cut = buffers.cuts[k]
+                guard cut != nil || packet.count <= maxPayload else {
                     stats.drop(.tooLarge)
                     k += 1
                     continue
                 }
                 guard let peer = peers.routeLocked(packet: packet), let session = peer.current, let endpoint = peer.endpoint else {
-                    stats.drop(.noRoute)
+                    stats.drop(.noRoute, UInt64((cut?.segments ?? 1) - cutDone))
                     peers.missLocked(packet: packet)
                     k += 1
+                    cutDone = 0
                     continue
                 }
-                let end = runEnd(buffers, from: k, burst: burst, room: PacketBatch.capacity - n, laneBreaks: false)
-                var counter = session.nextCounters(end - k)
+                // A run: plain packets to one destination, or the next segments of a super-packet.
+                let end =
+                    cut.map { min(cutDone + PacketBatch.capacity - n, $0.segments) }
+                    ?? runEnd(buffers, from: k, burst: burst, room: PacketBatch.capacity - n, laneBreaks: false)
+                let start = cut == nil ? k : cutDone
+                var counter = session.nextCounters(end - start)
                 var sent = 0
                 var bytes = 0
-                for j in k..<end {
-                    let p = buffers.packet(j)
+                for j in start..<end {
                     let slot = work.slot(n)
-                    UnsafeMutableRawBufferPointer(rebasing: slot[PacketBatch.payloadOffset..<(PacketBatch.payloadOffset + p.count)])
-                        .copyMemory(from: p)
+                    let payload = UnsafeMutableRawBufferPointer(rebasing: slot[PacketBatch.payloadOffset...])
+                    let length: Int
+                    if let cut {
+                        length = TunOffload.writeSegment(j, of: cut, from: packet, into: payload)
+                    } else {
+                        let p = buffers.packet(j)
+                        payload.baseAddress!.copyMemory(from: p.baseAddress!, byteCount: p.count)
+                        length = p.count
+                    }
                     let c = counter
                     counter &+= 1
-                    guard let sealed = session.seal(slot: slot, length: p.count, counter: c, keyIndex: 0) else { continue }
+                    guard let sealed = session.seal(slot: slot, length: length, counter: c, keyIndex: 0) else { continue }
                     do { try sender.append(slot.baseAddress!, length: sealed, to: endpoint) } catch { stats.drop(.queueFull) }
                     sent += 1
                     bytes += sealed
@@ -157,7 +172,12 @@ extension Pipeline {
                 peer.stats.txPackets.add(UInt64(sent))
                 peer.stats.txBytes.add(UInt64(bytes))
                 if sent > 0 { session.lastSent = now }
-                k = end
+                if let cut, end < cut.segments {
+                    cutDone = end
+                } else {
+                    k = cut == nil ? end : k + 1
+                    cutDone = 0
+                }
             }
             peers.unlock()
             // The work slots are reused by the next group: send before refilling them.

@@ -29,83 +29,18 @@ extension Pipeline {
         return .capsule(index: index, counter: counter)
     }
 
-    /// Slots a TUN burst may fill: with offload one read can become up to 122 segments.
-    var landingSlots: Int { tun.vnetHeader ? 256 : PacketBatch.capacity }
-
-    /// The memory one TUN-reading thread reads bursts into, allocated once: landing
-    /// slots (one packet each, at offset 0), their lengths, and the 64 KiB read area
-    /// for offload super-packets.
-    final class TunBurst {
-        let slots: Int
-        let landing: UnsafeMutableRawBufferPointer
-        let scratch: UnsafeMutableRawBufferPointer
-        let lengths: UnsafeMutablePointer<Int>
-
-        init(slots: Int) {
-            self.slots = slots
-            landing = .allocate(byteCount: slots * PacketBatch.slotSize, alignment: 64)
-            scratch = .allocate(byteCount: 65_536 + TunOffload.headerSize, alignment: 64)
-            lengths = .allocate(capacity: slots)
-        }
-
-        /// The `k`-th packet of the last burst.
-        @inline(__always)
-        func packet(_ k: Int) -> UnsafeRawBufferPointer {
-            UnsafeRawBufferPointer(rebasing: landing[(k * PacketBatch.slotSize)..<(k * PacketBatch.slotSize + lengths[k])])
-        }
-
-        deinit {
-            landing.deallocate()
-            scratch.deallocate()
-            lengths.deallocate()
-        }
-    }
-
-    /// Reads a burst from the TUN into `buffers` with no lock held: up to 64 reads, or
-    /// with offload super-packets cut into segments. Returns how many packets.
-    func readTunBurst(_ buffers: TunBurst) -> Int {
-        if let source = edges?.tunSource {
-            return source(buffers.landing.baseAddress!, PacketBatch.slotSize, buffers.lengths, PacketBatch.capacity)
-        }
-        let landing = buffers.landing
-        let lengths = buffers.lengths
-        let scratch = buffers.scratch
-        var burst = 0
-        if tun.vnetHeader {
-            var reads = 0
-            while burst < buffers.slots - 128, reads < PacketBatch.capacity {
-                let n = read(tun.fd, scratch.baseAddress, scratch.count)
-                if n <= 0 { break }
-                reads += 1
-                let out = UnsafeMutableRawBufferPointer(rebasing: landing[(burst * PacketBatch.slotSize)...])
-                let k = TunOffload.segment(
-                    scratch, count: n, out: out, stride: PacketBatch.slotSize, offset: 0,
-                    maxSegments: buffers.slots - burst, lengths: lengths + burst)
-                if k == 0 { stats.drop(.badHeader) }
-                burst += k
-            }
-        } else {
-            while burst < PacketBatch.capacity {
-                let n = read(tun.fd, landing.baseAddress! + burst * PacketBatch.slotSize, PacketBatch.slotSize)
-                if n <= 0 { break }
-                lengths[burst] = n
-                burst += 1
-            }
-        }
-        return burst
-    }
-
-    /// Where the run that starts at packet `k` of the burst ends: the packets after it to
-    /// the same destination that the tunnel can carry, `room` packets in all at most; with
-    /// `laneBreaks`, a packet the priority lane takes ends the run (it goes ahead of bulk).
-    /// Staging works in runs: one route lookup and one counter reservation each.
+    /// Where the run that starts at plain packet `k` of the burst ends: the plain packets
+    /// after it to the same destination that the tunnel can carry, `room` packets in all
+    /// at most; with `laneBreaks`, a packet the priority lane takes ends the run (it goes
+    /// ahead of bulk). Staging works in runs: one route lookup and one counter reservation
+    /// each (a super-packet is a run of its own).
     @inline(__always)
     func runEnd(_ buffers: TunBurst, from k: Int, burst: Int, room: Int, laneBreaks: Bool) -> Int {
         let first = buffers.packet(k)
         var end = k + 1
         while end < burst, end - k < room {
             let p = buffers.packet(end)
-            guard p.count <= maxPayload, Self.sameDestination(p, first),
+            guard buffers.cuts[end] == nil, p.count <= maxPayload, Self.sameDestination(p, first),
                 !laneBreaks || p.count > PriorityLane.maxBytes || !PriorityLane.takes(p)
             else { break }
             end += 1
@@ -143,6 +78,16 @@ extension Pipeline {
             full.removeAll(keepingCapacity: true)
             staged.removeAll(keepingCapacity: true)
         }
+
+        /// `b` now holds `count` packets; a full batch moves from `staged` to `full`.
+        @inline(__always)
+        func filled(_ b: PacketBatch, count: Int) {
+            b.count = count
+            if count == PacketBatch.capacity {
+                full.append(b)
+                staged.removeAll { $0 === b }
+            }
+        }
     }
 
     /// Batches a burst of `burst` packets needs at least (more if it touches several peers).
@@ -166,7 +111,7 @@ extension Pipeline {
             guard edges != nil || waitReadable(tun.fd, timeoutMilliseconds: 100).0 else { continue }
             let burst = readTunBurst(stager.buffers)
             guard burst > 0 else { continue }
-            while stager.spares.count < batchesFor(burst), isRunning,
+            while stager.spares.count < batchesFor(stager.buffers.segments), isRunning,
                 let b = pool.get(timeoutMilliseconds: 100, leaving: directionReserve)
             { stager.spares.append(b) }
             stageTunBurst(stager, burst: burst, keyIndex: fastKey, out: out)
@@ -193,6 +138,11 @@ extension Pipeline {
         while k < burst {
             let packet = buffers.packet(k)
             let n = packet.count
+            if let cut = buffers.cuts[k] {
+                stageSuperPacket(packet, cut, stager)
+                k += 1
+                continue
+            }
             guard n <= maxPayload else {
                 stats.drop(.tooLarge)
                 k += 1
@@ -251,11 +201,7 @@ extension Pipeline {
                 i += 1
             }
             k = end
-            b.count = i
-            if i == PacketBatch.capacity {
-                stager.full.append(b)
-                stager.staged.removeAll { $0 === b }
-            }
+            stager.filled(b, count: i)
         }
         peers.unlock()
         guard prioritized > 0 else { return }
@@ -267,5 +213,40 @@ extension Pipeline {
         } catch { stats.drop(.queueFull) }
         countSends(out, callsBefore: calls, datagrams: prioritized)
         stats.prioritySent.add(UInt64(prioritized))
+    }
+
+    /// Stages one offload super-packet (under the peer-table lock, like the rest of the
+    /// burst): routed once by its headers, its counters reserved per batch it fills, and
+    /// each segment cut straight into the batch slot where it will be sealed.
+    @inline(__always)
+    func stageSuperPacket(_ packet: UnsafeRawBufferPointer, _ cut: TunOffload.Cut, _ stager: TunStager) {
+        guard let peer = peers.routeLocked(packet: packet), let current = peer.current, let endpoint = peer.endpoint else {
+            stats.drop(.noRoute, UInt64(cut.segments))
+            peers.missLocked(packet: packet)
+            return
+        }
+        var s = 0
+        while s < cut.segments {
+            guard
+                let b = stagedBatch(
+                    for: current, of: peer, .outbound, in: &stager.staged,
+                    from: { stager.spares.popLast() ?? pool.tryGet(leaving: directionReserve) })
+            else {
+                stats.drop(.queueFull, UInt64(cut.segments - s))
+                return
+            }
+            b.endpoint = endpoint
+            let first = b.count
+            let end = first + min(PacketBatch.capacity - first, cut.segments - s)
+            var counter = current.nextCounters(end - first)
+            for i in first..<end {
+                b.lengths[i] = TunOffload.writeSegment(
+                    s, of: cut, from: packet, into: UnsafeMutableRawBufferPointer(rebasing: b.slot(i)[PacketBatch.payloadOffset...]))
+                b.counters[i] = counter
+                counter &+= 1
+                s += 1
+            }
+            stager.filled(b, count: end)
+        }
     }
 }

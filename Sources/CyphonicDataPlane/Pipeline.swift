@@ -121,13 +121,19 @@ public struct PipelineEdges: Sendable {
     /// Receives each run of sealed datagrams where they would be sent (the run, its
     /// length, the destination), in send order; called by whichever thread releases.
     public var udpSink: @Sendable (UnsafePointer<iovec>, Int, SocketAddress) -> Void
+    /// When set, stands for a TUN with offload instead of `tunSource`: writes one read (a
+    /// vnet header, then a packet or a TCP super-packet) of up to `capacity` bytes at
+    /// `buffer` and returns its length (0: nothing now), as `read(2)` on such a TUN would.
+    public var offloadSource: (@Sendable (_ buffer: UnsafeMutableRawPointer, _ capacity: Int) -> Int)?
 
     public init(
         tunSource: @escaping @Sendable (UnsafeMutableRawPointer, Int, UnsafeMutablePointer<Int>, Int) -> Int,
-        udpSink: @escaping @Sendable (UnsafePointer<iovec>, Int, SocketAddress) -> Void
+        udpSink: @escaping @Sendable (UnsafePointer<iovec>, Int, SocketAddress) -> Void,
+        offloadSource: (@Sendable (UnsafeMutableRawPointer, Int) -> Int)? = nil
     ) {
         self.tunSource = tunSource
         self.udpSink = udpSink
+        self.offloadSource = offloadSource
     }
 }
 

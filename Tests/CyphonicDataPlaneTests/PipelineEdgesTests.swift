@@ -79,6 +79,26 @@ import Testing
         return (table, keys, all)
     }
 
+    /// Runs a pipeline over `table` between `edges` until `sink` got `total` packets,
+    /// counting the dropped ones (20 s at most), and stops it. Returns it and its drops.
+    func run(
+        _ table: PeerTable, _ mode: PipelineMode, _ reading: TunReading, poolSize: Int, sink: Sink, total: Int, _ edges: PipelineEdges
+    ) throws -> (Pipeline, Int) {
+        let socket = try UDPSocket(bind: Endpoint("127.0.0.1:0")!)
+        defer { socket.close() }
+        let pipeline = Pipeline(
+            tun: TunDevice(adopting: open("/dev/null", O_RDWR), name: "test"), socket: socket, peers: table, control: Quiet(),
+            mode: mode, poolSize: poolSize)
+        pipeline.tunReading = reading
+        pipeline.edges = edges
+        try pipeline.start()
+        let dropped = { Int(DropReason.allCases.reduce(0) { $0 + pipeline.stats.drops($1) }) }
+        let deadline = monotonicSeconds() + 20
+        while sink.received.withLock({ $0.count }) + dropped() < total, monotonicSeconds() < deadline { usleep(10_000) }
+        pipeline.stop()
+        return (pipeline, dropped())
+    }
+
     /// Both multi-threaded designs: the TUN reader thread, and the workers reading in turn
     /// (with one worker too: it must also seal the batches it queued for others).
     @Test(
@@ -89,33 +109,23 @@ import Testing
         let peers = 3
         let total = 64 * 60 + 17
         let (table, keys, _) = try table(peers: peers, mode: mode)
-        let socket = try UDPSocket(bind: Endpoint("127.0.0.1:0")!)
-        let pipeline = Pipeline(
-            tun: TunDevice(adopting: open("/dev/null", O_RDWR), name: "test"), socket: socket, peers: table, control: Quiet(),
-            mode: mode, poolSize: 8)
-        pipeline.tunReading = reading
         let source = Source(peers: peers, total: total)
         let sink = Sink()
-        pipeline.edges = PipelineEdges(
-            tunSource: { source.fill($0, $1, $2, $3) }, udpSink: { iov, n, _ in sink.take(iov, n) })
-        try pipeline.start()
         // A packet the pipeline drops on purpose (CoDel, when a batch waited too long on a
         // loaded machine) is counted, and its counter is never sent: every packet is
         // either delivered once, in order, or counted as dropped — none vanishes.
-        let dropped = { Int(DropReason.allCases.reduce(0) { $0 + pipeline.stats.drops($1) }) }
-        let deadline = monotonicSeconds() + 20
-        while sink.received.withLock({ $0.count }) + dropped() < total, monotonicSeconds() < deadline { usleep(10_000) }
-        pipeline.stop()
-        socket.close()
+        let (_, dropped) = try run(
+            table, mode, reading, poolSize: 8, sink: sink, total: total,
+            PipelineEdges(tunSource: { source.fill($0, $1, $2, $3) }, udpSink: { iov, n, _ in sink.take(iov, n) }))
         let got = sink.received.withLock { $0 }
-        #expect(got.count + dropped() == total, "\(got.count) delivered, \(dropped()) dropped")
-        #expect(dropped() <= total / 100, "dropped \(dropped()) of \(total)")
+        #expect(got.count + dropped == total, "\(got.count) delivered, \(dropped) dropped")
+        #expect(dropped <= total / 100, "dropped \(dropped) of \(total)")
         var seen = Set<UInt32>()
         for p in 0..<peers {
             let mine = got.filter { $0.index == UInt32(100 + p) }
             // Counters leave in order, without repeat; a gap only where a packet was dropped.
             #expect(zip(mine, mine.dropFirst()).allSatisfy { $0.counter < $1.counter })
-            #expect(Int(mine.last?.counter ?? 0) + 1 - mine.count <= dropped())
+            #expect(Int(mine.last?.counter ?? 0) + 1 - mine.count <= dropped)
             let opener = try keys[p].withUnsafeBytes { try AEADKey(.aes256gcm, key: $0) }
             var lastStamp = -1
             for m in mine {
@@ -137,25 +147,103 @@ import Testing
     func packetsForAParkedAddressWantItsTunnel(mode: PipelineMode, reading: TunReading) throws {
         let (table, _, peers) = try table(peers: 3, mode: mode)
         table.withLock { table.parkLocked(peers[2], now: monotonicSeconds()) }
-        let socket = try UDPSocket(bind: Endpoint("127.0.0.1:0")!)
-        let pipeline = Pipeline(
-            tun: TunDevice(adopting: open("/dev/null", O_RDWR), name: "test"), socket: socket, peers: table, control: Quiet(),
-            mode: mode, poolSize: 8)
-        pipeline.tunReading = reading
         let total = 64 * 9
         let source = Source(peers: 3, total: total)
         let sink = Sink()
-        pipeline.edges = PipelineEdges(tunSource: { source.fill($0, $1, $2, $3) }, udpSink: { iov, n, _ in sink.take(iov, n) })
-        try pipeline.start()
-        let dropped = { Int(DropReason.allCases.reduce(0) { $0 + pipeline.stats.drops($1) }) }
-        let deadline = monotonicSeconds() + 20
-        while sink.received.withLock({ $0.count }) + dropped() < total, monotonicSeconds() < deadline { usleep(10_000) }
-        pipeline.stop()
-        socket.close()
+        let (pipeline, dropped) = try run(
+            table, mode, reading, poolSize: 8, sink: sink, total: total,
+            PipelineEdges(tunSource: { source.fill($0, $1, $2, $3) }, udpSink: { iov, n, _ in sink.take(iov, n) }))
         #expect(pipeline.stats.drops(.noRoute) == UInt64(total / 3))
-        #expect(sink.received.withLock { $0.count } + dropped() == total)
+        #expect(sink.received.withLock { $0.count } + dropped == total)
         #expect(!sink.received.withLock { $0 }.contains { $0.index == 102 })
         #expect(table.takeWanted() == ["p2.cyphonic.internal"])
+    }
+
+    /// A TUN with offload as `read(2)` gives it: reads in order, one per call.
+    final class OffloadSource: @unchecked Sendable {
+        let reads: [[UInt8]]
+        var next = 0
+        init(reads: [[UInt8]]) { self.reads = reads }
+        func read(_ buffer: UnsafeMutableRawPointer, _ capacity: Int) -> Int {
+            guard next < reads.count else { return 0 }
+            let r = reads[next]
+            next += 1
+            precondition(r.count <= capacity)
+            r.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: r.count) }
+            return r.count
+        }
+    }
+
+    /// Read `r` of the offload test: a vnet header and an IPv4/TCP packet to peer `peer`,
+    /// a super-packet of `payload` bytes cut every 1380 (`gso`), or one packet (no GSO).
+    func offloadRead(_ r: Int, peer: Int, payload: Int, gso: Bool) -> [UInt8] {
+        var p = [UInt8](repeating: 0, count: 10 + 40 + payload)
+        p[0] = 1  // NEEDS_CSUM
+        p[1] = gso ? 1 : 0
+        p[2] = 40
+        p[4] = UInt8(1380 & 0xff)
+        p[5] = UInt8(1380 >> 8)
+        p[6] = 20
+        p[8] = 16
+        p.replaceSubrange(10..<30, with: [0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 1, 198, 18, 1, UInt8(1 + peer)])
+        p.replaceSubrange(30..<50, with: [0x13, 0x88, 0xc3, 0x50, 0, 0, 0x10, 0, 0, 0, 0, 0, 0x50, 0x18, 0, 0, 0, 0, 0, 0])
+        for i in 0..<payload { p[50 + i] = UInt8(truncatingIfNeeded: r &* 13 &+ i) }
+        return p
+    }
+
+    /// TCP super-packets from a TUN with offload are cut straight into batch slots (or the
+    /// single thread's work slots): every segment is sealed once, in order per peer, and
+    /// opens to exactly the packet ``TunOffload/segment`` cuts from the same read,
+    /// including super-packets that span two batches and plain packets between them.
+    @Test(
+        arguments: [
+            (PipelineMode.single, TunReading.thread), (.multi(workers: 2), .thread), (.multi(workers: 2), .workers),
+            (.multi(workers: 1), .workers),
+        ])
+    func offloadSuperPacketsAreCutIntoTheSlotsTheyAreSealedIn(mode: PipelineMode, reading: TunReading) throws {
+        let peers = 3
+        let (table, keys, _) = try table(peers: peers, mode: mode)
+        var reads: [[UInt8]] = []
+        var expected = [[[UInt8]]](repeating: [], count: peers)
+        for r in 0..<60 {
+            let peer = r / 2 % peers
+            let read = offloadRead(r, peer: peer, payload: [64_000, 9_000, 700, 30_001][r % 4], gso: r % 4 != 2)
+            reads.append(read)
+            var copy = read
+            let out = UnsafeMutableRawBufferPointer.allocate(byteCount: 128 * 2048, alignment: 64)
+            defer { out.deallocate() }
+            var lengths = [Int](repeating: 0, count: 128)
+            let n = copy.withUnsafeMutableBytes { c in
+                lengths.withUnsafeMutableBufferPointer {
+                    TunOffload.segment(c, count: read.count, out: out, stride: 2048, offset: 0, maxSegments: 128, lengths: $0.baseAddress!)
+                }
+            }
+            #expect(n > 0)
+            for i in 0..<n { expected[peer].append(Array(UnsafeRawBufferPointer(rebasing: out[(i * 2048)..<(i * 2048 + lengths[i])]))) }
+        }
+        let total = expected.reduce(0) { $0 + $1.count }
+        let source = OffloadSource(reads: reads)
+        let sink = Sink()
+        // A pool of 32: a burst of super-packets to three peers needs more batches than 8.
+        let (pipeline, dropped) = try run(
+            table, mode, reading, poolSize: 32, sink: sink, total: total,
+            PipelineEdges(tunSource: { _, _, _, _ in 0 }, udpSink: { iov, n, _ in sink.take(iov, n) }, offloadSource: { source.read($0, $1) }))
+        let got = sink.received.withLock { $0 }
+        #expect(got.count + dropped == total, "\(got.count) delivered, \(dropped) dropped")
+        #expect(dropped <= total / 100, "dropped \(dropped) of \(total): \(DropReason.allCases.map { "\($0)=\(pipeline.stats.drops($0))" })")
+        for p in 0..<peers {
+            let opener = try keys[p].withUnsafeBytes { try AEADKey(.aes256gcm, key: $0) }
+            // In order: each sealed segment is the next expected one (or a later one, after a counted drop).
+            var at = 0
+            for m in got where m.index == UInt32(100 + p) {
+                let plain = try opener.open(nonce: m.counter, aad: Array(m.datagram[0..<Header.size]), ciphertext: Array(m.datagram[Header.size...]))
+                guard let found = expected[p][at...].firstIndex(of: plain) else {
+                    Issue.record("peer \(p): a segment that is not the next one cut from its reads")
+                    break
+                }
+                at = found + 1
+            }
+        }
     }
 
     final class Quiet: ControlPlane {

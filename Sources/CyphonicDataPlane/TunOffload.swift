@@ -1,7 +1,7 @@
 /// TUN offload (`IFF_VNET_HDR` + `TUNSETOFFLOAD` TSO4/TSO6/CSUM): the kernel hands the
 /// daemon TCP super-packets of up to 64 KiB with one `virtio_net_hdr` in front, instead
 /// of one read per 1420-byte packet. ``prepare(_:count:)`` checks such a read and
-/// ``writeSegment(_:of:from:into:)`` cuts it into ordinary
+/// `writeSegment(_:of:from:into:)` cuts it into ordinary
 /// IP packets (headers copied, lengths, IPv4 id and header checksum, TCP sequence
 /// numbers, flags and checksum fixed), and completes the checksum of a single packet the
 /// kernel left partial. Pure functions over caller-owned memory: no allocation.
@@ -24,7 +24,7 @@ public enum TunOffload {
         case superPacket(Cut)
     }
 
-    /// How a TCP super-packet is cut: everything ``writeSegment(_:of:from:into:)`` needs,
+    /// How a TCP super-packet is cut: everything `writeSegment(_:of:from:into:)` needs,
     /// read and checked once per super-packet.
     public struct Cut: Sendable {
         let v4: Bool
@@ -39,8 +39,8 @@ public enum TunOffload {
         public let segments: Int
         /// IP and TCP headers, copied into every segment.
         var headers: Int { ipHeader + tcpHeader }
-        /// The longest segment (headers + one `gsoSize` of data).
-        public var largest: Int { headers + gsoSize }
+        /// The longest segment (headers + one `gsoSize` of data, or all of it if less).
+        public var largest: Int { headers + min(gsoSize, payload) }
     }
 
     /// Checks one read of `count` bytes and says what it holds (see ``Read``); completes
@@ -78,13 +78,16 @@ public enum TunOffload {
                 tcpFlags: packet[ipHeader + 13], segments: (payload + gsoSize - 1) / gsoSize))
     }
 
-    /// Writes segment `i` of the super-packet `packet` (the read after its vnet header)
-    /// into `seg`, which must hold ``Cut/largest`` bytes: headers copied, lengths, IPv4 id
-    /// and header checksum, TCP sequence number, flags and checksum fixed. Returns its length.
+    /// Writes segment `i` (of ``Cut/segments``) of the super-packet `packet` (the read after
+    /// its vnet header, as ``prepare(_:count:)`` checked it) into `seg`, which must hold
+    /// ``Cut/largest`` bytes: headers copied, lengths, IPv4 id and header checksum, TCP
+    /// sequence number, flags and checksum fixed. Returns its length. Unchecked in release
+    /// builds (the per-packet path): the callers size `seg` from the cut.
     @inline(__always)
-    public static func writeSegment(
+    static func writeSegment(
         _ i: Int, of cut: Cut, from packet: UnsafeRawBufferPointer, into seg: UnsafeMutableRawBufferPointer
     ) -> Int {
+        assert(i >= 0 && i < cut.segments && seg.count >= cut.largest && packet.count == cut.headers + cut.payload)
         let headers = cut.headers
         let ipHeader = cut.ipHeader
         let chunk = min(cut.gsoSize, cut.payload - i * cut.gsoSize)
@@ -114,7 +117,7 @@ public enum TunOffload {
     /// Splits one read (`vnet header + packet`) into packets written into `out`, one per
     /// `stride` bytes at `offset` (room for `maxSegments`), their lengths into `lengths`.
     /// Returns the number of packets, or 0 for a read it cannot parse or that does not
-    /// fit (counted by the caller). ``prepare(_:count:)`` and ``writeSegment(_:of:from:into:)``
+    /// fit (counted by the caller). ``prepare(_:count:)`` and `writeSegment(_:of:from:into:)`
     /// in one call.
     @inline(__always)
     public static func segment(

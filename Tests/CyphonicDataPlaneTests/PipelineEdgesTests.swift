@@ -233,16 +233,22 @@ import Testing
         #expect(dropped <= total / 100, "dropped \(dropped) of \(total): \(DropReason.allCases.map { "\($0)=\(pipeline.stats.drops($0))" })")
         for p in 0..<peers {
             let opener = try keys[p].withUnsafeBytes { try AEADKey(.aes256gcm, key: $0) }
-            // In order: each sealed segment is the next expected one (or a later one, after a counted drop).
+            // In order: each sealed segment is the next expected one (or a later one, after a
+            // counted drop), and its counter is above the last one: no nonce is used twice.
+            let mine = got.filter { $0.index == UInt32(100 + p) }
+            #expect(zip(mine, mine.dropFirst()).allSatisfy { $0.counter < $1.counter })
             var at = 0
-            for m in got where m.index == UInt32(100 + p) {
+            var skipped = 0
+            for m in mine {
                 let plain = try opener.open(nonce: m.counter, aad: Array(m.datagram[0..<Header.size]), ciphertext: Array(m.datagram[Header.size...]))
                 guard let found = expected[p][at...].firstIndex(of: plain) else {
                     Issue.record("peer \(p): a segment that is not the next one cut from its reads")
                     break
                 }
+                skipped += found - at
                 at = found + 1
             }
+            #expect(skipped <= dropped, "peer \(p): \(skipped) segments missing, \(dropped) dropped")
         }
     }
 

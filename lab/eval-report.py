@@ -411,10 +411,10 @@ if load:
     L.append("")
     L.append("The initiators together use more CPU than the responder, and they share the same two cores: "
              "what they spend per GB is taken from what the responder could receive. Each one reads TCP "
-             "super-packets from its TUN, cuts them into segments, seals and sends them; in the multi-threaded "
-             "pipeline the worker holding the TUN turn stages them into batches from the pool and wakes another "
-             "worker for the rest, so its copies land in batches last touched on another core, and its threads sleep "
-             "and wake more often than the single thread does.")
+             "super-packets from its TUN, cuts them into segments straight into the slots it seals them in, and sends "
+             "them; in the multi-threaded pipeline the worker holding the TUN turn cuts them into batches from the "
+             "pool and wakes another worker for the rest, so its segments land in batches last touched on another "
+             "core, and its threads sleep and wake more often than the single thread does.")
     L.append("")
 
 if peers:

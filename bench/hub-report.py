@@ -3,6 +3,7 @@
 each figure over the rounds, then the issue's goals checked at the largest N (ratios
 are taken between figures of the same run)."""
 import csv
+import math
 import statistics
 import sys
 
@@ -37,7 +38,7 @@ for key in sorted(order, key=lambda k: (order.index((k[0], min(n for v, n in ord
     print("| %s | %d | %.2f | %.3f / %.3f | %.3f | %d | %.1f | %.2f | %d | %.3f | %s | %d | %.1f | %d / %d / %d |" % (
         key[0], key[1], t["aggregate_gbps"], t["min_gbps"], t["max_gbps"], t["jain"], t["stalled_max"],
         t["ping_loss_pct"], t["rtt_ms"], t["retransmits"], t["cpu_s_per_gb"],
-        "n/a" if t.get("init_cpu_s_per_gb", float("nan")) != t.get("init_cpu_s_per_gb", float("nan")) else "%.3f" % t["init_cpu_s_per_gb"],
+        "n/a" if math.isnan(t.get("init_cpu_s_per_gb", math.nan)) else "%.3f" % t["init_cpu_s_per_gb"],
         t["threads"], t["rss_mib"],
         t.get("resp_tun_drops", -1), t.get("resp_udp_rcvbuf_errors", -1), t.get("init_tun_drops", -1)))
 rounds = max(t["rounds"] for t in table.values())

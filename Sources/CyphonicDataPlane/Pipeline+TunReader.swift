@@ -171,13 +171,7 @@ extension Pipeline {
                 prioritized += 1
                 continue
             }
-            // A burst that touches more peers than the reserved spares cover takes
-            // whatever else the pool has free: no drop while a batch is free.
-            guard
-                let b = stagedBatch(
-                    for: current, of: peer, .outbound, in: &stager.staged,
-                    from: { stager.spares.popLast() ?? pool.tryGet(leaving: directionReserve) })
-            else {
+            guard let b = outboundBatch(for: current, of: peer, stager) else {
                 stats.drop(.queueFull)
                 k += 1
                 continue
@@ -215,6 +209,16 @@ extension Pipeline {
         stats.prioritySent.add(UInt64(prioritized))
     }
 
+    /// The batch of this burst that `session`'s next packets go into: its partial one, or
+    /// a spare. A burst that touches more peers than the reserved spares cover takes
+    /// whatever else the pool has free: no drop while a batch is free.
+    @inline(__always)
+    func outboundBatch(for session: DataSession, of peer: Peer, _ stager: TunStager) -> PacketBatch? {
+        stagedBatch(
+            for: session, of: peer, .outbound, in: &stager.staged,
+            from: { stager.spares.popLast() ?? pool.tryGet(leaving: directionReserve) })
+    }
+
     /// Stages one offload super-packet (under the peer-table lock, like the rest of the
     /// burst): routed once by its headers, its counters reserved per batch it fills, and
     /// each segment cut straight into the batch slot where it will be sealed.
@@ -227,11 +231,7 @@ extension Pipeline {
         }
         var s = 0
         while s < cut.segments {
-            guard
-                let b = stagedBatch(
-                    for: current, of: peer, .outbound, in: &stager.staged,
-                    from: { stager.spares.popLast() ?? pool.tryGet(leaving: directionReserve) })
-            else {
+            guard let b = outboundBatch(for: current, of: peer, stager) else {
                 stats.drop(.queueFull, UInt64(cut.segments - s))
                 return
             }

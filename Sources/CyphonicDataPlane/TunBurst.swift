@@ -115,18 +115,20 @@ extension Pipeline {
             let n = edges?.offloadSource?(at, TunBurst.readSize) ?? read(tun.fd, at, TunBurst.readSize)
             if n <= 0 { break }
             reads += 1
+            // The packet (or super-packet) follows the vnet header, to the end of the read.
+            let packet = (start: used + TunOffload.headerSize, length: n - TunOffload.headerSize)
             switch TunOffload.prepare(UnsafeMutableRawBufferPointer(start: at, count: n), count: n) {
             case nil:
                 stats.drop(.badHeader)
-            case .packet(let start, let length):
-                buffers.append(start: used + start, length: length, cut: nil)
+            case .packet:
+                buffers.append(start: packet.start, length: packet.length, cut: nil)
             case .superPacket(let cut):
                 if cut.segments > buffers.slots - buffers.segments {
                     stats.drop(.badHeader)
                 } else if cut.largest > maxPayload {
                     stats.drop(.tooLarge, UInt64(cut.segments))
                 } else {
-                    buffers.append(start: used + TunOffload.headerSize, length: n - TunOffload.headerSize, cut: cut)
+                    buffers.append(start: packet.start, length: packet.length, cut: cut)
                 }
             }
             used += (n + 63) & ~63

@@ -15,12 +15,12 @@ public enum TunOffload {
 
     /// What one read (`vnet header + packet`) holds, checked: one ordinary packet (its
     /// partial checksum, if the kernel left one, completed in place), or a TCP
-    /// super-packet to be cut (``Cut``). `nil` for a read that cannot be parsed (counted
-    /// by the caller).
+    /// super-packet to be cut (``Cut``). Either starts at ``headerSize`` and runs to the
+    /// end of the read. `nil` for a read that cannot be parsed (counted by the caller).
     public enum Read {
-        /// One packet, at `start` in the read, `length` bytes.
-        case packet(start: Int, length: Int)
-        /// A TCP super-packet starting at ``headerSize`` in the read.
+        /// One packet.
+        case packet
+        /// A TCP super-packet.
         case superPacket(Cut)
     }
 
@@ -60,7 +60,7 @@ public enum TunOffload {
                 let sum = onesComplementSum(UnsafeRawBufferPointer(rebasing: packet[csumStart...]), initial: 0)
                 packet.storeBytes(of: (~fold(sum)).bigEndian, toByteOffset: csumStart + csumOffset, as: UInt16.self)
             }
-            return .packet(start: headerSize, length: packet.count)
+            return .packet
         }
         guard gso == gsoTCPv4 || gso == gsoTCPv6, gsoSize > 0 else { return nil }
         let v4 = gso == gsoTCPv4
@@ -127,9 +127,10 @@ public enum TunOffload {
         switch prepare(read, count: count) {
         case nil:
             return 0
-        case .packet(let start, let length):
+        case .packet:
+            let length = count - headerSize
             guard length <= stride - offset, maxSegments >= 1 else { return 0 }
-            (out.baseAddress! + offset).copyMemory(from: read.baseAddress! + start, byteCount: length)
+            (out.baseAddress! + offset).copyMemory(from: read.baseAddress! + headerSize, byteCount: length)
             lengths[0] = length
             return 1
         case .superPacket(let cut):
